@@ -1,0 +1,69 @@
+//! Account management: `/account/password` and `/account/deactivate`.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#account-management>
+
+use axum::Router;
+use palisade_core::Result;
+use palisade_service::{UiaAuth, UiaPurpose};
+use ruma::api::client::{
+    account::{ThirdPartyIdRemovalStatus, change_password, deactivate},
+    uiaa::{AuthData, UserIdentifier},
+};
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, change_password);
+    route(router, deactivate)
+}
+
+/// Turns the client's `auth` object into the service's view of it.
+pub(super) fn uia_auth(auth: AuthData) -> UiaAuth {
+    let session = auth.session().map(str::to_owned);
+    match auth {
+        AuthData::Dummy(_) => UiaAuth::Dummy { session },
+        AuthData::Password(password) => match password.identifier {
+            UserIdentifier::Matrix(id) => {
+                UiaAuth::Password { session, user: id.user, password: password.password }
+            }
+            _ => UiaAuth::Unsupported { session },
+        },
+        _ => UiaAuth::Unsupported { session },
+    }
+}
+
+/// `POST /_matrix/client/v3/account/password`
+async fn change_password(
+    state: AppState,
+    request: Ruma<change_password::v3::Request>,
+) -> Result<change_password::v3::Response> {
+    let session = request.session()?.clone();
+    let body = request.body;
+    state
+        .uia
+        .authenticate(UiaPurpose::ChangePassword, Some(&session.user_id), body.auth.map(uia_auth))
+        .await?;
+    state.accounts.set_password(&session.user_id, &body.new_password).await?;
+    if body.logout_devices {
+        state.accounts.logout_all(&session.user_id, Some(&session.device_id)).await?;
+    }
+    Ok(change_password::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/account/deactivate`
+async fn deactivate(
+    state: AppState,
+    request: Ruma<deactivate::v3::Request>,
+) -> Result<deactivate::v3::Response> {
+    let session = request.session()?.clone();
+    state
+        .uia
+        .authenticate(
+            UiaPurpose::Deactivate,
+            Some(&session.user_id),
+            request.body.auth.map(uia_auth),
+        )
+        .await?;
+    state.accounts.deactivate(&session.user_id).await?;
+    Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
+}

@@ -1,0 +1,78 @@
+//! Discovery: `/versions`, `/.well-known/matrix/{client,server}` and `/capabilities`.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#server-discovery>
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use palisade_core::{Error, Result, SUPPORTED_ROOM_VERSIONS};
+use ruma::api::{
+    client::discovery::{
+        discover_homeserver::{self, HomeserverInfo},
+        get_capabilities::{
+            self,
+            v3::{Capabilities, RoomVersionStability, RoomVersionsCapability},
+        },
+        get_supported_versions,
+    },
+    federation::discovery::discover_homeserver as discover_server,
+};
+
+use crate::{AppState, Ruma, router::route};
+
+/// Spec versions whose Client-Server API clients may rely on here.
+const SPEC_VERSIONS: &[&str] = &[
+    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
+    "v1.11", "v1.12",
+];
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, versions);
+    let router = route(router, well_known_client);
+    let router = route(router, well_known_server);
+    route(router, capabilities)
+}
+
+/// `GET /_matrix/client/versions`
+async fn versions(
+    _: AppState,
+    _: Ruma<get_supported_versions::Request>,
+) -> Result<get_supported_versions::Response> {
+    let versions = SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect();
+    Ok(get_supported_versions::Response::new(versions))
+}
+
+/// `GET /.well-known/matrix/client`: served when `public_baseurl` is configured.
+async fn well_known_client(
+    state: AppState,
+    _: Ruma<discover_homeserver::Request>,
+) -> Result<discover_homeserver::Response> {
+    let base_url = state
+        .config
+        .public_baseurl
+        .clone()
+        .ok_or_else(|| Error::not_found("No client discovery is configured"))?;
+    Ok(discover_homeserver::Response::new(HomeserverInfo::new(base_url)))
+}
+
+/// `GET /.well-known/matrix/server`: federation traffic goes to the server name itself.
+async fn well_known_server(
+    state: AppState,
+    _: Ruma<discover_server::Request>,
+) -> Result<discover_server::Response> {
+    Ok(discover_server::Response::new(state.config.server_name.clone()))
+}
+
+/// `GET /_matrix/client/v3/capabilities`
+async fn capabilities(
+    state: AppState,
+    request: Ruma<get_capabilities::v3::Request>,
+) -> Result<get_capabilities::v3::Response> {
+    request.session()?;
+    let available: BTreeMap<_, _> =
+        SUPPORTED_ROOM_VERSIONS.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
+    let mut capabilities = Capabilities::new();
+    capabilities.room_versions =
+        RoomVersionsCapability::new(state.config.default_room_version.clone(), available);
+    Ok(get_capabilities::v3::Response::new(capabilities))
+}

@@ -1,0 +1,22 @@
+//! Client-Server API endpoints, one module per area of the spec.
+
+mod account;
+mod devices;
+mod discovery;
+mod profile;
+mod register;
+mod session;
+
+use axum::Router;
+
+use crate::AppState;
+
+/// Adds every Client-Server endpoint.
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = discovery::routes(router);
+    let router = session::routes(router);
+    let router = register::routes(router);
+    let router = account::routes(router);
+    let router = devices::routes(router);
+    profile::routes(router)
+}

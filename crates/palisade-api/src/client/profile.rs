@@ -1,0 +1,99 @@
+//! Profiles: `/profile/{userId}` and its `displayname` and `avatar_url` fields.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#profiles>
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use palisade_storage::UserRow;
+use ruma::{
+    UserId,
+    api::client::profile::{
+        get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
+    },
+};
+use serde_json::json;
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, profile);
+    let router = route(router, displayname);
+    let router = route(router, avatar_url);
+    let router = route(router, set_displayname);
+    route(router, set_avatar_url)
+}
+
+async fn profile_of(state: &AppState, user_id: &UserId) -> Result<UserRow> {
+    match state.accounts.user(user_id).await? {
+        Some(user) if !user.deactivated => Ok(user),
+        _ => Err(Error::not_found("Profile was not found")),
+    }
+}
+
+fn ensure_own(request_user: &UserId, target: &UserId) -> Result<()> {
+    if request_user != target {
+        return Err(Error::forbidden("Cannot change another user's profile"));
+    }
+    Ok(())
+}
+
+/// `GET /_matrix/client/v3/profile/{userId}`
+async fn profile(
+    state: AppState,
+    request: Ruma<get_profile::v3::Request>,
+) -> Result<get_profile::v3::Response> {
+    let user = profile_of(&state, &request.body.user_id).await?;
+    let mut response = get_profile::v3::Response::new();
+    if let Some(name) = user.displayname {
+        response.set("displayname".to_owned(), json!(name));
+    }
+    if let Some(url) = user.avatar_url {
+        response.set("avatar_url".to_owned(), json!(url));
+    }
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/profile/{userId}/displayname`
+async fn displayname(
+    state: AppState,
+    request: Ruma<get_display_name::v3::Request>,
+) -> Result<get_display_name::v3::Response> {
+    let user = profile_of(&state, &request.body.user_id).await?;
+    let mut response = get_display_name::v3::Response::default();
+    response.displayname = user.displayname;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/profile/{userId}/avatar_url`
+async fn avatar_url(
+    state: AppState,
+    request: Ruma<get_avatar_url::v3::Request>,
+) -> Result<get_avatar_url::v3::Response> {
+    let user = profile_of(&state, &request.body.user_id).await?;
+    let mut response = get_avatar_url::v3::Response::default();
+    response.avatar_url = user.avatar_url.map(Into::into);
+    Ok(response)
+}
+
+/// `PUT /_matrix/client/v3/profile/{userId}/displayname`
+async fn set_displayname(
+    state: AppState,
+    request: Ruma<set_display_name::v3::Request>,
+) -> Result<set_display_name::v3::Response> {
+    let session = request.session()?;
+    ensure_own(&session.user_id, &request.body.user_id)?;
+    state.accounts.set_displayname(&session.user_id, request.body.displayname.as_deref()).await?;
+    Ok(set_display_name::v3::Response::new())
+}
+
+/// `PUT /_matrix/client/v3/profile/{userId}/avatar_url`
+async fn set_avatar_url(
+    state: AppState,
+    request: Ruma<set_avatar_url::v3::Request>,
+) -> Result<set_avatar_url::v3::Response> {
+    let session = request.session()?;
+    ensure_own(&session.user_id, &request.body.user_id)?;
+    let url = request.body.avatar_url.as_ref().map(|u| u.as_str());
+    state.accounts.set_avatar_url(&session.user_id, url).await?;
+    Ok(set_avatar_url::v3::Response::new())
+}

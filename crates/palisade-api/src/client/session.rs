@@ -1,0 +1,103 @@
+//! Sessions: `/login`, `/logout`, `/logout/all`, `/account/whoami`.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#login>
+
+use axum::Router;
+use palisade_core::{Error, ErrorKind, Result};
+use palisade_service::RateLimitedAction;
+use ruma::api::client::{
+    account::whoami,
+    session::{
+        get_login_types::{
+            self,
+            v3::{LoginType, PasswordLoginType},
+        },
+        login::{self, v3::LoginInfo},
+        logout, logout_all,
+    },
+    uiaa::UserIdentifier,
+};
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, login_types);
+    let router = route(router, login);
+    let router = route(router, logout);
+    let router = route(router, logout_all);
+    route(router, whoami)
+}
+
+/// `GET /_matrix/client/v3/login`
+async fn login_types(
+    _: AppState,
+    _: Ruma<get_login_types::v3::Request>,
+) -> Result<get_login_types::v3::Response> {
+    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]))
+}
+
+/// `POST /_matrix/client/v3/login`
+async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result<login::v3::Response> {
+    if let Some(ip) = request.client_ip {
+        state.rate_limiter.check(RateLimitedAction::Login, ip)?;
+    }
+    let body = request.body;
+    let LoginInfo::Password(password) = body.login_info else {
+        return Err(Error::new(ErrorKind::UnknownLoginType, "Unknown login type"));
+    };
+    #[expect(deprecated, reason = "clients still send the pre-r0.4 `user` field")]
+    let user = match (password.identifier, password.user) {
+        (Some(UserIdentifier::Matrix(id)), _) => id.user,
+        (None, Some(user)) => user,
+        (Some(_), _) => {
+            return Err(Error::new(ErrorKind::UnknownLoginType, "Unsupported identifier type"));
+        }
+        (None, None) => return Err(Error::new(ErrorKind::MissingParam, "Missing identifier")),
+    };
+    let login = state
+        .accounts
+        .login_with_password(
+            &user,
+            &password.password,
+            body.device_id,
+            body.initial_device_display_name,
+            request.client_ip.map(|ip| ip.to_string()),
+        )
+        .await?;
+    let mut response = login::v3::Response::new(login.user_id, login.access_token, login.device_id);
+    #[expect(deprecated, reason = "older clients read `home_server`")]
+    {
+        response.home_server = Some(state.config.server_name.clone());
+    }
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/logout`
+async fn logout(
+    state: AppState,
+    request: Ruma<logout::v3::Request>,
+) -> Result<logout::v3::Response> {
+    state.accounts.logout(request.session()?).await?;
+    Ok(logout::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/logout/all`
+async fn logout_all(
+    state: AppState,
+    request: Ruma<logout_all::v3::Request>,
+) -> Result<logout_all::v3::Response> {
+    state.accounts.logout_all(&request.session()?.user_id, None).await?;
+    Ok(logout_all::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/account/whoami`
+async fn whoami(
+    state: AppState,
+    request: Ruma<whoami::v3::Request>,
+) -> Result<whoami::v3::Response> {
+    let _ = state;
+    let session = request.session()?;
+    let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
+    response.device_id = Some(session.device_id.clone());
+    Ok(response)
+}

@@ -1,0 +1,148 @@
+//! The `Ruma<T>` extractor: authentication, body limits and parsing into a ruma request type.
+
+use std::{any::TypeId, net::SocketAddr};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, FromRequest, Path, RawPathParams, Request},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use palisade_core::{Error, ErrorKind, Result};
+use palisade_service::Session;
+use ruma::api::{
+    IncomingRequest, OutgoingResponse,
+    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
+    error::{DeserializationError, FromHttpRequestError},
+};
+
+use crate::{AppState, error::ApiError};
+
+/// A parsed, authenticated ruma request.
+pub struct Ruma<T> {
+    /// The request.
+    pub body: T,
+    /// The session behind the access token, when one was given and valid.
+    pub session: Option<Session>,
+    /// The client's address, when known.
+    pub client_ip: Option<std::net::IpAddr>,
+}
+
+impl<T> Ruma<T> {
+    /// The authenticated session; always present on endpoints that require a token.
+    pub fn session(&self) -> Result<&Session> {
+        self.session
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))
+    }
+}
+
+/// Whether an endpoint needs an access token.
+#[derive(PartialEq, Eq)]
+enum TokenRequirement {
+    Required,
+    Optional,
+    None,
+}
+
+fn token_requirement<A: 'static>() -> TokenRequirement {
+    let id = TypeId::of::<A>();
+    if id == TypeId::of::<AccessToken>() || id == TypeId::of::<AppserviceToken>() {
+        TokenRequirement::Required
+    } else if id == TypeId::of::<AccessTokenOptional>()
+        || id == TypeId::of::<AppserviceTokenOptional>()
+    {
+        TokenRequirement::Optional
+    } else {
+        TokenRequirement::None
+    }
+}
+
+/// The access token from the `Authorization` header or, deprecated, the query string.
+fn access_token(parts: &http::request::Parts) -> Option<String> {
+    if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
+        return header.to_str().ok()?.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+    }
+    #[derive(serde::Deserialize)]
+    struct Query {
+        access_token: Option<String>,
+    }
+    axum::extract::Query::<Query>::try_from_uri(&parts.uri).ok()?.0.access_token
+}
+
+fn parse_error(error: FromHttpRequestError) -> Error {
+    match error {
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            Error::bad_json(format!("Invalid request body: {e}"))
+        }
+        FromHttpRequestError::Deserialization(e) => {
+            Error::invalid_param(format!("Invalid request: {e}"))
+        }
+        FromHttpRequestError::MethodMismatch { .. } => {
+            Error::new(ErrorKind::MethodNotAllowed, "Method not allowed")
+        }
+        _ => Error::invalid_param("Invalid request"),
+    }
+}
+
+impl<T> FromRequest<AppState> for Ruma<T>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: 'static,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let client_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+
+        let raw_params =
+            <RawPathParams as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                &mut parts, state,
+            )
+            .await
+            .map_err(|_| Error::invalid_param("Invalid path"))?;
+        let path_args: Vec<String> = if raw_params.iter().next().is_none() {
+            Vec::new()
+        } else {
+            <Path<Vec<String>> as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+                &mut parts, state,
+            )
+            .await
+            .map_err(|_| Error::invalid_param("Invalid path parameter"))?
+            .0
+        };
+
+        let session = match (token_requirement::<T::Authentication>(), access_token(&parts)) {
+            (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
+            (TokenRequirement::Required, None) => {
+                return Err(Error::new(ErrorKind::MissingToken, "Missing access token").into());
+            }
+            (_, Some(token)) => Some(state.accounts.authenticate(&token).await?),
+        };
+
+        let bytes = axum::body::to_bytes(body, state.config.max_request_bytes)
+            .await
+            .map_err(|_| Error::new(ErrorKind::TooLarge, "Request body too large"))?;
+        if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            return Err(Error::new(ErrorKind::NotJson, "Content not JSON").into());
+        }
+        let http_request = http::Request::from_parts(parts, bytes);
+        let body = T::try_from_http_request(http_request, &path_args).map_err(parse_error)?;
+        Ok(Self { body, session, client_ip })
+    }
+}
+
+/// A ruma response on its way out.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(response) => response.map(|body| Body::from(Bytes::from(body))),
+            Err(e) => {
+                ApiError(Error::internal(format!("serialising response: {e}"))).into_response()
+            }
+        }
+    }
+}

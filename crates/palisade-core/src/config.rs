@@ -1,0 +1,243 @@
+//! Server configuration: a TOML file, then environment overrides for the common keys.
+//!
+//! Every key is documented in `palisade.sample.toml` at the repository root; keep the two in step.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use ruma::{OwnedServerName, RoomVersionId};
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Whether anyone may create an account through `/register`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Only administrators create accounts (CLI or admin API).
+    #[default]
+    Closed,
+    /// `/register` with `m.login.dummy` is open to anyone: development and tests only.
+    Open,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Address of the Client-Server API listener.
+    #[serde(default = "default_client_listen")]
+    pub client: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Self { client: default_client_listen() }
+    }
+}
+
+/// Request rate limits: a token bucket per client address and action.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Tokens regained per second.
+    pub per_second: f64,
+    /// Bucket size: how many requests may come in a burst.
+    pub burst: u32,
+}
+
+/// Rate limits per action.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// `/login` attempts per client address.
+    pub login: RateLimit,
+    /// `/register` attempts per client address.
+    pub registration: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        // Synapse's defaults: 0.17/s with a burst of 3.
+        let strict = RateLimit { per_second: 0.17, burst: 3 };
+        Self { login: strict, registration: strict }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The server name: the domain part of user ids and room aliases.
+    #[serde(default = "default_server_name")]
+    pub server_name: OwnedServerName,
+    /// Who may register accounts.
+    #[serde(default)]
+    pub registration: Registration,
+    /// Directory holding the database and the signing key.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Base URL clients should use, advertised in `/.well-known/matrix/client`.
+    #[serde(default)]
+    pub public_baseurl: Option<String>,
+    /// Room version of new rooms when the client does not ask for one.
+    #[serde(default = "default_room_version")]
+    pub default_room_version: RoomVersionId,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Listener addresses.
+    #[serde(default)]
+    pub listen: Listen,
+    /// Rate limits.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+fn default_server_name() -> OwnedServerName {
+    "localhost".try_into().expect("valid server name")
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./palisade-data")
+}
+
+fn default_client_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8008))
+}
+
+fn default_room_version() -> RoomVersionId {
+    RoomVersionId::V12
+}
+
+fn default_max_request_bytes() -> usize {
+    // Room for a 64 KiB event plus transaction overhead; media gets its own limit.
+    1024 * 1024
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_toml("").expect("the empty config is valid")
+    }
+}
+
+/// The environment variables that override config keys, and the key each overrides.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("PALISADE_SERVER_NAME", "server_name"),
+    ("PALISADE_REGISTRATION", "registration"),
+    ("PALISADE_DATA_DIR", "data_dir"),
+    ("PALISADE_PUBLIC_BASEURL", "public_baseurl"),
+    ("PALISADE_LISTEN_CLIENT", "listen.client"),
+];
+
+impl Config {
+    /// Parses a TOML document; absent keys take their defaults.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| Error::invalid_param(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document, then applies overrides given as `(variable, value)` pairs
+    /// (normally `std::env::vars()`), see [`ENV_OVERRIDES`].
+    pub fn from_toml_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut doc: toml::Table = toml::from_str(text)
+            .map_err(|e| Error::invalid_param(format!("invalid configuration: {e}")))?;
+        for (var, value) in env {
+            let Some((_, key)) = ENV_OVERRIDES.iter().find(|(name, _)| *name == var) else {
+                continue;
+            };
+            let mut table = &mut doc;
+            let mut parts = key.split('.').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    table.insert(part.to_owned(), toml::Value::String(value.clone()));
+                } else {
+                    table = table
+                        .entry(part)
+                        .or_insert_with(|| toml::Value::Table(Default::default()))
+                        .as_table_mut()
+                        .ok_or_else(|| Error::invalid_param(format!("`{part}` is not a table")))?;
+                }
+            }
+        }
+        let config: Config = doc
+            .try_into()
+            .map_err(|e| Error::invalid_param(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !crate::SUPPORTED_ROOM_VERSIONS.contains(&self.default_room_version) {
+            return Err(Error::invalid_param(format!(
+                "default_room_version {} is not supported",
+                self.default_room_version
+            )));
+        }
+        Ok(())
+    }
+
+    /// Path of the embedded database.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("palisade.db")
+    }
+
+    /// Path of the server's signing key.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing.key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_closed_localhost() {
+        let config = Config::default();
+        assert_eq!(config.server_name.as_str(), "localhost");
+        assert_eq!(config.registration, Registration::Closed);
+        assert_eq!(config.listen.client.to_string(), "127.0.0.1:8008");
+        assert_eq!(config.default_room_version, RoomVersionId::V12);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let env = [
+            ("PALISADE_REGISTRATION".to_owned(), "open".to_owned()),
+            ("PALISADE_LISTEN_CLIENT".to_owned(), "127.0.0.1:9999".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let config = Config::from_toml_with_env(
+            "server_name = \"example.org\"\nregistration = \"closed\"",
+            env,
+        )
+        .unwrap();
+        assert_eq!(config.server_name.as_str(), "example.org");
+        assert_eq!(config.registration, Registration::Open);
+        assert_eq!(config.listen.client.port(), 9999);
+    }
+
+    #[test]
+    fn sample_config_parses_to_the_defaults() {
+        let sample = include_str!("../../../palisade.sample.toml");
+        let config = Config::from_toml(sample).unwrap();
+        let default = Config::default();
+        assert_eq!(config.server_name, default.server_name);
+        assert_eq!(config.registration, default.registration);
+        assert_eq!(config.data_dir, default.data_dir);
+        assert_eq!(config.listen.client, default.listen.client);
+        assert_eq!(config.max_request_bytes, default.max_request_bytes);
+        assert_eq!(config.rate_limits.login.burst, default.rate_limits.login.burst);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_versions_are_refused() {
+        assert!(Config::from_toml("sever_name = \"typo\"").is_err());
+        assert!(Config::from_toml("default_room_version = \"1\"").is_err());
+    }
+}

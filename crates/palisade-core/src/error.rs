@@ -1,0 +1,112 @@
+//! The one error type of the domain. Only `palisade-api` turns it into HTTP.
+
+use std::fmt;
+
+/// What went wrong, in terms the HTTP layer maps to an `errcode` and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request is not allowed (`M_FORBIDDEN`).
+    Forbidden,
+    /// No access token was supplied (`M_MISSING_TOKEN`).
+    MissingToken,
+    /// The access token is not recognised (`M_UNKNOWN_TOKEN`).
+    UnknownToken,
+    /// The user is deactivated (`M_USER_DEACTIVATED`).
+    UserDeactivated,
+    /// The resource does not exist (`M_NOT_FOUND`).
+    NotFound,
+    /// The body is not JSON (`M_NOT_JSON`).
+    NotJson,
+    /// The JSON does not have the expected shape (`M_BAD_JSON`).
+    BadJson,
+    /// A parameter has an invalid value (`M_INVALID_PARAM`).
+    InvalidParam,
+    /// A required parameter is missing (`M_MISSING_PARAM`).
+    MissingParam,
+    /// The request is too large (`M_TOO_LARGE`).
+    TooLarge,
+    /// The password is too weak (`M_WEAK_PASSWORD`).
+    WeakPassword,
+    /// The user id is taken (`M_USER_IN_USE`).
+    UserInUse,
+    /// The user id is malformed (`M_INVALID_USERNAME`).
+    InvalidUsername,
+    /// The user id is reserved to an application service (`M_EXCLUSIVE`).
+    Exclusive,
+    /// The room alias is taken (`M_ROOM_IN_USE`).
+    RoomInUse,
+    /// The room version is not supported (`M_UNSUPPORTED_ROOM_VERSION`).
+    UnsupportedRoomVersion,
+    /// Registration is closed (`M_FORBIDDEN`, but distinct for logs and tests).
+    RegistrationDisabled,
+    /// The request was rate limited (`M_LIMIT_EXCEEDED`).
+    LimitExceeded {
+        /// How long the client should wait.
+        retry_after_ms: u64,
+    },
+    /// User-interactive authentication is needed; carries the UIA body to return with 401.
+    UserInteractiveAuth(Box<serde_json::Value>),
+    /// The endpoint is unknown (`M_UNRECOGNIZED`).
+    Unrecognized,
+    /// The endpoint exists but not with this method (`M_UNRECOGNIZED`, 405).
+    MethodNotAllowed,
+    /// The login type is not supported (`M_UNKNOWN`, 400).
+    UnknownLoginType,
+    /// The event or state cannot be applied (`M_BAD_STATE`).
+    BadState,
+    /// The server failed; details are logged, never returned (`M_UNKNOWN`, 500).
+    Internal,
+}
+
+/// A domain error: a kind and a message safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Human-readable explanation. For [`ErrorKind::Internal`] it is logged, never returned.
+    pub message: String,
+}
+
+/// Result with the domain error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+
+    /// `M_FORBIDDEN`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+
+    /// `M_NOT_FOUND`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// `M_INVALID_PARAM`.
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidParam, message)
+    }
+
+    /// `M_BAD_JSON`.
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadJson, message)
+    }
+
+    /// An internal failure; `message` is logged, not shown.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for Error {}

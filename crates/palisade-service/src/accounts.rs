@@ -1,0 +1,360 @@
+//! Accounts: users, passwords, devices and access tokens.
+//!
+//! Access tokens are 256 random bits; only their SHA-256 is stored, so a leaked database holds
+//! no usable token, and lookups by hash reveal nothing a timing attacker could use.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::{
+    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
+    password_hash::{SaltString, rand_core::OsRng},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use palisade_core::{Clock, Config, Error, ErrorKind, Result};
+use palisade_storage::{AccountStore, DeviceRow, NewDevice, UserRow};
+use rand::{Rng, RngCore, distributions::Uniform};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use sha2::{Digest, Sha256};
+
+/// Who is making a request: the owner of a valid access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user.
+    pub user_id: OwnedUserId,
+    /// The device the access token belongs to.
+    pub device_id: OwnedDeviceId,
+}
+
+/// A freshly issued login.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The user logged in.
+    pub user_id: OwnedUserId,
+    /// The device created or reused.
+    pub device_id: OwnedDeviceId,
+    /// The new access token, returned to the client once and never stored.
+    pub access_token: String,
+}
+
+/// Users, passwords, devices and access tokens.
+pub struct AccountService {
+    config: Arc<Config>,
+    store: Arc<dyn AccountStore>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Minimum password length for new passwords.
+const MIN_PASSWORD_LEN: usize = 8;
+
+fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn new_access_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("pal_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn new_device_id() -> OwnedDeviceId {
+    let letters = Uniform::new_inclusive(b'A', b'Z');
+    let id: String = rand::thread_rng().sample_iter(letters).take(10).map(char::from).collect();
+    id.into()
+}
+
+/// Hashes a password with argon2id; slow on purpose, so it runs off the async threads.
+async fn hash_password(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| Error::internal(format!("argon2: {e}")))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("hashing task: {e}")))?
+}
+
+/// Checks a password against a stored hash; a missing hash is checked against a dummy so that
+/// unknown users take as long as known ones.
+async fn verify_password(password: String, hash: Option<String>) -> Result<bool> {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| {
+            DUMMY
+                .get_or_init(|| {
+                    let salt = SaltString::generate(&mut OsRng);
+                    Argon2::default()
+                        .hash_password(b"palisade-dummy-password", &salt)
+                        .expect("hashing a constant succeeds")
+                        .to_string()
+                })
+                .clone()
+        });
+        let parsed = PasswordHash::new(&hash)
+            .map_err(|e| Error::internal(format!("stored password hash unreadable: {e}")))?;
+        Ok(known && Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+    })
+    .await
+    .map_err(|e| Error::internal(format!("hashing task: {e}")))?
+}
+
+impl AccountService {
+    /// The service over `store`.
+    pub fn new(config: Arc<Config>, store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { config, store, clock }
+    }
+
+    /// Turns a localpart or full user id into a user id of this server.
+    ///
+    /// Accepts historical ids too (they may exist); use [`Self::new_user_id`] for new accounts.
+    pub fn local_user_id(&self, user: &str) -> Result<OwnedUserId> {
+        let user_id = UserId::parse_with_server_name(user.to_lowercase(), &self.config.server_name)
+            .map_err(|_| Error::new(ErrorKind::InvalidUsername, "Invalid user id"))?;
+        if user_id.server_name() != self.config.server_name {
+            return Err(Error::new(ErrorKind::InvalidUsername, "User is not local to this server"));
+        }
+        Ok(user_id)
+    }
+
+    /// Validates a requested localpart for a new account.
+    pub fn new_user_id(&self, localpart: &str) -> Result<OwnedUserId> {
+        let invalid = || {
+            Error::new(
+                ErrorKind::InvalidUsername,
+                "User ID may contain only a-z, 0-9, '.', '_', '=', '-', '/' and '+'",
+            )
+        };
+        // The grammar of new user ids (spec: appendices, user identifiers); `_` starts the
+        // namespace reserved for application services, as in Synapse.
+        let allowed =
+            |c: char| matches!(c, 'a'..='z' | '0'..='9' | '.' | '_' | '=' | '-' | '/' | '+');
+        if localpart.is_empty() || localpart.starts_with('_') || !localpart.chars().all(allowed) {
+            return Err(invalid());
+        }
+        UserId::parse_with_server_name(localpart, &self.config.server_name).map_err(|_| invalid())
+    }
+
+    /// A random user id for a registration that did not name one.
+    pub async fn generate_user_id(&self) -> Result<OwnedUserId> {
+        loop {
+            let mut bytes = [0u8; 6];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let localpart: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let user_id = self.new_user_id(&localpart)?;
+            if self.store.user(&user_id).await?.is_none() {
+                return Ok(user_id);
+            }
+        }
+    }
+
+    /// Whether a new account may take this localpart.
+    pub async fn check_available(&self, localpart: &str) -> Result<OwnedUserId> {
+        let user_id = self.new_user_id(localpart)?;
+        if self.store.user(&user_id).await?.is_some() {
+            return Err(Error::new(ErrorKind::UserInUse, "User ID already taken"));
+        }
+        Ok(user_id)
+    }
+
+    /// Creates an account.
+    pub async fn create_user(
+        &self,
+        user_id: &UserId,
+        password: Option<&str>,
+        admin: bool,
+    ) -> Result<()> {
+        let password_hash = match password {
+            Some(password) => {
+                check_password_strength(password)?;
+                Some(hash_password(password.to_owned()).await?)
+            }
+            None => None,
+        };
+        let row = UserRow {
+            user_id: user_id.to_owned(),
+            password_hash,
+            admin,
+            deactivated: false,
+            created_ts: self.clock.now_millis(),
+            displayname: Some(user_id.localpart().to_owned()),
+            avatar_url: None,
+        };
+        if !self.store.create_user(row).await? {
+            return Err(Error::new(ErrorKind::UserInUse, "User ID already taken"));
+        }
+        tracing::info!(%user_id, admin, "account created");
+        Ok(())
+    }
+
+    /// A user's account, if it exists.
+    pub async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>> {
+        self.store.user(user_id).await
+    }
+
+    /// Every account, ordered by id.
+    pub async fn users(&self) -> Result<Vec<UserRow>> {
+        self.store.users().await
+    }
+
+    /// Checks a user's password. Fails alike for an unknown user and a wrong password.
+    pub async fn check_password(&self, user_id: &UserId, password: &str) -> Result<UserRow> {
+        let user = self.store.user(user_id).await?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let valid = verify_password(password.to_owned(), hash).await?;
+        match user {
+            Some(user) if user.deactivated => {
+                Err(Error::new(ErrorKind::UserDeactivated, "This account has been deactivated"))
+            }
+            Some(user) if valid => Ok(user),
+            _ => Err(Error::forbidden("Invalid username or password")),
+        }
+    }
+
+    /// Logs in with a password: checks it, then creates (or replaces) a device and its token.
+    pub async fn login_with_password(
+        &self,
+        user: &str,
+        password: &str,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        ip: Option<String>,
+    ) -> Result<Login> {
+        let user_id = self
+            .local_user_id(user)
+            .map_err(|_| Error::forbidden("Invalid username or password"))?;
+        self.check_password(&user_id, password).await?;
+        self.create_session(&user_id, device_id, display_name, ip).await
+    }
+
+    /// Issues a new access token on a new (or replaced) device.
+    pub async fn create_session(
+        &self,
+        user_id: &UserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        ip: Option<String>,
+    ) -> Result<Login> {
+        let device_id = device_id.unwrap_or_else(new_device_id);
+        let access_token = new_access_token();
+        self.store
+            .create_device(NewDevice {
+                user_id: user_id.to_owned(),
+                device_id: device_id.clone(),
+                display_name,
+                token_hash: hash_token(&access_token),
+                now: self.clock.now_millis(),
+                ip,
+            })
+            .await?;
+        tracing::info!(%user_id, %device_id, "new session");
+        Ok(Login { user_id: user_id.to_owned(), device_id, access_token })
+    }
+
+    /// The session an access token belongs to.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Session> {
+        let owner = self.store.token_owner(&hash_token(access_token)).await?;
+        let owner =
+            owner.ok_or_else(|| Error::new(ErrorKind::UnknownToken, "Unknown access token"))?;
+        Ok(Session { user_id: owner.user_id, device_id: owner.device_id })
+    }
+
+    /// Ends one session: its device and token go.
+    pub async fn logout(&self, session: &Session) -> Result<()> {
+        self.store.delete_devices(&session.user_id, std::slice::from_ref(&session.device_id)).await?;
+        Ok(())
+    }
+
+    /// Ends every session of the user, optionally sparing one device.
+    pub async fn logout_all(&self, user_id: &UserId, keep: Option<&DeviceId>) -> Result<()> {
+        self.store.delete_all_devices(user_id, keep).await?;
+        Ok(())
+    }
+
+    /// Sets a new password.
+    pub async fn set_password(&self, user_id: &UserId, password: &str) -> Result<()> {
+        check_password_strength(password)?;
+        let hash = hash_password(password.to_owned()).await?;
+        if !self.store.set_password_hash(user_id, &hash).await? {
+            return Err(Error::not_found("No such user"));
+        }
+        tracing::info!(%user_id, "password changed");
+        Ok(())
+    }
+
+    /// Grants or revokes server admin.
+    pub async fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<()> {
+        if !self.store.set_admin(user_id, admin).await? {
+            return Err(Error::not_found("No such user"));
+        }
+        tracing::info!(%user_id, admin, "admin flag changed");
+        Ok(())
+    }
+
+    /// Deactivates an account: no more logins, every session ends, the id stays reserved.
+    pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
+        if !self.store.deactivate_user(user_id).await? {
+            return Err(Error::not_found("No such user"));
+        }
+        tracing::info!(%user_id, "account deactivated");
+        Ok(())
+    }
+
+    /// Sets or clears the display name.
+    pub async fn set_displayname(&self, user_id: &UserId, name: Option<&str>) -> Result<()> {
+        self.store.set_displayname(user_id, name).await
+    }
+
+    /// Sets or clears the avatar URL.
+    pub async fn set_avatar_url(&self, user_id: &UserId, url: Option<&str>) -> Result<()> {
+        self.store.set_avatar_url(user_id, url).await
+    }
+
+    /// A user's devices.
+    pub async fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>> {
+        self.store.devices(user_id).await
+    }
+
+    /// One device of a user, or `M_NOT_FOUND`.
+    pub async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<DeviceRow> {
+        self.store
+            .device(user_id, device_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Device not found"))
+    }
+
+    /// Renames a device, or `M_NOT_FOUND`.
+    pub async fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        name: Option<&str>,
+    ) -> Result<()> {
+        if !self.store.set_device_display_name(user_id, device_id, name).await? {
+            return Err(Error::not_found("Device not found"));
+        }
+        Ok(())
+    }
+
+    /// Deletes devices and revokes their tokens. Unknown ids are ignored, as the spec asks.
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<()> {
+        self.store.delete_devices(user_id, device_ids).await?;
+        tracing::info!(%user_id, count = device_ids.len(), "devices deleted");
+        Ok(())
+    }
+}
+
+fn check_password_strength(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(Error::new(
+            ErrorKind::WeakPassword,
+            format!("Password must be at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! User-interactive authentication: the 401 dance that guards registration and destructive
+//! account operations (deleting devices, changing the password, deactivating).
+
+use std::{collections::HashMap, sync::Arc, sync::Mutex};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use palisade_core::{Clock, Error, ErrorKind, Result};
+use rand::RngCore;
+use ruma::{OwnedUserId, UserId};
+use serde_json::json;
+
+use crate::AccountService;
+
+/// What a UIA session authorises; a session cannot be reused for another purpose or user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UiaPurpose {
+    /// Creating an account (`m.login.dummy`).
+    Register,
+    /// Deleting devices.
+    DeleteDevices,
+    /// Changing the password.
+    ChangePassword,
+    /// Deactivating the account.
+    Deactivate,
+}
+
+/// The `auth` object a client sent, already parsed by the API layer.
+#[derive(Debug, Clone)]
+pub enum UiaAuth {
+    /// `m.login.dummy`.
+    Dummy {
+        /// The session id, if any.
+        session: Option<String>,
+    },
+    /// `m.login.password` with a user identifier.
+    Password {
+        /// The session id, if any.
+        session: Option<String>,
+        /// Localpart or user id from the `m.id.user` identifier.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A stage this server does not offer.
+    Unsupported {
+        /// The session id, if any.
+        session: Option<String>,
+    },
+}
+
+impl UiaAuth {
+    fn session(&self) -> Option<&str> {
+        match self {
+            Self::Dummy { session }
+            | Self::Password { session, .. }
+            | Self::Unsupported { session } => session.as_deref(),
+        }
+    }
+}
+
+struct PendingSession {
+    purpose: UiaPurpose,
+    user_id: Option<OwnedUserId>,
+    created_ms: u64,
+}
+
+/// Sessions live this long.
+const SESSION_TTL_MS: u64 = 15 * 60 * 1000;
+
+/// Pending UIA sessions, in memory: a restart only makes a client start the dance again.
+pub struct UiaService {
+    accounts: Arc<AccountService>,
+    clock: Arc<dyn Clock>,
+    sessions: Mutex<HashMap<String, PendingSession>>,
+}
+
+impl UiaService {
+    /// A service checking passwords through `accounts`.
+    pub fn new(accounts: Arc<AccountService>, clock: Arc<dyn Clock>) -> Self {
+        Self { accounts, clock, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn stage(purpose: UiaPurpose) -> &'static str {
+        match purpose {
+            UiaPurpose::Register => "m.login.dummy",
+            _ => "m.login.password",
+        }
+    }
+
+    /// Opens a session and returns the 401 challenge, with an error added if `failure` is given.
+    fn challenge(
+        &self,
+        purpose: UiaPurpose,
+        user_id: Option<&UserId>,
+        session: Option<&str>,
+        failure: Option<&Error>,
+    ) -> Error {
+        let now = self.clock.now_millis();
+        let mut sessions = self.sessions.lock().expect("uia sessions poisoned");
+        sessions.retain(|_, s| now.saturating_sub(s.created_ms) < SESSION_TTL_MS);
+        let id = match session.filter(|id| sessions.contains_key(*id)) {
+            Some(id) => id.to_owned(),
+            None => {
+                let mut bytes = [0u8; 18];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                let id = URL_SAFE_NO_PAD.encode(bytes);
+                sessions.insert(
+                    id.clone(),
+                    PendingSession {
+                        purpose,
+                        user_id: user_id.map(ToOwned::to_owned),
+                        created_ms: now,
+                    },
+                );
+                id
+            }
+        };
+        let mut body = json!({
+            "flows": [{ "stages": [Self::stage(purpose)] }],
+            "params": {},
+            "session": id,
+            "completed": [],
+        });
+        if let Some(failure) = failure {
+            body["errcode"] = json!(match failure.kind {
+                ErrorKind::UserDeactivated => "M_USER_DEACTIVATED",
+                ErrorKind::Unrecognized => "M_UNRECOGNIZED",
+                _ => "M_FORBIDDEN",
+            });
+            body["error"] = json!(failure.message);
+        }
+        Error::new(
+            ErrorKind::UserInteractiveAuth(Box::new(body)),
+            "Additional authentication required",
+        )
+    }
+
+    /// Completes UIA for `purpose` by `user_id` (`None` while registering), or returns the
+    /// 401 challenge to send back.
+    pub async fn authenticate(
+        &self,
+        purpose: UiaPurpose,
+        user_id: Option<&UserId>,
+        auth: Option<UiaAuth>,
+    ) -> Result<()> {
+        let Some(auth) = auth else {
+            return Err(self.challenge(purpose, user_id, None, None));
+        };
+        let session = auth.session().map(str::to_owned);
+        if let Some(id) = &session {
+            let sessions = self.sessions.lock().expect("uia sessions poisoned");
+            if let Some(pending) = sessions.get(id)
+                && (pending.purpose != purpose || pending.user_id.as_deref() != user_id)
+            {
+                return Err(Error::forbidden("This session was started for another request"));
+            }
+        }
+        let outcome = match (&auth, purpose) {
+            (UiaAuth::Dummy { .. }, UiaPurpose::Register) => Ok(()),
+            (UiaAuth::Password { user, password, .. }, p) if p != UiaPurpose::Register => {
+                let user_id = user_id.ok_or_else(|| Error::forbidden("No user to authenticate"))?;
+                let claimed = self.accounts.local_user_id(user).ok();
+                if claimed.as_deref() != Some(user_id) {
+                    return Err(Error::forbidden("Requested user does not match the session"));
+                }
+                self.accounts.check_password(user_id, password).await.map(drop)
+            }
+            _ => Err(Error::new(ErrorKind::Unrecognized, "Unsupported authentication stage")),
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some(id) = session {
+                    self.sessions.lock().expect("uia sessions poisoned").remove(&id);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind == ErrorKind::Internal => Err(e),
+            Err(e) => Err(self.challenge(purpose, user_id, session.as_deref(), Some(&e))),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! `AccountStore` on SQLite.
+
+use async_trait::async_trait;
+use palisade_core::{Error, Result};
+use palisade_storage::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+use ruma::{DeviceId, OwnedDeviceId, UserId};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::Database;
+
+fn sql(e: rusqlite::Error) -> Error {
+    Error::internal(format!("sqlite: {e}"))
+}
+
+/// Parses an identifier column; a malformed one means the database was corrupted.
+fn parse_id<T: TryFrom<String>>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    T::try_from(text).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            "malformed identifier in database".into(),
+        )
+    })
+}
+
+const USER_COLUMNS: &str =
+    "user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url";
+
+fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        user_id: parse_id(row, 0)?,
+        password_hash: row.get(1)?,
+        admin: row.get(2)?,
+        deactivated: row.get(3)?,
+        created_ts: row.get(4)?,
+        displayname: row.get(5)?,
+        avatar_url: row.get(6)?,
+    })
+}
+
+const DEVICE_COLUMNS: &str = "user_id, device_id, display_name, last_seen_ts, last_seen_ip";
+
+fn device_row(row: &Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok(DeviceRow {
+        user_id: parse_id(row, 0)?,
+        device_id: parse_id::<String>(row, 1)?.into(),
+        display_name: row.get(2)?,
+        last_seen_ts: row.get(3)?,
+        last_seen_ip: row.get(4)?,
+    })
+}
+
+/// Deletes the listed devices' tokens and the devices; returns the revoked token hashes.
+fn delete_devices_where(
+    conn: &Connection,
+    user_id: &str,
+    device_ids: &[String],
+) -> Result<Vec<[u8; 32]>> {
+    let mut revoked = Vec::new();
+    let mut tokens = conn
+        .prepare_cached(
+            "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2 RETURNING token_hash",
+        )
+        .map_err(sql)?;
+    let mut devices = conn
+        .prepare_cached("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2")
+        .map_err(sql)?;
+    for device_id in device_ids {
+        let hashes = tokens
+            .query_map(params![user_id, device_id], |row| row.get::<_, [u8; 32]>(0))
+            .map_err(sql)?;
+        for hash in hashes {
+            revoked.push(hash.map_err(sql)?);
+        }
+        devices.execute(params![user_id, device_id]).map_err(sql)?;
+    }
+    Ok(revoked)
+}
+
+fn device_ids_of(conn: &Connection, user_id: &str, keep: Option<&str>) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")
+        .map_err(sql)?;
+    let ids = stmt
+        .query_map(params![user_id, keep], |row| row.get(0))
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .map_err(sql)?;
+    Ok(ids)
+}
+
+#[async_trait]
+impl AccountStore for Database {
+    async fn create_user(&self, user: UserRow) -> Result<bool> {
+        self.write(move |conn| {
+            let inserted = conn
+                .execute(
+                    &format!(
+                        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (user_id) DO NOTHING"
+                    ),
+                    params![
+                        user.user_id.as_str(),
+                        user.password_hash,
+                        user.admin,
+                        user.deactivated,
+                        user.created_ts,
+                        user.displayname,
+                        user.avatar_url
+                    ],
+                )
+                .map_err(sql)?;
+            Ok(inserted == 1)
+        })
+        .await
+    }
+
+    async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"))?
+                .query_row([user_id.as_str()], user_row)
+                .optional()
+        })
+    }
+
+    async fn users(&self) -> Result<Vec<UserRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY user_id"))?
+                .query_map([], user_row)?
+                .collect()
+        })
+    }
+
+    async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> Result<bool> {
+        let (user_id, hash) = (user_id.to_string(), hash.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
+                params![user_id, hash],
+            )
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.write(move |conn| {
+            conn.execute("UPDATE users SET admin = ?2 WHERE user_id = ?1", params![user_id, admin])
+                .map(|n| n == 1)
+                .map_err(sql)
+        })
+        .await
+    }
+
+    async fn deactivate_user(&self, user_id: &UserId) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.write(move |conn| {
+            let updated = conn
+                .execute(
+                    "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL,
+                     avatar_url = NULL WHERE user_id = ?1",
+                    [&user_id],
+                )
+                .map_err(sql)?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            let devices = device_ids_of(conn, &user_id, None)?;
+            delete_devices_where(conn, &user_id, &devices)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn set_displayname(&self, user_id: &UserId, name: Option<&str>) -> Result<()> {
+        let (user_id, name) = (user_id.to_string(), name.map(str::to_owned));
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET displayname = ?2 WHERE user_id = ?1",
+                params![user_id, name],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn set_avatar_url(&self, user_id: &UserId, url: Option<&str>) -> Result<()> {
+        let (user_id, url) = (user_id.to_string(), url.map(str::to_owned));
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET avatar_url = ?2 WHERE user_id = ?1",
+                params![user_id, url],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn create_device(&self, device: NewDevice) -> Result<()> {
+        self.write(move |conn| {
+            let user_id = device.user_id.as_str();
+            let device_id = device.device_id.as_str();
+            conn.execute(
+                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id],
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts,
+                 last_seen_ip) VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+                 ON CONFLICT (user_id, device_id) DO UPDATE SET
+                   display_name = coalesce(excluded.display_name, display_name),
+                   last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
+                params![user_id, device_id, device.display_name, device.now, device.ip],
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![device.token_hash, user_id, device_id, device.now],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_owner(&self, token_hash: &[u8; 32]) -> Result<Option<TokenOwner>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1",
+            )?
+            .query_row([token_hash], |row| {
+                Ok(TokenOwner {
+                    user_id: parse_id(row, 0)?,
+                    device_id: parse_id::<String>(row, 1)?.into(),
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ?1 ORDER BY device_id"
+            ))?
+            .query_map([user_id.as_str()], device_row)?
+            .collect()
+        })
+    }
+
+    async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<DeviceRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = ?1 AND device_id = ?2"
+            ))?
+            .query_row([user_id.as_str(), device_id.as_str()], device_row)
+            .optional()
+        })
+    }
+
+    async fn set_device_display_name(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        name: Option<&str>,
+    ) -> Result<bool> {
+        let (user_id, device_id, name) =
+            (user_id.to_string(), device_id.to_string(), name.map(str::to_owned));
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id, name],
+            )
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn touch_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        ts: u64,
+        ip: Option<&str>,
+    ) -> Result<()> {
+        let (user_id, device_id, ip) =
+            (user_id.to_string(), device_id.to_string(), ip.map(str::to_owned));
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = ?4
+                 WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id, ts, ip],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<Vec<[u8; 32]>> {
+        let user_id = user_id.to_string();
+        let device_ids: Vec<String> = device_ids.iter().map(|d| d.to_string()).collect();
+        self.write(move |conn| delete_devices_where(conn, &user_id, &device_ids)).await
+    }
+
+    async fn delete_all_devices(
+        &self,
+        user_id: &UserId,
+        keep: Option<&DeviceId>,
+    ) -> Result<Vec<[u8; 32]>> {
+        let (user_id, keep) = (user_id.to_string(), keep.map(|d| d.to_string()));
+        self.write(move |conn| {
+            let devices = device_ids_of(conn, &user_id, keep.as_deref())?;
+            delete_devices_where(conn, &user_id, &devices)
+        })
+        .await
+    }
+}

@@ -1,0 +1,124 @@
+//! Users, devices and access tokens.
+
+use async_trait::async_trait;
+use palisade_core::Result;
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The full user id.
+    pub user_id: OwnedUserId,
+    /// PHC-format argon2 hash; `None` for accounts that cannot log in with a password.
+    pub password_hash: Option<String>,
+    /// Whether the user administers the server.
+    pub admin: bool,
+    /// Whether the account is deactivated (it can no longer log in; its id stays reserved).
+    pub deactivated: bool,
+    /// Creation time, milliseconds since the epoch.
+    pub created_ts: u64,
+    /// Profile display name.
+    pub displayname: Option<String>,
+    /// Profile avatar.
+    pub avatar_url: Option<String>,
+}
+
+/// A stored device (a session of a user, with its access token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Owner.
+    pub user_id: OwnedUserId,
+    /// Device id, unique per user.
+    pub device_id: OwnedDeviceId,
+    /// Name chosen by the user.
+    pub display_name: Option<String>,
+    /// Last time the device was seen, milliseconds since the epoch.
+    pub last_seen_ts: Option<u64>,
+    /// Address the device was last seen from.
+    pub last_seen_ip: Option<String>,
+}
+
+/// A device to create together with its first access token.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// Owner.
+    pub user_id: OwnedUserId,
+    /// Device id.
+    pub device_id: OwnedDeviceId,
+    /// Initial display name.
+    pub display_name: Option<String>,
+    /// SHA-256 of the access token; the token itself is never stored.
+    pub token_hash: [u8; 32],
+    /// Creation time, milliseconds since the epoch.
+    pub now: u64,
+    /// Client address.
+    pub ip: Option<String>,
+}
+
+/// The owner of an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// The user.
+    pub user_id: OwnedUserId,
+    /// The device the token belongs to.
+    pub device_id: OwnedDeviceId,
+}
+
+/// Users, devices and access tokens.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates a user; returns `false` without change if the id is taken (even if deactivated).
+    async fn create_user(&self, user: UserRow) -> Result<bool>;
+    /// One user.
+    async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>>;
+    /// All users, ordered by id.
+    async fn users(&self) -> Result<Vec<UserRow>>;
+    /// Replaces the password hash; returns `false` if the user does not exist.
+    async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> Result<bool>;
+    /// Grants or revokes admin; returns `false` if the user does not exist.
+    async fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<bool>;
+    /// Marks the user deactivated, clears the password and profile, and removes every device
+    /// and token, in one transaction. Returns `false` if the user does not exist.
+    async fn deactivate_user(&self, user_id: &UserId) -> Result<bool>;
+    /// Sets the display name (`None` clears it).
+    async fn set_displayname(&self, user_id: &UserId, name: Option<&str>) -> Result<()>;
+    /// Sets the avatar URL (`None` clears it).
+    async fn set_avatar_url(&self, user_id: &UserId, url: Option<&str>) -> Result<()>;
+
+    /// Creates a device and its access token. A device with the same id is replaced, and its
+    /// old tokens revoked, as when a client logs in again with a known `device_id`.
+    async fn create_device(&self, device: NewDevice) -> Result<()>;
+    /// Who owns the token with this hash.
+    async fn token_owner(&self, token_hash: &[u8; 32]) -> Result<Option<TokenOwner>>;
+    /// The user's devices, ordered by id.
+    async fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>>;
+    /// One device.
+    async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<DeviceRow>>;
+    /// Renames a device; returns `false` if it does not exist.
+    async fn set_device_display_name(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        name: Option<&str>,
+    ) -> Result<bool>;
+    /// Records when and where a device was last seen.
+    async fn touch_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        ts: u64,
+        ip: Option<&str>,
+    ) -> Result<()>;
+    /// Deletes devices and their tokens; returns the token hashes revoked (for cache eviction).
+    async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<Vec<[u8; 32]>>;
+    /// Deletes every device of the user except `keep`; returns the token hashes revoked.
+    async fn delete_all_devices(
+        &self,
+        user_id: &UserId,
+        keep: Option<&DeviceId>,
+    ) -> Result<Vec<[u8; 32]>>;
+}

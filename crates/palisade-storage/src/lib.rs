@@ -1,0 +1,17 @@
+//! The storage boundary: the traits every database backend implements, and their row types.
+//!
+//! This crate holds no SQL and no engine. Services hold `Arc<dyn …Store>` and never learn which
+//! backend is behind it; each backend runs the same conformance suite.
+
+pub mod accounts;
+
+pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+
+use std::sync::Arc;
+
+/// Every store of one backend, handed to the services at start-up.
+#[derive(Clone)]
+pub struct Stores {
+    /// Users, devices and access tokens.
+    pub accounts: Arc<dyn AccountStore>,
+}

@@ -1,0 +1,76 @@
+//! The Palisade server as a library: load configuration, open storage, wire services, serve.
+//!
+//! `main.rs` is the command line over this; integration tests start servers through it too.
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use palisade_core::{Clock, Config, Error, Result, SystemClock, config::Registration};
+use palisade_service::Services;
+use tokio::net::TcpListener;
+
+/// Reads the configuration file (if any), then applies the environment overrides.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    let text = match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid_param(format!("reading {}: {e}", path.display())))?,
+        None => String::new(),
+    };
+    Config::from_toml_with_env(&text, std::env::vars())
+}
+
+/// Opens the data directory and wires the services.
+pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Services> {
+    let stores = palisade_storage_sqlite::open(&config.database_path())?;
+    Ok(Services::new(config, stores, clock))
+}
+
+/// A server bound to its listener, ready to run.
+pub struct Server {
+    services: Services,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Opens storage and binds the client listener from the configuration.
+    pub async fn bind(config: Config) -> Result<Self> {
+        let listener = TcpListener::bind(config.listen.client)
+            .await
+            .map_err(|e| Error::internal(format!("binding {}: {e}", config.listen.client)))?;
+        Self::with_listener(config, listener, Arc::new(SystemClock))
+    }
+
+    /// Uses an already bound listener and a given clock (tests bind port 0).
+    pub fn with_listener(
+        config: Config,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if config.registration == Registration::Open {
+            tracing::warn!(
+                "registration is open: anyone who can reach this server can create an account"
+            );
+        }
+        let services = open(config, clock)?;
+        Ok(Self { services, listener })
+    }
+
+    /// The address the client listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The services behind this server.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let app = palisade_api::router(self.services);
+        tracing::info!(addr = %self.listener.local_addr().map_err(|e| Error::internal(e.to_string()))?, "client API listening");
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| Error::internal(format!("server: {e}")))
+    }
+}

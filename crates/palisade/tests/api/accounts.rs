@@ -1,0 +1,263 @@
+//! Registration, login, tokens, password changes and deactivation.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::{PASSWORD, TestServer, assert_error};
+
+const REGISTER: &str = "/_matrix/client/v3/register";
+const LOGIN: &str = "/_matrix/client/v3/login";
+const WHOAMI: &str = "/_matrix/client/v3/account/whoami";
+
+#[tokio::test]
+async fn registration_is_closed_by_default() {
+    let server = TestServer::start_with(|c| c.registration = Default::default()).await;
+    let body =
+        json!({ "username": "mallory", "password": PASSWORD, "auth": { "type": "m.login.dummy" } });
+    assert_error(&server.post(REGISTER, None, body).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_error(
+        &server.get("/_matrix/client/v3/register/available?username=mallory", None).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Nothing was created: the account cannot log in.
+    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "mallory" }, "password": PASSWORD });
+    assert_error(&server.post(LOGIN, None, login).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn open_registration_uses_user_interactive_auth() {
+    let server = TestServer::start().await;
+    let (status, challenge) =
+        server.post(REGISTER, None, json!({ "username": "alice", "password": PASSWORD })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge["flows"], json!([{ "stages": ["m.login.dummy"] }]));
+    assert!(challenge["session"].is_string());
+
+    let alice = server.register("alice").await;
+    assert_eq!(alice.user_id, "@alice:localhost");
+    let (status, me) = server.get(WHOAMI, alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["user_id"], "@alice:localhost");
+    assert_eq!(me["device_id"], alice.device_id);
+
+    let again =
+        json!({ "username": "alice", "password": PASSWORD, "auth": { "type": "m.login.dummy" } });
+    assert_error(
+        &server.post(REGISTER, None, again).await,
+        StatusCode::BAD_REQUEST,
+        "M_USER_IN_USE",
+    );
+    let (status, available) =
+        server.get("/_matrix/client/v3/register/available?username=bob", None).await;
+    assert_eq!((status, available["available"].clone()), (StatusCode::OK, json!(true)));
+    assert_error(
+        &server.get("/_matrix/client/v3/register/available?username=alice", None).await,
+        StatusCode::BAD_REQUEST,
+        "M_USER_IN_USE",
+    );
+}
+
+#[tokio::test]
+async fn registration_refuses_bad_usernames_and_passwords() {
+    let server = TestServer::start().await;
+    for name in ["Alice!", "with space", "", "_reserved"] {
+        let body =
+            json!({ "username": name, "password": PASSWORD, "auth": { "type": "m.login.dummy" } });
+        assert_error(
+            &server.post(REGISTER, None, body).await,
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_USERNAME",
+        );
+    }
+    let body =
+        json!({ "username": "shorty", "password": "short", "auth": { "type": "m.login.dummy" } });
+    assert_error(
+        &server.post(REGISTER, None, body).await,
+        StatusCode::BAD_REQUEST,
+        "M_WEAK_PASSWORD",
+    );
+    let guest = json!({ "password": PASSWORD, "auth": { "type": "m.login.dummy" } });
+    let (status, _) = server
+        .call(reqwest::Method::POST, "/_matrix/client/v3/register?kind=guest", None, Some(guest))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn login_checks_passwords_and_identifiers() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+
+    let (status, flows) = server.get(LOGIN, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(flows["flows"][0]["type"], "m.login.password");
+
+    let alice = server.login("alice", Some("Laptop")).await;
+    assert_eq!(alice.user_id, "@alice:localhost");
+    let full_id = server.login("@alice:localhost", None).await;
+    assert_ne!(full_id.token, alice.token);
+    // The deprecated `user` field still works.
+    let (status, _) = server
+        .post(
+            LOGIN,
+            None,
+            json!({ "type": "m.login.password", "user": "alice", "password": PASSWORD }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let wrong = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "nope nope nope" });
+    assert_error(&server.post(LOGIN, None, wrong).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let unknown = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "nobody" }, "password": PASSWORD });
+    assert_error(&server.post(LOGIN, None, unknown).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let foreign = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "@alice:elsewhere.org" }, "password": PASSWORD });
+    assert_error(&server.post(LOGIN, None, foreign).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_error(
+        &server.post(LOGIN, None, json!({ "type": "m.login.token", "token": "abc" })).await,
+        StatusCode::BAD_REQUEST,
+        "M_UNKNOWN",
+    );
+}
+
+#[tokio::test]
+async fn login_with_a_known_device_id_replaces_its_token() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let body = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "device_id": "PHONE" });
+    let (_, first) = server.post(LOGIN, None, body.clone()).await;
+    let (_, second) = server.post(LOGIN, None, body).await;
+    assert_eq!(second["device_id"], "PHONE");
+    assert_error(
+        &server.get(WHOAMI, first["access_token"].as_str()).await,
+        StatusCode::UNAUTHORIZED,
+        "M_UNKNOWN_TOKEN",
+    );
+    assert_eq!(server.get(WHOAMI, second["access_token"].as_str()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_revoked_by_logout() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    assert_error(&server.get(WHOAMI, None).await, StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+    let (status, body) = server.get(WHOAMI, Some("pal_forged")).await;
+    assert_error(&(status, body.clone()), StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    assert_eq!(body["soft_logout"], false);
+    // The deprecated query-string token is still accepted.
+    let (status, _) = server.get(&format!("{WHOAMI}?access_token={}", alice.token), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = server.post("/_matrix/client/v3/logout", alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &server.get(WHOAMI, alice.token()).await,
+        StatusCode::UNAUTHORIZED,
+        "M_UNKNOWN_TOKEN",
+    );
+
+    let one = server.login("alice", None).await;
+    let two = server.login("alice", None).await;
+    let (status, _) = server.post("/_matrix/client/v3/logout/all", one.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    for user in [&one, &two] {
+        assert_error(
+            &server.get(WHOAMI, user.token()).await,
+            StatusCode::UNAUTHORIZED,
+            "M_UNKNOWN_TOKEN",
+        );
+    }
+}
+
+#[tokio::test]
+async fn password_change_needs_the_old_password_and_ends_other_sessions() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let other = server.login("alice", None).await;
+    let path = "/_matrix/client/v3/account/password";
+    let new_password = "an even better passphrase";
+
+    let (status, challenge) =
+        server.post(path, alice.token(), json!({ "new_password": new_password })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(challenge["flows"], json!([{ "stages": ["m.login.password"] }]));
+    let wrong = json!({ "new_password": new_password, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "not it at all", "session": challenge["session"] } });
+    let (status, body) = server.post(path, alice.token(), wrong).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errcode"], "M_FORBIDDEN");
+    // Authenticating as someone else is refused.
+    server.register("bob").await;
+    let as_bob = json!({ "new_password": new_password, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": PASSWORD } });
+    assert_eq!(server.post(path, alice.token(), as_bob).await.0, StatusCode::FORBIDDEN);
+
+    let right = json!({ "new_password": new_password, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "session": challenge["session"] } });
+    let (status, body) = server.post(path, alice.token(), right).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    assert_eq!(server.get(WHOAMI, alice.token()).await.0, StatusCode::OK);
+    assert_error(
+        &server.get(WHOAMI, other.token()).await,
+        StatusCode::UNAUTHORIZED,
+        "M_UNKNOWN_TOKEN",
+    );
+    let old = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD });
+    assert_error(&server.post(LOGIN, None, old).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let new = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": new_password });
+    assert_eq!(server.post(LOGIN, None, new).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn deactivation_ends_sessions_and_reserves_the_id() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let path = "/_matrix/client/v3/account/deactivate";
+    assert_eq!(server.post(path, alice.token(), json!({})).await.0, StatusCode::UNAUTHORIZED);
+    let auth = json!({ "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD } });
+    let (status, body) = server.post(path, alice.token(), auth).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id_server_unbind_result"], "no-support");
+
+    assert_error(
+        &server.get(WHOAMI, alice.token()).await,
+        StatusCode::UNAUTHORIZED,
+        "M_UNKNOWN_TOKEN",
+    );
+    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD });
+    assert_eq!(server.post(LOGIN, None, login).await.0, StatusCode::FORBIDDEN);
+    let again =
+        json!({ "username": "alice", "password": PASSWORD, "auth": { "type": "m.login.dummy" } });
+    assert_error(
+        &server.post(REGISTER, None, again).await,
+        StatusCode::BAD_REQUEST,
+        "M_USER_IN_USE",
+    );
+}
+
+#[tokio::test]
+async fn login_and_registration_are_rate_limited() {
+    let server = TestServer::start_with(|c| {
+        c.rate_limits.login = palisade_core::config::RateLimit { per_second: 0.01, burst: 2 };
+    })
+    .await;
+    server.register("alice").await;
+    let wrong = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "guessing guessing" });
+    for _ in 0..2 {
+        assert_eq!(server.post(LOGIN, None, wrong.clone()).await.0, StatusCode::FORBIDDEN);
+    }
+    let limited = server.post(LOGIN, None, wrong).await;
+    assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+    assert!(limited.1["retry_after_ms"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn sessions_survive_a_restart() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let config = server.config.clone();
+    let dir = server.stop().await;
+    let server = TestServer::start_on(config).await;
+    let (status, me) = server.get(WHOAMI, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["user_id"], "@alice:localhost");
+    drop(dir);
+}

@@ -1,0 +1,188 @@
+//! Starting servers and talking to them.
+
+use std::{path::Path, sync::Arc};
+
+use palisade::Server;
+use palisade_core::{Config, SystemClock, config::RateLimit};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// A server running in this process on 127.0.0.1 with its own data directory.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    _dir: Option<TempDir>,
+}
+
+/// Open registration and no practical rate limit: what most tests want.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::from_toml("registration = \"open\"").unwrap();
+    config.data_dir = data_dir.to_owned();
+    let generous = RateLimit { per_second: 1000.0, burst: 1000 };
+    config.rate_limits.login = generous;
+    config.rate_limits.registration = generous;
+    config
+}
+
+impl TestServer {
+    /// A fresh server with [`test_config`].
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh server whose config `adjust` may change.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = TempDir::new().unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let mut server = Self::start_on(config).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on an existing configuration (and data directory).
+    pub async fn start_on(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server =
+            Server::with_listener(config.clone(), listener, Arc::new(SystemClock)).unwrap();
+        let base = format!("http://{}", server.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server.run(async { drop(stopped.await) }).await.unwrap();
+        });
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            config,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: None,
+        }
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) -> Option<TempDir> {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.take().unwrap().await.unwrap();
+        self._dir.take()
+    }
+
+    /// Sends a request with an optional JSON body and token; returns status and JSON body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
+        (status, json)
+    }
+
+    /// Sends a raw body (for malformed-input tests).
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request =
+            self.http.request(method, format!("{}{path}", self.base)).body(body.to_owned());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+
+    /// Registers `localpart` through the UIA dance; returns the login.
+    pub async fn register(&self, localpart: &str) -> User {
+        let body = json!({ "username": localpart, "password": PASSWORD });
+        let (status, challenge) =
+            self.post("/_matrix/client/v3/register", None, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        let mut body = body;
+        body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
+        let (status, login) = self.post("/_matrix/client/v3/register", None, body).await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        User::from_login(&login)
+    }
+
+    /// Logs in with the test password.
+    pub async fn login(&self, localpart: &str, device_name: Option<&str>) -> User {
+        let (status, login) = self
+            .post(
+                "/_matrix/client/v3/login",
+                None,
+                json!({
+                    "type": "m.login.password",
+                    "identifier": { "type": "m.id.user", "user": localpart },
+                    "password": PASSWORD,
+                    "initial_device_display_name": device_name,
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        User::from_login(&login)
+    }
+}
+
+/// The password every test account uses.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A logged-in user.
+pub struct User {
+    pub user_id: String,
+    pub device_id: String,
+    pub token: String,
+}
+
+impl User {
+    fn from_login(login: &Value) -> Self {
+        Self {
+            user_id: login["user_id"].as_str().unwrap().to_owned(),
+            device_id: login["device_id"].as_str().unwrap().to_owned(),
+            token: login["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        Some(&self.token)
+    }
+}
+
+/// Asserts an error response's status and `errcode`.
+#[track_caller]
+pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, errcode: &str) {
+    assert_eq!(response.0, status, "{}", response.1);
+    assert_eq!(response.1["errcode"], errcode, "{}", response.1);
+}

@@ -1,0 +1,10 @@
+//! Integration tests: a real server on a loopback port, driven over HTTP.
+//!
+//! One test binary (modules below) keeps link time down.
+
+mod accounts;
+mod cli;
+mod common;
+mod devices;
+mod discovery;
+mod profile;
