@@ -262,7 +262,9 @@ impl AccountService {
 
     /// Ends one session: its device and token go.
     pub async fn logout(&self, session: &Session) -> Result<()> {
-        self.store.delete_devices(&session.user_id, std::slice::from_ref(&session.device_id)).await?;
+        self.store
+            .delete_devices(&session.user_id, std::slice::from_ref(&session.device_id))
+            .await?;
         Ok(())
     }
 
