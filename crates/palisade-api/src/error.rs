@@ -37,6 +37,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         UserInUse => (StatusCode::BAD_REQUEST, "M_USER_IN_USE"),
         InvalidUsername => (StatusCode::BAD_REQUEST, "M_INVALID_USERNAME"),
         Exclusive => (StatusCode::BAD_REQUEST, "M_EXCLUSIVE"),
+        Conflict => (StatusCode::CONFLICT, "M_UNKNOWN"),
         RoomInUse => (StatusCode::BAD_REQUEST, "M_ROOM_IN_USE"),
         UnsupportedRoomVersion => (StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION"),
         LimitExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED"),

@@ -14,6 +14,7 @@ use ruma::api::{
     IncomingRequest, OutgoingResponse,
     auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
     error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
 };
 
 use crate::{AppState, error::ApiError};
@@ -102,7 +103,7 @@ where
             )
             .await
             .map_err(|_| Error::invalid_param("Invalid path"))?;
-        let path_args: Vec<String> = if raw_params.iter().next().is_none() {
+        let mut path_args: Vec<String> = if raw_params.iter().next().is_none() {
             Vec::new()
         } else {
             <Path<Vec<String>> as axum::extract::FromRequestParts<AppState>>::from_request_parts(
@@ -112,6 +113,10 @@ where
             .map_err(|_| Error::invalid_param("Invalid path parameter"))?
             .0
         };
+        let expected = T::PATH_BUILDER.all_paths().next().map_or(0, |p| p.matches('{').count());
+        if path_args.len() < expected {
+            path_args.resize(expected, String::new());
+        }
 
         let session = match (token_requirement::<T::Authentication>(), access_token(&parts)) {
             (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,

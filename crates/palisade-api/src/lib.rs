@@ -8,6 +8,7 @@ mod client;
 pub mod error;
 mod extract;
 mod router;
+mod server;
 
 pub use extract::Ruma;
 pub use router::router;

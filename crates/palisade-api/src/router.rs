@@ -17,6 +17,7 @@ use crate::{
     AppState, client,
     error::ApiError,
     extract::{Ruma, RumaResponse},
+    server,
 };
 
 /// Registers `handler` for request type `R` at every path (r0, v3, unstable) ruma lists.
@@ -29,10 +30,19 @@ where
     Fut: Future<Output = Result<R::OutgoingResponse>> + Send,
 {
     let filter = MethodFilter::try_from(R::METHOD).expect("ruma endpoints use standard methods");
-    R::PATH_BUILDER.all_paths().fold(router, |router, path| {
+    // An empty state key may also be written as a trailing slash or left out entirely; the
+    // extractor passes the missing trailing parameter as "".
+    let builder = R::PATH_BUILDER;
+    let paths = builder.all_paths().flat_map(|path| {
+        let short = path.strip_suffix("/{state_key}");
+        [Some(path.to_owned()), short.map(str::to_owned), short.map(|p| format!("{p}/"))]
+            .into_iter()
+            .flatten()
+    });
+    paths.fold(router, |router, path| {
         let handler = handler.clone();
         router.route(
-            path,
+            &path,
             on(filter, move |State(state): State<AppState>, request: Ruma<R>| async move {
                 handler(state, request).await.map(RumaResponse).map_err(ApiError)
             }),
@@ -60,7 +70,7 @@ pub fn router(state: AppState) -> Router {
             http::header::ACCEPT,
             http::HeaderName::from_static("x-requested-with"),
         ]);
-    client::routes(Router::new())
+    server::routes(client::routes(Router::new()))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

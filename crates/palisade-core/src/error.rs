@@ -34,6 +34,8 @@ pub enum ErrorKind {
     InvalidUsername,
     /// The user id is reserved to an application service (`M_EXCLUSIVE`).
     Exclusive,
+    /// The resource already exists (`M_UNKNOWN`, 409).
+    Conflict,
     /// The room alias is taken (`M_ROOM_IN_USE`).
     RoomInUse,
     /// The room version is not supported (`M_UNSUPPORTED_ROOM_VERSION`).
@@ -95,6 +97,11 @@ impl Error {
     /// `M_BAD_JSON`.
     pub fn bad_json(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadJson, message)
+    }
+
+    /// `M_BAD_STATE`.
+    pub fn bad_state(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadState, message)
     }
 
     /// An internal failure; `message` is logged, not shown.

@@ -1,28 +1,12 @@
 //! `AccountStore` on SQLite.
 
 use async_trait::async_trait;
-use palisade_core::{Error, Result};
+use palisade_core::Result;
 use palisade_storage::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
 use ruma::{DeviceId, OwnedDeviceId, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::Database;
-
-fn sql(e: rusqlite::Error) -> Error {
-    Error::internal(format!("sqlite: {e}"))
-}
-
-/// Parses an identifier column; a malformed one means the database was corrupted.
-fn parse_id<T: TryFrom<String>>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    T::try_from(text).map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Text,
-            "malformed identifier in database".into(),
-        )
-    })
-}
+use crate::{Database, parse_id, sql};
 
 const USER_COLUMNS: &str =
     "user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url";

@@ -6,17 +6,35 @@
 
 mod accounts;
 mod database;
+mod rooms;
 mod schema;
 
 pub use database::Database;
 
 use std::{path::Path, sync::Arc};
 
-use palisade_core::Result;
+use palisade_core::{Error, Result};
 use palisade_storage::Stores;
+use rusqlite::Row;
 
 /// Opens (creating and migrating if needed) the database at `path` and returns its stores.
 pub fn open(path: &Path) -> Result<Stores> {
     let db = Arc::new(Database::open(path)?);
-    Ok(Stores { accounts: db })
+    Ok(Stores { accounts: db.clone(), rooms: db })
+}
+
+fn sql(e: rusqlite::Error) -> Error {
+    Error::internal(format!("sqlite: {e}"))
+}
+
+/// Parses an identifier column; a malformed one means the database was corrupted.
+fn parse_id<T: TryFrom<String>>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    T::try_from(text).map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            "malformed identifier in database".into(),
+        )
+    })
 }

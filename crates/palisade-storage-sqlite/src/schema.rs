@@ -33,6 +33,67 @@ const MIGRATIONS: &[&str] = &[
         FOREIGN KEY (user_id, device_id) REFERENCES devices(user_id, device_id) ON DELETE CASCADE
     ) STRICT;
     CREATE INDEX access_tokens_by_device ON access_tokens(user_id, device_id);",
+    // 2: rooms, events and state. State is stored as snapshots that are deltas over a previous
+    // snapshot (bounded chains), so a state event costs one row, not a copy of the room state.
+    "CREATE TABLE rooms (
+        room_id TEXT PRIMARY KEY NOT NULL,
+        room_version TEXT NOT NULL,
+        state_group INTEGER NOT NULL,
+        public INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE TABLE state_groups (
+        id INTEGER PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        prev_group INTEGER REFERENCES state_groups(id),
+        chain_len INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE state_group_entries (
+        group_id INTEGER NOT NULL REFERENCES state_groups(id),
+        type TEXT NOT NULL,
+        state_key TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (group_id, type, state_key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE events (
+        stream_pos INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        room_id TEXT NOT NULL REFERENCES rooms(room_id),
+        type TEXT NOT NULL,
+        state_key TEXT,
+        sender TEXT NOT NULL,
+        depth INTEGER NOT NULL,
+        origin_server_ts INTEGER NOT NULL,
+        state_group INTEGER NOT NULL REFERENCES state_groups(id),
+        json TEXT NOT NULL,
+        unsigned TEXT,
+        txn_device TEXT,
+        txn_id TEXT,
+        redacted_by TEXT
+    ) STRICT;
+    CREATE INDEX events_by_room ON events(room_id, stream_pos);
+    CREATE UNIQUE INDEX events_by_txn ON events(sender, txn_device, txn_id) WHERE txn_id IS NOT NULL;
+    CREATE TABLE room_extremities (
+        room_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        depth INTEGER NOT NULL,
+        PRIMARY KEY (room_id, event_id)
+    ) STRICT;
+    CREATE TABLE memberships (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        membership TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        stream_pos INTEGER NOT NULL,
+        forgotten INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (room_id, user_id)
+    ) STRICT;
+    CREATE INDEX memberships_by_user ON memberships(user_id);
+    CREATE TABLE room_aliases (
+        alias TEXT PRIMARY KEY NOT NULL,
+        room_id TEXT NOT NULL,
+        creator TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX room_aliases_by_room ON room_aliases(room_id);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -4,8 +4,12 @@
 //! backend is behind it; each backend runs the same conformance suite.
 
 pub mod accounts;
+pub mod rooms;
 
 pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+pub use rooms::{
+    Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
+};
 
 use std::sync::Arc;
 
@@ -14,4 +18,6 @@ use std::sync::Arc;
 pub struct Stores {
     /// Users, devices and access tokens.
     pub accounts: Arc<dyn AccountStore>,
+    /// Rooms, events and state.
+    pub rooms: Arc<dyn RoomStore>,
 }

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
 use palisade_core::{Clock, Config, Error, Result, SystemClock, config::Registration};
-use palisade_service::Services;
+use palisade_service::{Services, SigningKey};
 use tokio::net::TcpListener;
 
 /// Reads the configuration file (if any), then applies the environment overrides.
@@ -18,10 +18,38 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
     Config::from_toml_with_env(&text, std::env::vars())
 }
 
+/// Reads the server's signing key, creating it (readable by the owner only) on first start.
+fn load_or_create_signing_key(path: &Path) -> Result<SigningKey> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => SigningKey::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, serialized) = SigningKey::generate()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .map_err(|e| Error::internal(format!("creating {}: {e}", path.display())))?;
+            std::io::Write::write_all(&mut file, serialized.as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::internal(format!("writing {}: {e}", path.display())))?;
+            tracing::info!(key_id = %key.key_id(), "generated a new signing key");
+            Ok(key)
+        }
+        Err(e) => Err(Error::internal(format!("reading {}: {e}", path.display()))),
+    }
+}
+
 /// Opens the data directory and wires the services.
-pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Services> {
+pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Services> {
     let stores = palisade_storage_sqlite::open(&config.database_path())?;
-    Ok(Services::new(config, stores, clock))
+    let key = load_or_create_signing_key(&config.signing_key_path())?;
+    Services::new(config, stores, key, clock).await
 }
 
 /// A server bound to its listener, ready to run.
@@ -36,11 +64,11 @@ impl Server {
         let listener = TcpListener::bind(config.listen.client)
             .await
             .map_err(|e| Error::internal(format!("binding {}: {e}", config.listen.client)))?;
-        Self::with_listener(config, listener, Arc::new(SystemClock))
+        Self::with_listener(config, listener, Arc::new(SystemClock)).await
     }
 
     /// Uses an already bound listener and a given clock (tests bind port 0).
-    pub fn with_listener(
+    pub async fn with_listener(
         config: Config,
         listener: TcpListener,
         clock: Arc<dyn Clock>,
@@ -50,7 +78,7 @@ impl Server {
                 "registration is open: anyone who can reach this server can create an account"
             );
         }
-        let services = open(config, clock)?;
+        let services = open(config, clock).await?;
         Ok(Self { services, listener })
     }
 

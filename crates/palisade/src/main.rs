@@ -80,7 +80,7 @@ fn read_password(given: Option<String>) -> Result<String> {
 }
 
 async fn user_command(config: Config, command: UserCommand) -> Result<()> {
-    let services = open(config, Arc::new(SystemClock))?;
+    let services = open(config, Arc::new(SystemClock)).await?;
     let accounts = &services.accounts;
     let existing = |user: &str| -> Result<OwnedUserId> { accounts.local_user_id(user) };
     match command {

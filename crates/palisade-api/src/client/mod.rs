@@ -2,9 +2,12 @@
 
 mod account;
 mod devices;
+mod directory;
 mod discovery;
+mod events;
 mod profile;
 mod register;
+mod rooms;
 mod session;
 
 use axum::Router;
@@ -18,5 +21,8 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = account::routes(router);
     let router = devices::routes(router);
+    let router = rooms::routes(router);
+    let router = events::routes(router);
+    let router = directory::routes(router);
     profile::routes(router)
 }

@@ -49,7 +49,7 @@ impl TestServer {
     pub async fn start_on(config: Config) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server =
-            Server::with_listener(config.clone(), listener, Arc::new(SystemClock)).unwrap();
+            Server::with_listener(config.clone(), listener, Arc::new(SystemClock)).await.unwrap();
         let base = format!("http://{}", server.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

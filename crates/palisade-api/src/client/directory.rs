@@ -1,0 +1,170 @@
+//! Room aliases and the public room directory.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#room-aliases> and
+//! <https://spec.matrix.org/v1.19/client-server-api/#listing-rooms>
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use palisade_service::rooms::PublicRoom;
+use ruma::{
+    UInt,
+    api::client::{
+        alias::{create_alias, delete_alias, get_alias},
+        directory::{
+            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+        },
+        room::{Visibility, aliases},
+    },
+    directory::PublicRoomsChunk,
+};
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, create);
+    let router = route(router, get);
+    let router = route(router, delete);
+    let router = route(router, room_aliases);
+    let router = route(router, visibility);
+    let router = route(router, set_visibility);
+    let router = route(router, public_rooms);
+    route(router, public_rooms_filtered)
+}
+
+/// `PUT /_matrix/client/v3/directory/room/{roomAlias}`
+async fn create(
+    state: AppState,
+    request: Ruma<create_alias::v3::Request>,
+) -> Result<create_alias::v3::Response> {
+    let body = &request.body;
+    state.rooms.create_alias(&request.session()?.user_id, &body.room_alias, &body.room_id).await?;
+    Ok(create_alias::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/directory/room/{roomAlias}`
+async fn get(
+    state: AppState,
+    request: Ruma<get_alias::v3::Request>,
+) -> Result<get_alias::v3::Response> {
+    let room_id = state.rooms.alias(&request.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, vec![state.config.server_name.clone()]))
+}
+
+/// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`
+async fn delete(
+    state: AppState,
+    request: Ruma<delete_alias::v3::Request>,
+) -> Result<delete_alias::v3::Response> {
+    state.rooms.delete_alias(&request.session()?.user_id, &request.body.room_alias).await?;
+    Ok(delete_alias::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/aliases`
+async fn room_aliases(
+    state: AppState,
+    request: Ruma<aliases::v3::Request>,
+) -> Result<aliases::v3::Response> {
+    let aliases = state.rooms.aliases(&request.session()?.user_id, &request.body.room_id).await?;
+    Ok(aliases::v3::Response::new(aliases))
+}
+
+/// `GET /_matrix/client/v3/directory/list/room/{roomId}`
+async fn visibility(
+    state: AppState,
+    request: Ruma<get_room_visibility::v3::Request>,
+) -> Result<get_room_visibility::v3::Response> {
+    let public = state.rooms.is_public(&request.body.room_id).await?;
+    Ok(get_room_visibility::v3::Response::new(if public {
+        Visibility::Public
+    } else {
+        Visibility::Private
+    }))
+}
+
+/// `PUT /_matrix/client/v3/directory/list/room/{roomId}`
+async fn set_visibility(
+    state: AppState,
+    request: Ruma<set_room_visibility::v3::Request>,
+) -> Result<set_room_visibility::v3::Response> {
+    let body = &request.body;
+    let public = body.visibility == Visibility::Public;
+    state.rooms.set_public(&request.session()?.user_id, &body.room_id, public).await?;
+    Ok(set_room_visibility::v3::Response::new())
+}
+
+/// One page of the directory: offset tokens, optional search term.
+struct Page {
+    chunk: Vec<PublicRoomsChunk>,
+    next_batch: Option<String>,
+    prev_batch: Option<String>,
+    total: usize,
+}
+
+async fn page(
+    state: &AppState,
+    since: Option<&str>,
+    limit: Option<UInt>,
+    search: Option<&str>,
+) -> Result<Page> {
+    let offset = match since {
+        Some(token) => token
+            .strip_prefix('o')
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| Error::invalid_param("Invalid pagination token"))?,
+        None => 0,
+    };
+    let search = search.map(str::to_lowercase);
+    let rooms: Vec<PublicRoom> = state
+        .rooms
+        .public_rooms()
+        .await?
+        .into_iter()
+        .filter(|room| search.as_deref().is_none_or(|term| room.search_text.contains(term)))
+        .collect();
+    let total = rooms.len();
+    let limit =
+        limit.map_or(usize::MAX, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)).max(1);
+    let chunk = rooms
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|room| serde_json::from_value(room.chunk).map_err(|e| Error::internal(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let next = offset.saturating_add(chunk.len());
+    Ok(Page {
+        next_batch: (next < total).then(|| format!("o{next}")),
+        prev_batch: (offset > 0).then(|| format!("o{}", offset.saturating_sub(limit))),
+        chunk,
+        total,
+    })
+}
+
+/// `GET /_matrix/client/v3/publicRooms`
+async fn public_rooms(
+    state: AppState,
+    request: Ruma<get_public_rooms::v3::Request>,
+) -> Result<get_public_rooms::v3::Response> {
+    let body = &request.body;
+    let page = page(&state, body.since.as_deref(), body.limit, None).await?;
+    let mut response = get_public_rooms::v3::Response::new(page.chunk);
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = UInt::new(page.total as u64);
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/publicRooms`
+async fn public_rooms_filtered(
+    state: AppState,
+    request: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> Result<get_public_rooms_filtered::v3::Response> {
+    let body = &request.body;
+    let search = body.filter.generic_search_term.as_deref();
+    let page = page(&state, body.since.as_deref(), body.limit, search).await?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = UInt::new(page.total as u64);
+    Ok(response)
+}

@@ -1,0 +1,271 @@
+//! Events: send, state, redact, `/messages`, `/event`, `/context`, `/members`,
+//! `/joined_members`.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#events>
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use palisade_service::{
+    EventTemplate,
+    rooms::{EventFilter, parse_stream_token},
+};
+use palisade_storage::Direction;
+use ruma::{
+    api::{
+        Direction as ApiDirection,
+        client::{
+            context::get_context,
+            filter::{LazyLoadOptions, RoomEventFilter},
+            membership::{get_member_events, joined_members},
+            message::{get_message_events, send_message_event},
+            redact::redact_event,
+            room::get_room_event,
+            state::{get_state_event_for_key, get_state_events, send_state_event},
+        },
+    },
+    serde::Raw,
+};
+use serde_json::Value;
+
+use crate::{AppState, Ruma, client::rooms::object, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, send_message);
+    let router = route(router, send_state);
+    let router = route(router, get_state);
+    let router = route(router, get_state_event);
+    let router = route(router, redact);
+    let router = route(router, messages);
+    let router = route(router, event);
+    let router = route(router, context);
+    let router = route(router, members);
+    route(router, joined)
+}
+
+/// Wraps service JSON as a ruma `Raw`.
+fn raw<T>(value: &Value) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
+fn raws<T>(values: &[Value]) -> Result<Vec<Raw<T>>> {
+    values.iter().map(raw).collect()
+}
+
+/// The parts of a client's `RoomEventFilter` the server applies.
+pub(super) fn event_filter(filter: &RoomEventFilter) -> EventFilter {
+    EventFilter {
+        types: filter.types.clone(),
+        not_types: filter.not_types.clone(),
+        senders: filter.senders.clone(),
+        not_senders: filter.not_senders.clone(),
+        lazy_load_members: matches!(filter.lazy_load_options, LazyLoadOptions::Enabled { .. }),
+    }
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
+async fn send_message(
+    state: AppState,
+    request: Ruma<send_message_event::v3::Request>,
+) -> Result<send_message_event::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let content = Value::Object(object(body.body.json().get(), "Event content")?);
+    let template = EventTemplate::message(body.event_type.to_string(), content);
+    let event_id = state
+        .rooms
+        .send(
+            &session.user_id,
+            Some(&session.device_id),
+            &body.room_id,
+            template,
+            Some(body.txn_id.as_str()),
+        )
+        .await?;
+    Ok(send_message_event::v3::Response::new(event_id))
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+async fn send_state(
+    state: AppState,
+    request: Ruma<send_state_event::v3::Request>,
+) -> Result<send_state_event::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let content = Value::Object(object(body.body.json().get(), "Event content")?);
+    let template =
+        EventTemplate::state(body.event_type.to_string(), body.state_key.clone(), content);
+    let event_id = state.rooms.send(&session.user_id, None, &body.room_id, template, None).await?;
+    Ok(send_state_event::v3::Response::new(event_id))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/state`
+async fn get_state(
+    state: AppState,
+    request: Ruma<get_state_events::v3::Request>,
+) -> Result<get_state_events::v3::Response> {
+    let events = state.rooms.state(&request.session()?.user_id, &request.body.room_id).await?;
+    Ok(get_state_events::v3::Response::new(raws(&events)?))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
+async fn get_state_event(
+    state: AppState,
+    request: Ruma<get_state_event_for_key::v3::Request>,
+) -> Result<get_state_event_for_key::v3::Response> {
+    let body = &request.body;
+    let mut event = state
+        .rooms
+        .state_event(
+            &request.session()?.user_id,
+            &body.room_id,
+            &body.event_type.to_string(),
+            &body.state_key,
+        )
+        .await?;
+    let value = match body.format {
+        get_state_event_for_key::v3::StateEventFormat::Event => event,
+        _ => event["content"].take(),
+    };
+    let json =
+        serde_json::value::to_raw_value(&value).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(get_state_event_for_key::v3::Response::new(json))
+}
+
+/// `PUT /_matrix/client/v3/rooms/{roomId}/redact/{eventId}/{txnId}`
+async fn redact(
+    state: AppState,
+    request: Ruma<redact_event::v3::Request>,
+) -> Result<redact_event::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let event_id = state
+        .rooms
+        .redact(
+            &session.user_id,
+            &session.device_id,
+            &body.room_id,
+            &body.event_id,
+            body.reason.as_deref(),
+            body.txn_id.as_str(),
+        )
+        .await?;
+    Ok(redact_event::v3::Response::new(event_id))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/messages`
+async fn messages(
+    state: AppState,
+    request: Ruma<get_message_events::v3::Request>,
+) -> Result<get_message_events::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let direction = match body.dir {
+        ApiDirection::Backward => Direction::Backward,
+        ApiDirection::Forward => Direction::Forward,
+    };
+    let from = body.from.as_deref().map(parse_stream_token).transpose()?;
+    let to = body.to.as_deref().map(parse_stream_token).transpose()?;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let page = state
+        .rooms
+        .messages(
+            &session.user_id,
+            &session.device_id,
+            &body.room_id,
+            from,
+            to,
+            direction,
+            limit,
+            &event_filter(&body.filter),
+        )
+        .await?;
+    let mut response = get_message_events::v3::Response::new();
+    response.start = page.start;
+    response.end = page.end;
+    response.chunk = raws(&page.chunk)?;
+    response.state = raws(&page.state)?;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}`
+async fn event(
+    state: AppState,
+    request: Ruma<get_room_event::v3::Request>,
+) -> Result<get_room_event::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let event = state
+        .rooms
+        .event(&session.user_id, &session.device_id, &body.room_id, &body.event_id)
+        .await?;
+    Ok(get_room_event::v3::Response::new(raw(&event)?))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
+async fn context(
+    state: AppState,
+    request: Ruma<get_context::v3::Request>,
+) -> Result<get_context::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX).min(100);
+    let context = state
+        .rooms
+        .context(
+            &session.user_id,
+            &session.device_id,
+            &body.room_id,
+            &body.event_id,
+            limit,
+            &event_filter(&body.filter),
+        )
+        .await?;
+    let mut response = get_context::v3::Response::new();
+    response.start = Some(context.before.end.unwrap_or(context.before.start));
+    response.end = Some(context.after.end.unwrap_or(context.after.start));
+    response.events_before = raws(&context.before.chunk)?;
+    response.event = Some(raw(&context.event)?);
+    response.events_after = raws(&context.after.chunk)?;
+    response.state = raws(&context.state)?;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/members`
+async fn members(
+    state: AppState,
+    request: Ruma<get_member_events::v3::Request>,
+) -> Result<get_member_events::v3::Response> {
+    let body = &request.body;
+    let membership = body.membership.as_ref().map(|m| m.to_string());
+    let not_membership = body.not_membership.as_ref().map(|m| m.to_string());
+    let events = state
+        .rooms
+        .members(
+            &request.session()?.user_id,
+            &body.room_id,
+            membership.as_deref(),
+            not_membership.as_deref(),
+        )
+        .await?;
+    Ok(get_member_events::v3::Response::new(raws(&events)?))
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
+async fn joined(
+    state: AppState,
+    request: Ruma<joined_members::v3::Request>,
+) -> Result<joined_members::v3::Response> {
+    let members =
+        state.rooms.joined_members(&request.session()?.user_id, &request.body.room_id).await?;
+    let joined: BTreeMap<_, joined_members::v3::RoomMember> = members
+        .into_iter()
+        .map(|(user, profile)| {
+            Ok((user, serde_json::from_value(profile).map_err(|e| Error::internal(e.to_string()))?))
+        })
+        .collect::<Result<_>>()?;
+    Ok(joined_members::v3::Response::new(joined))
+}

@@ -1,0 +1,196 @@
+//! Rooms and membership: `createRoom`, `joined_rooms`, join, invite, leave, forget, kick, ban,
+//! unban.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#rooms>
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use palisade_service::{
+    EventTemplate,
+    rooms::{CreateRoom, Preset},
+};
+use ruma::api::client::{
+    membership::{
+        ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
+        joined_rooms, kick_user, leave_room, unban_user,
+    },
+    room::{Visibility, create_room},
+};
+use serde_json::{Map, Value};
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, create);
+    let router = route(router, joined);
+    let router = route(router, join_by_id);
+    let router = route(router, join_by_id_or_alias);
+    let router = route(router, invite);
+    let router = route(router, leave);
+    let router = route(router, forget);
+    let router = route(router, kick);
+    let router = route(router, ban);
+    route(router, unban)
+}
+
+/// Parses a raw JSON object the client sent.
+pub(super) fn object(json: &str, what: &str) -> Result<Map<String, Value>> {
+    serde_json::from_str(json).map_err(|_| Error::bad_json(format!("{what} must be a JSON object")))
+}
+
+/// `POST /_matrix/client/v3/createRoom`
+async fn create(
+    state: AppState,
+    request: Ruma<create_room::v3::Request>,
+) -> Result<create_room::v3::Response> {
+    let user = request.session()?.user_id.clone();
+    let body = request.body;
+    let preset = body.preset.map(|preset| match preset {
+        create_room::v3::RoomPreset::PublicChat => Ok(Preset::PublicChat),
+        create_room::v3::RoomPreset::TrustedPrivateChat => Ok(Preset::TrustedPrivateChat),
+        create_room::v3::RoomPreset::PrivateChat => Ok(Preset::PrivateChat),
+        _ => Err(Error::bad_json("Unknown preset")),
+    });
+    let mut initial_state = Vec::with_capacity(body.initial_state.len());
+    for raw in &body.initial_state {
+        let mut event = object(raw.json().get(), "initial_state event")?;
+        let kind = event
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::bad_json("initial_state event needs a type"))?
+            .to_owned();
+        let state_key =
+            event.get("state_key").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let content = event.remove("content").unwrap_or_else(|| Value::Object(Map::new()));
+        initial_state.push(EventTemplate::state(kind, state_key, content));
+    }
+    let creation_content = match &body.creation_content {
+        Some(raw) => Some(object(raw.json().get(), "creation_content")?),
+        None => None,
+    };
+    let power_level_override = match &body.power_level_content_override {
+        Some(raw) => Some(object(raw.json().get(), "power_level_content_override")?),
+        None => None,
+    };
+    let room_id = state
+        .rooms
+        .create_room(
+            &user,
+            CreateRoom {
+                version: body.room_version,
+                preset: preset.transpose()?,
+                public: body.visibility == Visibility::Public,
+                name: body.name,
+                topic: body.topic,
+                alias_localpart: body.room_alias_name,
+                invite: body.invite,
+                is_direct: body.is_direct,
+                creation_content,
+                initial_state,
+                power_level_override,
+            },
+        )
+        .await?;
+    Ok(create_room::v3::Response::new(room_id))
+}
+
+/// `GET /_matrix/client/v3/joined_rooms`
+async fn joined(
+    state: AppState,
+    request: Ruma<joined_rooms::v3::Request>,
+) -> Result<joined_rooms::v3::Response> {
+    let rooms = state.rooms.joined_rooms(&request.session()?.user_id).await?;
+    Ok(joined_rooms::v3::Response::new(rooms))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/join`
+async fn join_by_id(
+    state: AppState,
+    request: Ruma<join_room_by_id::v3::Request>,
+) -> Result<join_room_by_id::v3::Response> {
+    let user = &request.session()?.user_id;
+    let body = &request.body;
+    state.rooms.join(user, &body.room_id, body.reason.as_deref()).await?;
+    Ok(join_room_by_id::v3::Response::new(body.room_id.clone()))
+}
+
+/// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
+async fn join_by_id_or_alias(
+    state: AppState,
+    request: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<join_room_by_id_or_alias::v3::Response> {
+    let user = &request.session()?.user_id;
+    let body = &request.body;
+    let room_id = state.rooms.resolve(&body.room_id_or_alias).await?;
+    state.rooms.join(user, &room_id, body.reason.as_deref()).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/invite`
+async fn invite(
+    state: AppState,
+    request: Ruma<invite_user::v3::Request>,
+) -> Result<invite_user::v3::Response> {
+    let sender = &request.session()?.user_id;
+    let body = &request.body;
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = &body.recipient else {
+        return Err(Error::forbidden("Third-party invites are not supported"));
+    };
+    state
+        .rooms
+        .invite(sender, &body.room_id, &recipient.user_id, recipient.reason.as_deref())
+        .await?;
+    Ok(invite_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/leave`
+async fn leave(
+    state: AppState,
+    request: Ruma<leave_room::v3::Request>,
+) -> Result<leave_room::v3::Response> {
+    let user = &request.session()?.user_id;
+    state.rooms.leave(user, &request.body.room_id, request.body.reason.as_deref()).await?;
+    Ok(leave_room::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/forget`
+async fn forget(
+    state: AppState,
+    request: Ruma<forget_room::v3::Request>,
+) -> Result<forget_room::v3::Response> {
+    state.rooms.forget(&request.session()?.user_id, &request.body.room_id).await?;
+    Ok(forget_room::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/kick`
+async fn kick(
+    state: AppState,
+    request: Ruma<kick_user::v3::Request>,
+) -> Result<kick_user::v3::Response> {
+    let sender = &request.session()?.user_id;
+    let body = &request.body;
+    state.rooms.kick(sender, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/ban`
+async fn ban(
+    state: AppState,
+    request: Ruma<ban_user::v3::Request>,
+) -> Result<ban_user::v3::Response> {
+    let sender = &request.session()?.user_id;
+    let body = &request.body;
+    state.rooms.ban(sender, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/unban`
+async fn unban(
+    state: AppState,
+    request: Ruma<unban_user::v3::Request>,
+) -> Result<unban_user::v3::Response> {
+    let sender = &request.session()?.user_id;
+    let body = &request.body;
+    state.rooms.unban(sender, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    Ok(unban_user::v3::Response::new())
+}

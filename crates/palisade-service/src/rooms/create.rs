@@ -1,0 +1,246 @@
+//! `createRoom`: the create event and the initial state, in the order Synapse sends them.
+
+use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
+use palisade_storage::RoomSnapshot;
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use serde_json::{Map, Value, json};
+
+use super::{EventTemplate, RoomService, rules_of};
+
+/// The presets of `createRoom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// Invite only; invitees are ordinary members.
+    PrivateChat,
+    /// Invite only; invitees get the creator's power.
+    TrustedPrivateChat,
+    /// Anyone may join.
+    PublicChat,
+}
+
+/// What a client asks `createRoom` for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRoom {
+    /// Room version; the configured default when absent.
+    pub version: Option<ruma::RoomVersionId>,
+    /// Preset; from the visibility when absent.
+    pub preset: Option<Preset>,
+    /// Whether to list the room in the public directory.
+    pub public: bool,
+    /// `m.room.name`.
+    pub name: Option<String>,
+    /// `m.room.topic`.
+    pub topic: Option<String>,
+    /// Localpart of a canonical alias to create.
+    pub alias_localpart: Option<String>,
+    /// Users to invite.
+    pub invite: Vec<OwnedUserId>,
+    /// Whether the invites are for a direct chat.
+    pub is_direct: bool,
+    /// Extra keys for the create event's content.
+    pub creation_content: Option<Map<String, Value>>,
+    /// State events sent after the preset's, overriding them.
+    pub initial_state: Vec<EventTemplate>,
+    /// Keys replacing the default power levels.
+    pub power_level_override: Option<Map<String, Value>>,
+}
+
+impl RoomService {
+    /// The alias `#localpart:server`, validated.
+    pub fn local_alias(&self, localpart: &str) -> Result<OwnedRoomAliasId> {
+        if localpart.is_empty()
+            || localpart.contains(':')
+            || localpart.contains(char::is_whitespace)
+        {
+            return Err(Error::invalid_param("Invalid alias"));
+        }
+        RoomAliasId::parse(format!("#{localpart}:{}", self.config.server_name))
+            .map_err(|_| Error::invalid_param("Invalid alias"))
+    }
+
+    /// Creates a room and its initial state; returns the room id.
+    pub async fn create_room(&self, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId> {
+        let version =
+            request.version.clone().unwrap_or_else(|| self.config.default_room_version.clone());
+        if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
+            return Err(Error::new(
+                ErrorKind::UnsupportedRoomVersion,
+                format!("Room version {version} is not supported"),
+            ));
+        }
+        let rules = rules_of(&version)?;
+        let alias = match &request.alias_localpart {
+            Some(localpart) => {
+                let alias = self.local_alias(localpart)?;
+                if self.store.alias(&alias).await?.is_some() {
+                    return Err(Error::new(ErrorKind::RoomInUse, "Room alias already taken"));
+                }
+                Some(alias)
+            }
+            None => None,
+        };
+        for template in &request.initial_state {
+            if !template.content.is_object() {
+                return Err(Error::bad_json("initial_state content must be an object"));
+            }
+        }
+
+        let mut create_content = request.creation_content.clone().unwrap_or_default();
+        create_content.insert("room_version".into(), json!(version.as_str()));
+        if !rules.authorization.use_room_create_sender {
+            create_content.insert("creator".into(), json!(creator));
+        }
+        let mut room = RoomSnapshot {
+            version: version.clone(),
+            state_group: 0,
+            state: Default::default(),
+            extremities: Vec::new(),
+        };
+        let room_id_field = (!rules.authorization.room_create_event_id_as_room_id)
+            .then(|| RoomId::new_v1(&self.config.server_name));
+        let create = EventTemplate::state("m.room.create", "", Value::Object(create_content));
+        let (pdu, object) = self.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
+        let room_id = pdu.room()?;
+        self.authorize(&room, &pdu, &rules).await?;
+
+        let handle = self.handle(&room_id);
+        let mut guard = handle.lock_owned().await;
+        self.persist(&mut room, pdu, object, None, Some(version)).await?;
+
+        let preset = request.preset.unwrap_or(if request.public {
+            Preset::PublicChat
+        } else {
+            Preset::PrivateChat
+        });
+        let result = self
+            .initial_state(&mut room, &room_id, creator, &request, preset, alias.as_ref())
+            .await;
+        *guard = Some(room);
+        drop(guard);
+        result?;
+
+        if let Some(alias) = &alias {
+            self.store.create_alias(alias, &room_id, creator).await?;
+        }
+        if request.public {
+            self.store.set_public(&room_id, true).await?;
+        }
+        tracing::info!(%room_id, %creator, "room created");
+        Ok(room_id)
+    }
+
+    async fn initial_state(
+        &self,
+        room: &mut RoomSnapshot,
+        room_id: &RoomId,
+        creator: &UserId,
+        request: &CreateRoom,
+        preset: Preset,
+        alias: Option<&OwnedRoomAliasId>,
+    ) -> Result<()> {
+        let rules = rules_of(&room.version)?;
+        let join = self.member_content("join", creator, None).await?;
+        self.append(
+            room,
+            room_id,
+            creator,
+            EventTemplate::state("m.room.member", creator.as_str(), join),
+            None,
+        )
+        .await?;
+
+        let mut users = Map::new();
+        if !rules.authorization.explicitly_privilege_room_creators {
+            users.insert(creator.to_string(), json!(100));
+        }
+        if preset == Preset::TrustedPrivateChat {
+            for invitee in &request.invite {
+                users.insert(invitee.to_string(), json!(100));
+            }
+        }
+        let mut power_levels = json!({
+            "users": users,
+            "users_default": 0,
+            "events": {
+                "m.room.name": 50,
+                "m.room.power_levels": 100,
+                "m.room.history_visibility": 100,
+                "m.room.canonical_alias": 50,
+                "m.room.avatar": 50,
+                "m.room.tombstone": 100,
+                "m.room.server_acl": 100,
+                "m.room.encryption": 100,
+            },
+            "events_default": 0,
+            "state_default": 50,
+            "ban": 50,
+            "kick": 50,
+            "redact": 50,
+            "invite": if preset == Preset::PublicChat { 0 } else { 50 },
+            "historical": 100,
+        });
+        if let Some(overrides) = &request.power_level_override {
+            for (key, value) in overrides {
+                power_levels[key] = value.clone();
+            }
+        }
+        let mut events = vec![EventTemplate::state("m.room.power_levels", "", power_levels)];
+        if let Some(alias) = alias {
+            events.push(EventTemplate::state(
+                "m.room.canonical_alias",
+                "",
+                json!({ "alias": alias }),
+            ));
+        }
+        let join_rule = if preset == Preset::PublicChat { "public" } else { "invite" };
+        let mut preset_state = vec![
+            EventTemplate::state("m.room.join_rules", "", json!({ "join_rule": join_rule })),
+            EventTemplate::state(
+                "m.room.history_visibility",
+                "",
+                json!({ "history_visibility": "shared" }),
+            ),
+        ];
+        if preset != Preset::PublicChat {
+            preset_state.push(EventTemplate::state(
+                "m.room.guest_access",
+                "",
+                json!({ "guest_access": "can_join" }),
+            ));
+        }
+        for template in &request.initial_state {
+            match preset_state
+                .iter_mut()
+                .find(|t| t.kind == template.kind && t.state_key == template.state_key)
+            {
+                Some(existing) => *existing = template.clone(),
+                None => preset_state.push(template.clone()),
+            }
+        }
+        events.extend(preset_state);
+        if let Some(name) = &request.name {
+            events.push(EventTemplate::state("m.room.name", "", json!({ "name": name })));
+        }
+        if let Some(topic) = &request.topic {
+            events.push(EventTemplate::state("m.room.topic", "", json!({ "topic": topic })));
+        }
+        for template in events {
+            self.append(room, room_id, creator, template, None).await?;
+        }
+        for invitee in &request.invite {
+            let mut content = self.member_content("invite", invitee, None).await?;
+            if request.is_direct {
+                content["is_direct"] = json!(true);
+            }
+            self.append(
+                room,
+                room_id,
+                creator,
+                EventTemplate::state("m.room.member", invitee.as_str(), content),
+                None,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Room aliases and the public room directory.
+
+use palisade_core::{Error, ErrorKind, Result};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use serde_json::{Value, json};
+
+use super::{EventTemplate, RoomService};
+
+/// One room of the public directory.
+#[derive(Debug, Clone)]
+pub struct PublicRoom {
+    /// The room's entry in the `/publicRooms` format.
+    pub chunk: Value,
+    /// Text searched by `generic_search_term`.
+    pub search_text: String,
+}
+
+impl RoomService {
+    fn ensure_local_alias(&self, alias: &RoomAliasId) -> Result<()> {
+        if alias.server_name() != self.config.server_name {
+            return Err(Error::invalid_param("Alias must be on this server"));
+        }
+        Ok(())
+    }
+
+    /// Whether `user` could send `template` in the room now (a dry run of the pipeline).
+    pub async fn is_allowed(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        template: EventTemplate,
+    ) -> Result<bool> {
+        let guard = self.lock_room(room_id).await?;
+        let room = guard.as_ref().expect("lock_room loads the room");
+        let rules = super::rules_of(&room.version)?;
+        let (pdu, _) = self.build(room, Some(room_id), user, template, &rules)?;
+        match self.authorize(room, &pdu, &rules).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind == ErrorKind::Forbidden => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Maps a local alias to a room the user is in.
+    pub async fn create_alias(
+        &self,
+        user: &UserId,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+    ) -> Result<()> {
+        self.ensure_local_alias(alias)?;
+        if self.read_bound(user, room_id).await.ok() != Some(None) {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        if !self.store.create_alias(alias, room_id, user).await? {
+            return Err(Error::new(ErrorKind::Conflict, "Room alias already exists"));
+        }
+        Ok(())
+    }
+
+    /// The room an alias points to.
+    pub async fn alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+        self.store
+            .alias(alias)
+            .await?
+            .map(|(room, _)| room)
+            .ok_or_else(|| Error::not_found("Room alias not found"))
+    }
+
+    /// Removes an alias: its creator, a server admin, or a room member allowed to change the
+    /// canonical alias may.
+    pub async fn delete_alias(&self, user: &UserId, alias: &RoomAliasId) -> Result<()> {
+        let (room_id, creator) = self
+            .store
+            .alias(alias)
+            .await?
+            .ok_or_else(|| Error::not_found("Room alias not found"))?;
+        let admin = self.accounts.user(user).await?.is_some_and(|u| u.admin);
+        let allowed = creator == user
+            || admin
+            || (self.read_bound(user, &room_id).await.ok() == Some(None)
+                && self
+                    .is_allowed(
+                        user,
+                        &room_id,
+                        EventTemplate::state("m.room.canonical_alias", "", json!({})),
+                    )
+                    .await?);
+        if !allowed {
+            return Err(Error::forbidden("You may not remove this alias"));
+        }
+        self.store.delete_alias(alias).await?;
+        Ok(())
+    }
+
+    /// The local aliases of a room the user may read.
+    pub async fn aliases(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        self.read_bound(user, room_id).await?;
+        self.store.aliases_of_room(room_id).await
+    }
+
+    /// Whether a room is listed in the directory; `M_NOT_FOUND` for unknown rooms.
+    pub async fn is_public(&self, room_id: &RoomId) -> Result<bool> {
+        if self.current_state(room_id).await?.is_none() {
+            return Err(Error::not_found("Unknown room"));
+        }
+        self.store.is_public(room_id).await
+    }
+
+    /// Lists or unlists a room; needs the power to change the canonical alias.
+    pub async fn set_public(&self, user: &UserId, room_id: &RoomId, public: bool) -> Result<()> {
+        if self.current_state(room_id).await?.is_none() {
+            return Err(Error::not_found("Unknown room"));
+        }
+        let allowed = self.read_bound(user, room_id).await.ok() == Some(None)
+            && self
+                .is_allowed(
+                    user,
+                    room_id,
+                    EventTemplate::state("m.room.canonical_alias", "", json!({})),
+                )
+                .await?;
+        if !allowed {
+            return Err(Error::forbidden("You may not change this room's visibility"));
+        }
+        self.store.set_public(room_id, public).await
+    }
+
+    /// The rooms of the public directory, with their summaries.
+    pub async fn public_rooms(&self) -> Result<Vec<PublicRoom>> {
+        let mut rooms = Vec::new();
+        for room_id in self.store.public_rooms().await? {
+            let Some(state) = self.current_state(&room_id).await? else { continue };
+            let content = |kind: &str| {
+                let id = state.get(&(kind.to_owned(), String::new())).cloned();
+                async move {
+                    match id {
+                        Some(id) => self.event_content(&id).await.map(Some),
+                        None => Ok(None),
+                    }
+                }
+            };
+            let field =
+                |content: Option<Value>, key: &str| content.and_then(|c| c.get(key).cloned());
+            let name = field(content("m.room.name").await?, "name");
+            let topic = field(content("m.room.topic").await?, "topic");
+            let alias = field(content("m.room.canonical_alias").await?, "alias");
+            let avatar = field(content("m.room.avatar").await?, "url");
+            let join_rule = field(content("m.room.join_rules").await?, "join_rule");
+            let history = field(content("m.room.history_visibility").await?, "history_visibility");
+            let guest = field(content("m.room.guest_access").await?, "guest_access");
+            let room_type = field(content("m.room.create").await?, "type");
+            let joined = self
+                .store
+                .members(&room_id)
+                .await?
+                .iter()
+                .filter(|m| m.membership == "join")
+                .count();
+            let mut chunk = json!({
+                "room_id": room_id,
+                "num_joined_members": joined,
+                "world_readable": history.as_ref().and_then(Value::as_str) == Some("world_readable"),
+                "guest_can_join": guest.as_ref().and_then(Value::as_str) == Some("can_join"),
+                "join_rule": join_rule.unwrap_or_else(|| json!("invite")),
+            });
+            for (key, value) in [
+                ("name", &name),
+                ("topic", &topic),
+                ("canonical_alias", &alias),
+                ("avatar_url", &avatar),
+                ("room_type", &room_type),
+            ] {
+                if let Some(value) = value {
+                    chunk[key] = value.clone();
+                }
+            }
+            let search_text = [name, topic, alias]
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_lowercase))
+                .collect::<Vec<_>>()
+                .join(" ");
+            rooms.push(PublicRoom { chunk, search_text });
+        }
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.chunk["num_joined_members"].as_u64()));
+        Ok(rooms)
+    }
+}

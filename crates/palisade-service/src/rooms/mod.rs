@@ -1,0 +1,489 @@
+//! Rooms: the event pipeline and everything clients do with rooms.
+//!
+//! Every event a room stores goes through [`RoomService::append`] under the room's lock:
+//! built as a full PDU (prev/auth events, depth, content hash, signature, reference-hash id),
+//! checked against the room version's authorization rules with ruma-state-res, then committed
+//! with its state snapshot in one transaction before anyone is told about it. Federation will
+//! enter the same path after building nothing: it starts at the checks.
+
+mod create;
+mod directory;
+mod membership;
+pub mod pdu;
+mod read;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex as SyncMutex},
+};
+
+use palisade_core::{Clock, Config, Error, ErrorKind, Result};
+use palisade_storage::{NewEvent, RoomSnapshot, RoomStore};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId,
+    RoomId, RoomVersionId, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res,
+};
+use serde_json::Value;
+use tokio::sync::{Mutex, watch};
+
+pub use create::{CreateRoom, Preset};
+pub use directory::PublicRoom;
+pub use pdu::Pdu;
+pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
+
+use crate::{AccountService, keys::SigningKey};
+
+/// An event a local user asks to send, before it becomes a PDU.
+#[derive(Debug, Clone)]
+pub struct EventTemplate {
+    /// Event type.
+    pub kind: String,
+    /// State key, for state events.
+    pub state_key: Option<String>,
+    /// Content: a JSON object.
+    pub content: Value,
+}
+
+impl EventTemplate {
+    /// A state event.
+    pub fn state(kind: impl Into<String>, state_key: impl Into<String>, content: Value) -> Self {
+        Self { kind: kind.into(), state_key: Some(state_key.into()), content }
+    }
+
+    /// A timeline (non-state) event.
+    pub fn message(kind: impl Into<String>, content: Value) -> Self {
+        Self { kind: kind.into(), state_key: None, content }
+    }
+}
+
+/// Largest PDU, in bytes of canonical JSON (spec: size limits).
+const MAX_PDU_BYTES: usize = 65_535;
+/// Most `prev_events` a new event points at.
+const MAX_PREV_EVENTS: usize = 20;
+
+/// A room's cached state, behind the room's pipeline lock.
+type RoomHandle = Arc<Mutex<Option<RoomSnapshot>>>;
+
+/// Rooms, their events and their state.
+pub struct RoomService {
+    config: Arc<Config>,
+    store: Arc<dyn RoomStore>,
+    accounts: Arc<AccountService>,
+    key: Arc<SigningKey>,
+    clock: Arc<dyn Clock>,
+    handles: SyncMutex<HashMap<OwnedRoomId, RoomHandle>>,
+    stream: watch::Sender<u64>,
+}
+
+fn forbidden_from_auth(reason: String) -> Error {
+    Error::forbidden(format!("Event not authorized: {reason}"))
+}
+
+pub(crate) fn rules_of(version: &RoomVersionId) -> Result<RoomVersionRules> {
+    version.rules().ok_or_else(|| {
+        Error::new(
+            ErrorKind::UnsupportedRoomVersion,
+            format!("Room version {version} is not supported"),
+        )
+    })
+}
+
+impl RoomService {
+    /// The service over `store`, signing with `key`.
+    pub async fn new(
+        config: Arc<Config>,
+        store: Arc<dyn RoomStore>,
+        accounts: Arc<AccountService>,
+        key: Arc<SigningKey>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let (stream, _) = watch::channel(store.max_stream_pos().await?);
+        Ok(Self {
+            config,
+            store,
+            accounts,
+            key,
+            clock,
+            handles: SyncMutex::new(HashMap::new()),
+            stream,
+        })
+    }
+
+    /// Subscribes to the stream position: it changes after every committed event.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.stream.subscribe()
+    }
+
+    fn handle(&self, room_id: &RoomId) -> RoomHandle {
+        self.handles
+            .lock()
+            .expect("room handles poisoned")
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Locks a known room for appending, loading its state on first use.
+    async fn lock_room(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Option<RoomSnapshot>>> {
+        let mut guard = self.handle(room_id).lock_owned().await;
+        if guard.is_none() {
+            *guard = self.store.room_snapshot(room_id).await?;
+        }
+        if guard.is_none() {
+            return Err(Error::not_found("Unknown room"));
+        }
+        Ok(guard)
+    }
+
+    /// Builds, authorizes and stores one event from a local user in a locked room.
+    async fn append(
+        &self,
+        room: &mut RoomSnapshot,
+        room_id: &RoomId,
+        sender: &UserId,
+        template: EventTemplate,
+        txn: Option<(OwnedDeviceId, String)>,
+    ) -> Result<OwnedEventId> {
+        let rules = rules_of(&room.version)?;
+        let (pdu, json) = self.build(room, Some(room_id), sender, template, &rules)?;
+        self.authorize(room, &pdu, &rules).await?;
+        self.persist(room, pdu, json, txn, None).await
+    }
+
+    /// Sends an event as a local user, idempotently per device and transaction id.
+    pub async fn send(
+        &self,
+        sender: &UserId,
+        device: Option<&ruma::DeviceId>,
+        room_id: &RoomId,
+        template: EventTemplate,
+        txn_id: Option<&str>,
+    ) -> Result<OwnedEventId> {
+        let txn = device.zip(txn_id).map(|(d, t)| (d.to_owned(), t.to_owned()));
+        if let Some((device, txn_id)) = &txn
+            && let Some(existing) = self.store.event_for_txn(sender, device, txn_id).await?
+        {
+            return Ok(existing);
+        }
+        let mut guard = self.lock_room(room_id).await.map_err(|e| match e.kind {
+            ErrorKind::NotFound => Error::forbidden("You are not in this room"),
+            _ => e,
+        })?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        // Re-check under the lock: a retry may have raced the first attempt.
+        if let Some((device, txn_id)) = &txn
+            && let Some(existing) = self.store.event_for_txn(sender, device, txn_id).await?
+        {
+            return Ok(existing);
+        }
+        self.append(room, room_id, sender, template, txn).await
+    }
+
+    /// Turns a template into a signed PDU of the room's version.
+    fn build(
+        &self,
+        room: &RoomSnapshot,
+        room_id: Option<&RoomId>,
+        sender: &UserId,
+        template: EventTemplate,
+        rules: &RoomVersionRules,
+    ) -> Result<(Pdu, CanonicalJsonObject)> {
+        let kind = TimelineEventType::from(template.kind.as_str());
+        if !template.content.is_object() {
+            return Err(Error::bad_json("Event content must be an object"));
+        }
+        let content = CanonicalJsonValue::try_from(template.content.clone())
+            .map_err(|e| Error::bad_json(format!("Content is not canonical JSON: {e}")))?;
+        let raw_content = serde_json::value::to_raw_value(&template.content)
+            .map_err(|e| Error::bad_json(e.to_string()))?;
+        let auth_types = state_res::auth_types_for_event(
+            &kind,
+            sender,
+            template.state_key.as_deref(),
+            &raw_content,
+            &rules.authorization,
+        )
+        .map_err(Error::bad_json)?;
+        let auth_events: Vec<CanonicalJsonValue> = auth_types
+            .iter()
+            .filter_map(|(t, k)| room.state.get(&(t.to_string(), k.clone())))
+            .map(|id| CanonicalJsonValue::String(id.to_string()))
+            .collect();
+        let mut prevs = room.extremities.clone();
+        prevs.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
+        prevs.truncate(MAX_PREV_EVENTS);
+        let depth = prevs.iter().map(|(_, d)| *d).max().map_or(1, |d| d.saturating_add(1));
+
+        let mut object = CanonicalJsonObject::new();
+        object.insert("auth_events".into(), CanonicalJsonValue::Array(auth_events));
+        object.insert("content".into(), content);
+        object.insert(
+            "depth".into(),
+            CanonicalJsonValue::Integer(
+                ruma::Int::try_from(depth).map_err(|_| Error::internal("depth overflow"))?,
+            ),
+        );
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(
+                ruma::Int::try_from(self.clock.now_millis()).unwrap_or_default(),
+            ),
+        );
+        object.insert(
+            "prev_events".into(),
+            CanonicalJsonValue::Array(
+                prevs.iter().map(|(id, _)| CanonicalJsonValue::String(id.to_string())).collect(),
+            ),
+        );
+        if let Some(room_id) = room_id {
+            object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+        }
+        object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+        object.insert("type".into(), CanonicalJsonValue::String(template.kind.clone()));
+        if let Some(state_key) = &template.state_key {
+            object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
+        }
+        if kind == TimelineEventType::RoomRedaction
+            && !rules.redaction.keep_room_redaction_redacts
+            && let Some(redacts) = template.content.get("redacts")
+        {
+            object.insert(
+                "redacts".into(),
+                CanonicalJsonValue::try_from(redacts.clone())
+                    .map_err(|e| Error::bad_json(e.to_string()))?,
+            );
+        }
+
+        let size = serde_json::to_string(&object).map(|s| s.len()).unwrap_or(usize::MAX);
+        if size > MAX_PDU_BYTES {
+            return Err(Error::new(ErrorKind::TooLarge, "Event is too large"));
+        }
+        ruma::signatures::hash_and_sign_event(
+            self.config.server_name.as_str(),
+            self.key.pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::internal(format!("signing event: {e}")))?;
+        let hash = ruma::signatures::reference_hash(&object, rules).map_err(|e| match e {
+            ruma::signatures::JsonError::PduTooLarge => {
+                Error::new(ErrorKind::TooLarge, "Event is too large")
+            }
+            e => Error::internal(format!("hashing event: {e}")),
+        })?;
+        let event_id =
+            EventId::parse(format!("${hash}")).map_err(|e| Error::internal(e.to_string()))?;
+        let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
+        Ok((Pdu::parse(event_id, &json)?, object))
+    }
+
+    /// Loads events by id.
+    async fn load_pdus(
+        &self,
+        ids: impl IntoIterator<Item = OwnedEventId>,
+    ) -> Result<HashMap<OwnedEventId, Pdu>> {
+        let mut pdus = HashMap::new();
+        for id in ids {
+            if pdus.contains_key(&id) {
+                continue;
+            }
+            if let Some(row) = self.store.event(&id).await? {
+                pdus.insert(id, Pdu::from_row(&row)?);
+            }
+        }
+        Ok(pdus)
+    }
+
+    /// The authorization rules, against the event's auth events and the room's current state.
+    async fn authorize(
+        &self,
+        room: &RoomSnapshot,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+    ) -> Result<()> {
+        let auth = &rules.authorization;
+        // The v12 create event is not an auth event but is fetched by id from the room id.
+        let create_id = pdu
+            .room_id
+            .as_deref()
+            .filter(|_| {
+                auth.room_create_event_id_as_room_id && pdu.kind != TimelineEventType::RoomCreate
+            })
+            .and_then(|room_id| EventId::parse(format!("${}", room_id.strip_sigil())).ok());
+        let auth_events = self.load_pdus(pdu.auth_events.iter().cloned().chain(create_id)).await?;
+        state_res::check_state_independent_auth_rules(auth, pdu, |id| auth_events.get(id))
+            .map_err(forbidden_from_auth)?;
+
+        let mut keys = state_res::auth_types_for_event(
+            &pdu.kind,
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.content,
+            auth,
+        )
+        .map_err(Error::bad_json)?;
+        keys.push((StateEventType::RoomCreate, String::new()));
+        let state_ids: HashMap<(String, String), OwnedEventId> = keys
+            .into_iter()
+            .filter_map(|(t, k)| {
+                let key = (t.to_string(), k);
+                room.state.get(&key).map(|id| (key, id.clone()))
+            })
+            .collect();
+        let state_pdus = self.load_pdus(state_ids.values().cloned()).await?;
+        state_res::check_state_dependent_auth_rules(auth, pdu, |t, k| {
+            state_ids.get(&(t.to_string(), k.to_owned())).and_then(|id| state_pdus.get(id))
+        })
+        .map_err(forbidden_from_auth)
+    }
+
+    /// Commits an authorized event and moves the room's cached state forward.
+    async fn persist(
+        &self,
+        room: &mut RoomSnapshot,
+        pdu: Pdu,
+        object: CanonicalJsonObject,
+        txn: Option<(OwnedDeviceId, String)>,
+        creates_room: Option<RoomVersionId>,
+    ) -> Result<OwnedEventId> {
+        let room_id = pdu.room()?;
+        let state_key = pdu.state_key.clone().map(|k| (pdu.kind.to_string(), k));
+        let unsigned = match state_key.as_ref().and_then(|key| room.state.get(key)) {
+            Some(previous) => match self.store.event(previous).await? {
+                Some(prev) => {
+                    let prev_pdu = Pdu::from_row(&prev)?;
+                    let content: Value =
+                        serde_json::from_str(prev_pdu.content.get()).unwrap_or_default();
+                    Some(
+                        serde_json::json!({
+                            "replaces_state": previous,
+                            "prev_content": content,
+                            "prev_sender": prev_pdu.sender,
+                        })
+                        .to_string(),
+                    )
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let membership = (pdu.kind == TimelineEventType::RoomMember)
+            .then(|| {
+                serde_json::from_str::<Value>(pdu.content.get())
+                    .ok()
+                    .and_then(|c| c.get("membership").and_then(Value::as_str).map(str::to_owned))
+            })
+            .flatten();
+        let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
+        let depth = u64::from(pdu.depth);
+        let new = NewEvent {
+            event_id: pdu.event_id.clone(),
+            room_id,
+            kind: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: pdu.sender.clone(),
+            depth,
+            origin_server_ts: u64::from(pdu.origin_server_ts.0),
+            json,
+            unsigned,
+            prev_events: pdu.prev_events.clone(),
+            membership,
+            creates_room,
+            redacts: pdu.redacted_event(),
+            txn,
+        };
+        let appended = self.store.append_event(new).await?;
+        if let Some(key) = state_key {
+            room.state.insert(key, pdu.event_id.clone());
+        }
+        room.state_group = appended.state_group;
+        room.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
+        room.extremities.push((pdu.event_id.clone(), depth));
+        self.stream.send_replace(appended.stream_pos);
+        Ok(pdu.event_id)
+    }
+}
+
+impl RoomService {
+    /// A user's power level from the current state (room creators are unbounded in v12).
+    async fn power_level(&self, room: &RoomSnapshot, user: &UserId) -> Result<i64> {
+        let rules = rules_of(&room.version)?;
+        let create = room.state.get(&("m.room.create".to_owned(), String::new()));
+        if rules.authorization.explicitly_privilege_room_creators
+            && let Some(create) = create
+        {
+            let row = self
+                .store
+                .event(create)
+                .await?
+                .ok_or_else(|| Error::internal("missing create event"))?;
+            let pdu = Pdu::from_row(&row)?;
+            let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or_default();
+            let additional = content["additional_creators"].as_array().cloned().unwrap_or_default();
+            if pdu.sender == user || additional.iter().any(|c| c.as_str() == Some(user.as_str())) {
+                return Ok(i64::MAX);
+            }
+        }
+        let Some(levels) = room.state.get(&("m.room.power_levels".to_owned(), String::new()))
+        else {
+            // Without power levels the creator has 100 and everyone else 0.
+            let creator = match create {
+                Some(id) => self.store.event(id).await?.map(|row| row.sender),
+                None => None,
+            };
+            return Ok(if creator.as_deref() == Some(user) { 100 } else { 0 });
+        };
+        let content = self.event_content(levels).await?;
+        let level = content["users"].get(user.as_str()).or_else(|| content.get("users_default"));
+        Ok(level.and_then(Value::as_i64).unwrap_or(0))
+    }
+
+    /// Redacts an event. Redacting another user's event needs the room's `redact` level.
+    pub async fn redact(
+        &self,
+        sender: &UserId,
+        device: &ruma::DeviceId,
+        room_id: &RoomId,
+        event_id: &EventId,
+        reason: Option<&str>,
+        txn_id: &str,
+    ) -> Result<OwnedEventId> {
+        if let Some(existing) = self.store.event_for_txn(sender, device, txn_id).await? {
+            return Ok(existing);
+        }
+        let target = self.store.event(event_id).await?.filter(|row| row.room_id == room_id);
+        if let Some(target) = &target
+            && target.sender != sender
+        {
+            let mut guard = self.lock_room(room_id).await?;
+            let room = guard.as_mut().expect("lock_room loads the room");
+            let levels =
+                room.state.get(&("m.room.power_levels".to_owned(), String::new())).cloned();
+            let required = match levels {
+                Some(id) => self.event_content(&id).await?["redact"].as_i64().unwrap_or(50),
+                None => 50,
+            };
+            if self.power_level(room, sender).await? < required {
+                return Err(Error::forbidden("You may not redact other users' events"));
+            }
+        }
+        let mut content = serde_json::json!({ "redacts": event_id });
+        if let Some(reason) = reason {
+            content["reason"] = Value::from(reason);
+        }
+        self.send(
+            sender,
+            Some(device),
+            room_id,
+            EventTemplate::message("m.room.redaction", content),
+            Some(txn_id),
+        )
+        .await
+    }
+}

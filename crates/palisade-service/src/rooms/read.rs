@@ -1,0 +1,443 @@
+//! Reading rooms: who may see what, state, timelines, single events and members.
+//!
+//! History visibility is applied as `shared`: a joined member sees the whole history, a user
+//! who has left sees it up to their leave, anyone else nothing, unless the room is
+//! `world_readable`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use palisade_core::{Error, Result};
+use palisade_storage::{Direction, EventRow, StateMap};
+use ruma::{
+    DeviceId, EventId, OwnedRoomId, OwnedUserId, RoomId, UserId, room_version_rules::RedactionRules,
+};
+use serde_json::{Value, json};
+
+use super::{RoomService, pdu::client_event, rules_of};
+
+/// Events fetched per round while filtering a timeline.
+const PAGE: usize = 100;
+
+/// A room event filter (the parts of the spec's `RoomEventFilter` the server applies).
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only these types (`*` wildcards allowed); all when `None`.
+    pub types: Option<Vec<String>>,
+    /// Never these types.
+    pub not_types: Vec<String>,
+    /// Only these senders; all when `None`.
+    pub senders: Option<Vec<OwnedUserId>>,
+    /// Never these senders.
+    pub not_senders: Vec<OwnedUserId>,
+    /// Send the members of the returned events' senders along as state.
+    pub lazy_load_members: bool,
+}
+
+fn type_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+impl EventFilter {
+    /// Whether an event passes the filter.
+    pub fn matches(&self, row: &EventRow) -> bool {
+        let kind = row.kind.as_str();
+        self.types.as_ref().is_none_or(|types| types.iter().any(|p| type_matches(p, kind)))
+            && !self.not_types.iter().any(|p| type_matches(p, kind))
+            && self.senders.as_ref().is_none_or(|senders| senders.contains(&row.sender))
+            && !self.not_senders.contains(&row.sender)
+    }
+}
+
+/// A page of `/messages`.
+#[derive(Debug, Clone)]
+pub struct Messages {
+    /// Events in the direction asked for, in client format.
+    pub chunk: Vec<Value>,
+    /// The token the page starts at.
+    pub start: String,
+    /// The token to continue from; `None` when there is nothing further.
+    pub end: Option<String>,
+    /// Member events of the senders, when lazy loading.
+    pub state: Vec<Value>,
+}
+
+/// Formats a stream position as a pagination token.
+pub fn stream_token(pos: u64) -> String {
+    format!("s{pos}")
+}
+
+/// Parses a pagination token.
+pub fn parse_stream_token(token: &str) -> Result<u64> {
+    token
+        .strip_prefix('s')
+        .and_then(|pos| pos.parse().ok())
+        .ok_or_else(|| Error::invalid_param("Invalid pagination token"))
+}
+
+impl RoomService {
+    /// How far `user` may read `room_id`: `None` for everything, `Some(pos)` up to a stream
+    /// position, or `M_FORBIDDEN`.
+    pub async fn read_bound(&self, user: &UserId, room_id: &RoomId) -> Result<Option<u64>> {
+        match self.store.membership(room_id, user).await? {
+            Some(m) if m.membership == "join" => Ok(None),
+            Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => Ok(Some(m.stream_pos)),
+            _ if self.is_world_readable(room_id).await? => Ok(None),
+            _ => Err(Error::forbidden("You are not in this room")),
+        }
+    }
+
+    async fn is_world_readable(&self, room_id: &RoomId) -> Result<bool> {
+        let Some(state) = self.current_state(room_id).await? else {
+            return Ok(false);
+        };
+        let Some(id) = state.get(&("m.room.history_visibility".to_owned(), String::new())) else {
+            return Ok(false);
+        };
+        let content = self.event_content(id).await?;
+        Ok(content.get("history_visibility").and_then(Value::as_str) == Some("world_readable"))
+    }
+
+    /// The current state of a room, `None` if it is unknown.
+    pub async fn current_state(&self, room_id: &RoomId) -> Result<Option<StateMap>> {
+        let guard = self.handle(room_id).lock_owned().await;
+        if let Some(room) = guard.as_ref() {
+            return Ok(Some(room.state.clone()));
+        }
+        drop(guard);
+        Ok(self.lock_room(room_id).await.ok().and_then(|g| g.as_ref().map(|r| r.state.clone())))
+    }
+
+    /// The content of a stored event.
+    pub async fn event_content(&self, event_id: &EventId) -> Result<Value> {
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| Error::internal("missing state event"))?;
+        let pdu = super::Pdu::from_row(&row)?;
+        serde_json::from_str(pdu.content.get()).map_err(|e| Error::internal(e.to_string()))
+    }
+
+    /// Rules for presenting a room's events (redaction).
+    async fn redaction_rules(&self, room_id: &RoomId) -> Result<RedactionRules> {
+        let guard = self.lock_room(room_id).await?;
+        let version = guard.as_ref().map(|r| r.version.clone()).expect("lock_room loads the room");
+        Ok(rules_of(&version)?.redaction)
+    }
+
+    /// Formats events of one room for a client.
+    pub async fn format_events(
+        &self,
+        room_id: &RoomId,
+        rows: &[EventRow],
+        viewer: Option<(&UserId, &DeviceId)>,
+    ) -> Result<Vec<Value>> {
+        let rules = self.redaction_rules(room_id).await?;
+        let now = self.clock.now_millis();
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let redaction = match &row.redacted_by {
+                Some(by) => match self.store.event(by).await? {
+                    Some(because) => Some((&rules, client_event(&because, None, now, None)?)),
+                    None => None,
+                },
+                None => None,
+            };
+            events.push(client_event(row, redaction, now, viewer)?);
+        }
+        Ok(events)
+    }
+
+    /// The state a user may see: current state for members, the state at their leave else.
+    async fn visible_state(&self, user: &UserId, room_id: &RoomId) -> Result<StateMap> {
+        let state = match self.read_bound(user, room_id).await? {
+            None => self.current_state(room_id).await?,
+            Some(_) => {
+                let membership = self.store.membership(room_id, user).await?;
+                match membership {
+                    Some(m) => self.store.state_after(&m.event_id).await?,
+                    None => None,
+                }
+            }
+        };
+        state.ok_or_else(|| Error::forbidden("You are not in this room"))
+    }
+
+    async fn rows(
+        &self,
+        ids: impl IntoIterator<Item = &ruma::OwnedEventId>,
+    ) -> Result<Vec<EventRow>> {
+        let mut rows = Vec::new();
+        for id in ids {
+            if let Some(row) = self.store.event(id).await? {
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(|r| r.stream_pos);
+        Ok(rows)
+    }
+
+    /// The whole state of a room, in client format.
+    pub async fn state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
+        let state = self.visible_state(user, room_id).await?;
+        let ids: Vec<_> = state.into_values().collect();
+        let rows = self.rows(&ids).await?;
+        self.format_events(room_id, &rows, None).await
+    }
+
+    /// One state event in client format, or `M_NOT_FOUND`.
+    pub async fn state_event(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Value> {
+        let state = self.visible_state(user, room_id).await?;
+        let id = state
+            .get(&(kind.to_owned(), state_key.to_owned()))
+            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let row = self.store.event(id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
+        let event = self.format_events(room_id, std::slice::from_ref(&row), None).await?;
+        Ok(event
+            .into_iter()
+            .next()
+            .and_then(|mut e| e.get_mut("content").map(Value::take))
+            .unwrap_or_default())
+    }
+
+    /// One event, if the user may see it.
+    pub async fn event(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<Value> {
+        let bound = self.read_bound(user, room_id).await?;
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
+            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let mut events = self.format_events(room_id, &[row], Some((user, device))).await?;
+        Ok(events.remove(0))
+    }
+
+    /// A page of the timeline, filtered, from `from` towards `to` (tokens are exclusive).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn messages(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: Option<u64>,
+        direction: Direction,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<Messages> {
+        let bound = self.read_bound(user, room_id).await?;
+        let latest = *self.stream.borrow();
+        let ceiling = bound.unwrap_or(latest);
+        let start = match direction {
+            Direction::Backward => from.unwrap_or(ceiling).min(ceiling),
+            Direction::Forward => from.unwrap_or(0),
+        };
+        let limit = limit.clamp(1, 1000);
+        let (mut rows, mut cursor, mut reached_end) = (Vec::new(), start, false);
+        'pages: loop {
+            let from = match direction {
+                Direction::Backward => cursor + 1,
+                Direction::Forward => cursor,
+            };
+            let page = self.store.timeline(room_id, Some(from), direction, PAGE).await?;
+            let full = page.len() == PAGE;
+            for row in page {
+                let past_end = match direction {
+                    Direction::Backward => to.is_some_and(|to| row.stream_pos <= to),
+                    Direction::Forward => {
+                        to.is_some_and(|to| row.stream_pos > to) || row.stream_pos > ceiling
+                    }
+                };
+                if past_end {
+                    reached_end = true;
+                    break 'pages;
+                }
+                cursor = match direction {
+                    Direction::Backward => row.stream_pos - 1,
+                    Direction::Forward => row.stream_pos,
+                };
+                if filter.matches(&row) {
+                    rows.push(row);
+                    if rows.len() == limit {
+                        break 'pages;
+                    }
+                }
+            }
+            if !full {
+                reached_end = true;
+                break;
+            }
+        }
+        let state = if filter.lazy_load_members {
+            self.member_events_of(room_id, &rows).await?
+        } else {
+            Vec::new()
+        };
+        let chunk = self.format_events(room_id, &rows, Some((user, device))).await?;
+        let end = (!reached_end).then(|| stream_token(cursor));
+        Ok(Messages { chunk, start: stream_token(start), end, state })
+    }
+
+    /// The current member events of the senders of `rows`.
+    async fn member_events_of(&self, room_id: &RoomId, rows: &[EventRow]) -> Result<Vec<Value>> {
+        let senders: BTreeSet<&UserId> = rows.iter().map(|r| r.sender.as_ref()).collect();
+        let Some(state) = self.current_state(room_id).await? else { return Ok(Vec::new()) };
+        let ids: Vec<_> = senders
+            .into_iter()
+            .filter_map(|s| state.get(&("m.room.member".to_owned(), s.to_string())).cloned())
+            .collect();
+        let member_rows = self.rows(&ids).await?;
+        self.format_events(room_id, &member_rows, None).await
+    }
+
+    /// The member events of a room (current, or at the user's leave), optionally filtered by
+    /// membership.
+    pub async fn members(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        membership: Option<&str>,
+        not_membership: Option<&str>,
+    ) -> Result<Vec<Value>> {
+        let state = self.visible_state(user, room_id).await?;
+        let ids: Vec<_> = state
+            .into_iter()
+            .filter(|((kind, _), _)| kind == "m.room.member")
+            .map(|(_, id)| id)
+            .collect();
+        let rows = self.rows(&ids).await?;
+        let events = self.format_events(room_id, &rows, None).await?;
+        Ok(events
+            .into_iter()
+            .filter(|e| {
+                let m = e["content"]["membership"].as_str();
+                membership.is_none_or(|want| m == Some(want))
+                    && not_membership.is_none_or(|not| m != Some(not))
+            })
+            .collect())
+    }
+
+    /// Joined members with their display names and avatars; only for joined members.
+    pub async fn joined_members(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+    ) -> Result<HashMap<OwnedUserId, Value>> {
+        if self.read_bound(user, room_id).await?.is_some() {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        let members = self.members(user, room_id, Some("join"), None).await?;
+        Ok(members
+            .into_iter()
+            .filter_map(|event| {
+                let user_id = OwnedUserId::try_from(event["state_key"].as_str()?).ok()?;
+                let content = &event["content"];
+                Some((
+                    user_id,
+                    json!({ "display_name": content.get("displayname"), "avatar_url": content.get("avatar_url") }),
+                ))
+            })
+            .collect())
+    }
+
+    /// The rooms the user has joined.
+    pub async fn joined_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+        Ok(self
+            .store
+            .rooms_of_user(user)
+            .await?
+            .into_iter()
+            .filter(|m| m.membership == "join")
+            .map(|m| m.room_id)
+            .collect())
+    }
+}
+
+/// The answer to `/context`.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Events before the event, newest first, with the token to paginate further back.
+    pub before: Messages,
+    /// The event itself.
+    pub event: Value,
+    /// Events after the event, oldest first, with the token to paginate further forward.
+    pub after: Messages,
+    /// State at the event (only the senders' members when lazy loading).
+    pub state: Vec<Value>,
+}
+
+impl RoomService {
+    /// An event with up to `limit` events around it.
+    pub async fn context(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        room_id: &RoomId,
+        event_id: &EventId,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<Context> {
+        let bound = self.read_bound(user, room_id).await?;
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
+            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let before_limit = limit / 2;
+        let page = |from, direction, limit| async move {
+            if limit == 0 {
+                return Ok(Messages {
+                    chunk: Vec::new(),
+                    start: stream_token(from),
+                    end: None,
+                    state: Vec::new(),
+                });
+            }
+            self.messages(user, device, room_id, Some(from), None, direction, limit, filter).await
+        };
+        let before = page(row.stream_pos - 1, Direction::Backward, before_limit).await?;
+        let after = page(row.stream_pos, Direction::Forward, limit - before_limit).await?;
+        let event = self
+            .format_events(room_id, std::slice::from_ref(&row), Some((user, device)))
+            .await?
+            .remove(0);
+        let state = if filter.lazy_load_members {
+            let mut rows = vec![row.clone()];
+            rows.extend(self.rows_for(&before.chunk).await?);
+            rows.extend(self.rows_for(&after.chunk).await?);
+            self.member_events_of(room_id, &rows).await?
+        } else {
+            let state = self.store.state_after(event_id).await?.unwrap_or_default();
+            let ids: Vec<_> = state.into_values().collect();
+            let rows = self.rows(&ids).await?;
+            self.format_events(room_id, &rows, None).await?
+        };
+        Ok(Context { before, event, after, state })
+    }
+
+    /// The stored rows behind formatted events (for their senders).
+    async fn rows_for(&self, events: &[Value]) -> Result<Vec<EventRow>> {
+        let ids: Vec<ruma::OwnedEventId> = events
+            .iter()
+            .filter_map(|e| e["event_id"].as_str().and_then(|id| EventId::parse(id).ok()))
+            .collect();
+        self.rows(&ids).await
+    }
+}

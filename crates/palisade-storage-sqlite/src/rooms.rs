@@ -1,0 +1,448 @@
+//! `RoomStore` on SQLite.
+
+use async_trait::async_trait;
+use palisade_core::{Error, Result};
+use palisade_storage::{
+    Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
+};
+use ruma::{
+    DeviceId, EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
+    RoomId, RoomVersionId, UserId,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{Database, parse_id, sql};
+
+/// Longest chain of delta snapshots before a full snapshot is written; bounds state reads.
+const MAX_STATE_CHAIN: i64 = 100;
+
+const EVENT_COLUMNS: &str = "stream_pos, event_id, room_id, type, state_key, sender, json, \
+                             unsigned, txn_device, txn_id, redacted_by";
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
+    let txn_device: Option<String> = row.get(8)?;
+    let txn_id: Option<String> = row.get(9)?;
+    Ok(EventRow {
+        stream_pos: row.get(0)?,
+        event_id: parse_id(row, 1)?,
+        room_id: parse_id(row, 2)?,
+        kind: row.get(3)?,
+        state_key: row.get(4)?,
+        sender: parse_id(row, 5)?,
+        json: row.get(6)?,
+        unsigned: row.get(7)?,
+        txn: txn_device.zip(txn_id).map(|(device, txn)| (device.into(), txn)),
+        redacted_by: row.get::<_, Option<String>>(10)?.map(EventId::parse).transpose().map_err(
+            |_| {
+                rusqlite::Error::InvalidColumnType(
+                    10,
+                    "redacted_by".into(),
+                    rusqlite::types::Type::Text,
+                )
+            },
+        )?,
+    })
+}
+
+fn membership_row(row: &Row<'_>) -> rusqlite::Result<MembershipRow> {
+    Ok(MembershipRow {
+        room_id: parse_id(row, 0)?,
+        user_id: parse_id(row, 1)?,
+        membership: row.get(2)?,
+        event_id: parse_id(row, 3)?,
+        stream_pos: row.get(4)?,
+    })
+}
+
+/// Reads the full state of a snapshot by walking its delta chain, newest first.
+fn state_of_group(conn: &Connection, group: u64) -> rusqlite::Result<StateMap> {
+    let mut state = StateMap::new();
+    let mut entries = conn.prepare_cached(
+        "SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = ?1",
+    )?;
+    let mut prev = conn.prepare_cached("SELECT prev_group FROM state_groups WHERE id = ?1")?;
+    let mut next = Some(group);
+    while let Some(group) = next {
+        let rows = entries.query_map([group], |row| {
+            Ok(((row.get::<_, String>(0)?, row.get::<_, String>(1)?), parse_id(row, 2)?))
+        })?;
+        for row in rows {
+            let (key, event_id) = row?;
+            state.entry(key).or_insert(event_id);
+        }
+        next = prev.query_row([group], |row| row.get(0))?;
+    }
+    Ok(state)
+}
+
+/// Writes the snapshot after a state event: a one-row delta, or a full copy when the chain
+/// would grow past [`MAX_STATE_CHAIN`].
+fn new_state_group(
+    conn: &Connection,
+    room_id: &str,
+    prev_group: Option<u64>,
+    key: (&str, &str),
+    event_id: &str,
+) -> rusqlite::Result<u64> {
+    let chain_len: i64 = match prev_group {
+        Some(prev) => conn
+            .prepare_cached("SELECT chain_len FROM state_groups WHERE id = ?1")?
+            .query_row([prev], |row| row.get(0))?,
+        None => -1,
+    };
+    let mut insert_entry = conn.prepare_cached(
+        "INSERT OR REPLACE INTO state_group_entries (group_id, type, state_key, event_id)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let insert_group = |prev: Option<u64>, len: i64| -> rusqlite::Result<u64> {
+        conn.prepare_cached(
+            "INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![room_id, prev, len])?;
+        Ok(conn.last_insert_rowid() as u64)
+    };
+    let group = match prev_group {
+        Some(prev) if chain_len + 1 >= MAX_STATE_CHAIN => {
+            let full = state_of_group(conn, prev)?;
+            let group = insert_group(None, 0)?;
+            for ((kind, state_key), id) in &full {
+                insert_entry.execute(params![group, kind, state_key, id.as_str()])?;
+            }
+            group
+        }
+        prev => insert_group(prev, chain_len + 1)?,
+    };
+    insert_entry.execute(params![group, key.0, key.1, event_id])?;
+    Ok(group)
+}
+
+fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
+    let room_id = event.room_id.as_str();
+    let current_group: Option<u64> = conn
+        .prepare_cached("SELECT state_group FROM rooms WHERE room_id = ?1")
+        .and_then(|mut s| s.query_row([room_id], |row| row.get(0)).optional())
+        .map_err(sql)?;
+    let state_group = match (&event.state_key, &event.creates_room, current_group) {
+        (Some(state_key), Some(version), None) => {
+            let group = new_state_group(
+                conn,
+                room_id,
+                None,
+                (&event.kind, state_key),
+                event.event_id.as_str(),
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "INSERT INTO rooms (room_id, room_version, state_group) VALUES (?1, ?2, ?3)",
+                params![room_id, version.as_str(), group],
+            )
+            .map_err(sql)?;
+            group
+        }
+        (_, Some(_), Some(_)) => return Err(Error::internal("room already exists")),
+        (_, None, None) => return Err(Error::not_found("Unknown room")),
+        (Some(state_key), None, Some(current)) => {
+            let group = new_state_group(
+                conn,
+                room_id,
+                Some(current),
+                (&event.kind, state_key),
+                event.event_id.as_str(),
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
+                params![room_id, group],
+            )
+            .map_err(sql)?;
+            group
+        }
+        (None, None, Some(current)) => current,
+        (None, Some(_), None) => {
+            return Err(Error::internal("a create event must be a state event"));
+        }
+    };
+    let (txn_device, txn_id) = match &event.txn {
+        Some((device, txn)) => (Some(device.as_str()), Some(txn.as_str())),
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts,
+         state_group, json, unsigned, txn_device, txn_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.event_id.as_str(),
+            room_id,
+            event.kind,
+            event.state_key,
+            event.sender.as_str(),
+            event.depth,
+            event.origin_server_ts,
+            state_group,
+            event.json,
+            event.unsigned,
+            txn_device,
+            txn_id
+        ])
+    })
+    .map_err(sql)?;
+    let stream_pos = conn.last_insert_rowid() as u64;
+
+    let mut drop_extremity = conn
+        .prepare_cached("DELETE FROM room_extremities WHERE room_id = ?1 AND event_id = ?2")
+        .map_err(sql)?;
+    for prev in &event.prev_events {
+        drop_extremity.execute(params![room_id, prev.as_str()]).map_err(sql)?;
+    }
+    conn.prepare_cached(
+        "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![room_id, event.event_id.as_str(), event.depth]))
+    .map_err(sql)?;
+
+    if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
+        conn.prepare_cached(
+            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+               event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
+        )
+        .and_then(|mut s| {
+            s.execute(params![room_id, user_id, membership, event.event_id.as_str(), stream_pos])
+        })
+        .map_err(sql)?;
+    }
+    if let Some(redacts) = &event.redacts {
+        conn.prepare_cached(
+            "UPDATE events SET redacted_by = ?2 WHERE event_id = ?1 AND room_id = ?3
+             AND redacted_by IS NULL",
+        )
+        .and_then(|mut s| s.execute(params![redacts.as_str(), event.event_id.as_str(), room_id]))
+        .map_err(sql)?;
+    }
+    Ok(Appended { stream_pos, state_group })
+}
+
+#[async_trait]
+impl RoomStore for Database {
+    async fn append_event(&self, event: NewEvent) -> Result<Appended> {
+        self.write(move |conn| append(conn, &event)).await
+    }
+
+    async fn room_snapshot(&self, room_id: &RoomId) -> Result<Option<RoomSnapshot>> {
+        self.read(|conn| {
+            let Some((version, group)) = conn
+                .prepare_cached("SELECT room_version, state_group FROM rooms WHERE room_id = ?1")?
+                .query_row([room_id.as_str()], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, u64>(1)?))
+                })
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let state = state_of_group(conn, group)?;
+            let extremities = conn
+                .prepare_cached("SELECT event_id, depth FROM room_extremities WHERE room_id = ?1")?
+                .query_map([room_id.as_str()], |row| Ok((parse_id(row, 0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let version = RoomVersionId::try_from(version.as_str()).map_err(|_| {
+                rusqlite::Error::InvalidColumnType(
+                    0,
+                    "room_version".into(),
+                    rusqlite::types::Type::Text,
+                )
+            })?;
+            Ok(Some(RoomSnapshot { version, state_group: group, state, extremities }))
+        })
+    }
+
+    async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"))?
+                .query_row([event_id.as_str()], event_row)
+                .optional()
+        })
+    }
+
+    async fn state_after(&self, event_id: &EventId) -> Result<Option<StateMap>> {
+        self.read(|conn| {
+            let group: Option<u64> = conn
+                .prepare_cached("SELECT state_group FROM events WHERE event_id = ?1")?
+                .query_row([event_id.as_str()], |row| row.get(0))
+                .optional()?;
+            group.map(|group| state_of_group(conn, group)).transpose()
+        })
+    }
+
+    async fn timeline(
+        &self,
+        room_id: &RoomId,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<EventRow>> {
+        let (comparison, order, default) = match direction {
+            Direction::Backward => ("<", "DESC", i64::MAX),
+            Direction::Forward => (">", "ASC", 0),
+        };
+        let from = from.map(|f| f as i64).unwrap_or(default);
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_pos {comparison} ?2
+                 ORDER BY stream_pos {order} LIMIT ?3"
+            ))?
+            .query_map(params![room_id.as_str(), from, limit as i64], event_row)?
+            .collect()
+        })
+    }
+
+    async fn event_for_txn(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        txn_id: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT event_id FROM events WHERE sender = ?1 AND txn_device = ?2 AND txn_id = ?3",
+            )?
+            .query_row([user_id.as_str(), device_id.as_str(), txn_id], |row| parse_id(row, 0))
+            .optional()
+        })
+    }
+
+    async fn membership(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<MembershipRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT room_id, user_id, membership, event_id, stream_pos FROM memberships
+                 WHERE room_id = ?1 AND user_id = ?2",
+            )?
+            .query_row([room_id.as_str(), user_id.as_str()], membership_row)
+            .optional()
+        })
+    }
+
+    async fn members(&self, room_id: &RoomId) -> Result<Vec<MembershipRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT room_id, user_id, membership, event_id, stream_pos FROM memberships
+                 WHERE room_id = ?1 ORDER BY user_id",
+            )?
+            .query_map([room_id.as_str()], membership_row)?
+            .collect()
+        })
+    }
+
+    async fn rooms_of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT room_id, user_id, membership, event_id, stream_pos FROM memberships
+                 WHERE user_id = ?1 AND forgotten = 0 ORDER BY room_id",
+            )?
+            .query_map([user_id.as_str()], membership_row)?
+            .collect()
+        })
+    }
+
+    async fn forget_room(&self, room_id: &RoomId, user_id: &UserId) -> Result<bool> {
+        let (room_id, user_id) = (room_id.to_string(), user_id.to_string());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE memberships SET forgotten = 1 WHERE room_id = ?1 AND user_id = ?2
+                 AND membership IN ('leave', 'ban')",
+                params![room_id, user_id],
+            )
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn max_stream_pos(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.query_row("SELECT coalesce(max(stream_pos), 0) FROM events", [], |r| r.get(0))
+        })
+    }
+
+    async fn create_alias(
+        &self,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+        creator: &UserId,
+    ) -> Result<bool> {
+        let (alias, room_id, creator) =
+            (alias.to_string(), room_id.to_string(), creator.to_string());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (alias) DO NOTHING",
+                params![alias, room_id, creator],
+            )
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn alias(&self, alias: &RoomAliasId) -> Result<Option<(OwnedRoomId, OwnedUserId)>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT room_id, creator FROM room_aliases WHERE alias = ?1")?
+                .query_row([alias.as_str()], |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))
+                .optional()
+        })
+    }
+
+    async fn delete_alias(&self, alias: &RoomAliasId) -> Result<bool> {
+        let alias = alias.to_string();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM room_aliases WHERE alias = ?1", [alias])
+                .map(|n| n == 1)
+                .map_err(sql)
+        })
+        .await
+    }
+
+    async fn aliases_of_room(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?
+                .query_map([room_id.as_str()], |row| parse_id(row, 0))?
+                .collect()
+        })
+    }
+
+    async fn set_public(&self, room_id: &RoomId, public: bool) -> Result<()> {
+        let room_id = room_id.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE rooms SET public = ?2 WHERE room_id = ?1",
+                params![room_id, public],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn is_public(&self, room_id: &RoomId) -> Result<bool> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT public FROM rooms WHERE room_id = ?1")?
+                .query_row([room_id.as_str()], |row| row.get(0))
+                .optional()
+                .map(|p| p.unwrap_or(false))
+        })
+    }
+
+    async fn public_rooms(&self) -> Result<Vec<OwnedRoomId>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT room_id FROM rooms WHERE public = 1 ORDER BY room_id")?
+                .query_map([], |row| parse_id(row, 0))?
+                .collect()
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! Rooms: events (PDUs), state snapshots, forward extremities, memberships and aliases.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use palisade_core::Result;
+use ruma::{
+    DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId,
+    RoomAliasId, RoomId, RoomVersionId, UserId,
+};
+
+/// Room state: `(event type, state key)` to the id of the state event.
+pub type StateMap = HashMap<(String, String), OwnedEventId>;
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Position in the server-wide stream: the order events were committed in.
+    pub stream_pos: u64,
+    /// The event id (reference hash).
+    pub event_id: OwnedEventId,
+    /// The room.
+    pub room_id: OwnedRoomId,
+    /// Event type.
+    pub kind: String,
+    /// State key, for state events.
+    pub state_key: Option<String>,
+    /// Sender.
+    pub sender: OwnedUserId,
+    /// The full signed PDU as canonical JSON.
+    pub json: String,
+    /// Extra fields for the client's `unsigned` (`prev_content`, `replaces_state`), as JSON.
+    pub unsigned: Option<String>,
+    /// The device and transaction id the sender used, for local sends.
+    pub txn: Option<(OwnedDeviceId, String)>,
+    /// The redaction event that redacted this one, if any.
+    pub redacted_by: Option<OwnedEventId>,
+}
+
+/// An event to append, with everything derived from it that must commit together.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The event id.
+    pub event_id: OwnedEventId,
+    /// The room.
+    pub room_id: OwnedRoomId,
+    /// Event type.
+    pub kind: String,
+    /// State key, for state events.
+    pub state_key: Option<String>,
+    /// Sender.
+    pub sender: OwnedUserId,
+    /// Depth in the room DAG.
+    pub depth: u64,
+    /// Origin timestamp.
+    pub origin_server_ts: u64,
+    /// The full signed PDU as canonical JSON.
+    pub json: String,
+    /// Client `unsigned` extras, as JSON.
+    pub unsigned: Option<String>,
+    /// The events this one points at; they stop being forward extremities.
+    pub prev_events: Vec<OwnedEventId>,
+    /// For `m.room.member`: the target's new membership.
+    pub membership: Option<String>,
+    /// For `m.room.create`: the new room's version (the room row is created with the event).
+    pub creates_room: Option<RoomVersionId>,
+    /// For redactions: the event redacted.
+    pub redacts: Option<OwnedEventId>,
+    /// The device and transaction id of a local send.
+    pub txn: Option<(OwnedDeviceId, String)>,
+}
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Its stream position.
+    pub stream_pos: u64,
+    /// The state snapshot after it.
+    pub state_group: u64,
+}
+
+/// The current state of a room, as the event pipeline needs it.
+#[derive(Debug, Clone)]
+pub struct RoomSnapshot {
+    /// Room version.
+    pub version: RoomVersionId,
+    /// The current state snapshot.
+    pub state_group: u64,
+    /// The current state.
+    pub state: StateMap,
+    /// Forward extremities with their depths.
+    pub extremities: Vec<(OwnedEventId, u64)>,
+}
+
+/// A user's membership in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipRow {
+    /// The room.
+    pub room_id: OwnedRoomId,
+    /// The user.
+    pub user_id: OwnedUserId,
+    /// `join`, `invite`, `leave`, `ban` or `knock`.
+    pub membership: String,
+    /// The membership event.
+    pub event_id: OwnedEventId,
+    /// Stream position of the membership event.
+    pub stream_pos: u64,
+}
+
+/// Direction of a timeline read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From newer to older.
+    Backward,
+    /// From older to newer.
+    Forward,
+}
+
+/// Rooms and their events.
+#[async_trait]
+pub trait RoomStore: Send + Sync {
+    /// Appends an event and everything derived from it in one transaction: the event row, a
+    /// new state snapshot for state events, the room's current state and extremities, the
+    /// membership index and the redaction mark.
+    async fn append_event(&self, event: NewEvent) -> Result<Appended>;
+    /// The room's current state and extremities; `None` for an unknown room.
+    async fn room_snapshot(&self, room_id: &RoomId) -> Result<Option<RoomSnapshot>>;
+    /// One event.
+    async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>>;
+    /// The state snapshot after an event; `None` if the event is unknown.
+    async fn state_after(&self, event_id: &EventId) -> Result<Option<StateMap>>;
+    /// Events of a room in stream order, from `from` (exclusive) in `direction`.
+    async fn timeline(
+        &self,
+        room_id: &RoomId,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<EventRow>>;
+    /// The event a device sent with a transaction id.
+    async fn event_for_txn(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        txn_id: &str,
+    ) -> Result<Option<OwnedEventId>>;
+    /// A user's membership in a room.
+    async fn membership(&self, room_id: &RoomId, user_id: &UserId)
+    -> Result<Option<MembershipRow>>;
+    /// Every membership of a room.
+    async fn members(&self, room_id: &RoomId) -> Result<Vec<MembershipRow>>;
+    /// A user's memberships (not forgotten ones).
+    async fn rooms_of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>>;
+    /// Hides a left room from the user; `false` unless the user has left or been banned.
+    async fn forget_room(&self, room_id: &RoomId, user_id: &UserId) -> Result<bool>;
+    /// The latest stream position.
+    async fn max_stream_pos(&self) -> Result<u64>;
+
+    /// Maps an alias to a room; `false` if the alias is taken.
+    async fn create_alias(
+        &self,
+        alias: &RoomAliasId,
+        room_id: &RoomId,
+        creator: &UserId,
+    ) -> Result<bool>;
+    /// The room and creator of an alias.
+    async fn alias(&self, alias: &RoomAliasId) -> Result<Option<(OwnedRoomId, OwnedUserId)>>;
+    /// Removes an alias; `false` if it did not exist.
+    async fn delete_alias(&self, alias: &RoomAliasId) -> Result<bool>;
+    /// The aliases of a room.
+    async fn aliases_of_room(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>>;
+    /// Lists or unlists a room in the public directory.
+    async fn set_public(&self, room_id: &RoomId, public: bool) -> Result<()>;
+    /// Whether a room is in the public directory.
+    async fn is_public(&self, room_id: &RoomId) -> Result<bool>;
+    /// The rooms in the public directory.
+    async fn public_rooms(&self) -> Result<Vec<OwnedRoomId>>;
+}
