@@ -10,7 +10,7 @@ use palisade_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use crate::schema;
+use crate::{schema, sql};
 
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 256;
@@ -30,10 +30,6 @@ pub struct Database {
     readers: Mutex<Vec<Connection>>,
 }
 
-fn sql_error(e: rusqlite::Error) -> Error {
-    Error::internal(format!("sqlite: {e}"))
-}
-
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // FULL: a commit is on disk before we acknowledge it; group commit pays for the fsync.
     conn.execute_batch(
@@ -51,8 +47,8 @@ impl Database {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
         }
-        let mut conn = Connection::open(path).map_err(sql_error)?;
-        configure(&conn).map_err(sql_error)?;
+        let mut conn = Connection::open(path).map_err(sql)?;
+        configure(&conn).map_err(sql)?;
         schema::migrate(&mut conn)?;
 
         let (tx, rx) = mpsc::channel::<Job>();
@@ -95,13 +91,13 @@ impl Database {
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
-                .map_err(sql_error)?;
+                .map_err(sql)?;
                 conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-                    .map_err(sql_error)?;
+                    .map_err(sql)?;
                 conn
             }
         };
-        let result = f(&conn).map_err(sql_error);
+        let result = f(&conn).map_err(sql);
         let mut pool = self.readers.lock().expect("reader pool poisoned");
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
@@ -111,14 +107,14 @@ impl Database {
 }
 
 fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    conn.execute_batch("SAVEPOINT job").map_err(sql_error)?;
+    conn.execute_batch("SAVEPOINT job").map_err(sql)?;
     match f(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE job").map_err(sql_error)?;
+            conn.execute_batch("RELEASE job").map_err(sql)?;
             Ok(value)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(sql_error)?;
+            conn.execute_batch("ROLLBACK TO job; RELEASE job").map_err(sql)?;
             Err(e)
         }
     }
@@ -134,7 +130,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = sql_error(e);
+            let error = sql(e);
             tracing::error!(%error, "could not begin a write transaction");
             for job in jobs {
                 job(None)(Err(error.clone()));
@@ -142,7 +138,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
             continue;
         }
         let completions: Vec<Completion> = jobs.into_iter().map(|job| job(Some(&conn))).collect();
-        let committed = conn.execute_batch("COMMIT").map_err(sql_error);
+        let committed = conn.execute_batch("COMMIT").map_err(sql);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = ?committed, "group commit failed");

@@ -180,12 +180,17 @@ impl RoomService {
         Ok(rows)
     }
 
+    /// Stored events by id, in stream order and client format (as state: no viewer).
+    async fn format_ids(&self, room_id: &RoomId, ids: &[ruma::OwnedEventId]) -> Result<Vec<Value>> {
+        let rows = self.rows(ids).await?;
+        self.format_events(room_id, &rows, None).await
+    }
+
     /// The whole state of a room, in client format.
     pub async fn state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
         let state = self.visible_state(user, room_id).await?;
         let ids: Vec<_> = state.into_values().collect();
-        let rows = self.rows(&ids).await?;
-        self.format_events(room_id, &rows, None).await
+        self.format_ids(room_id, &ids).await
     }
 
     /// One state event in client format, or `M_NOT_FOUND`.
@@ -201,12 +206,8 @@ impl RoomService {
             .get(&(kind.to_owned(), state_key.to_owned()))
             .ok_or_else(|| Error::not_found("Event not found"))?;
         let row = self.store.event(id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
-        let event = self.format_events(room_id, std::slice::from_ref(&row), None).await?;
-        Ok(event
-            .into_iter()
-            .next()
-            .and_then(|mut e| e.get_mut("content").map(Value::take))
-            .unwrap_or_default())
+        let mut events = self.format_events(room_id, std::slice::from_ref(&row), None).await?;
+        Ok(events.remove(0))
     }
 
     /// One event, if the user may see it.
@@ -302,8 +303,7 @@ impl RoomService {
             .into_iter()
             .filter_map(|s| state.get(&("m.room.member".to_owned(), s.to_string())).cloned())
             .collect();
-        let member_rows = self.rows(&ids).await?;
-        self.format_events(room_id, &member_rows, None).await
+        self.format_ids(room_id, &ids).await
     }
 
     /// The member events of a room (current, or at the user's leave), optionally filtered by
@@ -321,8 +321,7 @@ impl RoomService {
             .filter(|((kind, _), _)| kind == "m.room.member")
             .map(|(_, id)| id)
             .collect();
-        let rows = self.rows(&ids).await?;
-        let events = self.format_events(room_id, &rows, None).await?;
+        let events = self.format_ids(room_id, &ids).await?;
         Ok(events
             .into_iter()
             .filter(|e| {
@@ -426,8 +425,7 @@ impl RoomService {
         } else {
             let state = self.store.state_after(event_id).await?.unwrap_or_default();
             let ids: Vec<_> = state.into_values().collect();
-            let rows = self.rows(&ids).await?;
-            self.format_events(room_id, &rows, None).await?
+            self.format_ids(room_id, &ids).await?
         };
         Ok(Context { before, event, after, state })
     }

@@ -156,6 +156,45 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Creates a room as `user` with a `createRoom` body; returns the room id.
+    pub async fn create_room(&self, user: &User, body: Value) -> String {
+        let (status, room) = self.post("/_matrix/client/v3/createRoom", user.token(), body).await;
+        assert_eq!(status, StatusCode::OK, "{room}");
+        room["room_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends an `m.room.message` with a fresh transaction id; returns the response.
+    pub async fn send_text(&self, user: &User, room_id: &str, body: &str) -> (StatusCode, Value) {
+        static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/t{txn}");
+        self.put(&path, user.token(), json!({ "msgtype": "m.text", "body": body })).await
+    }
+
+    /// Joins a room, asserting success.
+    pub async fn join(&self, user: &User, room: &str) {
+        let (status, body) =
+            self.post(&format!("/_matrix/client/v3/join/{room}"), user.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// A membership action (`invite`, `kick`, `ban`, `unban`, `leave`) on `target`.
+    pub async fn membership(
+        &self,
+        user: &User,
+        room_id: &str,
+        action: &str,
+        target: Option<&User>,
+    ) -> (StatusCode, Value) {
+        let body = match target {
+            Some(target) => json!({ "user_id": target.user_id, "reason": "test" }),
+            None => json!({}),
+        };
+        self.post(&format!("/_matrix/client/v3/rooms/{room_id}/{action}"), user.token(), body).await
+    }
+}
+
 /// The password every test account uses.
 pub const PASSWORD: &str = "correct horse battery";
 

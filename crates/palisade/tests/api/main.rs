@@ -8,3 +8,6 @@ mod common;
 mod devices;
 mod discovery;
 mod profile;
+mod room_auth;
+mod room_history;
+mod rooms;

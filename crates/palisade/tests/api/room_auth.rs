@@ -1,0 +1,278 @@
+//! The authorization rules, seen through the Client-Server API.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::{TestServer, assert_error};
+
+#[tokio::test]
+async fn non_members_cannot_read_or_send() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mallory = server.register("mallory").await;
+    let room_id = server.create_room(&alice, json!({ "name": "Private" })).await;
+    server.send_text(&alice, &room_id, "secret").await;
+
+    assert_error(
+        &server.send_text(&mallory, &room_id, "let me in").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    for path in ["messages?dir=b", "state", "state/m.room.name/", "members", "joined_members"] {
+        assert_error(
+            &server
+                .get(&format!("/_matrix/client/v3/rooms/{room_id}/{path}"), mallory.token())
+                .await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+    }
+    assert_error(
+        &server
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"),
+                mallory.token(),
+                json!({ "name": "pwned" }),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Invite-only: joining without an invite fails, and nothing changed.
+    assert_error(
+        &server.membership(&mallory, &room_id, "join", None).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let (_, members) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token())
+        .await;
+    assert_eq!(members["joined"].as_object().unwrap().len(), 1);
+    // Unknown rooms look the same as rooms one is not in.
+    let unknown = "!doesnotexist:localhost";
+    assert_error(
+        &server.send_text(&mallory, unknown, "x").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.get(&format!("/_matrix/client/v3/rooms/{unknown}/state"), mallory.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.membership(&mallory, unknown, "join", None).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn members_without_power_cannot_change_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id =
+        server.create_room(&alice, json!({ "preset": "public_chat", "name": "Original" })).await;
+    server.join(&bob, &room_id).await;
+    let name_path = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/");
+    assert_error(
+        &server.put(&name_path, bob.token(), json!({ "name": "Bob's room" })).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let power_path = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/");
+    let (_, mut power) = server.get(&power_path, alice.token()).await;
+    let mut escalated = power.clone();
+    escalated["users"][&bob.user_id] = json!(100);
+    assert_error(
+        &server.put(&power_path, bob.token(), escalated).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(server.get(&name_path, bob.token()).await.1["name"], "Original");
+
+    // Once Alice grants power, the same change goes through.
+    power["users"][&bob.user_id] = json!(50);
+    assert_eq!(server.put(&power_path, alice.token(), power).await.0, StatusCode::OK);
+    assert_eq!(
+        server.put(&name_path, bob.token(), json!({ "name": "Bob's room" })).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(server.get(&name_path, alice.token()).await.1["name"], "Bob's room");
+    // Bob still cannot kick the room's creator.
+    assert_error(
+        &server.membership(&bob, &room_id, "kick", Some(&alice)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn invites_kicks_and_bans() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "private_chat" })).await;
+
+    // Only members with the invite level may invite (private_chat: 50).
+    assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
+    server.join(&bob, &room_id).await;
+    assert_error(
+        &server.membership(&bob, &room_id, "invite", Some(&carol)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.membership(&alice, &room_id, "invite", Some(&bob)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
+    // Kick: Bob leaves the room but may rejoin after a new invite.
+    assert_eq!(server.membership(&alice, &room_id, "kick", Some(&bob)).await.0, StatusCode::OK);
+    assert_error(
+        &server.send_text(&bob, &room_id, "still here?").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.membership(&alice, &room_id, "kick", Some(&bob)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
+    server.join(&bob, &room_id).await;
+
+    // Ban: a banned user cannot rejoin, even when invited, until unbanned.
+    assert_eq!(server.membership(&alice, &room_id, "ban", Some(&bob)).await.0, StatusCode::OK);
+    assert_error(
+        &server.membership(&bob, &room_id, "join", None).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.membership(&alice, &room_id, "invite", Some(&bob)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let (_, member) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{}", bob.user_id),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(member["membership"], "ban");
+    assert_eq!(member["reason"], "test");
+    assert_error(
+        &server.membership(&alice, &room_id, "unban", Some(&carol)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(server.membership(&alice, &room_id, "unban", Some(&bob)).await.0, StatusCode::OK);
+    assert_error(
+        &server.membership(&bob, &room_id, "join", None).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
+    server.join(&bob, &room_id).await;
+
+    let (_, joined) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), bob.token())
+        .await;
+    let joined = joined["joined"].as_object().unwrap();
+    assert_eq!(joined.len(), 2);
+    assert_eq!(joined[&bob.user_id]["display_name"], "bob");
+    let (_, members) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/members?membership=join"), bob.token())
+        .await;
+    assert_eq!(members["chunk"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn leaving_and_forgetting() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room_id).await;
+    server.send_text(&alice, &room_id, "while bob was here").await;
+    assert_error(
+        &server
+            .post(&format!("/_matrix/client/v3/rooms/{room_id}/forget"), bob.token(), json!({}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_STATE",
+    );
+    assert_eq!(server.membership(&bob, &room_id, "leave", None).await.0, StatusCode::OK);
+    server.send_text(&alice, &room_id, "after bob left").await;
+
+    let (_, joined) = server.get("/_matrix/client/v3/joined_rooms", bob.token()).await;
+    assert_eq!(joined["joined_rooms"], json!([]));
+    // History stays readable up to the leave, and no further.
+    let (status, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=3"), bob.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let chunk = page["chunk"].as_array().unwrap();
+    assert_eq!(chunk[0]["content"]["membership"], "leave");
+    assert_eq!(chunk[1]["content"]["body"], "while bob was here");
+    assert!(!page.to_string().contains("after bob left"));
+    assert_error(
+        &server.send_text(&bob, &room_id, "ghost").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server.membership(&bob, &room_id, "leave", None).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+
+    let (status, _) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room_id}/forget"), bob.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn redactions_respect_power_levels() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room_id).await;
+    let (_, own) = server.send_text(&bob, &room_id, "oops").await;
+    let (_, alices) = server.send_text(&alice, &room_id, "important").await;
+    let (_, other) = server.send_text(&bob, &room_id, "spam").await;
+    let redact = |user: &crate::common::User, event: &serde_json::Value, txn: &str| {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{room_id}/redact/{}/{txn}",
+            event["event_id"].as_str().unwrap()
+        );
+        let token = user.token.clone();
+        let server = &server;
+        async move { server.put(&path, Some(&token), json!({ "reason": "cleanup" })).await }
+    };
+
+    assert_eq!(redact(&bob, &own, "r1").await.0, StatusCode::OK);
+    assert_error(&redact(&bob, &alices, "r2").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (status, by_alice) = redact(&alice, &other, "r3").await;
+    assert_eq!(status, StatusCode::OK);
+    // The same transaction id gives the same redaction.
+    assert_eq!(redact(&alice, &other, "r3").await.1, by_alice);
+
+    let event = |e: &serde_json::Value| {
+        format!("/_matrix/client/v3/rooms/{room_id}/event/{}", e["event_id"].as_str().unwrap())
+    };
+    let (_, redacted) = server.get(&event(&own), alice.token()).await;
+    assert_eq!(redacted["content"], json!({}));
+    assert_eq!(redacted["unsigned"]["redacted_because"]["content"]["reason"], "cleanup");
+    assert_eq!(redacted["unsigned"]["redacted_because"]["sender"], bob.user_id);
+    let (_, kept) = server.get(&event(&alices), bob.token()).await;
+    assert_eq!(kept["content"]["body"], "important");
+    let (_, spam) = server.get(&event(&other), bob.token()).await;
+    assert_eq!(spam["content"], json!({}));
+}

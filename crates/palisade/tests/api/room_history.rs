@@ -1,0 +1,226 @@
+//! Sending, idempotency, `/messages` pagination, `/context`, `/event` and bad event input.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, assert_error};
+
+fn bodies(page: &Value, key: &str) -> Vec<String> {
+    page[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sends_are_idempotent_per_device_and_transaction() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let laptop = server.login("alice", None).await;
+    let room_id = server.create_room(&alice, json!({})).await;
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/txn1");
+    let body = json!({ "msgtype": "m.text", "body": "once" });
+    let (status, first) = server.put(&path, alice.token(), body.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, again) = server.put(&path, alice.token(), body.clone()).await;
+    assert_eq!(first, again);
+    let (_, other_device) = server.put(&path, laptop.token(), body).await;
+    assert_ne!(first, other_device);
+
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5"), alice.token())
+        .await;
+    assert_eq!(bodies(&page, "chunk"), ["once", "once"]);
+    // Only the sending device sees its transaction id.
+    let (_, event) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room_id}/event/{}",
+                first["event_id"].as_str().unwrap()
+            ),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(event["unsigned"]["transaction_id"], "txn1");
+    let (_, event) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room_id}/event/{}",
+                first["event_id"].as_str().unwrap()
+            ),
+            laptop.token(),
+        )
+        .await;
+    assert!(event["unsigned"].get("transaction_id").is_none());
+}
+
+#[tokio::test]
+async fn paginate_backwards_and_forwards() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({ "name": "History" })).await;
+    for i in 0..25 {
+        server.send_text(&alice, &room_id, &format!("m{i}")).await;
+    }
+    let base = format!("/_matrix/client/v3/rooms/{room_id}/messages");
+    let (status, page1) = server.get(&format!("{base}?dir=b&limit=10"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        bodies(&page1, "chunk"),
+        (15..25).rev().map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    let end1 = page1["end"].as_str().unwrap();
+    let (_, page2) = server.get(&format!("{base}?dir=b&limit=10&from={end1}"), alice.token()).await;
+    assert_eq!(bodies(&page2, "chunk"), (5..15).rev().map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let (_, page3) = server
+        .get(
+            &format!("{base}?dir=b&limit=100&from={}", page2["end"].as_str().unwrap()),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(bodies(&page3, "chunk"), (0..5).rev().map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(page3["chunk"].as_array().unwrap().last().unwrap()["type"], "m.room.create");
+    assert!(page3.get("end").is_none(), "the start of the room ends pagination: {page3}");
+
+    // Forward from the second page's end back up to the first page's end.
+    let (_, forward) = server
+        .get(
+            &format!("{base}?dir=f&limit=100&from={}&to={end1}", page2["end"].as_str().unwrap()),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(bodies(&forward, "chunk"), (5..15).map(|i| format!("m{i}")).collect::<Vec<_>>());
+
+    let filter = json!({ "types": ["m.room.name"] }).to_string();
+    let (_, names) = server
+        .get(&format!("{base}?dir=b&limit=5&filter={}", urlencode(&filter)), alice.token())
+        .await;
+    let chunk = names["chunk"].as_array().unwrap();
+    assert_eq!(chunk.len(), 1);
+    assert_eq!(chunk[0]["type"], "m.room.name");
+    let lazy = json!({ "lazy_load_members": true, "types": ["m.room.message"] }).to_string();
+    let (_, lazy) = server
+        .get(&format!("{base}?dir=b&limit=2&filter={}", urlencode(&lazy)), alice.token())
+        .await;
+    assert_eq!(lazy["state"].as_array().unwrap().len(), 1);
+    assert_eq!(lazy["state"][0]["state_key"], alice.user_id);
+
+    assert_error(
+        &server.get(&format!("{base}?dir=b&from=garbage"), alice.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server.get(&format!("{base}?dir=sideways"), alice.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn context_surrounds_an_event() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({})).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let (_, sent) = server.send_text(&alice, &room_id, &format!("c{i}")).await;
+        ids.push(sent["event_id"].as_str().unwrap().to_owned());
+    }
+    let (status, context) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room_id}/context/{}?limit=4", ids[3]),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{context}");
+    assert_eq!(context["event"]["content"]["body"], "c3");
+    assert_eq!(bodies(&context, "events_before"), ["c2", "c1"]);
+    assert_eq!(bodies(&context, "events_after"), ["c4", "c5"]);
+    assert!(context["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
+    let (_, more) = server
+        .get(
+            &format!(
+                "/_matrix/client/v3/rooms/{room_id}/messages?dir=f&from={}",
+                context["end"].as_str().unwrap()
+            ),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(bodies(&more, "chunk"), ["c6"]);
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v3/rooms/{room_id}/context/$nope"), alice.token())
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn bad_event_input_changes_nothing() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({})).await;
+    let send = |txn: &str| format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message/{txn}");
+
+    let huge = json!({ "msgtype": "m.text", "body": "x".repeat(70_000) });
+    assert_error(
+        &server.put(&send("big"), alice.token(), huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
+    assert_error(
+        &server.put(&send("arr"), alice.token(), json!([1, 2])).await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &server.put(&send("float"), alice.token(), json!({ "body": 1.5 })).await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &server.call_raw(Method::PUT, &send("nj"), alice.token(), "{oops").await,
+        StatusCode::BAD_REQUEST,
+        "M_NOT_JSON",
+    );
+    assert_error(
+        &server
+            .put(
+                "/_matrix/client/v3/rooms/not-a-room/send/m.room.message/t",
+                alice.token(),
+                json!({}),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server
+            .put(
+                &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/not-a-user"),
+                alice.token(),
+                json!({ "membership": "join" }),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=1"), alice.token())
+        .await;
+    assert_ne!(page["chunk"][0]["type"], "m.room.message", "no message was stored: {page}");
+}

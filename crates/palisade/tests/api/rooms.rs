@@ -1,0 +1,358 @@
+//! Creating rooms, their initial state, and the PDUs behind them.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, assert_error};
+
+fn state_of<'a>(state: &'a [Value], kind: &str, key: &str) -> &'a Value {
+    state
+        .iter()
+        .find(|e| e["type"] == kind && e["state_key"] == key)
+        .unwrap_or_else(|| panic!("no {kind}/{key} in state"))
+}
+
+#[tokio::test]
+async fn create_room_sends_the_initial_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server
+        .create_room(
+            &alice,
+            json!({
+                "name": "Planning",
+                "topic": "Q3",
+                "preset": "private_chat",
+                "invite": [bob.user_id],
+                "is_direct": true,
+                "initial_state": [{ "type": "m.room.encryption", "state_key": "", "content": { "algorithm": "m.megolm.v1.aes-sha2" } }],
+            }),
+        )
+        .await;
+    // Version 12 room ids are the create event's reference hash: no server name.
+    assert!(room_id.starts_with('!') && !room_id.contains(':'), "{room_id}");
+
+    let (status, state) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    let state = state.as_array().unwrap();
+    let create = state_of(state, "m.room.create", "");
+    assert_eq!(create["content"]["room_version"], "12");
+    assert_eq!(create["event_id"].as_str().unwrap()[1..], room_id[1..]);
+    assert_eq!(state_of(state, "m.room.member", &alice.user_id)["content"]["membership"], "join");
+    let invite = state_of(state, "m.room.member", &bob.user_id);
+    assert_eq!(invite["content"]["membership"], "invite");
+    assert_eq!(invite["content"]["is_direct"], true);
+    let power = &state_of(state, "m.room.power_levels", "")["content"];
+    // In v12 the creator's power comes from the create event; listing them is forbidden.
+    assert!(power["users"].get(&alice.user_id).is_none(), "{power}");
+    assert_eq!(state_of(state, "m.room.join_rules", "")["content"]["join_rule"], "invite");
+    assert_eq!(
+        state_of(state, "m.room.history_visibility", "")["content"]["history_visibility"],
+        "shared"
+    );
+    assert_eq!(state_of(state, "m.room.name", "")["content"]["name"], "Planning");
+    assert_eq!(state_of(state, "m.room.topic", "")["content"]["topic"], "Q3");
+    assert_eq!(
+        state_of(state, "m.room.encryption", "")["content"]["algorithm"],
+        "m.megolm.v1.aes-sha2"
+    );
+
+    let (status, name) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"), alice.token())
+        .await;
+    assert_eq!((status, name), (StatusCode::OK, json!({ "name": "Planning" })));
+    let (_, full) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name?format=event"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(full["sender"], alice.user_id);
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.avatar/"), alice.token())
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    let (_, joined) = server.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
+    assert_eq!(joined["joined_rooms"], json!([room_id]));
+}
+
+#[tokio::test]
+async fn older_room_versions_and_unsupported_ones() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    for version in ["10", "11"] {
+        let room_id = server
+            .create_room(&alice, json!({ "room_version": version, "preset": "public_chat" }))
+            .await;
+        assert!(room_id.ends_with(":localhost"), "{room_id}");
+        let (_, create) = server
+            .get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.create/"), alice.token())
+            .await;
+        assert_eq!(create["room_version"], version);
+        // v10 still carries `creator`; v11 dropped it.
+        assert_eq!(create.get("creator").is_some(), version == "10", "{create}");
+        let (_, power) = server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"),
+                alice.token(),
+            )
+            .await;
+        assert_eq!(power["users"][&alice.user_id], 100);
+        assert_eq!(server.send_text(&alice, &room_id, "hello").await.0, StatusCode::OK);
+    }
+    for version in ["9", "1", "nonsense"] {
+        assert_error(
+            &server
+                .post(
+                    "/_matrix/client/v3/createRoom",
+                    alice.token(),
+                    json!({ "room_version": version }),
+                )
+                .await,
+            StatusCode::BAD_REQUEST,
+            "M_UNSUPPORTED_ROOM_VERSION",
+        );
+    }
+    assert_error(
+        &server.post("/_matrix/client/v3/createRoom", None, json!({})).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &server
+            .post("/_matrix/client/v3/createRoom", alice.token(), json!({ "preset": "everyone" }))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+}
+
+#[tokio::test]
+async fn power_level_override_and_public_preset() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "power_level_content_override": { "events_default": 50 } }),
+        )
+        .await;
+    server.join(&bob, &room_id).await;
+    // Bob has 0 and messages now need 50.
+    assert_error(
+        &server.send_text(&bob, &room_id, "hi").await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_eq!(server.send_text(&alice, &room_id, "hi").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn events_are_signed_pdus_with_reference_hash_ids() {
+    use ruma::{
+        CanonicalJsonObject, RoomVersionId,
+        serde::Base64,
+        signatures::{Verified, verify_event},
+    };
+
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({ "name": "Signed" })).await;
+    let (_, sent) = server.send_text(&alice, &room_id, "hello").await;
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+    let (_, keys) = server.get("/_matrix/key/v2/server", None).await;
+    let config = server.config.clone();
+    drop(server.stop().await.map(|dir| dir.keep()));
+
+    let db = rusqlite::Connection::open(config.database_path()).unwrap();
+    let json: String = db
+        .query_row("SELECT json FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0))
+        .unwrap();
+    let pdu: CanonicalJsonObject = serde_json::from_str(&json).unwrap();
+    for field in ["auth_events", "prev_events", "depth", "hashes", "signatures", "origin_server_ts"]
+    {
+        assert!(pdu.contains_key(field), "PDU lacks {field}: {json}");
+    }
+    let rules = RoomVersionId::V12.rules().unwrap();
+    let reference = ruma::signatures::reference_hash(&pdu, &rules).unwrap();
+    assert_eq!(event_id, format!("${reference}"));
+
+    let (key_id, key) = keys["verify_keys"].as_object().unwrap().iter().next().unwrap();
+    let public_key = Base64::parse(key["key"].as_str().unwrap()).unwrap();
+    let keys = [("localhost".to_owned(), [(key_id.clone(), public_key)].into_iter().collect())]
+        .into_iter()
+        .collect();
+    assert_eq!(verify_event(&keys, &pdu, &rules).unwrap(), Verified::All);
+    std::fs::remove_dir_all(&config.data_dir).unwrap();
+}
+
+#[tokio::test]
+async fn rooms_survive_a_restart() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({ "name": "Durable" })).await;
+    server.send_text(&alice, &room_id, "before").await;
+    let config = server.config.clone();
+    let dir = server.stop().await;
+    let server = TestServer::start_on(config).await;
+    assert_eq!(server.send_text(&alice, &room_id, "after").await.0, StatusCode::OK);
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=2"), alice.token())
+        .await;
+    let bodies: Vec<_> =
+        page["chunk"].as_array().unwrap().iter().map(|e| e["content"]["body"].clone()).collect();
+    assert_eq!(bodies, [json!("after"), json!("before")]);
+    let (_, name) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"), alice.token())
+        .await;
+    assert_eq!(name["name"], "Durable");
+    drop(dir);
+}
+
+#[tokio::test]
+async fn aliases_and_the_public_directory() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server
+        .create_room(&alice, json!({ "room_alias_name": "town-square", "visibility": "public", "preset": "public_chat", "name": "Town Square", "topic": "Everyone welcome" }))
+        .await;
+    let private = server.create_room(&alice, json!({ "name": "Secret" })).await;
+
+    let (status, alias) =
+        server.get("/_matrix/client/v3/directory/room/%23town-square:localhost", None).await;
+    assert_eq!(status, StatusCode::OK, "{alias}");
+    assert_eq!(alias["room_id"], room_id);
+    assert_eq!(alias["servers"], json!(["localhost"]));
+    let (_, canonical) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.canonical_alias/"),
+            alice.token(),
+        )
+        .await;
+    assert_eq!(canonical["alias"], "#town-square:localhost");
+    assert_error(
+        &server
+            .post(
+                "/_matrix/client/v3/createRoom",
+                alice.token(),
+                json!({ "room_alias_name": "town-square" }),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_ROOM_IN_USE",
+    );
+
+    server.join(&bob, "%23town-square:localhost").await;
+    assert_error(
+        &server
+            .put(
+                "/_matrix/client/v3/directory/room/%23town-square:localhost",
+                bob.token(),
+                json!({ "room_id": room_id }),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "M_UNKNOWN",
+    );
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/directory/room/%23bobs:localhost",
+            bob.token(),
+            json!({ "room_id": room_id }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &server
+            .put(
+                "/_matrix/client/v3/directory/room/%23sneaky:localhost",
+                bob.token(),
+                json!({ "room_id": private }),
+            )
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    assert_error(
+        &server
+            .put(
+                "/_matrix/client/v3/directory/room/%23x:elsewhere.org",
+                bob.token(),
+                json!({ "room_id": room_id }),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    let (_, aliases) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/aliases"), bob.token()).await;
+    assert_eq!(aliases["aliases"], json!(["#bobs:localhost", "#town-square:localhost"]));
+    // Bob (power 0) may not delete Alice's alias; Alice may delete Bob's.
+    let delete =
+        |alias: &'static str, user| server.call(reqwest::Method::DELETE, alias, user, None);
+    assert_eq!(
+        delete("/_matrix/client/v3/directory/room/%23town-square:localhost", bob.token()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        delete("/_matrix/client/v3/directory/room/%23bobs:localhost", alice.token()).await.0,
+        StatusCode::OK
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/directory/room/%23bobs:localhost", None).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+
+    let (status, list) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let chunk = list["chunk"].as_array().unwrap();
+    assert_eq!(chunk.len(), 1, "{list}");
+    assert_eq!(chunk[0]["room_id"], room_id);
+    assert_eq!(chunk[0]["name"], "Town Square");
+    assert_eq!(chunk[0]["num_joined_members"], 2);
+    assert_eq!(chunk[0]["canonical_alias"], "#town-square:localhost");
+    let (_, found) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            alice.token(),
+            json!({ "filter": { "generic_search_term": "welcome" } }),
+        )
+        .await;
+    assert_eq!(found["chunk"].as_array().unwrap().len(), 1);
+    let (_, none) = server
+        .post(
+            "/_matrix/client/v3/publicRooms",
+            alice.token(),
+            json!({ "filter": { "generic_search_term": "secret" } }),
+        )
+        .await;
+    assert_eq!(none["chunk"].as_array().unwrap().len(), 0);
+
+    let visibility = format!("/_matrix/client/v3/directory/list/room/{private}");
+    assert_eq!(server.get(&visibility, None).await.1["visibility"], "private");
+    assert_eq!(
+        server.put(&visibility, bob.token(), json!({ "visibility": "public" })).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        server.put(&visibility, alice.token(), json!({ "visibility": "public" })).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(server.get(&visibility, None).await.1["visibility"], "public");
+    let (_, list) = server.get("/_matrix/client/v3/publicRooms?limit=1", None).await;
+    assert_eq!(list["chunk"].as_array().unwrap().len(), 1);
+    assert_eq!(list["total_room_count_estimate"], 2);
+    let next = list["next_batch"].as_str().unwrap();
+    let (_, rest) =
+        server.get(&format!("/_matrix/client/v3/publicRooms?limit=1&since={next}"), None).await;
+    assert_eq!(rest["chunk"].as_array().unwrap().len(), 1);
+    assert!(rest.get("next_batch").is_none());
+}
