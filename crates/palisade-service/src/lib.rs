@@ -4,10 +4,15 @@
 //! Services take their stores from `palisade-storage` and their clock from `palisade-core`. They
 //! know nothing of HTTP (no axum) or SQL (no rusqlite): the API layer calls them, tests can too.
 
+pub mod account_data;
 pub mod accounts;
 pub mod keys;
+pub mod notify;
 pub mod ratelimit;
+pub mod receipts;
 pub mod rooms;
+pub mod sync;
+pub mod typing;
 pub mod uia;
 
 use std::sync::Arc;
@@ -15,10 +20,16 @@ use std::sync::Arc;
 use palisade_core::{Clock, Config, Result};
 use palisade_storage::Stores;
 
+use crate::notify::Notifier;
+
+pub use account_data::AccountDataService;
 pub use accounts::{AccountService, Session};
 pub use keys::SigningKey;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
+pub use receipts::ReceiptService;
 pub use rooms::{EventTemplate, RoomService};
+pub use sync::SyncService;
+pub use typing::TypingService;
 pub use uia::{UiaAuth, UiaPurpose, UiaService};
 
 /// Every service of one running server. Built once at start-up and passed explicitly.
@@ -38,6 +49,14 @@ pub struct Services {
     pub signing_key: Arc<SigningKey>,
     /// The clock every service reads.
     pub clock: Arc<dyn Clock>,
+    /// Account data, filters, tags and push rules.
+    pub account_data: Arc<AccountDataService>,
+    /// Read receipts and markers.
+    pub receipts: Arc<ReceiptService>,
+    /// Typing notifications.
+    pub typing: Arc<TypingService>,
+    /// `/sync`.
+    pub sync: Arc<SyncService>,
 }
 
 impl Services {
@@ -54,16 +73,49 @@ impl Services {
         let uia = Arc::new(UiaService::new(accounts.clone(), clock.clone()));
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone(), clock.clone()));
         let signing_key = Arc::new(signing_key);
+        let notifier = Arc::new(Notifier::new(stores.rooms.clone()));
         let rooms = Arc::new(
             RoomService::new(
                 config.clone(),
-                stores.rooms,
+                stores.rooms.clone(),
                 accounts.clone(),
                 signing_key.clone(),
                 clock.clone(),
+                notifier.clone(),
             )
             .await?,
         );
-        Ok(Self { config, accounts, uia, rate_limiter, rooms, signing_key, clock })
+        let account_data = Arc::new(AccountDataService::new(stores.user_data, notifier.clone()));
+        let receipts = Arc::new(ReceiptService::new(
+            stores.receipts,
+            stores.rooms.clone(),
+            rooms.clone(),
+            account_data.clone(),
+            notifier.clone(),
+            clock.clone(),
+        ));
+        let typing = Arc::new(TypingService::new(clock.clone(), notifier.clone()));
+        let sync = Arc::new(SyncService::new(
+            rooms.clone(),
+            stores.rooms,
+            accounts.clone(),
+            account_data.clone(),
+            receipts.clone(),
+            typing.clone(),
+            notifier,
+        ));
+        Ok(Self {
+            config,
+            accounts,
+            uia,
+            rate_limiter,
+            rooms,
+            signing_key,
+            clock,
+            account_data,
+            receipts,
+            typing,
+            sync,
+        })
     }
 }

@@ -6,8 +6,10 @@
 
 mod accounts;
 mod database;
+mod receipts;
 mod rooms;
 mod schema;
+mod user_data;
 
 pub use database::Database;
 
@@ -20,7 +22,7 @@ use rusqlite::Row;
 /// Opens (creating and migrating if needed) the database at `path` and returns its stores.
 pub fn open(path: &Path) -> Result<Stores> {
     let db = Arc::new(Database::open(path)?);
-    Ok(Stores { accounts: db.clone(), rooms: db })
+    Ok(Stores { accounts: db.clone(), rooms: db.clone(), user_data: db.clone(), receipts: db })
 }
 
 fn sql(e: rusqlite::Error) -> Error {

@@ -370,6 +370,19 @@ impl RoomStore for Database {
         })
     }
 
+    async fn state_at_pos(&self, room_id: &RoomId, pos: u64) -> Result<Option<StateMap>> {
+        self.read(|conn| {
+            let group: Option<u64> = conn
+                .prepare_cached(
+                    "SELECT state_group FROM events WHERE room_id = ?1 AND stream_pos <= ?2
+                     ORDER BY stream_pos DESC LIMIT 1",
+                )?
+                .query_row(params![room_id.as_str(), pos], |row| row.get(0))
+                .optional()?;
+            group.map(|group| state_of_group(conn, group)).transpose()
+        })
+    }
+
     async fn create_alias(
         &self,
         alias: &RoomAliasId,

@@ -94,6 +94,34 @@ const MIGRATIONS: &[&str] = &[
         creator TEXT NOT NULL
     ) STRICT;
     CREATE INDEX room_aliases_by_room ON room_aliases(room_id);",
+    // 3: sync filters, account data and read receipts. '' stands for "no room" / "no thread".
+    "CREATE TABLE filters (
+        user_id TEXT NOT NULL,
+        filter_id INTEGER NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (user_id, filter_id)
+    ) STRICT;
+    CREATE TABLE account_data (
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        content TEXT NOT NULL,
+        stream_pos INTEGER NOT NULL,
+        PRIMARY KEY (user_id, room_id, type)
+    ) STRICT;
+    CREATE INDEX account_data_by_pos ON account_data(user_id, stream_pos);
+    CREATE TABLE receipts (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        receipt_type TEXT NOT NULL,
+        thread_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        event_stream_pos INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        stream_pos INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
+    ) STRICT;
+    CREATE INDEX receipts_by_pos ON receipts(room_id, stream_pos);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -4,12 +4,16 @@
 //! backend is behind it; each backend runs the same conformance suite.
 
 pub mod accounts;
+pub mod receipts;
 pub mod rooms;
+pub mod user_data;
 
 pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
 };
+pub use user_data::{AccountDataRow, UserDataStore};
 
 use std::sync::Arc;
 
@@ -20,4 +24,8 @@ pub struct Stores {
     pub accounts: Arc<dyn AccountStore>,
     /// Rooms, events and state.
     pub rooms: Arc<dyn RoomStore>,
+    /// Filters and account data.
+    pub user_data: Arc<dyn UserDataStore>,
+    /// Read receipts.
+    pub receipts: Arc<dyn ReceiptStore>,
 }

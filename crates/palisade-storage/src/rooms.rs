@@ -155,6 +155,9 @@ pub trait RoomStore: Send + Sync {
     async fn forget_room(&self, room_id: &RoomId, user_id: &UserId) -> Result<bool>;
     /// The latest stream position.
     async fn max_stream_pos(&self) -> Result<u64>;
+    /// The room state after the last event of the room at or before stream position `pos`;
+    /// `None` if the room has no event that early.
+    async fn state_at_pos(&self, room_id: &RoomId, pos: u64) -> Result<Option<StateMap>>;
 
     /// Maps an alias to a room; `false` if the alias is taken.
     async fn create_alias(

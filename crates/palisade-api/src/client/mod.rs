@@ -1,14 +1,17 @@
 //! Client-Server API endpoints, one module per area of the spec.
 
 mod account;
+mod account_data;
 mod devices;
 mod directory;
 mod discovery;
 mod events;
 mod profile;
+mod receipts;
 mod register;
 mod rooms;
 mod session;
+mod sync;
 
 use axum::Router;
 
@@ -24,5 +27,8 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = rooms::routes(router);
     let router = events::routes(router);
     let router = directory::routes(router);
+    let router = sync::routes(router);
+    let router = receipts::routes(router);
+    let router = account_data::routes(router);
     profile::routes(router)
 }

@@ -14,7 +14,10 @@ mod read;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex as SyncMutex},
+    sync::{
+        Arc, Mutex as SyncMutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use palisade_core::{Clock, Config, Error, ErrorKind, Result};
@@ -27,14 +30,14 @@ use ruma::{
     state_res,
 };
 use serde_json::Value;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 
 pub use create::{CreateRoom, Preset};
 pub use directory::PublicRoom;
 pub use pdu::Pdu;
 pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
 
-use crate::{AccountService, keys::SigningKey};
+use crate::{AccountService, keys::SigningKey, notify::Notifier};
 
 /// An event a local user asks to send, before it becomes a PDU.
 #[derive(Debug, Clone)]
@@ -75,7 +78,8 @@ pub struct RoomService {
     key: Arc<SigningKey>,
     clock: Arc<dyn Clock>,
     handles: SyncMutex<HashMap<OwnedRoomId, RoomHandle>>,
-    stream: watch::Sender<u64>,
+    stream: AtomicU64,
+    notifier: Arc<Notifier>,
 }
 
 fn forbidden_from_auth(reason: String) -> Error {
@@ -99,22 +103,16 @@ impl RoomService {
         accounts: Arc<AccountService>,
         key: Arc<SigningKey>,
         clock: Arc<dyn Clock>,
+        notifier: Arc<Notifier>,
     ) -> Result<Self> {
-        let (stream, _) = watch::channel(store.max_stream_pos().await?);
-        Ok(Self {
-            config,
-            store,
-            accounts,
-            key,
-            clock,
-            handles: SyncMutex::new(HashMap::new()),
-            stream,
-        })
+        let stream = AtomicU64::new(store.max_stream_pos().await?);
+        let handles = SyncMutex::new(HashMap::new());
+        Ok(Self { config, store, accounts, key, clock, handles, stream, notifier })
     }
 
-    /// Subscribes to the stream position: it changes after every committed event.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.stream.subscribe()
+    /// The latest committed stream position.
+    pub fn position(&self) -> u64 {
+        self.stream.load(Ordering::Acquire)
     }
 
     fn handle(&self, room_id: &RoomId) -> RoomHandle {
@@ -382,6 +380,7 @@ impl RoomService {
             .flatten();
         let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
         let depth = u64::from(pdu.depth);
+        let change = membership.clone().zip(pdu.state_key.clone());
         let new = NewEvent {
             event_id: pdu.event_id.clone(),
             room_id,
@@ -405,7 +404,11 @@ impl RoomService {
         room.state_group = appended.state_group;
         room.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
         room.extremities.push((pdu.event_id.clone(), depth));
-        self.stream.send_replace(appended.stream_pos);
+        self.stream.fetch_max(appended.stream_pos, Ordering::AcqRel);
+        let change = change.as_ref().and_then(|(membership, target)| {
+            <&UserId>::try_from(target.as_str()).ok().map(|user| (user, membership.as_str()))
+        });
+        self.notifier.notify_room(&pdu.room()?, change).await?;
         Ok(pdu.event_id)
     }
 }

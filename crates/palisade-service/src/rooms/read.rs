@@ -64,15 +64,26 @@ pub struct Messages {
     pub state: Vec<Value>,
 }
 
+/// Events found by [`RoomService::timeline_page`].
+pub(crate) struct TimelinePage {
+    /// The events, in the direction walked.
+    pub rows: Vec<EventRow>,
+    /// Where the walk stopped (a token position).
+    pub cursor: u64,
+    /// Whether the walk reached the start or end of what it may see.
+    pub reached_end: bool,
+}
+
 /// Formats a stream position as a pagination token.
 pub fn stream_token(pos: u64) -> String {
     format!("s{pos}")
 }
 
-/// Parses a pagination token.
+/// Parses a pagination token; a sync token (`s<events>_…`) is accepted too.
 pub fn parse_stream_token(token: &str) -> Result<u64> {
     token
         .strip_prefix('s')
+        .and_then(|rest| rest.split('_').next())
         .and_then(|pos| pos.parse().ok())
         .ok_or_else(|| Error::invalid_param("Invalid pagination token"))
 }
@@ -181,7 +192,11 @@ impl RoomService {
     }
 
     /// Stored events by id, in stream order and client format (as state: no viewer).
-    async fn format_ids(&self, room_id: &RoomId, ids: &[ruma::OwnedEventId]) -> Result<Vec<Value>> {
+    pub(crate) async fn format_ids(
+        &self,
+        room_id: &RoomId,
+        ids: &[ruma::OwnedEventId],
+    ) -> Result<Vec<Value>> {
         let rows = self.rows(ids).await?;
         self.format_events(room_id, &rows, None).await
     }
@@ -229,27 +244,20 @@ impl RoomService {
         Ok(events.remove(0))
     }
 
-    /// A page of the timeline, filtered, from `from` towards `to` (tokens are exclusive).
+    /// Up to `limit` events of a room that pass `filter`, walking from position `start` in
+    /// `direction` and stopping at `to` (exclusive) or, forwards, past `ceiling`. No access
+    /// check: callers decide what the user may see.
     #[allow(clippy::too_many_arguments)]
-    pub async fn messages(
+    pub(crate) async fn timeline_page(
         &self,
-        user: &UserId,
-        device: &DeviceId,
         room_id: &RoomId,
-        from: Option<u64>,
+        start: u64,
         to: Option<u64>,
+        ceiling: u64,
         direction: Direction,
         limit: usize,
         filter: &EventFilter,
-    ) -> Result<Messages> {
-        let bound = self.read_bound(user, room_id).await?;
-        let latest = *self.stream.borrow();
-        let ceiling = bound.unwrap_or(latest);
-        let start = match direction {
-            Direction::Backward => from.unwrap_or(ceiling).min(ceiling),
-            Direction::Forward => from.unwrap_or(0),
-        };
-        let limit = limit.clamp(1, 1000);
+    ) -> Result<TimelinePage> {
         let (mut rows, mut cursor, mut reached_end) = (Vec::new(), start, false);
         'pages: loop {
             let from = match direction {
@@ -285,6 +293,32 @@ impl RoomService {
                 break;
             }
         }
+        Ok(TimelinePage { rows, cursor, reached_end })
+    }
+
+    /// A page of the timeline, filtered, from `from` towards `to` (tokens are exclusive).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn messages(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+        room_id: &RoomId,
+        from: Option<u64>,
+        to: Option<u64>,
+        direction: Direction,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<Messages> {
+        let bound = self.read_bound(user, room_id).await?;
+        let latest = self.position();
+        let ceiling = bound.unwrap_or(latest);
+        let start = match direction {
+            Direction::Backward => from.unwrap_or(ceiling).min(ceiling),
+            Direction::Forward => from.unwrap_or(0),
+        };
+        let limit = limit.clamp(1, 1000);
+        let TimelinePage { rows, cursor, reached_end } =
+            self.timeline_page(room_id, start, to, ceiling, direction, limit, filter).await?;
         let state = if filter.lazy_load_members {
             self.member_events_of(room_id, &rows).await?
         } else {
@@ -296,7 +330,11 @@ impl RoomService {
     }
 
     /// The current member events of the senders of `rows`.
-    async fn member_events_of(&self, room_id: &RoomId, rows: &[EventRow]) -> Result<Vec<Value>> {
+    pub(crate) async fn member_events_of(
+        &self,
+        room_id: &RoomId,
+        rows: &[EventRow],
+    ) -> Result<Vec<Value>> {
         let senders: BTreeSet<&UserId> = rows.iter().map(|r| r.sender.as_ref()).collect();
         let Some(state) = self.current_state(room_id).await? else { return Ok(Vec::new()) };
         let ids: Vec<_> = senders

@@ -11,3 +11,4 @@ mod profile;
 mod room_auth;
 mod room_history;
 mod rooms;
+mod sync;

@@ -1,0 +1,153 @@
+//! Account data, room tags and push rules.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#client-config>,
+//! <https://spec.matrix.org/v1.19/client-server-api/#room-tagging> and
+//! <https://spec.matrix.org/v1.19/client-server-api/#push-rules>
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use ruma::{
+    UserId,
+    api::client::{
+        config::{
+            get_global_account_data, get_room_account_data, set_global_account_data,
+            set_room_account_data,
+        },
+        push::get_pushrules_all,
+        tag::{create_tag, delete_tag, get_tags},
+    },
+    serde::Raw,
+};
+use serde_json::Value;
+
+use crate::{AppState, Ruma, client::rooms::object, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, set_global);
+    let router = route(router, get_global);
+    let router = route(router, set_room);
+    let router = route(router, get_room);
+    let router = route(router, tags);
+    let router = route(router, put_tag);
+    let router = route(router, remove_tag);
+    route(router, push_rules)
+}
+
+fn ensure_own(session_user: &UserId, path_user: &UserId) -> Result<()> {
+    if session_user != path_user {
+        return Err(Error::forbidden("Cannot access another user's account data"));
+    }
+    Ok(())
+}
+
+fn raw<T>(value: &Value) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(value)
+        .map(Raw::from_json)
+        .map_err(|e| Error::internal(e.to_string()))
+}
+
+/// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
+async fn set_global(
+    state: AppState,
+    request: Ruma<set_global_account_data::v3::Request>,
+) -> Result<set_global_account_data::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    let content = Value::Object(object(body.data.json().get(), "Account data")?);
+    state.account_data.set(&session.user_id, None, &body.event_type.to_string(), &content).await?;
+    Ok(set_global_account_data::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/user/{userId}/account_data/{type}`
+async fn get_global(
+    state: AppState,
+    request: Ruma<get_global_account_data::v3::Request>,
+) -> Result<get_global_account_data::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    let content =
+        state.account_data.get(&session.user_id, None, &body.event_type.to_string()).await?;
+    Ok(get_global_account_data::v3::Response::new(raw(&content)?))
+}
+
+/// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
+async fn set_room(
+    state: AppState,
+    request: Ruma<set_room_account_data::v3::Request>,
+) -> Result<set_room_account_data::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    let content = Value::Object(object(body.data.json().get(), "Account data")?);
+    state
+        .account_data
+        .set(&session.user_id, Some(&body.room_id), &body.event_type.to_string(), &content)
+        .await?;
+    Ok(set_room_account_data::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
+async fn get_room(
+    state: AppState,
+    request: Ruma<get_room_account_data::v3::Request>,
+) -> Result<get_room_account_data::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    let content = state
+        .account_data
+        .get(&session.user_id, Some(&body.room_id), &body.event_type.to_string())
+        .await?;
+    Ok(get_room_account_data::v3::Response::new(raw(&content)?))
+}
+
+/// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags`
+async fn tags(
+    state: AppState,
+    request: Ruma<get_tags::v3::Request>,
+) -> Result<get_tags::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    let tags = state.account_data.tags(&session.user_id, &body.room_id).await?;
+    let tags =
+        serde_json::from_value(tags).map_err(|e| Error::internal(format!("stored tags: {e}")))?;
+    Ok(get_tags::v3::Response::new(tags))
+}
+
+/// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
+async fn put_tag(
+    state: AppState,
+    request: Ruma<create_tag::v3::Request>,
+) -> Result<create_tag::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    let content =
+        serde_json::to_value(&body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
+    state.account_data.set_tag(&session.user_id, &body.room_id, &body.tag, &content).await?;
+    Ok(create_tag::v3::Response::new())
+}
+
+/// `DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`
+async fn remove_tag(
+    state: AppState,
+    request: Ruma<delete_tag::v3::Request>,
+) -> Result<delete_tag::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    state.account_data.delete_tag(&session.user_id, &body.room_id, &body.tag).await?;
+    Ok(delete_tag::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/pushrules/`
+async fn push_rules(
+    state: AppState,
+    request: Ruma<get_pushrules_all::v3::Request>,
+) -> Result<get_pushrules_all::v3::Response> {
+    let rules = state.account_data.push_rules(&request.session()?.user_id).await?;
+    Ok(get_pushrules_all::v3::Response::new(rules))
+}

@@ -1,0 +1,116 @@
+//! `/sync` and the filters it uses.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#syncing> and
+//! <https://spec.matrix.org/v1.19/client-server-api/#filtering>
+
+use std::time::Duration;
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use palisade_service::sync::{SyncFilter, SyncRequest};
+use ruma::{
+    UserId,
+    api::client::{
+        filter::{FilterDefinition, LazyLoadOptions, create_filter, get_filter},
+        sync::sync_events::{self, v3::Filter},
+    },
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{AppState, Ruma, client::events::event_filter, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, sync);
+    let router = route(router, create);
+    route(router, get)
+}
+
+fn ensure_own(session_user: &UserId, path_user: &UserId) -> Result<()> {
+    if session_user != path_user {
+        return Err(Error::forbidden("Cannot access another user's filters"));
+    }
+    Ok(())
+}
+
+fn to_sync_filter(definition: &FilterDefinition) -> SyncFilter {
+    let room = &definition.room;
+    let timeline_limit = room.timeline.limit.map_or(SyncFilter::default().timeline_limit, |l| {
+        usize::try_from(u64::from(l)).unwrap_or(usize::MAX)
+    });
+    SyncFilter {
+        timeline: event_filter(&room.timeline),
+        timeline_limit,
+        lazy_load_members: matches!(room.state.lazy_load_options, LazyLoadOptions::Enabled { .. }),
+        include_leave: room.include_leave,
+        rooms: room.rooms.clone(),
+        not_rooms: room.not_rooms.clone(),
+    }
+}
+
+/// Turns our JSON into a ruma type of the response.
+fn typed<T: DeserializeOwned>(value: &mut Value, key: &str) -> Result<T> {
+    serde_json::from_value(value[key].take())
+        .map_err(|e| Error::internal(format!("sync {key}: {e}")))
+}
+
+/// `GET /_matrix/client/v3/sync`
+async fn sync(
+    state: AppState,
+    request: Ruma<sync_events::v3::Request>,
+) -> Result<sync_events::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let filter = match &body.filter {
+        Some(Filter::FilterDefinition(definition)) => to_sync_filter(definition),
+        Some(Filter::FilterId(id)) => {
+            let stored = state.account_data.filter(&session.user_id, id).await?;
+            let definition: FilterDefinition = serde_json::from_value(stored)
+                .map_err(|e| Error::internal(format!("stored filter: {e}")))?;
+            to_sync_filter(&definition)
+        }
+        _ => SyncFilter::default(),
+    };
+    let sync = SyncRequest {
+        since: body.since.clone(),
+        full_state: body.full_state,
+        timeout: body.timeout.unwrap_or(Duration::ZERO),
+        filter,
+    };
+    let mut json = state.sync.sync(session, &sync).await?;
+    let next_batch = json["next_batch"].as_str().unwrap_or_default().to_owned();
+    let mut response = sync_events::v3::Response::new(next_batch);
+    response.rooms = typed(&mut json, "rooms")?;
+    response.account_data = typed(&mut json, "account_data")?;
+    response.presence = typed(&mut json, "presence")?;
+    response.to_device = typed(&mut json, "to_device")?;
+    response.device_lists = typed(&mut json, "device_lists")?;
+    response.device_one_time_keys_count = typed(&mut json, "device_one_time_keys_count")?;
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/user/{userId}/filter`
+async fn create(
+    state: AppState,
+    request: Ruma<create_filter::v3::Request>,
+) -> Result<create_filter::v3::Response> {
+    let session = request.session()?;
+    ensure_own(&session.user_id, &request.body.user_id)?;
+    let json =
+        serde_json::to_value(&request.body.filter).map_err(|e| Error::internal(e.to_string()))?;
+    let id = state.account_data.create_filter(&session.user_id, &json).await?;
+    Ok(create_filter::v3::Response::new(id))
+}
+
+/// `GET /_matrix/client/v3/user/{userId}/filter/{filterId}`
+async fn get(
+    state: AppState,
+    request: Ruma<get_filter::v3::Request>,
+) -> Result<get_filter::v3::Response> {
+    let session = request.session()?;
+    ensure_own(&session.user_id, &request.body.user_id)?;
+    let stored = state.account_data.filter(&session.user_id, &request.body.filter_id).await?;
+    let definition = serde_json::from_value(stored)
+        .map_err(|e| Error::internal(format!("stored filter: {e}")))?;
+    Ok(get_filter::v3::Response::new(definition))
+}

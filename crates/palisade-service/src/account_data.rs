@@ -1,0 +1,119 @@
+//! Account data (global and per room, room tags included), sync filters and push rules.
+
+use std::sync::Arc;
+
+use palisade_core::{Error, Result};
+use palisade_storage::UserDataStore;
+use ruma::{RoomId, UserId, push::Ruleset};
+use serde_json::{Value, json};
+
+use crate::notify::Notifier;
+
+/// Account data, filters and push rules of users.
+pub struct AccountDataService {
+    store: Arc<dyn UserDataStore>,
+    notifier: Arc<Notifier>,
+}
+
+/// The account data type holding room tags.
+const TAGS: &str = "m.tag";
+/// The account data type holding push rules.
+pub const PUSH_RULES: &str = "m.push_rules";
+
+impl AccountDataService {
+    /// The service over `store`.
+    pub fn new(store: Arc<dyn UserDataStore>, notifier: Arc<Notifier>) -> Self {
+        Self { store, notifier }
+    }
+
+    /// The store, for sync.
+    pub(crate) fn store(&self) -> &Arc<dyn UserDataStore> {
+        &self.store
+    }
+
+    /// Stores a filter (already validated by the caller); returns its id.
+    pub async fn create_filter(&self, user: &UserId, filter: &Value) -> Result<String> {
+        Ok(self.store.create_filter(user, filter.to_string()).await?.to_string())
+    }
+
+    /// A stored filter, or `M_NOT_FOUND`.
+    pub async fn filter(&self, user: &UserId, filter_id: &str) -> Result<Value> {
+        let id = filter_id.parse().map_err(|_| Error::not_found("No such filter"))?;
+        let json =
+            self.store.filter(user, id).await?.ok_or_else(|| Error::not_found("No such filter"))?;
+        serde_json::from_str(&json).map_err(|e| Error::internal(format!("stored filter: {e}")))
+    }
+
+    /// Sets an account data entry and wakes the user's syncs.
+    pub async fn set(
+        &self,
+        user: &UserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+    ) -> Result<()> {
+        if !content.is_object() {
+            return Err(Error::bad_json("Account data content must be an object"));
+        }
+        self.store.set_account_data(user, room, kind, content.to_string()).await?;
+        self.notifier.notify_user(user);
+        Ok(())
+    }
+
+    /// An account data entry, or `M_NOT_FOUND`.
+    pub async fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Value> {
+        let json = self
+            .store
+            .account_data(user, room, kind)
+            .await?
+            .ok_or_else(|| Error::not_found("Account data not found"))?;
+        serde_json::from_str(&json)
+            .map_err(|e| Error::internal(format!("stored account data: {e}")))
+    }
+
+    /// A room's tags for the user (`{}` when none).
+    pub async fn tags(&self, user: &UserId, room: &RoomId) -> Result<Value> {
+        match self.get(user, Some(room), TAGS).await {
+            Ok(content) => Ok(content.get("tags").cloned().unwrap_or_else(|| json!({}))),
+            Err(e) if e.kind == palisade_core::ErrorKind::NotFound => Ok(json!({})),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds or replaces one tag.
+    pub async fn set_tag(
+        &self,
+        user: &UserId,
+        room: &RoomId,
+        tag: &str,
+        content: &Value,
+    ) -> Result<()> {
+        if !content.is_object() {
+            return Err(Error::bad_json("Tag content must be an object"));
+        }
+        let mut tags = self.tags(user, room).await?;
+        tags[tag] = content.clone();
+        self.set(user, Some(room), TAGS, &json!({ "tags": tags })).await
+    }
+
+    /// Removes one tag (absent tags are fine).
+    pub async fn delete_tag(&self, user: &UserId, room: &RoomId, tag: &str) -> Result<()> {
+        let mut tags = self.tags(user, room).await?;
+        if let Some(map) = tags.as_object_mut() {
+            map.remove(tag);
+        }
+        self.set(user, Some(room), TAGS, &json!({ "tags": tags })).await
+    }
+
+    /// The user's push rules: their stored rules, else the server defaults.
+    pub async fn push_rules(&self, user: &UserId) -> Result<Ruleset> {
+        if let Some(json) = self.store.account_data(user, None, PUSH_RULES).await?
+            && let Ok(content) = serde_json::from_str::<Value>(&json)
+            && let Some(global) = content.get("global")
+            && let Ok(rules) = serde_json::from_value::<Ruleset>(global.clone())
+        {
+            return Ok(rules);
+        }
+        Ok(Ruleset::server_default(user))
+    }
+}

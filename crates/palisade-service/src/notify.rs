@@ -1,0 +1,92 @@
+//! Wakes long-polling `/sync` requests: per user, only when something for that user changed.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use palisade_core::Result;
+use palisade_storage::RoomStore;
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use tokio::sync::watch;
+
+/// Who to wake when a room changes, and the per-user wake-up channels.
+pub struct Notifier {
+    store: Arc<dyn RoomStore>,
+    users: Mutex<HashMap<OwnedUserId, watch::Sender<()>>>,
+    /// Users with a membership that makes them see the room (join, invite, knock); loaded on
+    /// first use and kept current by membership changes.
+    rooms: Mutex<HashMap<OwnedRoomId, HashSet<OwnedUserId>>>,
+}
+
+/// Memberships whose holders hear about a room's events.
+fn listens(membership: &str) -> bool {
+    matches!(membership, "join" | "invite" | "knock")
+}
+
+impl Notifier {
+    /// A notifier reading memberships from `store`.
+    pub fn new(store: Arc<dyn RoomStore>) -> Self {
+        Self { store, users: Mutex::new(HashMap::new()), rooms: Mutex::new(HashMap::new()) }
+    }
+
+    /// A receiver that changes whenever something for `user` does.
+    pub fn subscribe(&self, user: &UserId) -> watch::Receiver<()> {
+        let mut users = self.users.lock().expect("notifier poisoned");
+        users.retain(|_, sender| sender.receiver_count() > 0);
+        users.entry(user.to_owned()).or_insert_with(|| watch::channel(()).0).subscribe()
+    }
+
+    /// Wakes one user's syncs.
+    pub fn notify_user(&self, user: &UserId) {
+        if let Some(sender) = self.users.lock().expect("notifier poisoned").get(user) {
+            sender.send_replace(());
+        }
+    }
+
+    /// Wakes everyone in a room; `change` is a membership change the room just saw, whose
+    /// target is woken too (so a leaving user hears of their leave).
+    pub async fn notify_room(
+        &self,
+        room_id: &RoomId,
+        change: Option<(&UserId, &str)>,
+    ) -> Result<()> {
+        let loaded = self.rooms.lock().expect("notifier poisoned").contains_key(room_id);
+        if !loaded {
+            let members: HashSet<OwnedUserId> = self
+                .store
+                .members(room_id)
+                .await?
+                .into_iter()
+                .filter(|m| listens(&m.membership))
+                .map(|m| m.user_id)
+                .collect();
+            self.rooms
+                .lock()
+                .expect("notifier poisoned")
+                .entry(room_id.to_owned())
+                .or_insert(members);
+        }
+        let targets: Vec<OwnedUserId> = {
+            let mut rooms = self.rooms.lock().expect("notifier poisoned");
+            let members = rooms.entry(room_id.to_owned()).or_default();
+            let mut targets: Vec<_> = members.iter().cloned().collect();
+            if let Some((user, membership)) = change {
+                targets.push(user.to_owned());
+                if listens(membership) {
+                    members.insert(user.to_owned());
+                } else {
+                    members.remove(user);
+                }
+            }
+            targets
+        };
+        let users = self.users.lock().expect("notifier poisoned");
+        for user in targets {
+            if let Some(sender) = users.get(&user) {
+                sender.send_replace(());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,537 @@
+//! `/sync`: everything that changed for a user since a token, long-polling until something does.
+//!
+//! A token names a position in each stream: events (rooms), account data, receipts, typing.
+//! Rooms the user joined after the token (or every room, on an initial sync) come with their
+//! state at the start of the timeline; other rooms with the new events, and the state that
+//! changed in between when the timeline had to be cut (`limited`).
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use palisade_core::{Error, Result};
+use palisade_storage::{AccountDataRow, Direction, MembershipRow, ReceiptRow, RoomStore, StateMap};
+use ruma::{
+    OwnedEventId, OwnedRoomId, RoomId, UInt, UserId, push::PushConditionRoomCtx, serde::Raw,
+};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    AccountDataService, AccountService, Session,
+    account_data::PUSH_RULES,
+    notify::Notifier,
+    receipts::{READ_PRIVATE, ReceiptService},
+    rooms::{EventFilter, RoomService, stream_token},
+    typing::TypingService,
+};
+
+/// Positions in each stream a sync has delivered up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncToken {
+    /// Room events.
+    pub events: u64,
+    /// Account data.
+    pub account_data: u64,
+    /// Receipts.
+    pub receipts: u64,
+    /// Typing.
+    pub typing: u64,
+}
+
+impl SyncToken {
+    /// Parses `s<events>_<account data>_<receipts>_<typing>`.
+    pub fn parse(token: &str) -> Result<Self> {
+        let invalid = || Error::invalid_param("Invalid sync token");
+        let mut parts = token.strip_prefix('s').ok_or_else(invalid)?.split('_');
+        let mut next =
+            || -> Result<u64> { parts.next().and_then(|p| p.parse().ok()).ok_or_else(invalid) };
+        Ok(Self { events: next()?, account_data: next()?, receipts: next()?, typing: next()? })
+    }
+}
+
+impl std::fmt::Display for SyncToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{}_{}_{}_{}", self.events, self.account_data, self.receipts, self.typing)
+    }
+}
+
+/// The parts of a sync filter the server applies.
+#[derive(Debug, Clone)]
+pub struct SyncFilter {
+    /// Which timeline events to send.
+    pub timeline: EventFilter,
+    /// Most timeline events per room.
+    pub timeline_limit: usize,
+    /// Send only the members of the timeline's senders (and the user) as state.
+    pub lazy_load_members: bool,
+    /// Include rooms the user has left in an initial sync.
+    pub include_leave: bool,
+    /// Only these rooms, when given.
+    pub rooms: Option<Vec<OwnedRoomId>>,
+    /// Never these rooms.
+    pub not_rooms: Vec<OwnedRoomId>,
+}
+
+impl Default for SyncFilter {
+    fn default() -> Self {
+        Self {
+            timeline: EventFilter::default(),
+            timeline_limit: 10,
+            lazy_load_members: false,
+            include_leave: false,
+            rooms: None,
+            not_rooms: Vec::new(),
+        }
+    }
+}
+
+/// One `/sync` request.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    /// The token of the previous sync.
+    pub since: Option<String>,
+    /// Send the full state of every room.
+    pub full_state: bool,
+    /// How long to wait for something new.
+    pub timeout: Duration,
+    /// What to send.
+    pub filter: SyncFilter,
+}
+
+/// Most events checked for unread counts per room.
+const MAX_UNREAD_SCAN: usize = 1000;
+/// Longest a sync waits.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// State events an invited user sees (stripped).
+const INVITE_STATE: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+/// Builds sync responses.
+pub struct SyncService {
+    rooms: Arc<RoomService>,
+    store: Arc<dyn RoomStore>,
+    accounts: Arc<AccountService>,
+    account_data: Arc<AccountDataService>,
+    receipts: Arc<ReceiptService>,
+    typing: Arc<TypingService>,
+    notifier: Arc<Notifier>,
+}
+
+/// What one pass found.
+struct Pass {
+    body: Value,
+    changed: bool,
+}
+
+impl SyncService {
+    /// The service.
+    pub fn new(
+        rooms: Arc<RoomService>,
+        store: Arc<dyn RoomStore>,
+        accounts: Arc<AccountService>,
+        account_data: Arc<AccountDataService>,
+        receipts: Arc<ReceiptService>,
+        typing: Arc<TypingService>,
+        notifier: Arc<Notifier>,
+    ) -> Self {
+        Self { rooms, store, accounts, account_data, receipts, typing, notifier }
+    }
+
+    /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
+    /// otherwise as soon as something does, or empty when the timeout passes.
+    pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<Value> {
+        let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
+        let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
+        let mut wake = self.notifier.subscribe(&session.user_id);
+        loop {
+            wake.borrow_and_update();
+            let pass = self.pass(session, since, request).await?;
+            if pass.changed || since.is_none() || request.full_state {
+                return Ok(pass.body);
+            }
+            match tokio::time::timeout_at(deadline, wake.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return Ok(pass.body),
+            }
+        }
+    }
+
+    async fn now(&self) -> Result<SyncToken> {
+        Ok(SyncToken {
+            events: self.rooms.position(),
+            account_data: self.account_data.store().max_account_data_pos().await?,
+            receipts: self.receipts.store().max_receipt_pos().await?,
+            typing: self.typing.position(),
+        })
+    }
+
+    async fn pass(
+        &self,
+        session: &Session,
+        since: Option<SyncToken>,
+        request: &SyncRequest,
+    ) -> Result<Pass> {
+        let user = &session.user_id;
+        let now = self.now().await?;
+        let filter = &request.filter;
+        let account_data: Vec<AccountDataRow> = self
+            .account_data
+            .store()
+            .account_data_since(user, since.map_or(0, |s| s.account_data))
+            .await?
+            .into_iter()
+            .filter(|row| row.stream_pos <= now.account_data)
+            .collect();
+
+        let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
+        for membership in self.store.rooms_of_user(user).await? {
+            let room_id = &membership.room_id;
+            let wanted = filter.rooms.as_ref().is_none_or(|rooms| rooms.contains(room_id))
+                && !filter.not_rooms.contains(room_id);
+            // A membership newer than this pass's snapshot shows up in the next one.
+            if !wanted || membership.stream_pos > now.events {
+                continue;
+            }
+            let changed_since = since.is_none_or(|s| membership.stream_pos > s.events);
+            match membership.membership.as_str() {
+                "join" => {
+                    if let Some(room) = self
+                        .joined_room(session, &membership, since, now, request, &account_data)
+                        .await?
+                    {
+                        join.insert(room_id.to_string(), room);
+                    }
+                }
+                "invite" if changed_since => {
+                    invite.insert(room_id.to_string(), self.invited_room(&membership).await?);
+                }
+                "leave" | "ban" if changed_since && (since.is_some() || filter.include_leave) => {
+                    leave.insert(
+                        room_id.to_string(),
+                        self.left_room(session, &membership, since, request).await?,
+                    );
+                }
+                _ => {}
+            }
+        }
+
+        let mut global: Vec<Value> = account_data
+            .iter()
+            .filter(|row| row.room_id.is_none())
+            .map(|row| account_data_event(&row.kind, &row.content))
+            .collect();
+        if since.is_none() && !global.iter().any(|e| e["type"] == PUSH_RULES) {
+            let rules = self.account_data.push_rules(user).await?;
+            global.push(json!({ "type": PUSH_RULES, "content": { "global": rules } }));
+        }
+        let changed =
+            !join.is_empty() || !invite.is_empty() || !leave.is_empty() || !global.is_empty();
+        let body = json!({
+            "next_batch": now.to_string(),
+            "rooms": { "join": join, "invite": invite, "leave": leave },
+            "account_data": { "events": global },
+            "presence": { "events": [] },
+            "to_device": { "events": [] },
+            "device_lists": { "changed": [], "left": [] },
+            "device_one_time_keys_count": {},
+        });
+        Ok(Pass { body, changed })
+    }
+
+    /// The timeline of a room between `to` (exclusive) and `from`, newest `limit` events, in
+    /// chronological order; with whether it was cut and the position before its first event.
+    async fn timeline(
+        &self,
+        room_id: &RoomId,
+        from: u64,
+        to: Option<u64>,
+        filter: &SyncFilter,
+    ) -> Result<(Vec<palisade_storage::EventRow>, bool, u64)> {
+        let limit = filter.timeline_limit.clamp(1, 1000);
+        let page = self
+            .rooms
+            .timeline_page(
+                room_id,
+                from,
+                to,
+                from,
+                Direction::Backward,
+                limit + 1,
+                &filter.timeline,
+            )
+            .await?;
+        let mut rows = page.rows;
+        let limited = rows.len() > limit;
+        rows.truncate(limit);
+        rows.reverse();
+        let start = rows.first().map_or(from, |row| row.stream_pos - 1);
+        Ok((rows, limited, start))
+    }
+
+    /// State to send with a timeline starting after `start`.
+    async fn state(
+        &self,
+        room_id: &RoomId,
+        start: u64,
+        since: Option<u64>,
+        rows: &[palisade_storage::EventRow],
+        user: &UserId,
+        lazy: bool,
+    ) -> Result<Vec<Value>> {
+        let at_start = self.store.state_at_pos(room_id, start).await?.unwrap_or_default();
+        let mut state: StateMap = match since {
+            None => at_start.clone(),
+            Some(since) => {
+                let before = self.store.state_at_pos(room_id, since).await?.unwrap_or_default();
+                at_start
+                    .iter()
+                    .filter(|(k, v)| before.get(*k) != Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }
+        };
+        if lazy {
+            let mut needed: Vec<String> = rows.iter().map(|r| r.sender.to_string()).collect();
+            needed.push(user.to_string());
+            state.retain(|(kind, key), _| kind != "m.room.member" || needed.contains(key));
+            for member in needed {
+                let key = ("m.room.member".to_owned(), member);
+                if let Some(id) = at_start.get(&key) {
+                    state.insert(key, id.clone());
+                }
+            }
+        }
+        let ids: Vec<OwnedEventId> = state.into_values().collect();
+        self.rooms.format_ids(room_id, &ids).await
+    }
+
+    async fn joined_room(
+        &self,
+        session: &Session,
+        membership: &MembershipRow,
+        since: Option<SyncToken>,
+        now: SyncToken,
+        request: &SyncRequest,
+        account_data: &[AccountDataRow],
+    ) -> Result<Option<Value>> {
+        let (user, room_id) = (&session.user_id, membership.room_id.as_ref());
+        let filter = &request.filter;
+        let joined_since = since.is_none_or(|s| membership.stream_pos > s.events);
+        let to = if joined_since { None } else { since.map(|s| s.events) };
+        let (rows, limited, start) = self.timeline(room_id, now.events, to, filter).await?;
+        // Full state for a new room; the changes hidden by a cut timeline; else nothing (the
+        // timeline itself carries the state changes).
+        let state = if joined_since || request.full_state {
+            self.state(room_id, start, None, &rows, user, filter.lazy_load_members).await?
+        } else if limited {
+            self.state(room_id, start, to, &rows, user, filter.lazy_load_members).await?
+        } else {
+            Vec::new()
+        };
+
+        let mut ephemeral = Vec::new();
+        if let Some(typing) = self.typing.typing_since(room_id, since.map(|s| s.typing))
+            && (since.is_some() || !typing.is_empty())
+        {
+            ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": typing } }));
+        }
+        let receipts: Vec<ReceiptRow> = self
+            .receipts
+            .store()
+            .receipts_since(room_id, if joined_since { 0 } else { since.map_or(0, |s| s.receipts) })
+            .await?
+            .into_iter()
+            .filter(|r| {
+                r.stream_pos <= now.receipts
+                    && (r.receipt_type != READ_PRIVATE || r.user_id == *user)
+            })
+            .collect();
+        if !receipts.is_empty() {
+            ephemeral.push(receipt_event(&receipts));
+        }
+        let room_data: Vec<Value> = account_data
+            .iter()
+            .filter(|row| row.room_id.as_deref() == Some(room_id))
+            .map(|row| account_data_event(&row.kind, &row.content))
+            .collect();
+
+        if !joined_since
+            && !request.full_state
+            && rows.is_empty()
+            && state.is_empty()
+            && ephemeral.is_empty()
+            && room_data.is_empty()
+        {
+            return Ok(None);
+        }
+        let timeline =
+            self.rooms.format_events(room_id, &rows, Some((user, &session.device_id))).await?;
+        let (notifications, highlights) =
+            self.unread(user, room_id, membership, now.events).await?;
+        let mut room = json!({
+            "state": { "events": state },
+            "timeline": { "events": timeline, "limited": limited, "prev_batch": stream_token(start) },
+            "ephemeral": { "events": ephemeral },
+            "account_data": { "events": room_data },
+            "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
+        });
+        let members_changed = rows.iter().any(|r| r.kind == "m.room.member");
+        if joined_since || members_changed {
+            room["summary"] = self.summary(room_id, user).await?;
+        }
+        Ok(Some(room))
+    }
+
+    /// `m.heroes` and member counts, as clients name rooms without a name.
+    async fn summary(&self, room_id: &RoomId, user: &UserId) -> Result<Value> {
+        let members = self.store.members(room_id).await?;
+        let count = |m: &str| members.iter().filter(|row| row.membership == m).count();
+        let heroes: Vec<_> = members
+            .iter()
+            .filter(|row| {
+                row.user_id != user && matches!(row.membership.as_str(), "join" | "invite")
+            })
+            .take(5)
+            .map(|row| row.user_id.to_string())
+            .collect();
+        Ok(json!({
+            "m.heroes": heroes,
+            "m.joined_member_count": count("join"),
+            "m.invited_member_count": count("invite"),
+        }))
+    }
+
+    /// Notification and highlight counts from the push rules, since the user's last receipt.
+    async fn unread(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        membership: &MembershipRow,
+        now: u64,
+    ) -> Result<(u64, u64)> {
+        let receipts = self.receipts.store().receipts_of(room_id, user).await?;
+        let read_up_to = receipts
+            .iter()
+            .map(|r| r.event_stream_pos)
+            .max()
+            .unwrap_or(0)
+            .max(membership.stream_pos);
+        if read_up_to >= now {
+            return Ok((0, 0));
+        }
+        let page = self
+            .rooms
+            .timeline_page(
+                room_id,
+                read_up_to,
+                Some(now),
+                now,
+                Direction::Forward,
+                MAX_UNREAD_SCAN,
+                &EventFilter::default(),
+            )
+            .await?;
+        let unread: Vec<_> = page.rows.into_iter().filter(|row| row.sender != user).collect();
+        if unread.is_empty() {
+            return Ok((0, 0));
+        }
+        let rules = self.account_data.push_rules(user).await?;
+        let joined =
+            self.store.members(room_id).await?.iter().filter(|m| m.membership == "join").count();
+        let display_name = self
+            .accounts
+            .user(user)
+            .await?
+            .and_then(|u| u.displayname)
+            .unwrap_or_else(|| user.localpart().to_owned());
+        let context = PushConditionRoomCtx::new(
+            room_id.to_owned(),
+            UInt::new(joined as u64).unwrap_or_default(),
+            user.to_owned(),
+            display_name,
+        );
+        let events = self.rooms.format_events(room_id, &unread, None).await?;
+        let (mut notifications, mut highlights) = (0, 0);
+        for event in events {
+            let raw: Raw<Value> = Raw::new(&event).map_err(|e| Error::internal(e.to_string()))?;
+            let actions = rules.get_actions(&raw, &context).await;
+            if actions.iter().any(|a| a.should_notify()) {
+                notifications += 1;
+            }
+            if actions.iter().any(|a| a.is_highlight()) {
+                highlights += 1;
+            }
+        }
+        Ok((notifications, highlights))
+    }
+
+    async fn invited_room(&self, membership: &MembershipRow) -> Result<Value> {
+        let state = self.store.state_after(&membership.event_id).await?.unwrap_or_default();
+        let mut ids: Vec<OwnedEventId> = INVITE_STATE
+            .iter()
+            .filter_map(|kind| state.get(&((*kind).to_owned(), String::new())).cloned())
+            .collect();
+        ids.push(membership.event_id.clone());
+        let events = self.rooms.format_ids(&membership.room_id, &ids).await?;
+        let stripped: Vec<Value> = events
+            .into_iter()
+            .map(|e| json!({ "type": e["type"], "state_key": e["state_key"], "content": e["content"], "sender": e["sender"] }))
+            .collect();
+        Ok(json!({ "invite_state": { "events": stripped } }))
+    }
+
+    async fn left_room(
+        &self,
+        session: &Session,
+        membership: &MembershipRow,
+        since: Option<SyncToken>,
+        request: &SyncRequest,
+    ) -> Result<Value> {
+        let room_id = membership.room_id.as_ref();
+        let to = since.map(|s| s.events);
+        let (rows, limited, start) =
+            self.timeline(room_id, membership.stream_pos, to, &request.filter).await?;
+        let lazy = request.filter.lazy_load_members;
+        let state = if since.is_none() || limited {
+            self.state(room_id, start, to, &rows, &session.user_id, lazy).await?
+        } else {
+            Vec::new()
+        };
+        let timeline = self
+            .rooms
+            .format_events(room_id, &rows, Some((&session.user_id, &session.device_id)))
+            .await?;
+        Ok(json!({
+            "state": { "events": state },
+            "timeline": { "events": timeline, "limited": limited, "prev_batch": stream_token(start) },
+            "account_data": { "events": [] },
+        }))
+    }
+}
+
+fn account_data_event(kind: &str, content: &str) -> Value {
+    json!({ "type": kind, "content": serde_json::from_str::<Value>(content).unwrap_or_default() })
+}
+
+/// One `m.receipt` event: event id → receipt type → user → `{ts, thread_id}`.
+fn receipt_event(receipts: &[ReceiptRow]) -> Value {
+    let mut content: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
+    for receipt in receipts {
+        let mut data = json!({ "ts": receipt.ts });
+        if let Some(thread) = &receipt.thread_id {
+            data["thread_id"] = json!(thread);
+        }
+        content
+            .entry(receipt.event_id.to_string())
+            .or_default()
+            .entry(receipt.receipt_type.clone())
+            .or_default()
+            .insert(receipt.user_id.to_string(), data);
+    }
+    json!({ "type": "m.receipt", "content": content })
+}
