@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{PASSWORD, TestServer, assert_error};
+use palisade_testkit::{PASSWORD, TestServer, assert_error};
 
 const REGISTER: &str = "/_matrix/client/v3/register";
 const LOGIN: &str = "/_matrix/client/v3/login";

@@ -8,7 +8,7 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{PASSWORD, TestServer, assert_error};
+use palisade_testkit::{PASSWORD, TestServer, assert_error};
 
 fn palisade(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::common::{PASSWORD, TestServer, assert_error};
+use palisade_testkit::{PASSWORD, TestServer, assert_error};
 
 #[tokio::test]
 async fn list_rename_and_get_devices() {

@@ -4,7 +4,6 @@
 
 mod accounts;
 mod cli;
-mod common;
 mod devices;
 mod discovery;
 mod profile;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error};
 
 #[tokio::test]
 async fn set_and_read_profiles() {

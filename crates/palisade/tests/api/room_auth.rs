@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error};
 
 #[tokio::test]
 async fn non_members_cannot_read_or_send() {
@@ -247,7 +247,7 @@ async fn redactions_respect_power_levels() {
     let (_, own) = server.send_text(&bob, &room_id, "oops").await;
     let (_, alices) = server.send_text(&alice, &room_id, "important").await;
     let (_, other) = server.send_text(&bob, &room_id, "spam").await;
-    let redact = |user: &crate::common::User, event: &serde_json::Value, txn: &str| {
+    let redact = |user: &palisade_testkit::User, event: &serde_json::Value, txn: &str| {
         let path = format!(
             "/_matrix/client/v3/rooms/{room_id}/redact/{}/{txn}",
             event["event_id"].as_str().unwrap()

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error};
 
 fn bodies(page: &Value, key: &str) -> Vec<String> {
     page[key]

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error};
 
 fn state_of<'a>(state: &'a [Value], kind: &str, key: &str) -> &'a Value {
     state

@@ -6,17 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, User, assert_error};
-
-impl TestServer {
-    /// One sync with a query string (`since`, `filter`, `timeout`, …); asserts 200.
-    pub async fn sync(&self, user: &User, query: &str) -> Value {
-        let (status, body) =
-            self.get(&format!("/_matrix/client/v3/sync?{query}"), user.token()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
-    }
-}
+use palisade_testkit::{TestServer, assert_error};
 
 fn messages(room: &Value) -> Vec<String> {
     section(room, "timeline")
@@ -252,7 +242,11 @@ async fn filters_are_stored_per_user() {
         .filter(|e| e["type"] == "m.room.member")
         .map(|e| e["state_key"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(members, vec![alice.user_id.clone()], "only the sender, who is also the syncing user");
+    assert_eq!(
+        members,
+        vec![alice.user_id.clone()],
+        "only the sender, who is also the syncing user"
+    );
     assert_error(
         &server.get("/_matrix/client/v3/sync?filter=12345", bob.token()).await,
         StatusCode::NOT_FOUND,

@@ -1,4 +1,5 @@
-//! Starting servers and talking to them.
+//! Starts real Palisade servers on `127.0.0.1:0`, each with its own data directory, and talks
+//! to them over HTTP. Shared by the server's integration tests and the client-library tests.
 
 use std::{path::Path, sync::Arc};
 
@@ -11,8 +12,11 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// A server running in this process on 127.0.0.1 with its own data directory.
 pub struct TestServer {
+    /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// A client for raw requests.
     pub http: reqwest::Client,
+    /// The configuration the server runs with.
     pub config: Config,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -112,14 +116,17 @@ impl TestServer {
         (status, response.json().await.unwrap())
     }
 
+    /// `GET` with an optional token.
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         self.call(Method::GET, path, token, None).await
     }
 
+    /// `POST` a JSON body.
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
+    /// `PUT` a JSON body.
     pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.call(Method::PUT, path, token, Some(body)).await
     }
@@ -154,9 +161,7 @@ impl TestServer {
         assert_eq!(status, StatusCode::OK, "{login}");
         User::from_login(&login)
     }
-}
 
-impl TestServer {
     /// Creates a room as `user` with a `createRoom` body; returns the room id.
     pub async fn create_room(&self, user: &User, body: Value) -> String {
         let (status, room) = self.post("/_matrix/client/v3/createRoom", user.token(), body).await;
@@ -193,6 +198,14 @@ impl TestServer {
         };
         self.post(&format!("/_matrix/client/v3/rooms/{room_id}/{action}"), user.token(), body).await
     }
+
+    /// One sync with a query string (`since`, `filter`, `timeout`, …); asserts 200.
+    pub async fn sync(&self, user: &User, query: &str) -> Value {
+        let (status, body) =
+            self.get(&format!("/_matrix/client/v3/sync?{query}"), user.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
 }
 
 /// The password every test account uses.
@@ -200,8 +213,11 @@ pub const PASSWORD: &str = "correct horse battery";
 
 /// A logged-in user.
 pub struct User {
+    /// Full user id.
     pub user_id: String,
+    /// The device of this login.
     pub device_id: String,
+    /// Its access token.
     pub token: String,
 }
 
@@ -214,6 +230,7 @@ impl User {
         }
     }
 
+    /// The access token, as the request helpers take it.
     pub fn token(&self) -> Option<&str> {
         Some(&self.token)
     }

@@ -1,0 +1,1 @@
+//! Client-library tests live in `tests/`; this crate has no code of its own.
