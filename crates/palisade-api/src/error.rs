@@ -46,6 +46,8 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED"),
         UnknownLoginType => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
         BadState => (StatusCode::BAD_REQUEST, "M_BAD_STATE"),
+        InvalidSignature => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
+        WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Internal => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
     }
@@ -67,6 +69,9 @@ impl IntoResponse for ApiError {
             }
             ErrorKind::LimitExceeded { retry_after_ms } => {
                 json!({ "errcode": errcode, "error": message, "retry_after_ms": retry_after_ms })
+            }
+            ErrorKind::WrongRoomKeysVersion { current_version } => {
+                json!({ "errcode": errcode, "error": message, "current_version": current_version })
             }
             ErrorKind::UnknownToken => {
                 json!({ "errcode": errcode, "error": message, "soft_logout": false })

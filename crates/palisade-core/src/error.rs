@@ -53,6 +53,13 @@ pub enum ErrorKind {
     Unrecognized,
     /// The endpoint exists but not with this method (`M_UNRECOGNIZED`, 405).
     MethodNotAllowed,
+    /// A signature does not verify (`M_INVALID_SIGNATURE`).
+    InvalidSignature,
+    /// Key backup writes must go to the current version (`M_WRONG_ROOM_KEYS_VERSION`, 403).
+    WrongRoomKeysVersion {
+        /// The current backup version.
+        current_version: String,
+    },
     /// The login type is not supported (`M_UNKNOWN`, 400).
     UnknownLoginType,
     /// The event or state cannot be applied (`M_BAD_STATE`).

@@ -106,6 +106,11 @@ impl AccountService {
         Self { config, store, clock }
     }
 
+    /// This server's name.
+    pub fn server_name(&self) -> &ruma::ServerName {
+        &self.config.server_name
+    }
+
     /// Turns a localpart or full user id into a user id of this server.
     ///
     /// Accepts historical ids too (they may exist); use [`Self::new_user_id`] for new accounts.

@@ -6,6 +6,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod e2ee;
 pub mod keys;
 pub mod notify;
 pub mod ratelimit;
@@ -24,6 +25,7 @@ use crate::notify::Notifier;
 
 pub use account_data::AccountDataService;
 pub use accounts::{AccountService, Session};
+pub use e2ee::E2eeService;
 pub use keys::SigningKey;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
@@ -57,6 +59,8 @@ pub struct Services {
     pub typing: Arc<TypingService>,
     /// `/sync`.
     pub sync: Arc<SyncService>,
+    /// End-to-end encryption keys, to-device messages and key backup.
+    pub e2ee: Arc<E2eeService>,
 }
 
 impl Services {
@@ -95,13 +99,20 @@ impl Services {
             clock.clone(),
         ));
         let typing = Arc::new(TypingService::new(clock.clone(), notifier.clone()));
+        let e2ee = Arc::new(E2eeService::new(
+            stores.e2ee,
+            stores.rooms.clone(),
+            accounts.clone(),
+            uia.clone(),
+            notifier.clone(),
+        ));
         let sync = Arc::new(SyncService::new(
             rooms.clone(),
-            stores.rooms,
             accounts.clone(),
             account_data.clone(),
             receipts.clone(),
             typing.clone(),
+            e2ee.clone(),
             notifier,
         ));
         Ok(Self {
@@ -116,6 +127,7 @@ impl Services {
             receipts,
             typing,
             sync,
+            e2ee,
         })
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     AccountDataService, AccountService, Session,
     account_data::PUSH_RULES,
+    e2ee::{DeviceListChanges, E2eeService},
     notify::Notifier,
     receipts::{READ_PRIVATE, ReceiptService},
     rooms::{EventFilter, RoomService, stream_token},
@@ -34,22 +35,41 @@ pub struct SyncToken {
     pub receipts: u64,
     /// Typing.
     pub typing: u64,
+    /// To-device messages.
+    pub to_device: u64,
+    /// Device list changes.
+    pub device_lists: u64,
 }
 
 impl SyncToken {
-    /// Parses `s<events>_<account data>_<receipts>_<typing>`.
+    /// Parses `s<events>_<account data>_<receipts>_<typing>_<to-device>_<device lists>`.
     pub fn parse(token: &str) -> Result<Self> {
         let invalid = || Error::invalid_param("Invalid sync token");
-        let mut parts = token.strip_prefix('s').ok_or_else(invalid)?.split('_');
-        let mut next =
-            || -> Result<u64> { parts.next().and_then(|p| p.parse().ok()).ok_or_else(invalid) };
-        Ok(Self { events: next()?, account_data: next()?, receipts: next()?, typing: next()? })
+        let parts: Vec<u64> = token
+            .strip_prefix('s')
+            .ok_or_else(invalid)?
+            .split('_')
+            .map(|p| p.parse().map_err(|_| invalid()))
+            .collect::<Result<_>>()?;
+        let [events, account_data, receipts, typing, to_device, device_lists] = parts[..] else {
+            return Err(invalid());
+        };
+        Ok(Self { events, account_data, receipts, typing, to_device, device_lists })
     }
 }
 
 impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "s{}_{}_{}_{}", self.events, self.account_data, self.receipts, self.typing)
+        write!(
+            f,
+            "s{}_{}_{}_{}_{}_{}",
+            self.events,
+            self.account_data,
+            self.receipts,
+            self.typing,
+            self.to_device,
+            self.device_lists
+        )
     }
 }
 
@@ -119,6 +139,7 @@ pub struct SyncService {
     account_data: Arc<AccountDataService>,
     receipts: Arc<ReceiptService>,
     typing: Arc<TypingService>,
+    e2ee: Arc<E2eeService>,
     notifier: Arc<Notifier>,
 }
 
@@ -132,14 +153,15 @@ impl SyncService {
     /// The service.
     pub fn new(
         rooms: Arc<RoomService>,
-        store: Arc<dyn RoomStore>,
         accounts: Arc<AccountService>,
         account_data: Arc<AccountDataService>,
         receipts: Arc<ReceiptService>,
         typing: Arc<TypingService>,
+        e2ee: Arc<E2eeService>,
         notifier: Arc<Notifier>,
     ) -> Self {
-        Self { rooms, store, accounts, account_data, receipts, typing, notifier }
+        let store = rooms.store().clone();
+        Self { rooms, store, accounts, account_data, receipts, typing, e2ee, notifier }
     }
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
@@ -167,6 +189,8 @@ impl SyncService {
             account_data: self.account_data.store().max_account_data_pos().await?,
             receipts: self.receipts.store().max_receipt_pos().await?,
             typing: self.typing.position(),
+            to_device: self.e2ee.store().max_to_device_pos().await?,
+            device_lists: self.e2ee.store().max_device_list_pos().await?,
         })
     }
 
@@ -177,7 +201,7 @@ impl SyncService {
         request: &SyncRequest,
     ) -> Result<Pass> {
         let user = &session.user_id;
-        let now = self.now().await?;
+        let mut now = self.now().await?;
         let filter = &request.filter;
         let account_data: Vec<AccountDataRow> = self
             .account_data
@@ -229,16 +253,34 @@ impl SyncService {
             let rules = self.account_data.push_rules(user).await?;
             global.push(json!({ "type": PUSH_RULES, "content": { "global": rules } }));
         }
-        let changed =
-            !join.is_empty() || !invite.is_empty() || !leave.is_empty() || !global.is_empty();
+        let (to_device, to_device_pos) = self
+            .e2ee
+            .to_device_for_sync(session, since.map(|s| s.to_device), now.to_device)
+            .await?;
+        now.to_device = to_device_pos;
+        let device_lists = match since {
+            Some(since) => {
+                self.e2ee.device_list_changes(user, since.device_lists, since.events).await?
+            }
+            None => DeviceListChanges::default(),
+        };
+        let (key_counts, fallback_types) = self.e2ee.key_counts(session).await?;
+        let changed = !join.is_empty()
+            || !invite.is_empty()
+            || !leave.is_empty()
+            || !global.is_empty()
+            || !to_device.is_empty()
+            || !device_lists.changed.is_empty()
+            || !device_lists.left.is_empty();
         let body = json!({
             "next_batch": now.to_string(),
             "rooms": { "join": join, "invite": invite, "leave": leave },
             "account_data": { "events": global },
             "presence": { "events": [] },
-            "to_device": { "events": [] },
-            "device_lists": { "changed": [], "left": [] },
-            "device_one_time_keys_count": {},
+            "to_device": { "events": to_device },
+            "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
+            "device_one_time_keys_count": key_counts,
+            "device_unused_fallback_key_types": fallback_types,
         });
         Ok(Pass { body, changed })
     }

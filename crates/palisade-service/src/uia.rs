@@ -22,6 +22,8 @@ pub enum UiaPurpose {
     ChangePassword,
     /// Deactivating the account.
     Deactivate,
+    /// Replacing existing cross-signing keys.
+    ReplaceCrossSigning,
 }
 
 /// The `auth` object a client sent, already parsed by the API layer.

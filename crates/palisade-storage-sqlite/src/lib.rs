@@ -6,6 +6,7 @@
 
 mod accounts;
 mod database;
+mod e2ee;
 mod receipts;
 mod rooms;
 mod schema;
@@ -22,7 +23,13 @@ use rusqlite::Row;
 /// Opens (creating and migrating if needed) the database at `path` and returns its stores.
 pub fn open(path: &Path) -> Result<Stores> {
     let db = Arc::new(Database::open(path)?);
-    Ok(Stores { accounts: db.clone(), rooms: db.clone(), user_data: db.clone(), receipts: db })
+    Ok(Stores {
+        accounts: db.clone(),
+        rooms: db.clone(),
+        user_data: db.clone(),
+        receipts: db.clone(),
+        e2ee: db,
+    })
 }
 
 fn sql(e: rusqlite::Error) -> Error {

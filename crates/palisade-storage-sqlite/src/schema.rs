@@ -122,6 +122,72 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (room_id, user_id, receipt_type, thread_id)
     ) STRICT;
     CREATE INDEX receipts_by_pos ON receipts(room_id, stream_pos);",
+    // 4: end-to-end encryption: keys, device list changes, to-device messages, key backup.
+    "CREATE TABLE device_keys (
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (user_id, device_id)
+    ) STRICT;
+    CREATE TABLE one_time_keys (
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (user_id, device_id, algorithm, key_id)
+    ) STRICT;
+    CREATE TABLE fallback_keys (
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        json TEXT NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, device_id, algorithm)
+    ) STRICT;
+    CREATE TABLE cross_signing_keys (
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (user_id, kind)
+    ) STRICT;
+    CREATE TABLE device_list_changes (
+        stream_pos INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE to_device (
+        stream_pos INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        type TEXT NOT NULL,
+        content TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX to_device_by_device ON to_device(user_id, device_id, stream_pos);
+    CREATE TABLE to_device_txns (
+        sender TEXT NOT NULL,
+        sender_device TEXT NOT NULL,
+        txn_id TEXT NOT NULL,
+        PRIMARY KEY (sender, sender_device, txn_id)
+    ) STRICT;
+    CREATE TABLE backup_versions (
+        user_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        algorithm TEXT NOT NULL,
+        auth_data TEXT NOT NULL,
+        etag INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, version)
+    ) STRICT;
+    CREATE TABLE backup_keys (
+        user_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        room_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (user_id, version, room_id, session_id)
+    ) STRICT;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

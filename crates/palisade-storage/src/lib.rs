@@ -4,11 +4,16 @@
 //! backend is behind it; each backend runs the same conformance suite.
 
 pub mod accounts;
+pub mod e2ee;
 pub mod receipts;
 pub mod rooms;
 pub mod user_data;
 
 pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+pub use e2ee::{
+    BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,
+    ToDeviceRow,
+};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
@@ -28,4 +33,6 @@ pub struct Stores {
     pub user_data: Arc<dyn UserDataStore>,
     /// Read receipts.
     pub receipts: Arc<dyn ReceiptStore>,
+    /// End-to-end encryption keys, to-device messages and key backups.
+    pub e2ee: Arc<dyn E2eeStore>,
 }

@@ -2,9 +2,11 @@
 
 mod account;
 mod account_data;
+mod backup;
 mod devices;
 mod directory;
 mod discovery;
+mod e2ee;
 mod events;
 mod profile;
 mod receipts;
@@ -30,5 +32,7 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = sync::routes(router);
     let router = receipts::routes(router);
     let router = account_data::routes(router);
+    let router = e2ee::routes(router);
+    let router = backup::routes(router);
     profile::routes(router)
 }

@@ -86,6 +86,8 @@ async fn sync(
     response.to_device = typed(&mut json, "to_device")?;
     response.device_lists = typed(&mut json, "device_lists")?;
     response.device_one_time_keys_count = typed(&mut json, "device_one_time_keys_count")?;
+    response.device_unused_fallback_key_types =
+        typed(&mut json, "device_unused_fallback_key_types")?;
     Ok(response)
 }
 

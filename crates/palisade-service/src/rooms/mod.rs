@@ -110,6 +110,11 @@ impl RoomService {
         Ok(Self { config, store, accounts, key, clock, handles, stream, notifier })
     }
 
+    /// The room store, for services that read rooms (sync).
+    pub(crate) fn store(&self) -> &Arc<dyn RoomStore> {
+        &self.store
+    }
+
     /// The latest committed stream position.
     pub fn position(&self) -> u64 {
         self.stream.load(Ordering::Acquire)

@@ -1,0 +1,176 @@
+//! End-to-end encryption: keys, cross-signing, signatures and to-device messages.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#end-to-end-encryption> and
+//! <https://spec.matrix.org/v1.19/client-server-api/#send-to-device-messaging>
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use palisade_service::{e2ee::Recipient, sync::SyncToken};
+use ruma::{
+    UInt,
+    api::client::{
+        keys::{
+            claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures,
+            upload_signing_keys,
+        },
+        to_device::send_event_to_device,
+    },
+    to_device::DeviceIdOrAllDevices,
+};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{AppState, Ruma, client::account::uia_auth, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, upload);
+    let router = route(router, query);
+    let router = route(router, claim);
+    let router = route(router, changes);
+    let router = route(router, signing_keys);
+    let router = route(router, signatures);
+    route(router, send_to_device)
+}
+
+/// The JSON of a raw client value.
+fn json_of<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
+    serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
+}
+
+/// Our JSON as a ruma type of the response.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| Error::internal(format!("response shape: {e}")))
+}
+
+fn counts(counts: BTreeMap<String, u64>) -> Result<BTreeMap<ruma::OneTimeKeyAlgorithm, UInt>> {
+    typed(serde_json::to_value(counts).map_err(|e| Error::internal(e.to_string()))?)
+}
+
+/// `POST /_matrix/client/v3/keys/upload`
+async fn upload(
+    state: AppState,
+    request: Ruma<upload_keys::v3::Request>,
+) -> Result<upload_keys::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let device_keys = body.device_keys.as_ref().map(json_of).transpose()?;
+    let to_map = |keys: &BTreeMap<ruma::OwnedOneTimeKeyId, ruma::serde::Raw<_>>| -> Result<BTreeMap<String, Value>> {
+        keys.iter().map(|(id, raw)| Ok((id.to_string(), json_of(raw)?))).collect()
+    };
+    let one_time = to_map(&body.one_time_keys)?;
+    let fallback = to_map(&body.fallback_keys)?;
+    let result =
+        state.e2ee.upload_keys(session, device_keys.as_ref(), &one_time, &fallback).await?;
+    Ok(upload_keys::v3::Response::new(counts(result)?))
+}
+
+/// `POST /_matrix/client/v3/keys/query`
+async fn query(
+    state: AppState,
+    request: Ruma<get_keys::v3::Request>,
+) -> Result<get_keys::v3::Response> {
+    let session = request.session()?;
+    let mut found = state.e2ee.query_keys(&session.user_id, &request.body.device_keys).await?;
+    let mut response = get_keys::v3::Response::new();
+    response.device_keys = typed(found["device_keys"].take())?;
+    response.master_keys = typed(found["master_keys"].take())?;
+    response.self_signing_keys = typed(found["self_signing_keys"].take())?;
+    response.user_signing_keys = typed(found["user_signing_keys"].take())?;
+    response.failures = typed(found["failures"].take())?;
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/keys/claim`
+async fn claim(
+    state: AppState,
+    request: Ruma<claim_keys::v3::Request>,
+) -> Result<claim_keys::v3::Response> {
+    request.session()?;
+    let wanted = request
+        .body
+        .one_time_keys
+        .iter()
+        .map(|(user, devices)| {
+            (user.clone(), devices.iter().map(|(d, a)| (d.clone(), a.to_string())).collect())
+        })
+        .collect();
+    let mut claimed = state.e2ee.claim_keys(&wanted).await?;
+    let mut response = claim_keys::v3::Response::new(typed(claimed["one_time_keys"].take())?);
+    response.failures = typed(claimed["failures"].take())?;
+    Ok(response)
+}
+
+/// `GET /_matrix/client/v3/keys/changes`
+async fn changes(
+    state: AppState,
+    request: Ruma<get_key_changes::v3::Request>,
+) -> Result<get_key_changes::v3::Response> {
+    let session = request.session()?;
+    let from = SyncToken::parse(&request.body.from)?;
+    let changes =
+        state.e2ee.device_list_changes(&session.user_id, from.device_lists, from.events).await?;
+    Ok(get_key_changes::v3::Response::new(changes.changed, changes.left))
+}
+
+/// `POST /_matrix/client/v3/keys/device_signing/upload`
+async fn signing_keys(
+    state: AppState,
+    request: Ruma<upload_signing_keys::v3::Request>,
+) -> Result<upload_signing_keys::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let master = body.master_key.as_ref().map(json_of).transpose()?;
+    let self_signing = body.self_signing_key.as_ref().map(json_of).transpose()?;
+    let user_signing = body.user_signing_key.as_ref().map(json_of).transpose()?;
+    state
+        .e2ee
+        .upload_cross_signing_keys(
+            session,
+            [master.as_ref(), self_signing.as_ref(), user_signing.as_ref()],
+            body.auth.clone().map(uia_auth),
+        )
+        .await?;
+    Ok(upload_signing_keys::v3::Response::new())
+}
+
+/// `POST /_matrix/client/v3/keys/signatures/upload`
+async fn signatures(
+    state: AppState,
+    request: Ruma<upload_signatures::v3::Request>,
+) -> Result<upload_signatures::v3::Response> {
+    let session = request.session()?;
+    let signed = serde_json::to_value(&request.body.signed_keys)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    let mut result = state.e2ee.upload_signatures(&session.user_id, &signed).await?;
+    let mut response = upload_signatures::v3::Response::new();
+    response.failures = typed(result["failures"].take())?;
+    Ok(response)
+}
+
+/// `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`
+async fn send_to_device(
+    state: AppState,
+    request: Ruma<send_event_to_device::v3::Request>,
+) -> Result<send_event_to_device::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    let mut messages = BTreeMap::new();
+    for (user, devices) in &body.messages {
+        let mut targets = BTreeMap::new();
+        for (device, content) in devices {
+            let recipient = match device {
+                DeviceIdOrAllDevices::DeviceId(id) => Recipient::Device(id.to_string()),
+                DeviceIdOrAllDevices::AllDevices => Recipient::AllDevices,
+            };
+            targets.insert(recipient, json_of(content)?);
+        }
+        messages.insert(user.clone(), targets);
+    }
+    state
+        .e2ee
+        .send_to_device(session, &body.event_type.to_string(), body.txn_id.as_str(), &messages)
+        .await?;
+    Ok(send_event_to_device::v3::Response::new())
+}

@@ -1,0 +1,7 @@
+//! Tests with a real client library: matrix-sdk against a Palisade server on loopback.
+//!
+//! One test binary keeps link time down.
+
+mod chat;
+mod common;
+mod e2ee;

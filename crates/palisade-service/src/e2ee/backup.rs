@@ -1,0 +1,197 @@
+//! Server-side key backup: versions and the encrypted room keys in them.
+
+use std::collections::BTreeMap;
+
+use palisade_core::{Error, ErrorKind, Result};
+use palisade_storage::BackupKeyRow;
+use ruma::UserId;
+use serde_json::{Value, json};
+
+use super::E2eeService;
+
+/// A backup version as the API returns it.
+#[derive(Debug, Clone)]
+pub struct BackupVersion {
+    /// Version id.
+    pub version: String,
+    /// Algorithm.
+    pub algorithm: String,
+    /// Algorithm-specific data.
+    pub auth_data: Value,
+    /// Number of stored keys.
+    pub count: u64,
+    /// Changes whenever keys change.
+    pub etag: String,
+}
+
+fn parse_version(version: &str) -> Result<u64> {
+    version.parse().map_err(|_| Error::not_found("Unknown backup version"))
+}
+
+/// Whether `new` should replace `old` (spec: key backup, storing keys): a verified key beats
+/// an unverified one, then the lower first message index, then the lower forwarded count.
+fn replaces(old: &Value, new: &Value) -> bool {
+    let rank = |v: &Value| {
+        (
+            !v["is_verified"].as_bool().unwrap_or(false),
+            v["first_message_index"].as_u64().unwrap_or(u64::MAX),
+            v["forwarded_count"].as_u64().unwrap_or(u64::MAX),
+        )
+    };
+    rank(new) < rank(old)
+}
+
+impl E2eeService {
+    /// Creates a new backup version, which becomes the current one.
+    pub async fn create_backup(
+        &self,
+        user: &UserId,
+        algorithm: &str,
+        auth_data: &Value,
+    ) -> Result<String> {
+        if !auth_data.is_object() {
+            return Err(Error::bad_json("auth_data must be an object"));
+        }
+        Ok(self.store.create_backup(user, algorithm, auth_data.to_string()).await?.to_string())
+    }
+
+    /// A backup version (the current one for `None`), or `M_NOT_FOUND`.
+    pub async fn backup(&self, user: &UserId, version: Option<&str>) -> Result<BackupVersion> {
+        let version = version.map(parse_version).transpose()?;
+        let row = self
+            .store
+            .backup(user, version)
+            .await?
+            .ok_or_else(|| Error::not_found("No backup found"))?;
+        Ok(BackupVersion {
+            version: row.version.to_string(),
+            algorithm: row.algorithm,
+            auth_data: serde_json::from_str(&row.auth_data).unwrap_or_default(),
+            count: row.count,
+            etag: row.etag.to_string(),
+        })
+    }
+
+    /// Replaces a version's auth data; the algorithm cannot change.
+    pub async fn update_backup(
+        &self,
+        user: &UserId,
+        version: &str,
+        algorithm: &str,
+        auth_data: &Value,
+    ) -> Result<()> {
+        let current = self.backup(user, Some(version)).await?;
+        if current.algorithm != algorithm {
+            return Err(Error::invalid_param("The algorithm of a backup version cannot change"));
+        }
+        if !auth_data.is_object() {
+            return Err(Error::bad_json("auth_data must be an object"));
+        }
+        self.store.update_backup(user, parse_version(version)?, auth_data.to_string()).await?;
+        Ok(())
+    }
+
+    /// Deletes a version and its keys.
+    pub async fn delete_backup(&self, user: &UserId, version: &str) -> Result<()> {
+        if !self.store.delete_backup(user, parse_version(version)?).await? {
+            return Err(Error::not_found("Unknown backup version"));
+        }
+        Ok(())
+    }
+
+    /// Stores keys into the current version: `rooms` maps room → session → key data. Returns
+    /// the version's new etag and count.
+    pub async fn put_backup_keys(
+        &self,
+        user: &UserId,
+        version: &str,
+        rooms: &BTreeMap<String, BTreeMap<String, Value>>,
+    ) -> Result<(String, u64)> {
+        let current = self.backup(user, None).await?;
+        if current.version != version {
+            return Err(Error::new(
+                ErrorKind::WrongRoomKeysVersion { current_version: current.version },
+                "Wrong backup version",
+            ));
+        }
+        let version = parse_version(version)?;
+        let mut rows = Vec::new();
+        for (room_id, sessions) in rooms {
+            for (session_id, data) in sessions {
+                if !data.is_object() {
+                    return Err(Error::bad_json("Key backup data must be an object"));
+                }
+                let existing =
+                    self.store.backup_keys(user, version, Some(room_id), Some(session_id)).await?;
+                let wins = match existing.first() {
+                    Some(old) => {
+                        replaces(&serde_json::from_str(&old.json).unwrap_or_default(), data)
+                    }
+                    None => true,
+                };
+                if wins {
+                    rows.push(BackupKeyRow {
+                        room_id: room_id.clone(),
+                        session_id: session_id.clone(),
+                        json: data.to_string(),
+                    });
+                }
+            }
+        }
+        self.store.put_backup_keys(user, version, rows).await?;
+        let after = self.backup(user, Some(&version.to_string())).await?;
+        Ok((after.etag, after.count))
+    }
+
+    /// Keys of a version as `{rooms: {room: {sessions: {session: data}}}}`, optionally of one
+    /// room or session.
+    pub async fn backup_keys(
+        &self,
+        user: &UserId,
+        version: &str,
+        room_id: Option<&str>,
+        session_id: Option<&str>,
+    ) -> Result<Value> {
+        self.backup(user, Some(version)).await?;
+        let rows =
+            self.store.backup_keys(user, parse_version(version)?, room_id, session_id).await?;
+        let mut rooms: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+        for row in rows {
+            let data: Value = serde_json::from_str(&row.json).unwrap_or_default();
+            rooms.entry(row.room_id).or_default().insert(row.session_id, data);
+        }
+        Ok(json!({
+            "rooms": rooms.into_iter().map(|(room, sessions)| (room, json!({ "sessions": sessions }))).collect::<serde_json::Map<_, _>>()
+        }))
+    }
+
+    /// Deletes keys of a version; returns the new etag and count.
+    pub async fn delete_backup_keys(
+        &self,
+        user: &UserId,
+        version: &str,
+        room_id: Option<&str>,
+        session_id: Option<&str>,
+    ) -> Result<(String, u64)> {
+        self.backup(user, Some(version)).await?;
+        self.store.delete_backup_keys(user, parse_version(version)?, room_id, session_id).await?;
+        let after = self.backup(user, Some(version)).await?;
+        Ok((after.etag, after.count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn better_keys_replace_worse_ones() {
+        let key = |verified, index, forwarded| json!({ "is_verified": verified, "first_message_index": index, "forwarded_count": forwarded });
+        assert!(replaces(&key(false, 0, 0), &key(true, 5, 5)));
+        assert!(!replaces(&key(true, 5, 5), &key(false, 0, 0)));
+        assert!(replaces(&key(true, 5, 0), &key(true, 1, 0)));
+        assert!(!replaces(&key(true, 1, 0), &key(true, 5, 0)));
+        assert!(replaces(&key(false, 1, 3), &key(false, 1, 1)));
+        assert!(!replaces(&key(false, 1, 1), &key(false, 1, 1)));
+    }
+}
