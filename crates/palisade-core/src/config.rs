@@ -20,6 +20,19 @@ pub enum Registration {
     Open,
 }
 
+/// Which new rooms get end-to-end encryption without the client asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptionDefault {
+    /// Only rooms whose creator asks for it.
+    Off,
+    /// Invite-only rooms: private chats and direct messages.
+    #[default]
+    Invite,
+    /// Every new room, public ones included.
+    All,
+}
+
 /// Listener addresses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,6 +95,9 @@ pub struct Config {
     /// Room version of new rooms when the client does not ask for one.
     #[serde(default = "default_room_version")]
     pub default_room_version: RoomVersionId,
+    /// Which new rooms are end-to-end encrypted by default.
+    #[serde(default)]
+    pub encryption_by_default: EncryptionDefault,
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
@@ -232,6 +248,7 @@ mod tests {
         assert_eq!(config.data_dir, default.data_dir);
         assert_eq!(config.listen.client, default.listen.client);
         assert_eq!(config.max_request_bytes, default.max_request_bytes);
+        assert_eq!(config.encryption_by_default, default.encryption_by_default);
         assert_eq!(config.rate_limits.login.burst, default.rate_limits.login.burst);
     }
 

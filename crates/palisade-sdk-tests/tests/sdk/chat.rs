@@ -22,6 +22,8 @@ async fn two_users_chat() {
 
     let mut request = create_room::v3::Request::new();
     request.name = Some("SDK room".to_owned());
+    // A public room: unencrypted under the default policy (encryption has its own tests).
+    request.preset = Some(create_room::v3::RoomPreset::PublicChat);
     request.invite = vec![bob_id.clone()];
     let room = alice.create_room(request).await.unwrap();
     let room_id: OwnedRoomId = room.room_id().to_owned();

@@ -95,7 +95,9 @@ async fn encrypted_chat_and_a_cross_signed_second_device() {
     receive(&second, &room_id, "canary-after-verification-55c2").await;
 
     // The server stores only ciphertext; the search itself finds an unencrypted message.
-    let plain = alice.create_room(create_room::v3::Request::new()).await.unwrap();
+    let mut public = create_room::v3::Request::new();
+    public.preset = Some(create_room::v3::RoomPreset::PublicChat);
+    let plain = alice.create_room(public).await.unwrap();
     plain.send(RoomMessageEventContent::text_plain("control-plaintext-0b4e")).await.unwrap();
     let data_dir = server.config.data_dir.clone();
     assert!(data_dir_contains(&data_dir, b"control-plaintext-0b4e"));

@@ -1,6 +1,6 @@
 //! `createRoom`: the create event and the initial state, in the order Synapse sends them.
 
-use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
+use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS, config::EncryptionDefault};
 use palisade_storage::RoomSnapshot;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde_json::{Map, Value, json};
@@ -206,6 +206,18 @@ impl RoomService {
                 "m.room.guest_access",
                 "",
                 json!({ "guest_access": "can_join" }),
+            ));
+        }
+        let encrypt = match self.config.encryption_by_default {
+            EncryptionDefault::Off => false,
+            EncryptionDefault::Invite => preset != Preset::PublicChat,
+            EncryptionDefault::All => true,
+        };
+        if encrypt {
+            preset_state.push(EventTemplate::state(
+                "m.room.encryption",
+                "",
+                json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
             ));
         }
         for template in &request.initial_state {

@@ -6,6 +6,7 @@ mod accounts;
 mod cli;
 mod devices;
 mod discovery;
+mod e2ee;
 mod profile;
 mod room_auth;
 mod room_history;

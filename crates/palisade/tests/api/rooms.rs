@@ -356,3 +356,29 @@ async fn aliases_and_the_public_directory() {
     assert_eq!(rest["chunk"].as_array().unwrap().len(), 1);
     assert!(rest.get("next_batch").is_none());
 }
+
+#[tokio::test]
+async fn private_rooms_are_encrypted_by_default() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let encryption =
+        |room: &str| format!("/_matrix/client/v3/rooms/{room}/state/m.room.encryption/");
+    for preset in ["private_chat", "trusted_private_chat"] {
+        let room = server.create_room(&alice, json!({ "preset": preset })).await;
+        let (status, content) = server.get(&encryption(&room), alice.token()).await;
+        assert_eq!(status, StatusCode::OK, "{preset}: {content}");
+        assert_eq!(content["algorithm"], "m.megolm.v1.aes-sha2");
+    }
+    let dm = server.create_room(&alice, json!({ "is_direct": true })).await;
+    assert_eq!(server.get(&encryption(&dm), alice.token()).await.0, StatusCode::OK);
+    let public = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    assert_eq!(server.get(&encryption(&public), alice.token()).await.0, StatusCode::NOT_FOUND);
+
+    let server = TestServer::start_with(|c| {
+        c.encryption_by_default = palisade_core::config::EncryptionDefault::Off;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({ "preset": "private_chat" })).await;
+    assert_eq!(server.get(&encryption(&room), alice.token()).await.0, StatusCode::NOT_FOUND);
+}
