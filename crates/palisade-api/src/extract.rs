@@ -9,7 +9,7 @@ use axum::{
 };
 use bytes::Bytes;
 use palisade_core::{Error, ErrorKind, Result};
-use palisade_service::Session;
+use palisade_service::{ClientInfo, Session};
 use ruma::api::{
     IncomingRequest, OutgoingResponse,
     auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
@@ -27,9 +27,19 @@ pub struct Ruma<T> {
     pub session: Option<Session>,
     /// The client's address, when known.
     pub client_ip: Option<std::net::IpAddr>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
 }
 
 impl<T> Ruma<T> {
+    /// Where the request came from, for the audit log.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            ip: self.client_ip.map(|ip| ip.to_string()),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
     /// The authenticated session; always present on endpoints that require a token.
     pub fn session(&self) -> Result<&Session> {
         self.session
@@ -125,6 +135,22 @@ where
             }
             (_, Some(token)) => Some(state.accounts.authenticate(&token).await?),
         };
+        // Strict device trust: an unapproved device reads no room until it is approved.
+        if let Some(session) = &session
+            && parts.method == http::Method::GET
+            && parts.uri.path().contains("/rooms/")
+            && state.trust.is_walled_off(&session.user_id, &session.device_id).await?
+        {
+            return Err(Error::forbidden(
+                "This device is not approved yet: verify it from one of your other devices",
+            )
+            .into());
+        }
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
 
         let bytes = axum::body::to_bytes(body, state.config.max_request_bytes)
             .await
@@ -134,7 +160,7 @@ where
         }
         let http_request = http::Request::from_parts(parts, bytes);
         let body = T::try_from_http_request(http_request, &path_args).map_err(parse_error)?;
-        Ok(Self { body, session, client_ip })
+        Ok(Self { body, session, client_ip, user_agent })
     }
 }
 

@@ -33,6 +33,33 @@ pub enum EncryptionDefault {
     All,
 }
 
+/// How the server treats devices their owner has not approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustMode {
+    /// Untrusted devices get no room keys and no key backup until approved.
+    #[default]
+    Quarantine,
+    /// As quarantine, and they see no rooms at all until approved.
+    Strict,
+    /// Every device is trusted (not recommended).
+    Off,
+}
+
+/// The device trust policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceTrust {
+    /// What an untrusted device may do.
+    pub mode: TrustMode,
+}
+
+impl Default for DeviceTrust {
+    fn default() -> Self {
+        Self { mode: TrustMode::Quarantine }
+    }
+}
+
 /// Listener addresses.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +134,9 @@ pub struct Config {
     /// Rate limits.
     #[serde(default)]
     pub rate_limits: RateLimits,
+    /// The device trust policy.
+    #[serde(default)]
+    pub device_trust: DeviceTrust,
 }
 
 fn default_server_name() -> OwnedServerName {
@@ -249,6 +279,7 @@ mod tests {
         assert_eq!(config.listen.client, default.listen.client);
         assert_eq!(config.max_request_bytes, default.max_request_bytes);
         assert_eq!(config.encryption_by_default, default.encryption_by_default);
+        assert_eq!(config.device_trust.mode, default.device_trust.mode);
         assert_eq!(config.rate_limits.login.burst, default.rate_limits.login.burst);
     }
 

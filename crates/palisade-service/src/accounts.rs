@@ -10,10 +10,13 @@ use argon2::{
     password_hash::{SaltString, rand_core::OsRng},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use palisade_core::{Clock, Config, Error, ErrorKind, Result};
+use palisade_core::{Clock, Config, Error, ErrorKind, Result, config::TrustMode};
 use palisade_storage::{AccountStore, DeviceRow, NewDevice, UserRow};
 use rand::{Rng, RngCore, distributions::Uniform};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use serde_json::json;
+
+use crate::DeviceTrustService;
 use sha2::{Digest, Sha256};
 
 /// Who is making a request: the owner of a valid access token.
@@ -23,6 +26,15 @@ pub struct Session {
     pub user_id: OwnedUserId,
     /// The device the access token belongs to.
     pub device_id: OwnedDeviceId,
+}
+
+/// Where a request came from, as recorded in the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// The client's address.
+    pub ip: Option<String>,
+    /// Its `User-Agent` header.
+    pub user_agent: Option<String>,
 }
 
 /// A freshly issued login.
@@ -40,6 +52,7 @@ pub struct Login {
 pub struct AccountService {
     config: Arc<Config>,
     store: Arc<dyn AccountStore>,
+    trust: Arc<DeviceTrustService>,
     clock: Arc<dyn Clock>,
 }
 
@@ -102,8 +115,18 @@ async fn verify_password(password: String, hash: Option<String>) -> Result<bool>
 
 impl AccountService {
     /// The service over `store`.
-    pub fn new(config: Arc<Config>, store: Arc<dyn AccountStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { config, store, clock }
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn AccountStore>,
+        trust: Arc<DeviceTrustService>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { config, store, trust, clock }
+    }
+
+    /// The time now, from the service clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now_millis()
     }
 
     /// This server's name.
@@ -224,22 +247,22 @@ impl AccountService {
         password: &str,
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
-        ip: Option<String>,
+        client: &ClientInfo,
     ) -> Result<Login> {
         let user_id = self
             .local_user_id(user)
             .map_err(|_| Error::forbidden("Invalid username or password"))?;
         self.check_password(&user_id, password).await?;
-        self.create_session(&user_id, device_id, display_name, ip).await
+        self.create_session(&user_id, device_id, display_name, client).await
     }
 
-    /// Issues a new access token on a new (or replaced) device.
+    /// Issues a new access token on a new (or replaced) device, and records the sign-in.
     pub async fn create_session(
         &self,
         user_id: &UserId,
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
-        ip: Option<String>,
+        client: &ClientInfo,
     ) -> Result<Login> {
         let device_id = device_id.unwrap_or_else(new_device_id);
         let access_token = new_access_token();
@@ -247,13 +270,16 @@ impl AccountService {
             .create_device(NewDevice {
                 user_id: user_id.to_owned(),
                 device_id: device_id.clone(),
-                display_name,
+                display_name: display_name.clone(),
                 token_hash: hash_token(&access_token),
                 now: self.clock.now_millis(),
-                ip,
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+                approve_if_first: self.trust.mode() != TrustMode::Off,
             })
             .await?;
-        tracing::info!(%user_id, %device_id, "new session");
+        let detail = json!({ "ip": client.ip, "user_agent": client.user_agent, "display_name": display_name });
+        self.trust.record("device_added", user_id, Some(&device_id), None, detail).await?;
         Ok(Login { user_id: user_id.to_owned(), device_id, access_token })
     }
 
@@ -267,6 +293,8 @@ impl AccountService {
 
     /// Ends one session: its device and token go.
     pub async fn logout(&self, session: &Session) -> Result<()> {
+        let device = Some(session.device_id.as_ref());
+        self.trust.record("device_signed_out", &session.user_id, device, None, json!({})).await?;
         self.store
             .delete_devices(&session.user_id, std::slice::from_ref(&session.device_id))
             .await?;
@@ -275,6 +303,8 @@ impl AccountService {
 
     /// Ends every session of the user, optionally sparing one device.
     pub async fn logout_all(&self, user_id: &UserId, keep: Option<&DeviceId>) -> Result<()> {
+        let detail = json!({ "kept": keep });
+        self.trust.record("all_devices_signed_out", user_id, None, None, detail).await?;
         self.store.delete_all_devices(user_id, keep).await?;
         Ok(())
     }
@@ -351,7 +381,9 @@ impl AccountService {
         device_ids: &[OwnedDeviceId],
     ) -> Result<()> {
         self.store.delete_devices(user_id, device_ids).await?;
-        tracing::info!(%user_id, count = device_ids.len(), "devices deleted");
+        for device in device_ids {
+            self.trust.record("device_signed_out", user_id, Some(device), None, json!({})).await?;
+        }
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ pub mod ratelimit;
 pub mod receipts;
 pub mod rooms;
 pub mod sync;
+pub mod trust;
 pub mod typing;
 pub mod uia;
 
@@ -24,13 +25,14 @@ use palisade_storage::Stores;
 use crate::notify::Notifier;
 
 pub use account_data::AccountDataService;
-pub use accounts::{AccountService, Session};
+pub use accounts::{AccountService, ClientInfo, Session};
 pub use e2ee::E2eeService;
 pub use keys::SigningKey;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
 pub use rooms::{EventTemplate, RoomService};
 pub use sync::SyncService;
+pub use trust::DeviceTrustService;
 pub use typing::TypingService;
 pub use uia::{UiaAuth, UiaPurpose, UiaService};
 
@@ -61,6 +63,8 @@ pub struct Services {
     pub sync: Arc<SyncService>,
     /// End-to-end encryption keys, to-device messages and key backup.
     pub e2ee: Arc<E2eeService>,
+    /// Device trust decisions and the security audit log.
+    pub trust: Arc<DeviceTrustService>,
 }
 
 impl Services {
@@ -72,12 +76,24 @@ impl Services {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let config = Arc::new(config);
-        let accounts =
-            Arc::new(AccountService::new(config.clone(), stores.accounts.clone(), clock.clone()));
+        let notifier = Arc::new(Notifier::new(stores.rooms.clone()));
+        let trust = Arc::new(DeviceTrustService::new(
+            config.device_trust.mode,
+            stores.accounts.clone(),
+            stores.e2ee.clone(),
+            stores.audit,
+            notifier.clone(),
+            clock.clone(),
+        ));
+        let accounts = Arc::new(AccountService::new(
+            config.clone(),
+            stores.accounts.clone(),
+            trust.clone(),
+            clock.clone(),
+        ));
         let uia = Arc::new(UiaService::new(accounts.clone(), clock.clone()));
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone(), clock.clone()));
         let signing_key = Arc::new(signing_key);
-        let notifier = Arc::new(Notifier::new(stores.rooms.clone()));
         let rooms = Arc::new(
             RoomService::new(
                 config.clone(),
@@ -105,6 +121,7 @@ impl Services {
             accounts.clone(),
             uia.clone(),
             notifier.clone(),
+            trust.clone(),
         ));
         let sync = Arc::new(SyncService::new(
             rooms.clone(),
@@ -128,6 +145,7 @@ impl Services {
             typing,
             sync,
             e2ee,
+            trust,
         })
     }
 }

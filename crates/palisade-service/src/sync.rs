@@ -213,7 +213,11 @@ impl SyncService {
             .collect();
 
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
-        for membership in self.store.rooms_of_user(user).await? {
+        // Strict device trust: an unapproved device sees no rooms at all.
+        let walled_off = self.e2ee.trust().is_walled_off(user, &session.device_id).await?;
+        let memberships =
+            if walled_off { Vec::new() } else { self.store.rooms_of_user(user).await? };
+        for membership in memberships {
             let room_id = &membership.room_id;
             let wanted = filter.rooms.as_ref().is_none_or(|rooms| rooms.contains(room_id))
                 && !filter.not_rooms.contains(room_id);

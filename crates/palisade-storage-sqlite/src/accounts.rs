@@ -23,7 +23,8 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     })
 }
 
-const DEVICE_COLUMNS: &str = "user_id, device_id, display_name, last_seen_ts, last_seen_ip";
+const DEVICE_COLUMNS: &str = "user_id, device_id, display_name, last_seen_ts, last_seen_ip, \
+                              created_ts, approval, trusted, user_agent";
 
 fn device_row(row: &Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok(DeviceRow {
@@ -32,6 +33,10 @@ fn device_row(row: &Row<'_>) -> rusqlite::Result<DeviceRow> {
         display_name: row.get(2)?,
         last_seen_ts: row.get(3)?,
         last_seen_ip: row.get(4)?,
+        created_ts: row.get(5)?,
+        approval: row.get(6)?,
+        trusted: row.get(7)?,
+        user_agent: row.get(8)?,
     })
 }
 
@@ -207,13 +212,34 @@ impl AccountStore for Database {
                 params![user_id, device_id],
             )
             .map_err(sql)?;
+            // `first` only for an account with no other device and no cross-signing identity,
+            // decided inside this transaction.
             conn.execute(
                 "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts,
-                 last_seen_ip) VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+                 last_seen_ip, user_agent, approval)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, CASE WHEN ?7
+                   AND NOT EXISTS (SELECT 1 FROM devices WHERE user_id = ?1 AND device_id != ?2)
+                   AND NOT EXISTS (SELECT 1 FROM cross_signing_keys
+                                   WHERE user_id = ?1 AND kind = 'master')
+                   THEN 'first' END)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET
                    display_name = coalesce(excluded.display_name, display_name),
-                   last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
-                params![user_id, device_id, device.display_name, device.now, device.ip],
+                   last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip,
+                   user_agent = excluded.user_agent",
+                params![
+                    user_id,
+                    device_id,
+                    device.display_name,
+                    device.now,
+                    device.ip,
+                    device.user_agent,
+                    device.approve_if_first
+                ],
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "UPDATE devices SET trusted = (approval IS NOT NULL) WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id],
             )
             .map_err(sql)?;
             conn.execute(
@@ -274,6 +300,43 @@ impl AccountStore for Database {
             conn.execute(
                 "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id, device_id, name],
+            )
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn set_device_approval(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        approval: Option<&str>,
+    ) -> Result<bool> {
+        let (user_id, device_id, approval) =
+            (user_id.to_string(), device_id.to_string(), approval.map(str::to_owned));
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE devices SET approval = ?3 WHERE user_id = ?1 AND device_id = ?2",
+                params![user_id, device_id, approval],
+            )
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn set_device_trusted(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        trusted: bool,
+    ) -> Result<bool> {
+        let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE devices SET trusted = ?3 WHERE user_id = ?1 AND device_id = ?2 AND trusted != ?3",
+                params![user_id, device_id, trusted],
             )
             .map(|n| n == 1)
             .map_err(sql)

@@ -304,8 +304,8 @@ impl E2eeStore for Database {
             }
             let mut insert = conn
                 .prepare_cached(
-                    "INSERT INTO to_device (user_id, device_id, sender, type, content)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content,
+                     held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sql)?;
             for message in messages {
@@ -314,8 +314,10 @@ impl E2eeStore for Database {
                         message.user_id.as_str(),
                         message.device_id.as_str(),
                         sender,
+                        sender_device,
                         kind,
-                        message.content
+                        message.content,
+                        message.hold as i64
                     ])
                     .map_err(sql)?;
             }
@@ -334,7 +336,8 @@ impl E2eeStore for Database {
         self.read(|conn| {
             conn.prepare_cached(
                 "SELECT stream_pos, sender, type, content FROM to_device
-                 WHERE user_id = ?1 AND device_id = ?2 AND stream_pos > ?3 ORDER BY stream_pos LIMIT ?4",
+                 WHERE user_id = ?1 AND device_id = ?2 AND stream_pos > ?3 AND held = 0
+                 ORDER BY stream_pos LIMIT ?4",
             )?
             .query_map(params![user.as_str(), device.as_str(), since, limit as i64], |row| {
                 Ok(ToDeviceRow {
@@ -352,11 +355,78 @@ impl E2eeStore for Database {
         let (user, device) = (user.to_string(), device.to_string());
         self.write(move |conn| {
             conn.execute(
-                "DELETE FROM to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_pos <= ?3",
+                "DELETE FROM to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_pos <= ?3
+                 AND held = 0",
                 params![user, device, up_to],
             )
             .map(drop)
             .map_err(sql)
+        })
+        .await
+    }
+
+    async fn release_to_device(
+        &self,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<Vec<OwnedUserId>> {
+        let (user, device) = (user.to_string(), device.to_string());
+        self.write(move |conn| {
+            // Re-inserted, so their positions lie after any token the recipient already has.
+            let condition = "(held = 1 AND user_id = ?1 AND device_id = ?2)
+                             OR (held = 2 AND sender = ?1 AND sender_device = ?2)";
+            let recipients = conn
+                .prepare(&format!("SELECT DISTINCT user_id FROM to_device WHERE {condition}"))
+                .and_then(|mut s| {
+                    s.query_map(params![user, device], |row| parse_id(row, 0))?.collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(sql)?;
+            conn.execute(
+                &format!(
+                    "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content, held)
+                     SELECT user_id, device_id, sender, sender_device, type, content, 0 FROM to_device
+                     WHERE {condition} ORDER BY stream_pos"
+                ),
+                params![user, device],
+            )
+            .map_err(sql)?;
+            conn.execute(&format!("DELETE FROM to_device WHERE {condition}"), params![user, device])
+                .map_err(sql)?;
+            Ok(recipients)
+        })
+        .await
+    }
+
+    async fn grant_cross_signing_reset(&self, user: &UserId, expires_ts: u64) -> Result<()> {
+        let user = user.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO cross_signing_reset_grants (user_id, expires_ts) VALUES (?1, ?2)
+                 ON CONFLICT (user_id) DO UPDATE SET expires_ts = excluded.expires_ts",
+                params![user, expires_ts],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn cross_signing_reset_grant(&self, user: &UserId) -> Result<Option<u64>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT expires_ts FROM cross_signing_reset_grants WHERE user_id = ?1",
+            )?
+            .query_row([user.as_str()], |row| row.get(0))
+            .optional()
+        })
+    }
+
+    async fn clear_cross_signing_reset(&self, user: &UserId) -> Result<()> {
+        let user = user.to_string();
+        self.write(move |conn| {
+            conn.execute("DELETE FROM cross_signing_reset_grants WHERE user_id = ?1", [user])
+                .map(drop)
+                .map_err(sql)
         })
         .await
     }

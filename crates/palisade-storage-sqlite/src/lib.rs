@@ -5,6 +5,7 @@
 //! the only crate, with the future PostgreSQL backend, that contains SQL.
 
 mod accounts;
+mod audit;
 mod database;
 mod e2ee;
 mod receipts;
@@ -28,7 +29,8 @@ pub fn open(path: &Path) -> Result<Stores> {
         rooms: db.clone(),
         user_data: db.clone(),
         receipts: db.clone(),
-        e2ee: db,
+        e2ee: db.clone(),
+        audit: db,
     })
 }
 

@@ -188,6 +188,27 @@ const MIGRATIONS: &[&str] = &[
         json TEXT NOT NULL,
         PRIMARY KEY (user_id, version, room_id, session_id)
     ) STRICT;",
+    // 5: device trust: approvals, the last computed trust state, held to-device messages,
+    // cross-signing reset grants and the security audit log.
+    "ALTER TABLE devices ADD COLUMN approval TEXT;
+    ALTER TABLE devices ADD COLUMN trusted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE devices ADD COLUMN user_agent TEXT;
+    ALTER TABLE to_device ADD COLUMN sender_device TEXT NOT NULL DEFAULT '';
+    ALTER TABLE to_device ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE cross_signing_reset_grants (
+        user_id TEXT PRIMARY KEY NOT NULL,
+        expires_ts INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        device_id TEXT,
+        actor TEXT,
+        detail TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX audit_log_by_user ON audit_log(user_id, id);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -36,6 +36,15 @@ pub struct DeviceRow {
     pub last_seen_ts: Option<u64>,
     /// Address the device was last seen from.
     pub last_seen_ip: Option<String>,
+    /// When the device signed in, milliseconds since the epoch.
+    pub created_ts: u64,
+    /// Why the device is trusted without a cross-signing signature: `first` (the account's
+    /// first device, before it had a cross-signing identity) or `admin` (approved).
+    pub approval: Option<String>,
+    /// The trust state last computed for the device.
+    pub trusted: bool,
+    /// The client's `User-Agent` at sign-in.
+    pub user_agent: Option<String>,
 }
 
 /// A device to create together with its first access token.
@@ -53,6 +62,11 @@ pub struct NewDevice {
     pub now: u64,
     /// Client address.
     pub ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// Approve the device as `first` if the account has no other device and no cross-signing
+    /// master key (checked in the same transaction as the insert).
+    pub approve_if_first: bool,
 }
 
 /// The owner of an access token.
@@ -100,6 +114,20 @@ pub trait AccountStore: Send + Sync {
         user_id: &UserId,
         device_id: &DeviceId,
         name: Option<&str>,
+    ) -> Result<bool>;
+    /// Sets or clears a device's approval; returns `false` if the device does not exist.
+    async fn set_device_approval(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        approval: Option<&str>,
+    ) -> Result<bool>;
+    /// Stores the computed trust state; returns whether it changed.
+    async fn set_device_trusted(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        trusted: bool,
     ) -> Result<bool>;
     /// Records when and where a device was last seen.
     async fn touch_device(

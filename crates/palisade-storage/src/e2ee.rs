@@ -38,6 +38,17 @@ pub struct ToDeviceRow {
     pub content: String,
 }
 
+/// Why a to-device message waits instead of being delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Deliverable now.
+    None = 0,
+    /// Until the recipient device is trusted.
+    ForRecipient = 1,
+    /// Until the sending device is trusted.
+    ForSender = 2,
+}
+
 /// One message of a `/sendToDevice` call, resolved to a device.
 #[derive(Debug, Clone)]
 pub struct NewToDevice {
@@ -47,6 +58,8 @@ pub struct NewToDevice {
     pub device_id: OwnedDeviceId,
     /// Content as JSON.
     pub content: String,
+    /// Whether it waits for a device to be trusted.
+    pub hold: Hold,
 }
 
 /// A key backup version.
@@ -147,7 +160,17 @@ pub trait E2eeStore: Send + Sync {
         kind: &str,
         messages: Vec<NewToDevice>,
     ) -> Result<bool>;
-    /// Messages for a device after `since`, oldest first.
+    /// Releases messages held for `device` of `user` (as recipient or sender): they get new
+    /// stream positions and become deliverable. Returns the recipients to wake.
+    async fn release_to_device(&self, user: &UserId, device: &DeviceId)
+    -> Result<Vec<OwnedUserId>>;
+    /// Grants `user` a cross-signing reset until `expires_ts`.
+    async fn grant_cross_signing_reset(&self, user: &UserId, expires_ts: u64) -> Result<()>;
+    /// The expiry of `user`'s cross-signing reset grant, if any.
+    async fn cross_signing_reset_grant(&self, user: &UserId) -> Result<Option<u64>>;
+    /// Removes a used grant.
+    async fn clear_cross_signing_reset(&self, user: &UserId) -> Result<()>;
+    /// Deliverable messages for a device after `since`, oldest first.
     async fn to_device_since(
         &self,
         user: &UserId,
@@ -155,7 +178,7 @@ pub trait E2eeStore: Send + Sync {
         since: u64,
         limit: usize,
     ) -> Result<Vec<ToDeviceRow>>;
-    /// Deletes a device's messages up to `up_to` (acknowledged by a later sync).
+    /// Deletes a device's delivered messages up to `up_to` (acknowledged by a later sync).
     async fn ack_to_device(&self, user: &UserId, device: &DeviceId, up_to: u64) -> Result<()>;
     /// The latest to-device position.
     async fn max_to_device_pos(&self) -> Result<u64>;

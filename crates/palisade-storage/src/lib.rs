@@ -4,14 +4,16 @@
 //! backend is behind it; each backend runs the same conformance suite.
 
 pub mod accounts;
+pub mod audit;
 pub mod e2ee;
 pub mod receipts;
 pub mod rooms;
 pub mod user_data;
 
 pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+pub use audit::{AuditEntry, AuditStore};
 pub use e2ee::{
-    BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,
+    BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, Hold, NewToDevice, OneTimeKeyUpload,
     ToDeviceRow,
 };
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
@@ -35,4 +37,6 @@ pub struct Stores {
     pub receipts: Arc<dyn ReceiptStore>,
     /// End-to-end encryption keys, to-device messages and key backups.
     pub e2ee: Arc<dyn E2eeStore>,
+    /// The security audit log.
+    pub audit: Arc<dyn AuditStore>,
 }

@@ -184,10 +184,8 @@ async fn get_all(
     state: AppState,
     request: Ruma<get_backup_keys::v3::Request>,
 ) -> Result<get_backup_keys::v3::Response> {
-    let keys = state
-        .e2ee
-        .backup_keys(&request.session()?.user_id, &request.body.version, None, None)
-        .await?;
+    let keys =
+        state.e2ee.backup_keys(request.session()?, &request.body.version, None, None).await?;
     Ok(get_backup_keys::v3::Response::new(rooms_of(keys)?))
 }
 
@@ -198,10 +196,8 @@ async fn get_room(
 ) -> Result<get_backup_keys_for_room::v3::Response> {
     let body = &request.body;
     let room = body.room_id.as_str();
-    let mut keys = state
-        .e2ee
-        .backup_keys(&request.session()?.user_id, &body.version, Some(room), None)
-        .await?;
+    let mut keys =
+        state.e2ee.backup_keys(request.session()?, &body.version, Some(room), None).await?;
     let sessions = keys["rooms"][room]["sessions"].take();
     let sessions = if sessions.is_null() { json!({}) } else { sessions };
     Ok(get_backup_keys_for_room::v3::Response::new(typed(sessions)?))
@@ -216,7 +212,7 @@ async fn get_session(
     let room = body.room_id.as_str();
     let mut keys = state
         .e2ee
-        .backup_keys(&request.session()?.user_id, &body.version, Some(room), Some(&body.session_id))
+        .backup_keys(request.session()?, &body.version, Some(room), Some(&body.session_id))
         .await?;
     let data = keys["rooms"][room]["sessions"][&body.session_id].take();
     if data.is_null() {

@@ -36,6 +36,7 @@ async fn register(
         state.rate_limiter.check(RateLimitedAction::Registration, ip)?;
     }
     ensure_open(&state)?;
+    let client = request.client();
     let body = request.body;
     if body.kind == RegistrationKind::Guest {
         return Err(Error::forbidden("Guest access is disabled"));
@@ -58,12 +59,7 @@ async fn register(
     if !body.inhibit_login {
         let login = state
             .accounts
-            .create_session(
-                &user_id,
-                body.device_id,
-                body.initial_device_display_name,
-                request.client_ip.map(|ip| ip.to_string()),
-            )
+            .create_session(&user_id, body.device_id, body.initial_device_display_name, &client)
             .await?;
         response.access_token = Some(login.access_token);
         response.device_id = Some(login.device_id);

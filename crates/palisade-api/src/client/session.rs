@@ -41,6 +41,7 @@ async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result<log
     if let Some(ip) = request.client_ip {
         state.rate_limiter.check(RateLimitedAction::Login, ip)?;
     }
+    let client = request.client();
     let body = request.body;
     let LoginInfo::Password(password) = body.login_info else {
         return Err(Error::new(ErrorKind::UnknownLoginType, "Unknown login type"));
@@ -61,7 +62,7 @@ async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result<log
             &password.password,
             body.device_id,
             body.initial_device_display_name,
-            request.client_ip.map(|ip| ip.to_string()),
+            &client,
         )
         .await?;
     let mut response = login::v3::Response::new(login.user_id, login.access_token, login.device_id);

@@ -8,6 +8,7 @@ use ruma::UserId;
 use serde_json::{Value, json};
 
 use super::E2eeService;
+use crate::Session;
 
 /// A backup version as the API returns it.
 #[derive(Debug, Clone)]
@@ -144,14 +145,21 @@ impl E2eeService {
     }
 
     /// Keys of a version as `{rooms: {room: {sessions: {session: data}}}}`, optionally of one
-    /// room or session.
+    /// room or session. An untrusted device may not read them.
     pub async fn backup_keys(
         &self,
-        user: &UserId,
+        session: &Session,
         version: &str,
         room_id: Option<&str>,
         session_id: Option<&str>,
     ) -> Result<Value> {
+        let user = &session.user_id;
+        if !self.trust.is_trusted(user, &session.device_id).await? {
+            return Err(Error::forbidden(
+                "This device is not trusted yet: verify it from one of your other devices before \
+                 reading the key backup",
+            ));
+        }
         self.backup(user, Some(version)).await?;
         let rows =
             self.store.backup_keys(user, parse_version(version)?, room_id, session_id).await?;

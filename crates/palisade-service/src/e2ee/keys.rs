@@ -14,7 +14,7 @@ use crate::{Session, UiaAuth, UiaPurpose};
 pub const CROSS_SIGNING_KINDS: [&str; 3] = ["master", "self_signing", "user_signing"];
 
 /// The single ed25519 key of a cross-signing key object: (`ed25519:<pub>`, `<pub>`).
-fn single_key(object: &CanonicalJsonObject) -> Option<(String, String)> {
+pub(super) fn single_key(object: &CanonicalJsonObject) -> Option<(String, String)> {
     let keys = object.get("keys")?.as_object()?;
     if keys.len() != 1 {
         return None;
@@ -84,6 +84,7 @@ impl E2eeService {
                 }
             }
             self.store.set_device_keys(user, device, to_string(&object)?).await?;
+            self.trust.refresh(user, None).await?;
             self.announce_key_change(user).await?;
         }
         let mut otks = Vec::with_capacity(one_time_keys.len());
@@ -137,6 +138,10 @@ impl E2eeService {
             let mut keys = Map::new();
             for (device, json) in self.store.user_device_keys(user).await? {
                 if !devices.is_empty() && !devices.contains(&device) {
+                    continue;
+                }
+                // Other users never learn of an untrusted device, so they never encrypt for it.
+                if user != requester && !self.trust.is_trusted(user, &device).await? {
                     continue;
                 }
                 let mut object: Value =
@@ -241,7 +246,7 @@ impl E2eeService {
             }
         }
         if replaces {
-            self.uia.authenticate(UiaPurpose::ReplaceCrossSigning, Some(user), auth).await?;
+            self.authorize_reset(session, auth).await?;
         }
         let master = match objects.iter().find(|(k, _)| *k == "master") {
             Some((_, object)) => object.clone(),
@@ -268,6 +273,17 @@ impl E2eeService {
             .map(|(k, o)| Ok(((*k).to_owned(), to_string(o)?)))
             .collect::<Result<Vec<_>>>()?;
         self.store.set_cross_signing_keys(user, stored).await?;
+        let kinds: Vec<&str> = objects.iter().map(|(k, _)| *k).collect();
+        self.trust
+            .record(
+                "cross_signing_changed",
+                user,
+                Some(&session.device_id),
+                None,
+                json!({ "keys": kinds }),
+            )
+            .await?;
+        self.trust.refresh(user, None).await?;
         self.announce_key_change(user).await
     }
 
@@ -379,8 +395,39 @@ impl E2eeService {
             return Ok(Err(failure("M_INVALID_SIGNATURE", "No signature by an allowed key")));
         }
         self.store.replace_signed_key(target, &kind, to_string(&stored)?).await?;
+        self.trust.refresh(target, Some(requester.as_str())).await?;
         self.announce_key_change(target).await?;
         Ok(Ok(()))
+    }
+
+    /// Replacing existing cross-signing keys: from a trusted device with the password; from
+    /// an untrusted one only while an administrator's reset grant lasts (the grant is used up).
+    async fn authorize_reset(&self, session: &Session, auth: Option<UiaAuth>) -> Result<()> {
+        let user = &session.user_id;
+        if !self.trust.is_trusted(user, &session.device_id).await? {
+            let now = self.accounts.now();
+            let granted =
+                self.store.cross_signing_reset_grant(user).await?.is_some_and(|until| until > now);
+            if !granted {
+                self.trust
+                    .record(
+                        "cross_signing_reset_refused",
+                        user,
+                        Some(&session.device_id),
+                        None,
+                        json!({}),
+                    )
+                    .await?;
+                return Err(Error::forbidden(
+                    "This device is not trusted: approve it from a trusted device, or ask an \
+                     administrator to allow a cross-signing reset",
+                ));
+            }
+            self.uia.authenticate(UiaPurpose::ReplaceCrossSigning, Some(user), auth).await?;
+            self.store.clear_cross_signing_reset(user).await?;
+            return Ok(());
+        }
+        self.uia.authenticate(UiaPurpose::ReplaceCrossSigning, Some(user), auth).await
     }
 
     async fn key_of(&self, user: &UserId, kind: &str) -> Result<Option<(String, String)>> {

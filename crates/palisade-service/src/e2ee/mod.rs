@@ -18,7 +18,7 @@ use palisade_storage::{E2eeStore, RoomStore};
 use ruma::{CanonicalJsonObject, UserId};
 use serde_json::Value;
 
-use crate::{AccountService, UiaService, notify::Notifier};
+use crate::{AccountService, DeviceTrustService, UiaService, notify::Notifier};
 
 pub use backup::BackupVersion;
 pub use device_lists::DeviceListChanges;
@@ -31,6 +31,7 @@ pub struct E2eeService {
     accounts: Arc<AccountService>,
     uia: Arc<UiaService>,
     notifier: Arc<Notifier>,
+    trust: Arc<DeviceTrustService>,
 }
 
 impl E2eeService {
@@ -41,8 +42,14 @@ impl E2eeService {
         accounts: Arc<AccountService>,
         uia: Arc<UiaService>,
         notifier: Arc<Notifier>,
+        trust: Arc<DeviceTrustService>,
     ) -> Self {
-        Self { store, rooms, accounts, uia, notifier }
+        Self { store, rooms, accounts, uia, notifier, trust }
+    }
+
+    /// The trust policy these operations apply, for sync.
+    pub(crate) fn trust(&self) -> &Arc<DeviceTrustService> {
+        &self.trust
     }
 
     /// The store, for sync.
@@ -103,6 +110,21 @@ fn signed_by(
         canonical.as_bytes(),
     )
     .is_ok()
+}
+
+/// Whether stored device keys (JSON) carry a valid signature by the stored self-signing key
+/// (JSON) of `user`.
+pub(crate) fn signed_by_cross_signing_key(device_keys: &str, user: &UserId, ssk: &str) -> bool {
+    let (Ok(keys), Ok(ssk)) = (
+        serde_json::from_str::<CanonicalJsonObject>(device_keys),
+        serde_json::from_str::<CanonicalJsonObject>(ssk),
+    ) else {
+        return false;
+    };
+    match keys::single_key(&ssk) {
+        Some((key_id, public)) => signed_by(&keys, user, &key_id, &public),
+        None => false,
+    }
 }
 
 /// The object without `signatures` and `unsigned`: what a signature covers.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use palisade_core::{Error, Result};
-use palisade_storage::NewToDevice;
+use palisade_storage::{Hold, NewToDevice};
 use ruma::OwnedUserId;
 use serde_json::{Value, json};
 
@@ -34,6 +34,10 @@ impl E2eeService {
     ) -> Result<()> {
         let mut queued = Vec::new();
         let mut recipients = Vec::new();
+        let sender_trusted = self.trust.is_trusted(&session.user_id, &session.device_id).await?;
+        // Verification is how a device becomes trusted, so it passes between an account's own
+        // devices; anything else (room keys, secrets) waits for both ends to be trusted.
+        let verification = kind.starts_with("m.key.verification.");
         for (user, devices) in messages {
             if user.server_name() != self.accounts.server_name() {
                 // Remote devices are reached over federation, which is not there yet.
@@ -52,10 +56,19 @@ impl E2eeService {
                     }
                 };
                 for device_id in targets {
+                    let exempt = verification && *user == session.user_id;
+                    let hold = if !sender_trusted && !exempt {
+                        Hold::ForSender
+                    } else if !exempt && !self.trust.is_trusted(user, &device_id).await? {
+                        Hold::ForRecipient
+                    } else {
+                        Hold::None
+                    };
                     queued.push(NewToDevice {
                         user_id: user.clone(),
                         device_id,
                         content: content.to_string(),
+                        hold,
                     });
                 }
             }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use palisade_core::config::TrustMode;
 use palisade_testkit::{PASSWORD, TestServer, User, assert_error};
 use reqwest::StatusCode;
 use ruma::{
@@ -310,7 +311,8 @@ async fn cross_signing_keys_and_signatures_are_checked() {
 
 #[tokio::test]
 async fn to_device_messages_arrive_once_acknowledged_and_not_before() {
-    let server = TestServer::start().await;
+    // Delivery mechanics only; what device trust holds back is tested in `device_trust`.
+    let server = TestServer::start_with(|c| c.device_trust.mode = TrustMode::Off).await;
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let bob_phone = server.login("bob", Some("phone")).await;
