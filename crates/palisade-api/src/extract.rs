@@ -70,7 +70,7 @@ fn token_requirement<A: 'static>() -> TokenRequirement {
 }
 
 /// The access token from the `Authorization` header or, deprecated, the query string.
-fn access_token(parts: &http::request::Parts) -> Option<String> {
+pub(crate) fn access_token(parts: &http::request::Parts) -> Option<String> {
     if let Some(header) = parts.headers.get(http::header::AUTHORIZATION) {
         return header.to_str().ok()?.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
     }

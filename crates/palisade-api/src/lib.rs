@@ -4,6 +4,7 @@
 //! the work, a ruma response goes out. This crate alone maps domain errors to Matrix
 //! `errcode`s and statuses ([`error`]); it never touches storage.
 
+mod admin;
 mod client;
 pub mod error;
 mod extract;

@@ -14,7 +14,7 @@ use ruma::api::{IncomingRequest, path_builder::PathBuilder};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::{
-    AppState, client,
+    AppState, admin, client,
     error::ApiError,
     extract::{Ruma, RumaResponse},
     server,
@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
             http::header::ACCEPT,
             http::HeaderName::from_static("x-requested-with"),
         ]);
-    server::routes(client::routes(Router::new()))
+    admin::routes(server::routes(client::routes(Router::new())))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

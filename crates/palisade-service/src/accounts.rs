@@ -301,10 +301,16 @@ impl AccountService {
         Ok(())
     }
 
-    /// Ends every session of the user, optionally sparing one device.
-    pub async fn logout_all(&self, user_id: &UserId, keep: Option<&DeviceId>) -> Result<()> {
+    /// Ends every session of the user, optionally sparing one device. `actor` is who did it
+    /// when not the user.
+    pub async fn logout_all(
+        &self,
+        user_id: &UserId,
+        keep: Option<&DeviceId>,
+        actor: Option<&str>,
+    ) -> Result<()> {
         let detail = json!({ "kept": keep });
-        self.trust.record("all_devices_signed_out", user_id, None, None, detail).await?;
+        self.trust.record("all_devices_signed_out", user_id, None, actor, detail).await?;
         self.store.delete_all_devices(user_id, keep).await?;
         Ok(())
     }
@@ -375,14 +381,16 @@ impl AccountService {
     }
 
     /// Deletes devices and revokes their tokens. Unknown ids are ignored, as the spec asks.
+    /// `actor` is who did it when not the user (an administrator).
     pub async fn delete_devices(
         &self,
         user_id: &UserId,
         device_ids: &[OwnedDeviceId],
+        actor: Option<&str>,
     ) -> Result<()> {
         self.store.delete_devices(user_id, device_ids).await?;
         for device in device_ids {
-            self.trust.record("device_signed_out", user_id, Some(device), None, json!({})).await?;
+            self.trust.record("device_signed_out", user_id, Some(device), actor, json!({})).await?;
         }
         Ok(())
     }

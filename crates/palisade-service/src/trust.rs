@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use palisade_core::{Clock, Result, config::TrustMode};
-use palisade_storage::{AccountStore, AuditEntry, AuditStore, E2eeStore};
+use palisade_storage::{AccountStore, AuditEntry, AuditStore, DeviceRow, E2eeStore};
 use ruma::{DeviceId, UserId};
 use serde_json::Value;
 
@@ -103,6 +103,40 @@ impl DeviceTrustService {
         self.record("device_approved", user, Some(device), Some(actor), Value::Null).await?;
         self.refresh(user, Some(actor)).await?;
         Ok(true)
+    }
+
+    /// A user's devices with their trust state now (for administrators).
+    pub async fn devices(&self, user: &UserId) -> Result<Vec<(DeviceRow, bool)>> {
+        let mut devices = Vec::new();
+        for device in self.accounts.devices(user).await? {
+            let trusted = self.is_trusted(user, &device.device_id).await?;
+            devices.push((device, trusted));
+        }
+        Ok(devices)
+    }
+
+    /// Lets `user` replace their cross-signing keys from an untrusted device until `until`
+    /// (for someone who lost every device and the recovery key).
+    pub async fn allow_cross_signing_reset(
+        &self,
+        user: &UserId,
+        until: u64,
+        actor: &str,
+    ) -> Result<()> {
+        self.e2ee.grant_cross_signing_reset(user, until).await?;
+        self.record(
+            "cross_signing_reset_allowed",
+            user,
+            None,
+            Some(actor),
+            serde_json::json!({ "until": until }),
+        )
+        .await
+    }
+
+    /// The time now.
+    pub fn now(&self) -> u64 {
+        self.clock.now_millis()
     }
 
     /// Appends to the security audit log.

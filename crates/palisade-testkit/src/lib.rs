@@ -5,6 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use palisade::Server;
 use palisade_core::{Config, SystemClock, config::RateLimit};
+use palisade_service::Services;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -18,6 +19,9 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// The configuration the server runs with.
     pub config: Config,
+    /// The running server's services, for set-up that has no HTTP API (such as making a user
+    /// an administrator) and for checks behind the API.
+    pub services: Services,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     _dir: Option<TempDir>,
@@ -55,6 +59,7 @@ impl TestServer {
         let server =
             Server::with_listener(config.clone(), listener, Arc::new(SystemClock)).await.unwrap();
         let base = format!("http://{}", server.local_addr());
+        let services = server.services().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server.run(async { drop(stopped.await) }).await.unwrap();
@@ -63,6 +68,7 @@ impl TestServer {
             base,
             http: reqwest::Client::new(),
             config,
+            services,
             stop: Some(stop),
             task: Some(task),
             _dir: None,

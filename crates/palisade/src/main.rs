@@ -27,6 +27,48 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Inspect, approve and sign out a user's devices.
+    Device {
+        #[command(subcommand)]
+        command: DeviceCommand,
+    },
+    /// Show the security audit log, newest first.
+    Audit {
+        /// Only this account (localpart or user id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Most entries to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// List a user's devices with their trust state.
+    List {
+        /// Localpart or user id.
+        user: String,
+    },
+    /// Approve a device, as if its owner had verified it.
+    Approve {
+        /// Localpart or user id.
+        user: String,
+        /// Device id.
+        device: String,
+    },
+    /// Sign a device out: its access token, keys and pending messages go.
+    SignOut {
+        /// Localpart or user id.
+        user: String,
+        /// Device id.
+        device: String,
+    },
+    /// Sign out every device of the account.
+    SignOutAll {
+        /// Localpart or user id.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -57,6 +99,15 @@ enum UserCommand {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Let the user replace their cross-signing keys from a new, untrusted device for a while
+    /// (for someone who lost every device and the recovery key).
+    AllowReset {
+        /// Localpart or user id.
+        user: String,
+        /// How long the grant lasts.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
     /// Grant (or with --revoke, remove) server administration rights.
     MakeAdmin {
         /// Localpart or user id.
@@ -66,6 +117,9 @@ enum UserCommand {
         revoke: bool,
     },
 }
+
+/// The actor recorded in the audit log for command-line actions.
+const ADMIN_CLI: &str = "admin-cli";
 
 fn read_password(given: Option<String>) -> Result<String> {
     if let Some(password) = given {
@@ -113,14 +167,71 @@ async fn user_command(config: Config, command: UserCommand) -> Result<()> {
             let user_id = existing(&user)?;
             let password = read_password(password)?;
             accounts.set_password(&user_id, &password).await?;
-            accounts.logout_all(&user_id, None).await?;
+            accounts.logout_all(&user_id, None, Some(ADMIN_CLI)).await?;
             println!("password reset for {user_id}; all sessions ended");
+        }
+        UserCommand::AllowReset { user, minutes } => {
+            let user_id = existing(&user)?;
+            let until = services.trust.now() + minutes * 60_000;
+            services.trust.allow_cross_signing_reset(&user_id, until, ADMIN_CLI).await?;
+            println!("{user_id} may replace their cross-signing keys for {minutes} minutes");
         }
         UserCommand::MakeAdmin { user, revoke } => {
             let user_id = existing(&user)?;
             accounts.set_admin(&user_id, !revoke).await?;
             println!("{user_id} is {}an administrator", if revoke { "no longer " } else { "" });
         }
+    }
+    Ok(())
+}
+
+async fn device_command(config: Config, command: DeviceCommand) -> Result<()> {
+    let services = open(config, Arc::new(SystemClock)).await?;
+    let user_id = |user: &str| services.accounts.local_user_id(user);
+    match command {
+        DeviceCommand::List { user } => {
+            for (device, trusted) in services.trust.devices(&user_id(&user)?).await? {
+                let state = if trusted { "trusted" } else { "untrusted" };
+                let name = device.display_name.unwrap_or_default();
+                let approval = device.approval.unwrap_or_default();
+                println!("{}\t{state}\t{approval}\t{name}", device.device_id);
+            }
+        }
+        DeviceCommand::Approve { user, device } => {
+            let user_id = user_id(&user)?;
+            if !services.trust.approve(&user_id, device.as_str().into(), ADMIN_CLI).await? {
+                return Err(palisade_core::Error::not_found("No such device"));
+            }
+            println!("approved {device} of {user_id}");
+        }
+        DeviceCommand::SignOut { user, device } => {
+            let user_id = user_id(&user)?;
+            services.accounts.device(&user_id, device.as_str().into()).await?;
+            services
+                .accounts
+                .delete_devices(&user_id, &[device.as_str().into()], Some(ADMIN_CLI))
+                .await?;
+            println!("signed out {device} of {user_id}");
+        }
+        DeviceCommand::SignOutAll { user } => {
+            let user_id = user_id(&user)?;
+            services.accounts.logout_all(&user_id, None, Some(ADMIN_CLI)).await?;
+            println!("signed out every device of {user_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn audit_command(config: Config, user: Option<String>, limit: usize) -> Result<()> {
+    let services = open(config, Arc::new(SystemClock)).await?;
+    let user_id = user.map(|u| services.accounts.local_user_id(&u)).transpose()?;
+    for entry in services.trust.audit_log(user_id.as_deref(), limit).await? {
+        let device = entry.device_id.map(|d| d.to_string()).unwrap_or_default();
+        let actor = entry.actor.unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{device}\t{actor}\t{}",
+            entry.ts, entry.kind, entry.user_id, entry.detail
+        );
     }
     Ok(())
 }
@@ -155,6 +266,8 @@ async fn main() -> ExitCode {
         match cli.command {
             Command::Serve => Server::bind(config).await?.run(shutdown_signal()).await,
             Command::User { command } => user_command(config, command).await,
+            Command::Device { command } => device_command(config, command).await,
+            Command::Audit { user, limit } => audit_command(config, user, limit).await,
         }
     }
     .await;

@@ -45,7 +45,7 @@ async fn change_password(
         .await?;
     state.accounts.set_password(&session.user_id, &body.new_password).await?;
     if body.logout_devices {
-        state.accounts.logout_all(&session.user_id, Some(&session.device_id)).await?;
+        state.accounts.logout_all(&session.user_id, Some(&session.device_id), None).await?;
     }
     Ok(change_password::v3::Response::new())
 }

@@ -76,7 +76,7 @@ async fn delete_one(
         .uia
         .authenticate(UiaPurpose::DeleteDevices, Some(&session.user_id), body.auth.map(uia_auth))
         .await?;
-    state.accounts.delete_devices(&session.user_id, &[body.device_id]).await?;
+    state.accounts.delete_devices(&session.user_id, &[body.device_id], None).await?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -91,6 +91,6 @@ async fn delete_many(
         .uia
         .authenticate(UiaPurpose::DeleteDevices, Some(&session.user_id), body.auth.map(uia_auth))
         .await?;
-    state.accounts.delete_devices(&session.user_id, &body.devices).await?;
+    state.accounts.delete_devices(&session.user_id, &body.devices, None).await?;
     Ok(delete_devices::v3::Response::new())
 }

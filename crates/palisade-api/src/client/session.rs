@@ -87,7 +87,7 @@ async fn logout_all(
     state: AppState,
     request: Ruma<logout_all::v3::Request>,
 ) -> Result<logout_all::v3::Response> {
-    state.accounts.logout_all(&request.session()?.user_id, None).await?;
+    state.accounts.logout_all(&request.session()?.user_id, None, None).await?;
     Ok(logout_all::v3::Response::new())
 }
 

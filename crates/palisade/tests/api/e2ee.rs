@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 /// A fresh ed25519 key pair with its public key in unpadded base64. Its key id is
 /// `ed25519:<version>`, or `ed25519:<public key>` as cross-signing keys are named.
-fn key_pair(version: Option<&str>) -> (Ed25519KeyPair, String) {
+pub fn key_pair(version: Option<&str>) -> (Ed25519KeyPair, String) {
     let document = Ed25519KeyPair::generate();
     let probe = Ed25519KeyPair::from_der(&document, String::new()).unwrap();
     let public = Base64::<Standard, _>::new(probe.public_key().to_vec()).encode();
@@ -24,14 +24,14 @@ fn key_pair(version: Option<&str>) -> (Ed25519KeyPair, String) {
 }
 
 /// `object` signed by `signer` with `pair`.
-fn signed(object: Value, signer: &str, pair: &Ed25519KeyPair) -> Value {
+pub fn signed(object: Value, signer: &str, pair: &Ed25519KeyPair) -> Value {
     let mut canonical: CanonicalJsonObject = serde_json::from_value(object).unwrap();
     sign_json(signer, pair, &mut canonical).unwrap();
     serde_json::to_value(canonical).unwrap()
 }
 
 /// Self-signed device keys for `user`'s device.
-fn device_keys(user: &User, pair: &Ed25519KeyPair, public: &str) -> Value {
+pub fn device_keys(user: &User, pair: &Ed25519KeyPair, public: &str) -> Value {
     let device = &user.device_id;
     signed(
         json!({
@@ -195,7 +195,7 @@ async fn each_one_time_key_is_claimed_once_then_the_fallback_key() {
 }
 
 /// A cross-signing key object of `kind` for `user`.
-fn cross_key(user: &User, kind: &str, public: &str) -> Value {
+pub fn cross_key(user: &User, kind: &str, public: &str) -> Value {
     json!({ "user_id": user.user_id, "usage": [kind], "keys": { format!("ed25519:{public}"): public } })
 }
 

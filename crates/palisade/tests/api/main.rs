@@ -4,6 +4,7 @@
 
 mod accounts;
 mod cli;
+mod device_trust;
 mod devices;
 mod discovery;
 mod e2ee;

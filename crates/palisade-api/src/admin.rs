@@ -1,0 +1,167 @@
+//! Palisade's administration API, for server administrators only:
+//! `/_palisade/admin/v1/users/{userId}/devices[/{deviceId}[/approve]]`,
+//! `/_palisade/admin/v1/users/{userId}/allow_cross_signing_reset` and
+//! `/_palisade/admin/v1/audit`.
+
+use axum::{
+    Json, Router,
+    extract::{FromRequestParts, Path, Query, State},
+    http::request::Parts,
+    routing::{delete, get, post},
+};
+use palisade_core::{Error, ErrorKind, Result};
+use palisade_service::Session;
+use ruma::{OwnedDeviceId, OwnedUserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{AppState, error::ApiError, extract::access_token};
+
+/// An authenticated server administrator.
+pub(crate) struct Admin(Session);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = access_token(parts)
+            .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
+        let session = state.accounts.authenticate(&token).await?;
+        let admin = state.accounts.user(&session.user_id).await?.is_some_and(|u| u.admin);
+        if !admin {
+            return Err(Error::forbidden("You are not a server administrator").into());
+        }
+        Ok(Self(session))
+    }
+}
+
+fn user_id(raw: &str) -> Result<OwnedUserId> {
+    OwnedUserId::try_from(raw).map_err(|_| Error::invalid_param("Invalid user id"))
+}
+
+type Reply = std::result::Result<Json<Value>, ApiError>;
+
+/// `GET …/users/{userId}/devices`: devices with their trust state.
+async fn devices(State(state): State<AppState>, _: Admin, Path(user): Path<String>) -> Reply {
+    let user = user_id(&user)?;
+    let devices: Vec<Value> = state
+        .trust
+        .devices(&user)
+        .await?
+        .into_iter()
+        .map(|(d, trusted)| {
+            json!({
+                "device_id": d.device_id,
+                "display_name": d.display_name,
+                "trusted": trusted,
+                "approval": d.approval,
+                "created_ts": d.created_ts,
+                "last_seen_ts": d.last_seen_ts,
+                "last_seen_ip": d.last_seen_ip,
+                "user_agent": d.user_agent,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "devices": devices })))
+}
+
+/// `POST …/users/{userId}/devices/{deviceId}/approve`
+async fn approve(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, device)): Path<(String, String)>,
+) -> Reply {
+    let user = user_id(&user)?;
+    let device = OwnedDeviceId::from(device);
+    if !state.trust.approve(&user, &device, admin.user_id.as_str()).await? {
+        return Err(Error::not_found("No such device").into());
+    }
+    Ok(Json(json!({})))
+}
+
+/// `DELETE …/users/{userId}/devices/{deviceId}`: signs the device out.
+async fn sign_out(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path((user, device)): Path<(String, String)>,
+) -> Reply {
+    let user = user_id(&user)?;
+    let device = OwnedDeviceId::from(device);
+    state.accounts.device(&user, &device).await?;
+    state.accounts.delete_devices(&user, &[device], Some(admin.user_id.as_str())).await?;
+    Ok(Json(json!({})))
+}
+
+/// `DELETE …/users/{userId}/devices`: signs every device out.
+async fn sign_out_all(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+) -> Reply {
+    let user = user_id(&user)?;
+    state.accounts.logout_all(&user, None, Some(admin.user_id.as_str())).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ResetGrant {
+    minutes: Option<u64>,
+}
+
+/// `POST …/users/{userId}/allow_cross_signing_reset` with `{"minutes": n}` (default 60).
+async fn allow_reset(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+    body: axum::body::Bytes,
+) -> Reply {
+    let user = user_id(&user)?;
+    let grant: ResetGrant = if body.is_empty() {
+        ResetGrant { minutes: None }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Error::bad_json(e.to_string()))?
+    };
+    let until = state.trust.now() + grant.minutes.unwrap_or(60).saturating_mul(60_000);
+    state.trust.allow_cross_signing_reset(&user, until, admin.user_id.as_str()).await?;
+    Ok(Json(json!({ "expires_ts": until })))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    user_id: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET …/audit?user_id=&limit=`: the security audit log, newest first.
+async fn audit(State(state): State<AppState>, _: Admin, Query(query): Query<AuditQuery>) -> Reply {
+    let user = query.user_id.as_deref().map(user_id).transpose()?;
+    let entries: Vec<Value> = state
+        .trust
+        .audit_log(user.as_deref(), query.limit.unwrap_or(100).min(1000))
+        .await?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "ts": e.ts,
+                "kind": e.kind,
+                "user_id": e.user_id,
+                "device_id": e.device_id,
+                "actor": e.actor,
+                "detail": serde_json::from_str::<Value>(&e.detail).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
+/// Adds the administration routes.
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+    const USERS: &str = "/_palisade/admin/v1/users/{user_id}";
+    router
+        .route(&format!("{USERS}/devices"), get(devices).delete(sign_out_all))
+        .route(&format!("{USERS}/devices/{{device_id}}"), delete(sign_out))
+        .route(&format!("{USERS}/devices/{{device_id}}/approve"), post(approve))
+        .route(&format!("{USERS}/allow_cross_signing_reset"), post(allow_reset))
+        .route("/_palisade/admin/v1/audit", get(audit))
+}
