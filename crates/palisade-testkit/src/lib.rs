@@ -139,15 +139,27 @@ impl TestServer {
 
     /// Registers `localpart` through the UIA dance; returns the login.
     pub async fn register(&self, localpart: &str) -> User {
-        let body = json!({ "username": localpart, "password": PASSWORD });
+        User::from_login(&self.register_with(localpart, false).await)
+    }
+
+    /// Registers `localpart` without signing in (`inhibit_login`), so that the account's first
+    /// device is the one a client library signs in with next.
+    pub async fn register_account(&self, localpart: &str) {
+        let response = self.register_with(localpart, true).await;
+        assert!(response.get("access_token").is_none(), "{response}");
+    }
+
+    async fn register_with(&self, localpart: &str, inhibit_login: bool) -> Value {
+        let body =
+            json!({ "username": localpart, "password": PASSWORD, "inhibit_login": inhibit_login });
         let (status, challenge) =
             self.post("/_matrix/client/v3/register", None, body.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
         let mut body = body;
         body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
-        let (status, login) = self.post("/_matrix/client/v3/register", None, body).await;
-        assert_eq!(status, StatusCode::OK, "{login}");
-        User::from_login(&login)
+        let (status, response) = self.post("/_matrix/client/v3/register", None, body).await;
+        assert_eq!(status, StatusCode::OK, "{response}");
+        response
     }
 
     /// Logs in with the test password.

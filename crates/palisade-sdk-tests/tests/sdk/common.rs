@@ -13,9 +13,10 @@ use matrix_sdk::{
 };
 use palisade_testkit::{PASSWORD, TestServer};
 
-/// A logged-in client for a new account (registered over HTTP first).
+/// A logged-in client for a new account (registered over HTTP first); its device is the
+/// account's first.
 pub async fn client(server: &TestServer, localpart: &str) -> Client {
-    server.register(localpart).await;
+    server.register_account(localpart).await;
     login(server, localpart).await
 }
 
@@ -39,7 +40,7 @@ pub fn settings() -> SyncSettings {
 }
 
 /// Message bodies of a room's timeline in a sync response (decrypted where possible).
-fn bodies_in_sync(response: &matrix_sdk::sync::SyncResponse, room_id: &RoomId) -> Vec<String> {
+pub fn bodies_in_sync(response: &matrix_sdk::sync::SyncResponse, room_id: &RoomId) -> Vec<String> {
     let Some(room) = response.rooms.joined.get(room_id) else { return Vec::new() };
     room.timeline
         .events

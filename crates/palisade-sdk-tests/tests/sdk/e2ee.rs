@@ -17,7 +17,7 @@ use palisade_testkit::TestServer;
 use crate::common::{client, history, login, receive, settings};
 
 /// Creates an encrypted room of `owner`, with `others` invited and joined.
-async fn encrypted_room(owner: &Client, others: &[&Client]) -> OwnedRoomId {
+pub async fn encrypted_room(owner: &Client, others: &[&Client]) -> OwnedRoomId {
     let mut request = create_room::v3::Request::new();
     request.invite = others.iter().map(|c| c.user_id().unwrap().to_owned()).collect();
     request.initial_state = vec![
@@ -40,7 +40,7 @@ async fn encrypted_room(owner: &Client, others: &[&Client]) -> OwnedRoomId {
     room_id
 }
 
-async fn send(client: &Client, room_id: &OwnedRoomId, text: &str) {
+pub async fn send(client: &Client, room_id: &OwnedRoomId, text: &str) {
     client.sync_once(settings()).await.unwrap();
     let room = client.get_room(room_id).unwrap();
     room.send(RoomMessageEventContent::text_plain(text)).await.unwrap();

@@ -4,4 +4,5 @@
 
 mod chat;
 mod common;
+mod device_trust;
 mod e2ee;
