@@ -52,11 +52,23 @@ pub enum TrustMode {
 pub struct DeviceTrust {
     /// What an untrusted device may do.
     pub mode: TrustMode,
+    /// Most devices an account may have signed in at once (0: no limit).
+    pub max_devices_per_account: u32,
+    /// Seconds after which a device that was never trusted is signed out (0: never).
+    pub untrusted_device_lifetime_secs: u64,
+    /// Tell the account's owner, in their server-notices room, when a device signs in, becomes
+    /// trusted, or the cross-signing identity changes.
+    pub notify_user: bool,
 }
 
 impl Default for DeviceTrust {
     fn default() -> Self {
-        Self { mode: TrustMode::Quarantine }
+        Self {
+            mode: TrustMode::Quarantine,
+            max_devices_per_account: 50,
+            untrusted_device_lifetime_secs: 7 * 24 * 3600,
+            notify_user: true,
+        }
     }
 }
 
@@ -137,6 +149,13 @@ pub struct Config {
     /// The device trust policy.
     #[serde(default)]
     pub device_trust: DeviceTrust,
+    /// Localpart of the system account that posts server notices.
+    #[serde(default = "default_server_notices_user")]
+    pub server_notices_user: String,
+}
+
+fn default_server_notices_user() -> String {
+    "server".to_owned()
 }
 
 fn default_server_name() -> OwnedServerName {
@@ -280,6 +299,16 @@ mod tests {
         assert_eq!(config.max_request_bytes, default.max_request_bytes);
         assert_eq!(config.encryption_by_default, default.encryption_by_default);
         assert_eq!(config.device_trust.mode, default.device_trust.mode);
+        assert_eq!(
+            config.device_trust.max_devices_per_account,
+            default.device_trust.max_devices_per_account
+        );
+        assert_eq!(
+            config.device_trust.untrusted_device_lifetime_secs,
+            default.device_trust.untrusted_device_lifetime_secs
+        );
+        assert_eq!(config.device_trust.notify_user, default.device_trust.notify_user);
+        assert_eq!(config.server_notices_user, default.server_notices_user);
         assert_eq!(config.rate_limits.login.burst, default.rate_limits.login.burst);
     }
 

@@ -264,6 +264,17 @@ impl AccountService {
         display_name: Option<String>,
         client: &ClientInfo,
     ) -> Result<Login> {
+        let max = self.config.device_trust.max_devices_per_account as usize;
+        if max > 0 {
+            let devices = self.store.devices(user_id).await?;
+            let replacing =
+                device_id.as_ref().is_some_and(|id| devices.iter().any(|d| d.device_id == *id));
+            if !replacing && devices.len() >= max {
+                return Err(Error::forbidden(
+                    "This account has the most devices allowed: sign one out before signing in here",
+                ));
+            }
+        }
         let device_id = device_id.unwrap_or_else(new_device_id);
         let access_token = new_access_token();
         self.store

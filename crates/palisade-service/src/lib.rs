@@ -8,6 +8,7 @@ pub mod account_data;
 pub mod accounts;
 pub mod e2ee;
 pub mod keys;
+pub mod notices;
 pub mod notify;
 pub mod ratelimit;
 pub mod receipts;
@@ -22,7 +23,10 @@ use std::sync::Arc;
 use palisade_core::{Clock, Config, Result};
 use palisade_storage::Stores;
 
-use crate::notify::Notifier;
+use crate::{
+    notices::{NoticeQueue, ServerNoticeService},
+    notify::Notifier,
+};
 
 pub use account_data::AccountDataService;
 pub use accounts::{AccountService, ClientInfo, Session};
@@ -65,6 +69,10 @@ pub struct Services {
     pub e2ee: Arc<E2eeService>,
     /// Device trust decisions and the security audit log.
     pub trust: Arc<DeviceTrustService>,
+    /// Server notices to users.
+    pub notices: Arc<ServerNoticeService>,
+    /// Security notices waiting to be posted.
+    pub notice_queue: NoticeQueue,
 }
 
 impl Services {
@@ -77,6 +85,7 @@ impl Services {
     ) -> Result<Self> {
         let config = Arc::new(config);
         let notifier = Arc::new(Notifier::new(stores.rooms.clone()));
+        let (notice_queue, notice_receiver) = NoticeQueue::new();
         let trust = Arc::new(DeviceTrustService::new(
             config.device_trust.mode,
             stores.accounts.clone(),
@@ -84,6 +93,7 @@ impl Services {
             stores.audit,
             notifier.clone(),
             clock.clone(),
+            config.device_trust.notify_user.then(|| notice_queue.clone()),
         ));
         let accounts = Arc::new(AccountService::new(
             config.clone(),
@@ -115,6 +125,14 @@ impl Services {
             clock.clone(),
         ));
         let typing = Arc::new(TypingService::new(clock.clone(), notifier.clone()));
+        let notices_user = accounts.new_user_id(&config.server_notices_user)?;
+        let notices = Arc::new(ServerNoticeService::new(
+            notices_user,
+            rooms.clone(),
+            accounts.clone(),
+            account_data.clone(),
+        ));
+        notices.clone().start(notice_receiver);
         let e2ee = Arc::new(E2eeService::new(
             stores.e2ee,
             stores.rooms.clone(),
@@ -146,6 +164,8 @@ impl Services {
             sync,
             e2ee,
             trust,
+            notices,
+            notice_queue,
         })
     }
 }

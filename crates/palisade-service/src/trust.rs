@@ -12,11 +12,16 @@ use palisade_storage::{AccountStore, AuditEntry, AuditStore, DeviceRow, E2eeStor
 use ruma::{DeviceId, UserId};
 use serde_json::Value;
 
-use crate::{e2ee::signed_by_cross_signing_key, notify::Notifier};
+use crate::{
+    e2ee::signed_by_cross_signing_key,
+    notices::{NoticeQueue, SecurityNotice},
+    notify::Notifier,
+};
 
 /// Device trust decisions and transitions.
 pub struct DeviceTrustService {
     mode: TrustMode,
+    notices: Option<NoticeQueue>,
     accounts: Arc<dyn AccountStore>,
     e2ee: Arc<dyn E2eeStore>,
     audit: Arc<dyn AuditStore>,
@@ -33,8 +38,9 @@ impl DeviceTrustService {
         audit: Arc<dyn AuditStore>,
         notifier: Arc<Notifier>,
         clock: Arc<dyn Clock>,
+        notices: Option<NoticeQueue>,
     ) -> Self {
-        Self { mode, accounts, e2ee, audit, notifier, clock }
+        Self { mode, notices, accounts, e2ee, audit, notifier, clock }
     }
 
     /// The configured policy.
@@ -95,6 +101,25 @@ impl DeviceTrustService {
         Ok(())
     }
 
+    /// Signs out devices that were never trusted within `lifetime_ms` of signing in; returns
+    /// how many.
+    pub async fn sign_out_stale(&self, lifetime_ms: u64) -> Result<usize> {
+        if self.mode == TrustMode::Off || lifetime_ms == 0 {
+            return Ok(0);
+        }
+        let cutoff = self.clock.now_millis().saturating_sub(lifetime_ms);
+        let stale = self.accounts.untrusted_devices_created_before(cutoff).await?;
+        for (user, device) in &stale {
+            // Trust may have been granted since the stored state was computed.
+            if self.is_trusted(user, device).await? {
+                continue;
+            }
+            self.accounts.delete_devices(user, std::slice::from_ref(device)).await?;
+            self.record("device_expired", user, Some(device), Some("policy"), Value::Null).await?;
+        }
+        Ok(stale.len())
+    }
+
     /// An administrator approves a device.
     pub async fn approve(&self, user: &UserId, device: &DeviceId, actor: &str) -> Result<bool> {
         if !self.accounts.set_device_approval(user, device, Some("admin")).await? {
@@ -149,6 +174,17 @@ impl DeviceTrustService {
         detail: Value,
     ) -> Result<()> {
         tracing::info!(kind, %user, device = ?device, actor, "security event");
+        let tell_owner =
+            matches!(kind, "device_added" | "device_trusted" | "cross_signing_changed");
+        if let (true, Some(notices)) = (tell_owner, &self.notices) {
+            notices.push(SecurityNotice {
+                kind: kind.to_owned(),
+                user_id: user.to_owned(),
+                device_id: device.map(|d| d.to_string()),
+                detail: detail.clone(),
+                ts: self.clock.now_millis(),
+            });
+        }
         self.audit
             .append_audit(AuditEntry {
                 id: 0,

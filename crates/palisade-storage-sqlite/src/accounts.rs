@@ -344,6 +344,19 @@ impl AccountStore for Database {
         .await
     }
 
+    async fn untrusted_devices_created_before(
+        &self,
+        ts: u64,
+    ) -> Result<Vec<(ruma::OwnedUserId, OwnedDeviceId)>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT user_id, device_id FROM devices WHERE trusted = 0 AND created_ts < ?1",
+            )?
+            .query_map([ts], |row| Ok((parse_id(row, 0)?, parse_id::<String>(row, 1)?.into())))?
+            .collect()
+        })
+    }
+
     async fn touch_device(
         &self,
         user_id: &UserId,

@@ -129,6 +129,11 @@ pub trait AccountStore: Send + Sync {
         device_id: &DeviceId,
         trusted: bool,
     ) -> Result<bool>;
+    /// Devices never trusted that signed in before `ts`.
+    async fn untrusted_devices_created_before(
+        &self,
+        ts: u64,
+    ) -> Result<Vec<(OwnedUserId, OwnedDeviceId)>>;
     /// Records when and where a device was last seen.
     async fn touch_device(
         &self,

@@ -94,11 +94,36 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let sweeper = spawn_stale_device_sweeper(&self.services);
         let app = palisade_api::router(self.services);
         tracing::info!(addr = %self.listener.local_addr().map_err(|e| Error::internal(e.to_string()))?, "client API listening");
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|e| Error::internal(format!("server: {e}")))
+        let served =
+            axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|e| Error::internal(format!("server: {e}")));
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        served
     }
+}
+
+/// Signs out devices never approved within `untrusted_device_lifetime_secs`, checking a tenth
+/// of that often (between every second and every ten minutes).
+fn spawn_stale_device_sweeper(services: &Services) -> Option<tokio::task::JoinHandle<()>> {
+    let lifetime = services.config.device_trust.untrusted_device_lifetime_secs;
+    if lifetime == 0 {
+        return None;
+    }
+    let trust = services.trust.clone();
+    let every = std::time::Duration::from_secs((lifetime / 10).clamp(1, 600));
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(error) = trust.sign_out_stale(lifetime * 1000).await {
+                tracing::error!(%error, "signing out stale untrusted devices failed");
+            }
+        }
+    }))
 }

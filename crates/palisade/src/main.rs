@@ -182,6 +182,7 @@ async fn user_command(config: Config, command: UserCommand) -> Result<()> {
             println!("{user_id} is {}an administrator", if revoke { "no longer " } else { "" });
         }
     }
+    finish(&services).await;
     Ok(())
 }
 
@@ -219,7 +220,13 @@ async fn device_command(config: Config, command: DeviceCommand) -> Result<()> {
             println!("signed out every device of {user_id}");
         }
     }
+    finish(&services).await;
     Ok(())
+}
+
+/// Waits for the security notices an administrative command caused to be posted.
+async fn finish(services: &palisade_service::Services) {
+    services.notice_queue.drain().await;
 }
 
 async fn audit_command(config: Config, user: Option<String>, limit: usize) -> Result<()> {

@@ -88,6 +88,7 @@ async fn create(
                 creation_content,
                 initial_state,
                 power_level_override,
+                encrypted: None,
             },
         )
         .await?;

@@ -43,6 +43,8 @@ pub struct CreateRoom {
     pub initial_state: Vec<EventTemplate>,
     /// Keys replacing the default power levels.
     pub power_level_override: Option<Map<String, Value>>,
+    /// Whether to encrypt, overriding the configured default.
+    pub encrypted: Option<bool>,
 }
 
 impl RoomService {
@@ -208,11 +210,11 @@ impl RoomService {
                 json!({ "guest_access": "can_join" }),
             ));
         }
-        let encrypt = match self.config.encryption_by_default {
+        let encrypt = request.encrypted.unwrap_or(match self.config.encryption_by_default {
             EncryptionDefault::Off => false,
             EncryptionDefault::Invite => preset != Preset::PublicChat,
             EncryptionDefault::All => true,
-        };
+        });
         if encrypt {
             preset_state.push(EventTemplate::state(
                 "m.room.encryption",

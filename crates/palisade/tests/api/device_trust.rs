@@ -372,3 +372,99 @@ async fn administrators_list_approve_and_sign_out_devices() {
     assert_eq!(added["detail"]["ip"], "127.0.0.1");
     assert_eq!(added["detail"]["display_name"], "Phone");
 }
+
+/// Syncs until a server notice mentioning `needle` arrives; returns the notices room.
+async fn await_notice(server: &TestServer, user: &User, needle: &str) -> String {
+    for _ in 0..50 {
+        let synced = server.sync(user, "").await;
+        for (room_id, room) in synced["rooms"]["join"].as_object().into_iter().flatten() {
+            let events = room["timeline"]["events"].as_array().cloned().unwrap_or_default();
+            if events.iter().any(|e| {
+                e["content"]["msgtype"] == "m.server_notice"
+                    && e["content"]["body"].as_str().is_some_and(|b| b.contains(needle))
+            }) {
+                return room_id.clone();
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no server notice mentioning {needle}");
+}
+
+#[tokio::test]
+async fn the_owner_is_told_of_every_new_device() {
+    let server = TestServer::start_with(|c| c.device_trust.notify_user = true).await;
+    let alice = server.register("alice").await;
+    let intruder = server.http.post(format!("{}/_matrix/client/v3/login", server.base))
+        .header("User-Agent", "PhishKit/1.0")
+        .json(&json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "initial_device_display_name": "Alice's new phone" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let intruder_device = intruder["device_id"].as_str().unwrap();
+    let room = await_notice(&server, &alice, intruder_device).await;
+    let (_, state) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"), alice.token())
+        .await;
+    let body = state["chunk"][0]["content"]["body"].as_str().unwrap().to_owned();
+    for detail in ["Alice's new phone", "127.0.0.1", "PhishKit/1.0", "sign it out"] {
+        assert!(body.contains(detail), "{detail} missing from {body}");
+    }
+    assert_eq!(state["chunk"][0]["sender"], "@server:localhost");
+    let tags = format!("/_matrix/client/v3/user/{}/rooms/{room}/tags", alice.user_id);
+    assert!(server.get(&tags, alice.token()).await.1["tags"]["m.server_notice"].is_object());
+    // The notices room is not encrypted: the server writes it.
+    assert_eq!(
+        server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room}/state/m.room.encryption/"),
+                alice.token()
+            )
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn device_limit_and_expiry_of_unapproved_devices() {
+    let server = TestServer::start_with(|c| {
+        c.device_trust.max_devices_per_account = 2;
+        c.device_trust.untrusted_device_lifetime_secs = 1;
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let second = server.login("alice", None).await;
+    let refused = server
+        .post("/_matrix/client/v3/login", None, json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD }))
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    // Signing in again on a known device replaces it rather than adding one.
+    let again = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "device_id": second.device_id });
+    let (status, relogin) = server.post("/_matrix/client/v3/login", None, again).await;
+    assert_eq!(status, StatusCode::OK, "{relogin}");
+    let second_token = relogin["access_token"].as_str().unwrap().to_owned();
+
+    // The unapproved device is signed out once its lifetime passes; the trusted one stays.
+    let mut expired = false;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if server.get("/_matrix/client/v3/account/whoami", Some(&second_token)).await.0
+            == StatusCode::UNAUTHORIZED
+        {
+            expired = true;
+            break;
+        }
+    }
+    assert!(expired, "the untrusted device outlived its lifetime");
+    assert_eq!(
+        server.get("/_matrix/client/v3/account/whoami", alice.token()).await.0,
+        StatusCode::OK
+    );
+    let audit = server.services.trust.audit_log(None, 50).await.unwrap();
+    assert!(audit.iter().any(|e| e.kind == "device_expired"
+        && e.device_id.as_deref().map(|d| d.as_str()) == Some(second.device_id.as_str())));
+}
