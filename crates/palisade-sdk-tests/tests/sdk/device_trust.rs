@@ -7,13 +7,13 @@ use palisade_testkit::TestServer;
 use reqwest::StatusCode;
 
 use crate::{
-    common::{bodies_in_sync, client, login, receive, settings},
+    common::{bodies_in_sync, client, history, login, receive, settings},
     e2ee::{encrypted_room, send},
 };
 
 #[tokio::test]
 async fn a_phished_device_reads_nothing_until_alice_verifies_it() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.device_trust.notify_user = true).await;
     let alice = client(&server, "alice").await;
     let bob = client(&server, "bob").await;
     alice.encryption().bootstrap_cross_signing(None).await.unwrap();
@@ -42,6 +42,20 @@ async fn a_phished_device_reads_nothing_until_alice_verifies_it() {
             "the attacker read {readable:?}"
         );
     }
+    // Alice's phone is told about the sign-in, in her server-notices room.
+    let mut told = false;
+    for _ in 0..10 {
+        alice.sync_once(settings()).await.unwrap();
+        for room in alice.joined_rooms() {
+            if room.name().as_deref() == Some("Server notices") {
+                told |= history(&room).await.iter().any(|body| body.contains(attacker_id.as_str()));
+            }
+        }
+        if told {
+            break;
+        }
+    }
+    assert!(told, "Alice's device never got a server notice about the new device");
     // Bob's client never even saw the device.
     let alice_id: &UserId = alice.user_id().unwrap();
     assert!(bob.encryption().get_device(alice_id, &attacker_id).await.unwrap().is_none());
