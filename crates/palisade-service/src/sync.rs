@@ -5,12 +5,17 @@
 //! state at the start of the timeline; other rooms with the new events, and the state that
 //! changed in between when the timeline had to be cut (`limited`).
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use palisade_core::{Error, Result};
 use palisade_storage::{AccountDataRow, Direction, MembershipRow, ReceiptRow, RoomStore, StateMap};
 use ruma::{
-    OwnedEventId, OwnedRoomId, RoomId, UInt, UserId, push::PushConditionRoomCtx, serde::Raw,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId, push::PushConditionRoomCtx,
+    serde::Raw,
 };
 use serde_json::{Map, Value, json};
 
@@ -141,6 +146,18 @@ pub struct SyncService {
     typing: Arc<TypingService>,
     e2ee: Arc<E2eeService>,
     notifier: Arc<Notifier>,
+    unread_counts: Mutex<HashMap<(OwnedUserId, OwnedRoomId), UnreadCount>>,
+}
+
+/// Unread counts of a user in a room, as far as they have been counted.
+#[derive(Debug, Clone, Copy, Default)]
+struct UnreadCount {
+    /// The receipt position the counts start from.
+    read_up_to: u64,
+    /// The position counted up to.
+    counted_to: u64,
+    notifications: u64,
+    highlights: u64,
 }
 
 /// What one pass found.
@@ -161,7 +178,18 @@ impl SyncService {
         notifier: Arc<Notifier>,
     ) -> Self {
         let store = rooms.store().clone();
-        Self { rooms, store, accounts, account_data, receipts, typing, e2ee, notifier }
+        let unread_counts = Mutex::new(HashMap::new());
+        Self {
+            rooms,
+            store,
+            accounts,
+            account_data,
+            receipts,
+            typing,
+            e2ee,
+            notifier,
+            unread_counts,
+        }
     }
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
@@ -453,6 +481,10 @@ impl SyncService {
     }
 
     /// Notification and highlight counts from the push rules, since the user's last receipt.
+    ///
+    /// Counted incrementally: a pass evaluates only the events after the ones the previous
+    /// pass counted for the same receipt, so a long-poll wake-up costs one event, not the
+    /// room's whole unread history.
     async fn unread(
         &self,
         user: &UserId,
@@ -467,22 +499,49 @@ impl SyncService {
             .max()
             .unwrap_or(0)
             .max(membership.stream_pos);
-        if read_up_to >= now {
-            return Ok((0, 0));
+        let key = (user.to_owned(), room_id.to_owned());
+        let cached = self
+            .unread_counts
+            .lock()
+            .expect("unread counts poisoned")
+            .get(&key)
+            .copied()
+            .filter(|c| c.read_up_to == read_up_to && c.counted_to <= now);
+        let mut count = cached.unwrap_or(UnreadCount {
+            read_up_to,
+            counted_to: read_up_to,
+            ..Default::default()
+        });
+        if count.counted_to < now {
+            let page = self
+                .rooms
+                .timeline_page(
+                    room_id,
+                    count.counted_to,
+                    Some(now),
+                    now,
+                    Direction::Forward,
+                    MAX_UNREAD_SCAN,
+                    &EventFilter::default(),
+                )
+                .await?;
+            let unread: Vec<_> = page.rows.into_iter().filter(|row| row.sender != user).collect();
+            let (notifications, highlights) = self.evaluate(user, room_id, &unread).await?;
+            count.notifications += notifications;
+            count.highlights += highlights;
+            count.counted_to = if page.reached_end { now } else { page.cursor };
         }
-        let page = self
-            .rooms
-            .timeline_page(
-                room_id,
-                read_up_to,
-                Some(now),
-                now,
-                Direction::Forward,
-                MAX_UNREAD_SCAN,
-                &EventFilter::default(),
-            )
-            .await?;
-        let unread: Vec<_> = page.rows.into_iter().filter(|row| row.sender != user).collect();
+        self.unread_counts.lock().expect("unread counts poisoned").insert(key, count);
+        Ok((count.notifications, count.highlights))
+    }
+
+    /// Notifications and highlights the user's push rules give `events`.
+    async fn evaluate(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        unread: &[palisade_storage::EventRow],
+    ) -> Result<(u64, u64)> {
         if unread.is_empty() {
             return Ok((0, 0));
         }
@@ -501,7 +560,7 @@ impl SyncService {
             user.to_owned(),
             display_name,
         );
-        let events = self.rooms.format_events(room_id, &unread, None).await?;
+        let events = self.rooms.format_events(room_id, unread, None).await?;
         let (mut notifications, mut highlights) = (0, 0);
         for event in events {
             let raw: Raw<Value> = Raw::new(&event).map_err(|e| Error::internal(e.to_string()))?;

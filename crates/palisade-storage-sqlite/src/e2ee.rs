@@ -353,6 +353,18 @@ impl E2eeStore for Database {
 
     async fn ack_to_device(&self, user: &UserId, device: &DeviceId, up_to: u64) -> Result<()> {
         let (user, device) = (user.to_string(), device.to_string());
+        // Most syncs have nothing to acknowledge: look before queueing a write.
+        let pending: Option<i64> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT 1 FROM to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_pos <= ?3
+                 AND held = 0 LIMIT 1",
+            )?
+            .query_row(params![user, device, up_to], |row| row.get(0))
+            .optional()
+        })?;
+        if pending.is_none() {
+            return Ok(());
+        }
         self.write(move |conn| {
             conn.execute(
                 "DELETE FROM to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_pos <= ?3

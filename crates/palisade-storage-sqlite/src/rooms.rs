@@ -339,6 +339,21 @@ impl RoomStore for Database {
         })
     }
 
+    async fn members_changed_since(
+        &self,
+        room_id: &RoomId,
+        since: u64,
+    ) -> Result<Vec<MembershipRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT room_id, user_id, membership, event_id, stream_pos FROM memberships
+                 WHERE room_id = ?1 AND stream_pos > ?2",
+            )?
+            .query_map(params![room_id.as_str(), since], membership_row)?
+            .collect()
+        })
+    }
+
     async fn rooms_of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>> {
         self.read(|conn| {
             conn.prepare_cached(

@@ -209,6 +209,8 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     ) STRICT;
     CREATE INDEX audit_log_by_user ON audit_log(user_id, id);",
+    // 6: membership changes by position, for device-list changes in /sync.
+    "CREATE INDEX memberships_by_room_pos ON memberships(room_id, stream_pos);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

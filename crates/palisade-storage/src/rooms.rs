@@ -149,6 +149,12 @@ pub trait RoomStore: Send + Sync {
     -> Result<Option<MembershipRow>>;
     /// Every membership of a room.
     async fn members(&self, room_id: &RoomId) -> Result<Vec<MembershipRow>>;
+    /// Memberships of a room that changed after stream position `since`.
+    async fn members_changed_since(
+        &self,
+        room_id: &RoomId,
+        since: u64,
+    ) -> Result<Vec<MembershipRow>>;
     /// A user's memberships (not forgotten ones).
     async fn rooms_of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>>;
     /// Hides a left room from the user; `false` unless the user has left or been banned.

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use palisade_core::Result;
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
 use super::E2eeService;
 
@@ -20,34 +20,39 @@ impl E2eeService {
     /// Changes between two positions of the device-list and event streams: key changes of
     /// users sharing a room with `user` (and `user`'s own), users who joined a shared room (their
     /// keys are new to the requester's clients), and users who stopped sharing every room.
+    ///
+    /// Only memberships that changed are read, and the set of users sharing a room only when
+    /// there are key changes or departures to filter: a sync wake-up for a message stays cheap.
     pub async fn device_list_changes(
         &self,
         user: &UserId,
         since_keys: u64,
         since_events: u64,
     ) -> Result<DeviceListChanges> {
-        let mut shared: BTreeSet<OwnedUserId> = BTreeSet::new();
-        let mut joined_since: BTreeSet<OwnedUserId> = BTreeSet::new();
+        let mut changed: BTreeSet<OwnedUserId> = BTreeSet::new();
         let mut departed: BTreeSet<OwnedUserId> = BTreeSet::new();
+        let mut joined_rooms: Vec<OwnedRoomId> = Vec::new();
         for membership in self.rooms.rooms_of_user(user).await? {
             let mine_is_new = membership.stream_pos > since_events;
             match membership.membership.as_str() {
                 "join" => {
-                    for member in self.rooms.members(&membership.room_id).await? {
-                        let changed = mine_is_new || member.stream_pos > since_events;
+                    let members = if mine_is_new {
+                        self.rooms.members(&membership.room_id).await?
+                    } else {
+                        self.rooms.members_changed_since(&membership.room_id, since_events).await?
+                    };
+                    for member in members {
                         match member.membership.as_str() {
                             "join" => {
-                                if changed {
-                                    joined_since.insert(member.user_id.clone());
-                                }
-                                shared.insert(member.user_id);
+                                changed.insert(member.user_id);
                             }
-                            "leave" | "ban" if changed => {
+                            "leave" | "ban" => {
                                 departed.insert(member.user_id);
                             }
                             _ => {}
                         }
                     }
+                    joined_rooms.push(membership.room_id);
                 }
                 "leave" | "ban" if mine_is_new => {
                     for member in self.rooms.members(&membership.room_id).await? {
@@ -57,15 +62,22 @@ impl E2eeService {
                 _ => {}
             }
         }
-        shared.insert(user.to_owned());
-        let mut changed: BTreeSet<OwnedUserId> = self
-            .store
-            .device_list_changes(since_keys)
-            .await?
-            .into_iter()
-            .filter(|u| shared.contains(u))
-            .collect();
-        changed.extend(joined_since);
+        let key_changes = self.store.device_list_changes(since_keys).await?;
+        if key_changes.is_empty() && departed.is_empty() {
+            return Ok(DeviceListChanges {
+                changed: changed.into_iter().collect(),
+                left: Vec::new(),
+            });
+        }
+        let mut shared: BTreeSet<OwnedUserId> = BTreeSet::from([user.to_owned()]);
+        for room in &joined_rooms {
+            for member in self.rooms.members(room).await? {
+                if member.membership == "join" {
+                    shared.insert(member.user_id);
+                }
+            }
+        }
+        changed.extend(key_changes.into_iter().filter(|u| shared.contains(u)));
         let left = departed.into_iter().filter(|u| !shared.contains(u)).collect();
         Ok(DeviceListChanges { changed: changed.into_iter().collect(), left })
     }

@@ -1,0 +1,347 @@
+//! The scenarios. Each sets up what it needs with fresh users and rooms, measures, and reports.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    Args,
+    client::{Result, Server, User},
+    stats::{Samples, report, round},
+};
+
+/// Events this run created, for the database size per event.
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+/// Events a `createRoom` with the public preset creates (create, member, power levels, join
+/// rules, history visibility, plus a name).
+const EVENTS_PER_ROOM: u64 = 6;
+
+/// Runs the scenarios named in `args`.
+pub async fn run(args: &Args) -> Result<()> {
+    let server = Server::new(&args.base_url);
+    server.ok(Method::GET, "/_matrix/client/versions", None, None).await?;
+    footprint(args, "start");
+    for scenario in args.scenarios.split(',').map(str::trim) {
+        match scenario {
+            "ceiling" => ceiling(&server, args).await?,
+            "send" => send(&server, args).await?,
+            "delivery" => delivery(&server, args).await?,
+            "initial-sync" => initial_sync(&server, args).await?,
+            "big-room" => big_room(&server, args).await?,
+            other => return Err(format!("unknown scenario {other}")),
+        }
+        footprint(args, scenario);
+    }
+    Ok(())
+}
+
+/// Memory of the server process and size of its data on disk, when known.
+fn footprint(args: &Args, after: &str) {
+    let rss_kb = args.pid.and_then(|pid| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    });
+    let disk = args.data.as_deref().map(disk_bytes);
+    let events = EVENTS.load(Ordering::Relaxed);
+    let per_100k = match (disk, events) {
+        (Some(bytes), events) if events > 0 => {
+            Some(round(bytes as f64 / events as f64 * 100_000.0 / 1_048_576.0))
+        }
+        _ => None,
+    };
+    report(
+        &args.name,
+        &format!("footprint after {after}"),
+        json!({ "rss_mb": rss_kb.map(|kb| round(kb as f64 / 1024.0)), "disk_mb": disk.map(|b| round(b as f64 / 1_048_576.0)), "events_created": events, "disk_mb_per_100k_events": per_100k }),
+    );
+}
+
+fn disk_bytes(path: &std::path::Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => meta.len(),
+        Ok(_) => std::fs::read_dir(path)
+            .map(|entries| entries.flatten().map(|e| disk_bytes(&e.path())).sum())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Runs `task` on `workers` tasks for `seconds`; returns completed operations per second.
+async fn throughput<F, Fut>(workers: usize, seconds: u64, task: F) -> Result<f64>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let task = Arc::new(task);
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|worker| {
+            let (task, done) = (task.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    task(worker).await?;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.map_err(|e| e.to_string())??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The ceiling: a route that touches no storage, under the same load generator.
+async fn ceiling(server: &Server, args: &Args) -> Result<()> {
+    let s = server.clone();
+    let rate = throughput(args.senders, args.seconds, move |_| {
+        let s = s.clone();
+        async move { s.ok(Method::GET, "/_matrix/client/versions", None, None).await.map(drop) }
+    })
+    .await?;
+    report(
+        &args.name,
+        "ceiling GET /versions",
+        json!({ "requests_per_s": round(rate), "connections": args.senders }),
+    );
+    Ok(())
+}
+
+async fn public_room(server: &Server, owner: &User) -> Result<String> {
+    let room =
+        server.create_room(owner, json!({ "preset": "public_chat", "name": "bench" })).await?;
+    EVENTS.fetch_add(EVENTS_PER_ROOM, Ordering::Relaxed);
+    Ok(room)
+}
+
+async fn users(server: &Server, prefix: &str, count: usize) -> Result<Vec<User>> {
+    let mut users = Vec::with_capacity(count);
+    for _ in 0..count {
+        users.push(server.register(prefix).await?);
+    }
+    Ok(users)
+}
+
+/// Send latency one after another, and throughput of concurrent senders into one room and
+/// into a room each.
+async fn send(server: &Server, args: &Args) -> Result<()> {
+    let owner = server.register("sender").await?;
+    let room = public_room(server, &owner).await?;
+    let mut latencies = Vec::with_capacity(args.sequential);
+    for i in 0..args.sequential {
+        let started = Instant::now();
+        server.send(&owner, &room, &format!("sequential {i}")).await?;
+        latencies.push(started.elapsed());
+    }
+    EVENTS.fetch_add(args.sequential as u64, Ordering::Relaxed);
+    let samples = Samples::new(&latencies);
+    report(
+        &args.name,
+        "send sequential",
+        json!({ "p50_ms": round(samples.percentile(50.0)), "p99_ms": round(samples.percentile(99.0)), "messages": args.sequential }),
+    );
+
+    let senders = Arc::new(users(server, "sender", args.senders).await?);
+    for sender in senders.iter() {
+        server.join(sender, &room).await?;
+    }
+    EVENTS.fetch_add(args.senders as u64, Ordering::Relaxed);
+    let (s, who, target) = (server.clone(), senders.clone(), room.clone());
+    let one_room = throughput(args.senders, args.seconds, move |worker| {
+        let (s, who, target) = (s.clone(), who.clone(), target.clone());
+        async move { s.send(&who[worker], &target, "concurrent").await.map(drop) }
+    })
+    .await?;
+    EVENTS.fetch_add((one_room * args.seconds as f64) as u64, Ordering::Relaxed);
+    report(
+        &args.name,
+        "send concurrent, one room",
+        json!({ "events_per_s": round(one_room), "senders": args.senders }),
+    );
+
+    let mut rooms = Vec::with_capacity(args.senders);
+    for sender in senders.iter() {
+        rooms.push(public_room(server, sender).await?);
+    }
+    let (s, who, rooms) = (server.clone(), senders.clone(), Arc::new(rooms));
+    let many = throughput(args.senders, args.seconds, move |worker| {
+        let (s, who, rooms) = (s.clone(), who.clone(), rooms.clone());
+        async move { s.send(&who[worker], &rooms[worker], "concurrent").await.map(drop) }
+    })
+    .await?;
+    EVENTS.fetch_add((many * args.seconds as f64) as u64, Ordering::Relaxed);
+    report(
+        &args.name,
+        "send concurrent, room each",
+        json!({ "events_per_s": round(many), "senders": args.senders }),
+    );
+    Ok(())
+}
+
+/// Whether a sync response carries `event_id` in `room`'s timeline.
+fn carries(sync: &Value, room: &str, event_id: &str) -> bool {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .is_some_and(|events| events.iter().any(|e| e["event_id"] == event_id))
+}
+
+/// Time from a send returning to the event reaching another user's long-poll, with many
+/// long-polls open in the room.
+async fn delivery(server: &Server, args: &Args) -> Result<()> {
+    let sender = server.register("deliver").await?;
+    let observer = server.register("observer").await?;
+    let room = public_room(server, &sender).await?;
+    server.join(&observer, &room).await?;
+    let pollers = users(server, "poller", args.pollers).await?;
+    for poller in &pollers {
+        server.join(poller, &room).await?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for poller in pollers {
+        let (s, stop) = (server.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let Ok((first, _)) = s.sync(&poller, "timeout=0").await else { return };
+            let mut since = first["next_batch"].as_str().unwrap_or_default().to_owned();
+            while !stop.load(Ordering::Relaxed) {
+                match s.sync(&poller, &format!("since={since}&timeout=5000")).await {
+                    Ok((next, _)) => {
+                        since = next["next_batch"].as_str().unwrap_or_default().to_owned()
+                    }
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    let (first, _) = server.sync(&observer, "timeout=0").await?;
+    let mut since = first["next_batch"].as_str().unwrap_or_default().to_owned();
+    let rounds = 50;
+    let mut delays = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let (s, o, query) =
+            (server.clone(), observer.clone(), format!("since={since}&timeout=10000"));
+        let poll = tokio::spawn(async move { s.sync(&o, &query).await });
+        // Let the long-poll reach the server before sending.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let event_id = server.send(&sender, &room, &format!("delivery {i}")).await?;
+        let sent = Instant::now();
+        let (mut sync, _) = poll.await.map_err(|e| e.to_string())??;
+        while !carries(&sync, &room, &event_id) {
+            let query =
+                format!("since={}&timeout=10000", sync["next_batch"].as_str().unwrap_or_default());
+            sync = server.sync(&observer, &query).await?.0;
+        }
+        delays.push(sent.elapsed());
+        since = sync["next_batch"].as_str().unwrap_or_default().to_owned();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for handle in handles {
+        let _ = handle.await;
+    }
+    EVENTS.fetch_add(rounds as u64 + args.pollers as u64, Ordering::Relaxed);
+    let samples = Samples::new(&delays);
+    report(
+        &args.name,
+        "delivery to a long-poll",
+        json!({ "p50_ms": round(samples.percentile(50.0)), "p99_ms": round(samples.percentile(99.0)), "open_long_polls": args.pollers + 1 }),
+    );
+    Ok(())
+}
+
+/// The initial sync of a user in many rooms with some history.
+async fn initial_sync(server: &Server, args: &Args) -> Result<()> {
+    let user = server.register("initial").await?;
+    for i in 0..args.rooms {
+        let room = public_room(server, &user).await?;
+        server.send(&user, &room, &format!("history {i} a")).await?;
+        server.send(&user, &room, &format!("history {i} b")).await?;
+    }
+    EVENTS.fetch_add(args.rooms as u64 * 2, Ordering::Relaxed);
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (sync, size) = server.sync(&user, "").await?;
+        times.push(started.elapsed());
+        bytes = size;
+        let joined = sync["rooms"]["join"].as_object().map_or(0, |j| j.len());
+        if joined < args.rooms {
+            return Err(format!("initial sync listed {joined} of {} rooms", args.rooms));
+        }
+    }
+    let samples = Samples::new(&times);
+    report(
+        &args.name,
+        "initial sync",
+        json!({ "median_ms": round(samples.percentile(50.0)), "bytes": bytes, "rooms": args.rooms }),
+    );
+    Ok(())
+}
+
+/// Joins into one room as it grows, `/members`, and a lazy-loading sync of the room.
+async fn big_room(server: &Server, args: &Args) -> Result<()> {
+    let owner = server.register("bigowner").await?;
+    let room = public_room(server, &owner).await?;
+    let members = users(server, "member", args.members).await?;
+    let mut joins = Vec::with_capacity(args.members);
+    for member in &members {
+        let started = Instant::now();
+        server.join(member, &room).await?;
+        joins.push(started.elapsed());
+    }
+    EVENTS.fetch_add(args.members as u64, Ordering::Relaxed);
+    let tenth = (args.members / 10).max(1);
+    let first = Samples::new(&joins[..tenth]);
+    let last = Samples::new(&joins[joins.len() - tenth..]);
+    report(
+        &args.name,
+        "big room joins",
+        json!({ "members": args.members, "first_tenth_p50_ms": round(first.percentile(50.0)), "last_tenth_p50_ms": round(last.percentile(50.0)) }),
+    );
+    let started = Instant::now();
+    let (status, listed, bytes) = server
+        .call(
+            Method::GET,
+            &format!("/_matrix/client/v3/rooms/{room}/members"),
+            Some(&owner.token),
+            None,
+        )
+        .await?;
+    let members_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if !status.is_success() || listed["chunk"].as_array().map_or(0, Vec::len) < args.members {
+        return Err(format!("/members: {status}"));
+    }
+    let newcomer = &members[members.len() - 1];
+    let filter = json!({ "room": { "rooms": [room], "state": { "lazy_load_members": true }, "timeline": { "limit": 10 } } }).to_string();
+    let started = Instant::now();
+    let (_, lazy_bytes) = server.sync(newcomer, &format!("filter={}", urlencode(&filter))).await?;
+    let lazy_ms = started.elapsed().as_secs_f64() * 1000.0;
+    report(
+        &args.name,
+        "big room reads",
+        json!({ "members_ms": round(members_ms), "members_bytes": bytes, "lazy_sync_ms": round(lazy_ms), "lazy_sync_bytes": lazy_bytes }),
+    );
+    Ok(())
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
