@@ -19,6 +19,12 @@ trap cleanup EXIT
 cargo build --release -p palisade -p palisade-bench
 BIN="$CARGO_TARGET_DIR/release"
 
+ensure_free() {
+  if curl -sf "$1/_matrix/client/versions" >/dev/null; then
+    echo "something already listens at $1: stop it first" >&2; exit 1
+  fi
+}
+
 wait_for() {
   for _ in $(seq 1 120); do
     curl -sf "$1/_matrix/client/versions" >/dev/null && return 0
@@ -43,6 +49,7 @@ burst = 100000
 per_second = 100000.0
 burst = 100000
 TOML
+ensure_free http://127.0.0.1:18008
 RUST_LOG=warn "$BIN/palisade" --config "$WORK/palisade.toml" serve > "$WORK/palisade.log" 2>&1 &
 PIDS+=($!); PALISADE_PID=$!
 wait_for http://127.0.0.1:18008
@@ -76,8 +83,10 @@ rc_presence: {per_user: $LIMIT}
 rc_room_creation: $LIMIT
 YAML
 sed -i 's/port: 8008/port: 18009/; s/bind_addresses: \[.::1., .127.0.0.1.\]/bind_addresses: ["127.0.0.1"]/' "$WORK/synapse/homeserver.yaml"
-(cd "$WORK/synapse" && "$VENV/bin/python" -m synapse.app.homeserver --config-path homeserver.yaml > "$WORK/synapse.log" 2>&1) &
-PIDS+=($!)
+ensure_free http://127.0.0.1:18009
+cd "$WORK/synapse"
+"$VENV/bin/python" -m synapse.app.homeserver --config-path "$WORK/synapse/homeserver.yaml" > "$WORK/synapse.log" 2>&1 &
+PIDS+=($!); SYNAPSE_PID=$!
+cd - >/dev/null
 wait_for http://127.0.0.1:18009
-SYNAPSE_PID="$(pgrep -f "synapse.app.homeserver --config-path homeserver.yaml" | head -1)"
 "$BIN/palisade-bench" --name synapse --base-url http://127.0.0.1:18009 --pid "$SYNAPSE_PID" --data "$WORK/synapse/homeserver.db" "$@"

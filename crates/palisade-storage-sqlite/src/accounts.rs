@@ -63,7 +63,8 @@ fn delete_devices_where(
             revoked.push(hash.map_err(sql)?);
         }
         devices.execute(params![user_id, device_id]).map_err(sql)?;
-        // A deleted device's keys and undelivered messages go with it.
+        // A deleted device's keys and undelivered messages go with it, and so do the messages
+        // it sent that were held until it would be trusted.
         for table in ["device_keys", "one_time_keys", "fallback_keys", "to_device"] {
             conn.prepare_cached(&format!(
                 "DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"
@@ -71,6 +72,11 @@ fn delete_devices_where(
             .and_then(|mut s| s.execute(params![user_id, device_id]))
             .map_err(sql)?;
         }
+        conn.prepare_cached(
+            "DELETE FROM to_device WHERE sender = ?1 AND sender_device = ?2 AND held = 2",
+        )
+        .and_then(|mut s| s.execute(params![user_id, device_id]))
+        .map_err(sql)?;
     }
     if !device_ids.is_empty() {
         conn.prepare_cached("INSERT INTO device_list_changes (user_id) VALUES (?1)")

@@ -149,6 +149,23 @@ async fn an_untrusted_device_is_quarantined_until_approved() {
     .await;
     assert_eq!(received(&server, &alice).await, ["intruder-verify"]);
     assert!(received(&server, &bob).await.is_empty());
+    // A held message of a device that is signed out without ever being trusted is dropped.
+    let doomed = server.login("alice", None).await;
+    send_to_device(&server, &doomed, &bob, &bob.device_id, "m.room.encrypted", "doomed").await;
+    let sign_out = json!({ "devices": [doomed.device_id], "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD } });
+    assert_eq!(
+        server.post("/_matrix/client/v3/delete_devices", alice.token(), sign_out).await.0,
+        StatusCode::OK
+    );
+    let db = rusqlite::Connection::open(server.config.database_path()).unwrap();
+    let left: i64 = db
+        .query_row(
+            "SELECT count(*) FROM to_device WHERE sender_device = ?1",
+            [&doomed.device_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "the signed-out device's held messages are gone");
 
     // No key backup for it.
     let version = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "cHVi" } });
