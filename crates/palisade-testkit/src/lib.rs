@@ -262,3 +262,13 @@ pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, errcode:
     assert_eq!(response.0, status, "{}", response.1);
     assert_eq!(response.1["errcode"], errcode, "{}", response.1);
 }
+
+/// Percent-encodes `text` for a query string (filters are JSON in the query).
+pub fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -6,21 +6,21 @@
 
 use axum::Router;
 use palisade_core::{Error, Result};
-use ruma::{
-    UserId,
-    api::client::{
-        config::{
-            get_global_account_data, get_room_account_data, set_global_account_data,
-            set_room_account_data,
-        },
-        push::get_pushrules_all,
-        tag::{create_tag, delete_tag, get_tags},
+use ruma::api::client::{
+    config::{
+        get_global_account_data, get_room_account_data, set_global_account_data,
+        set_room_account_data,
     },
-    serde::Raw,
+    push::get_pushrules_all,
+    tag::{create_tag, delete_tag, get_tags},
 };
 use serde_json::Value;
 
-use crate::{AppState, Ruma, client::rooms::object, router::route};
+use crate::{
+    AppState, Ruma,
+    client::json::{ensure_own, object, raw},
+    router::route,
+};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, set_global);
@@ -31,19 +31,6 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, put_tag);
     let router = route(router, remove_tag);
     route(router, push_rules)
-}
-
-fn ensure_own(session_user: &UserId, path_user: &UserId) -> Result<()> {
-    if session_user != path_user {
-        return Err(Error::forbidden("Cannot access another user's account data"));
-    }
-    Ok(())
-}
-
-fn raw<T>(value: &Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(e.to_string()))
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`

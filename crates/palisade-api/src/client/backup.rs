@@ -18,10 +18,13 @@ use ruma::{
     },
     serde::Raw,
 };
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    client::json::{json_of, typed},
+    router::route,
+};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, create_version);
@@ -38,14 +41,6 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, delete_all);
     let router = route(router, delete_room);
     route(router, delete_session)
-}
-
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::internal(format!("response shape: {e}")))
-}
-
-fn json_of<T>(raw: &Raw<T>) -> Result<Value> {
-    serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
 }
 
 /// Splits a `BackupAlgorithm` object into its algorithm and auth data.

@@ -19,10 +19,16 @@ use ruma::{
     },
     to_device::DeviceIdOrAllDevices,
 };
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{AppState, Ruma, client::account::uia_auth, router::route};
+use crate::{
+    AppState, Ruma,
+    client::{
+        account::uia_auth,
+        json::{json_of, typed},
+    },
+    router::route,
+};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, upload);
@@ -32,16 +38,6 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, signing_keys);
     let router = route(router, signatures);
     route(router, send_to_device)
-}
-
-/// The JSON of a raw client value.
-fn json_of<T>(raw: &ruma::serde::Raw<T>) -> Result<Value> {
-    serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))
-}
-
-/// Our JSON as a ruma type of the response.
-fn typed<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::internal(format!("response shape: {e}")))
 }
 
 fn counts(counts: BTreeMap<String, u64>) -> Result<BTreeMap<ruma::OneTimeKeyAlgorithm, UInt>> {

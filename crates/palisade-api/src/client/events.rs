@@ -12,24 +12,25 @@ use palisade_service::{
     rooms::{EventFilter, parse_stream_token},
 };
 use palisade_storage::Direction;
-use ruma::{
-    api::{
-        Direction as ApiDirection,
-        client::{
-            context::get_context,
-            filter::{LazyLoadOptions, RoomEventFilter},
-            membership::{get_member_events, joined_members},
-            message::{get_message_events, send_message_event},
-            redact::redact_event,
-            room::get_room_event,
-            state::{get_state_event_for_key, get_state_events, send_state_event},
-        },
+use ruma::api::{
+    Direction as ApiDirection,
+    client::{
+        context::get_context,
+        filter::{LazyLoadOptions, RoomEventFilter},
+        membership::{get_member_events, joined_members},
+        message::{get_message_events, send_message_event},
+        redact::redact_event,
+        room::get_room_event,
+        state::{get_state_event_for_key, get_state_events, send_state_event},
     },
-    serde::Raw,
 };
 use serde_json::Value;
 
-use crate::{AppState, Ruma, client::rooms::object, router::route};
+use crate::{
+    AppState, Ruma,
+    client::json::{object, raw, raws},
+    router::route,
+};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, send_message);
@@ -42,17 +43,6 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, context);
     let router = route(router, members);
     route(router, joined)
-}
-
-/// Wraps service JSON as a ruma `Raw`.
-fn raw<T>(value: &Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(e.to_string()))
-}
-
-fn raws<T>(values: &[Value]) -> Result<Vec<Raw<T>>> {
-    values.iter().map(raw).collect()
 }
 
 /// The parts of a client's `RoomEventFilter` the server applies.

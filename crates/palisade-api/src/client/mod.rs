@@ -8,6 +8,7 @@ mod directory;
 mod discovery;
 mod e2ee;
 mod events;
+mod json;
 mod profile;
 mod receipts;
 mod register;

@@ -13,7 +13,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::{AppState, Ruma, router::route};
+use crate::{AppState, Ruma, client::json::ensure_own, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, profile);
@@ -28,13 +28,6 @@ async fn profile_of(state: &AppState, user_id: &UserId) -> Result<UserRow> {
         Some(user) if !user.deactivated => Ok(user),
         _ => Err(Error::not_found("Profile was not found")),
     }
-}
-
-fn ensure_own(request_user: &UserId, target: &UserId) -> Result<()> {
-    if request_user != target {
-        return Err(Error::forbidden("Cannot change another user's profile"));
-    }
-    Ok(())
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`

@@ -18,7 +18,7 @@ use ruma::api::client::{
 };
 use serde_json::{Map, Value};
 
-use crate::{AppState, Ruma, router::route};
+use crate::{AppState, Ruma, client::json::object, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, create);
@@ -31,11 +31,6 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, kick);
     let router = route(router, ban);
     route(router, unban)
-}
-
-/// Parses a raw JSON object the client sent.
-pub(super) fn object(json: &str, what: &str) -> Result<Map<String, Value>> {
-    serde_json::from_str(json).map_err(|_| Error::bad_json(format!("{what} must be a JSON object")))
 }
 
 /// `POST /_matrix/client/v3/createRoom`

@@ -8,29 +8,24 @@ use std::time::Duration;
 use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::sync::{SyncFilter, SyncRequest};
-use ruma::{
-    UserId,
-    api::client::{
-        filter::{FilterDefinition, LazyLoadOptions, create_filter, get_filter},
-        sync::sync_events::{self, v3::Filter},
-    },
+use ruma::api::client::{
+    filter::{FilterDefinition, LazyLoadOptions, create_filter, get_filter},
+    sync::sync_events::{self, v3::Filter},
 };
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
-use crate::{AppState, Ruma, client::events::event_filter, router::route};
+use crate::{
+    AppState, Ruma,
+    client::{
+        events::event_filter,
+        json::{ensure_own, typed},
+    },
+    router::route,
+};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, sync);
     let router = route(router, create);
     route(router, get)
-}
-
-fn ensure_own(session_user: &UserId, path_user: &UserId) -> Result<()> {
-    if session_user != path_user {
-        return Err(Error::forbidden("Cannot access another user's filters"));
-    }
-    Ok(())
 }
 
 fn to_sync_filter(definition: &FilterDefinition) -> SyncFilter {
@@ -46,12 +41,6 @@ fn to_sync_filter(definition: &FilterDefinition) -> SyncFilter {
         rooms: room.rooms.clone(),
         not_rooms: room.not_rooms.clone(),
     }
-}
-
-/// Turns our JSON into a ruma type of the response.
-fn typed<T: DeserializeOwned>(value: &mut Value, key: &str) -> Result<T> {
-    serde_json::from_value(value[key].take())
-        .map_err(|e| Error::internal(format!("sync {key}: {e}")))
 }
 
 /// `GET /_matrix/client/v3/sync`
@@ -80,14 +69,14 @@ async fn sync(
     let mut json = state.sync.sync(session, &sync).await?;
     let next_batch = json["next_batch"].as_str().unwrap_or_default().to_owned();
     let mut response = sync_events::v3::Response::new(next_batch);
-    response.rooms = typed(&mut json, "rooms")?;
-    response.account_data = typed(&mut json, "account_data")?;
-    response.presence = typed(&mut json, "presence")?;
-    response.to_device = typed(&mut json, "to_device")?;
-    response.device_lists = typed(&mut json, "device_lists")?;
-    response.device_one_time_keys_count = typed(&mut json, "device_one_time_keys_count")?;
+    response.rooms = typed(json["rooms"].take())?;
+    response.account_data = typed(json["account_data"].take())?;
+    response.presence = typed(json["presence"].take())?;
+    response.to_device = typed(json["to_device"].take())?;
+    response.device_lists = typed(json["device_lists"].take())?;
+    response.device_one_time_keys_count = typed(json["device_one_time_keys_count"].take())?;
     response.device_unused_fallback_key_types =
-        typed(&mut json, "device_unused_fallback_key_types")?;
+        typed(json["device_unused_fallback_key_types"].take())?;
     Ok(response)
 }
 

@@ -41,6 +41,17 @@ fn failure(errcode: &str, error: &str) -> Value {
 }
 
 impl E2eeService {
+    /// Whether `user` is on another server; such users are reported in `failures` until
+    /// federation can ask their server.
+    fn remote(&self, user: &UserId, failures: &mut Map<String, Value>) -> bool {
+        if user.server_name() == self.accounts.server_name() {
+            return false;
+        }
+        let failure = json!({ "status": 503, "message": "Federation is not available" });
+        failures.insert(user.server_name().to_string(), failure);
+        true
+    }
+
     /// `/keys/upload`: the device's identity keys (once; the same keys may be sent again),
     /// one-time keys and fallback keys. Returns the one-time key counts.
     pub async fn upload_keys(
@@ -121,11 +132,7 @@ impl E2eeService {
         let (mut device_keys, mut master, mut self_signing, mut user_signing, mut failures) =
             (Map::new(), Map::new(), Map::new(), Map::new(), Map::new());
         for (user, devices) in wanted {
-            if user.server_name() != self.accounts.server_name() {
-                failures.insert(
-                    user.server_name().to_string(),
-                    json!({ "status": 503, "message": "Federation is not available" }),
-                );
+            if self.remote(user, &mut failures) {
                 continue;
             }
             let names: BTreeMap<_, _> = self
@@ -185,11 +192,7 @@ impl E2eeService {
     ) -> Result<Value> {
         let (mut claimed, mut failures) = (Map::new(), Map::new());
         for (user, devices) in wanted {
-            if user.server_name() != self.accounts.server_name() {
-                failures.insert(
-                    user.server_name().to_string(),
-                    json!({ "status": 503, "message": "Federation is not available" }),
-                );
+            if self.remote(user, &mut failures) {
                 continue;
             }
             let mut user_keys = Map::new();

@@ -225,6 +225,21 @@ impl RoomService {
         Ok(events.remove(0))
     }
 
+    /// An event of the room the user may see, or `M_NOT_FOUND`.
+    async fn visible_event(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<EventRow> {
+        let bound = self.read_bound(user, room_id).await?;
+        self.store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
+            .ok_or_else(|| Error::not_found("Event not found"))
+    }
+
     /// One event, if the user may see it.
     pub async fn event(
         &self,
@@ -233,13 +248,7 @@ impl RoomService {
         room_id: &RoomId,
         event_id: &EventId,
     ) -> Result<Value> {
-        let bound = self.read_bound(user, room_id).await?;
-        let row = self
-            .store
-            .event(event_id)
-            .await?
-            .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
-            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let row = self.visible_event(user, room_id, event_id).await?;
         let mut events = self.format_events(room_id, &[row], Some((user, device))).await?;
         Ok(events.remove(0))
     }
@@ -430,13 +439,7 @@ impl RoomService {
         limit: usize,
         filter: &EventFilter,
     ) -> Result<Context> {
-        let bound = self.read_bound(user, room_id).await?;
-        let row = self
-            .store
-            .event(event_id)
-            .await?
-            .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
-            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let row = self.visible_event(user, room_id, event_id).await?;
         let before_limit = limit / 2;
         let page = |from, direction, limit| async move {
             if limit == 0 {

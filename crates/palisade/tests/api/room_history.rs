@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use palisade_testkit::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error, urlencode};
 
 fn bodies(page: &Value, key: &str) -> Vec<String> {
     page[key]
@@ -118,15 +118,6 @@ async fn paginate_backwards_and_forwards() {
         StatusCode::BAD_REQUEST,
         "M_INVALID_PARAM",
     );
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

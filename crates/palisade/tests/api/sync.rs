@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use palisade_testkit::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error, urlencode};
 
 fn messages(room: &Value) -> Vec<String> {
     section(room, "timeline")
@@ -32,16 +32,6 @@ fn limited(room: &Value) -> bool {
 
 fn in_timeline(room: &Value, kind: &str) -> bool {
     section(room, "timeline").iter().any(|e| e["type"] == kind)
-}
-
-fn encode(json: &Value) -> String {
-    json.to_string()
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -118,7 +108,7 @@ async fn limited_timelines_carry_the_state_in_between() {
     for i in 0..5 {
         server.send_text(&alice, &room_id, &format!("m{i}")).await;
     }
-    let filter = encode(&json!({ "room": { "timeline": { "limit": 2 } } }));
+    let filter = urlencode(&json!({ "room": { "timeline": { "limit": 2 } } }).to_string());
     let next = server.sync(&alice, &format!("since={since}&filter={filter}")).await;
     let room = &next["rooms"]["join"][&room_id];
     assert_eq!(messages(room), ["m3", "m4"]);
