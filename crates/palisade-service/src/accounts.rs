@@ -221,6 +221,17 @@ impl AccountService {
         self.store.user(user_id).await
     }
 
+    /// Users matching a directory search, at most `limit`, and whether there were more. The
+    /// server-notices account is not listed.
+    pub async fn search(&self, term: &str, limit: usize) -> Result<(Vec<UserRow>, bool)> {
+        let limit = limit.clamp(1, 100);
+        let mut found = self.store.search_users(term.trim(), limit + 1).await?;
+        found.retain(|u| u.user_id.localpart() != self.config.server_notices_user);
+        let limited = found.len() > limit;
+        found.truncate(limit);
+        Ok((found, limited))
+    }
+
     /// Every account, ordered by id.
     pub async fn users(&self) -> Result<Vec<UserRow>> {
         self.store.users().await

@@ -10,6 +10,7 @@ pub mod e2ee;
 pub mod keys;
 pub mod notices;
 pub mod notify;
+pub mod presence;
 pub mod ratelimit;
 pub mod receipts;
 pub mod rooms;
@@ -32,6 +33,7 @@ pub use account_data::AccountDataService;
 pub use accounts::{AccountService, ClientInfo, Session};
 pub use e2ee::E2eeService;
 pub use keys::SigningKey;
+pub use presence::PresenceService;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
 pub use rooms::{EventTemplate, RoomService};
@@ -73,6 +75,8 @@ pub struct Services {
     pub notices: Arc<ServerNoticeService>,
     /// Security notices waiting to be posted.
     pub notice_queue: NoticeQueue,
+    /// What users say about their presence.
+    pub presence: Arc<PresenceService>,
 }
 
 impl Services {
@@ -150,6 +154,7 @@ impl Services {
             e2ee.clone(),
             notifier,
         ));
+        let presence = Arc::new(PresenceService::new(clock.clone()));
         Ok(Self {
             config,
             accounts,
@@ -166,6 +171,7 @@ impl Services {
             trust,
             notices,
             notice_queue,
+            presence,
         })
     }
 }

@@ -140,6 +140,22 @@ impl AccountStore for Database {
         })
     }
 
+    async fn search_users(&self, term: &str, limit: usize) -> Result<Vec<UserRow>> {
+        let pattern = format!(
+            "%{}%",
+            term.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+        );
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE deactivated = 0
+                 AND (lower(user_id) LIKE ?1 ESCAPE '\\' OR lower(displayname) LIKE ?1 ESCAPE '\\')
+                 ORDER BY user_id LIMIT ?2"
+            ))?
+            .query_map(params![pattern, limit as i64], user_row)?
+            .collect()
+        })
+    }
+
     async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> Result<bool> {
         let (user_id, hash) = (user_id.to_string(), hash.to_owned());
         self.write(move |conn| {

@@ -87,6 +87,8 @@ pub trait AccountStore: Send + Sync {
     async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>>;
     /// All users, ordered by id.
     async fn users(&self) -> Result<Vec<UserRow>>;
+    /// Active users whose id or display name contains `term` (case-insensitive), by id.
+    async fn search_users(&self, term: &str, limit: usize) -> Result<Vec<UserRow>>;
     /// Replaces the password hash; returns `false` if the user does not exist.
     async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> Result<bool>;
     /// Grants or revokes admin; returns `false` if the user does not exist.

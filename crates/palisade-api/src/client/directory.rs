@@ -14,6 +14,7 @@ use ruma::{
             get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
         },
         room::{Visibility, aliases},
+        user_directory::search_users,
     },
     directory::PublicRoomsChunk,
 };
@@ -28,7 +29,29 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, visibility);
     let router = route(router, set_visibility);
     let router = route(router, public_rooms);
-    route(router, public_rooms_filtered)
+    let router = route(router, public_rooms_filtered);
+    route(router, search_users)
+}
+
+/// `POST /_matrix/client/v3/user_directory/search`: local users by id or display name.
+async fn search_users(
+    state: AppState,
+    request: Ruma<search_users::v3::Request>,
+) -> Result<search_users::v3::Response> {
+    request.session()?;
+    let body = &request.body;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let (found, limited) = state.accounts.search(&body.search_term, limit).await?;
+    let results = found
+        .into_iter()
+        .map(|user| {
+            let mut result = search_users::v3::User::new(user.user_id);
+            result.display_name = user.displayname;
+            result.avatar_url = user.avatar_url.map(Into::into);
+            result
+        })
+        .collect();
+    Ok(search_users::v3::Response::new(results, limited))
 }
 
 /// `PUT /_matrix/client/v3/directory/room/{roomAlias}`

@@ -9,6 +9,7 @@ mod discovery;
 mod e2ee;
 mod events;
 mod json;
+mod presence;
 mod profile;
 mod receipts;
 mod register;
@@ -33,6 +34,7 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = sync::routes(router);
     let router = receipts::routes(router);
     let router = account_data::routes(router);
+    let router = presence::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);
     profile::routes(router)

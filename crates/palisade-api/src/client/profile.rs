@@ -76,6 +76,7 @@ async fn set_displayname(
     let session = request.session()?;
     ensure_own(&session.user_id, &request.body.user_id)?;
     state.accounts.set_displayname(&session.user_id, request.body.displayname.as_deref()).await?;
+    state.rooms.propagate_profile(&session.user_id).await?;
     Ok(set_display_name::v3::Response::new())
 }
 
@@ -88,5 +89,6 @@ async fn set_avatar_url(
     ensure_own(&session.user_id, &request.body.user_id)?;
     let url = request.body.avatar_url.as_ref().map(|u| u.as_str());
     state.accounts.set_avatar_url(&session.user_id, url).await?;
+    state.rooms.propagate_profile(&session.user_id).await?;
     Ok(set_avatar_url::v3::Response::new())
 }

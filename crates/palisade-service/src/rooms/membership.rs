@@ -80,6 +80,22 @@ impl RoomService {
         self.set_membership(sender, room_id, target, "invite", reason).await
     }
 
+    /// Re-sends the user's join event in every room they are in, so that members see a new
+    /// display name or avatar (as Synapse does).
+    pub async fn propagate_profile(&self, user: &UserId) -> Result<()> {
+        for membership in self.store.rooms_of_user(user).await? {
+            if membership.membership != "join" {
+                continue;
+            }
+            if let Err(error) =
+                self.set_membership(user, &membership.room_id, user, "join", None).await
+            {
+                tracing::warn!(%error, room = %membership.room_id, "profile change not propagated");
+            }
+        }
+        Ok(())
+    }
+
     /// Leaves (or rejects an invite).
     pub async fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
         self.set_membership(user, room_id, user, "leave", reason).await

@@ -54,3 +54,73 @@ async fn set_and_read_profiles() {
         "M_INVALID_PARAM",
     );
 }
+
+#[tokio::test]
+async fn a_new_display_name_reaches_the_users_rooms() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({})).await;
+    let name = "/_matrix/client/v3/profile/@alice:localhost/displayname";
+    assert_eq!(
+        server.put(name, alice.token(), json!({ "displayname": "Alice Liddell" })).await.0,
+        StatusCode::OK
+    );
+    let member = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/@alice:localhost");
+    let (_, content) = server.get(&member, alice.token()).await;
+    assert_eq!(content["displayname"], "Alice Liddell");
+    assert_eq!(content["membership"], "join");
+}
+
+#[tokio::test]
+async fn the_user_directory_finds_local_users() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    server.register("carol").await;
+    let name = "/_matrix/client/v3/profile/@bob:localhost/displayname";
+    assert_eq!(
+        server.put(name, bob.token(), json!({ "displayname": "Robert Tables" })).await.0,
+        StatusCode::OK
+    );
+    let search = |term: &str, limit: u64| json!({ "search_term": term, "limit": limit });
+    let path = "/_matrix/client/v3/user_directory/search";
+    let (status, found) = server.post(path, alice.token(), search("tables", 10)).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found["results"],
+        json!([{ "user_id": "@bob:localhost", "display_name": "Robert Tables" }])
+    );
+    assert_eq!(found["limited"], false);
+    let (_, limited) = server.post(path, alice.token(), search("localhost", 2)).await;
+    assert_eq!(limited["results"].as_array().unwrap().len(), 2);
+    assert_eq!(limited["limited"], true);
+    // LIKE wildcards are searched for literally.
+    let (_, none) = server.post(path, alice.token(), search("%", 10)).await;
+    assert_eq!(none["results"], json!([]));
+    assert_error(
+        &server.post(path, None, search("bob", 10)).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+}
+
+#[tokio::test]
+async fn presence_is_set_by_its_owner() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let path = "/_matrix/client/v3/presence/@alice:localhost/status";
+    let (status, before) = server.get(path, bob.token()).await;
+    assert_eq!((status, before["presence"].clone()), (StatusCode::OK, json!("offline")));
+    let set = json!({ "presence": "online", "status_msg": "in a meeting" });
+    assert_eq!(server.put(path, alice.token(), set.clone()).await.0, StatusCode::OK);
+    assert_error(&server.put(path, bob.token(), set).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (_, now) = server.get(path, bob.token()).await;
+    assert_eq!(now["presence"], "online");
+    assert_eq!(now["status_msg"], "in a meeting");
+    assert_error(
+        &server.get("/_matrix/client/v3/presence/@nobody:localhost/status", bob.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}

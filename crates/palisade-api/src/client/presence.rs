@@ -1,0 +1,50 @@
+//! Presence: `/presence/{userId}/status`.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#presence>
+
+use std::time::Duration;
+
+use axum::Router;
+use palisade_core::{Error, Result};
+use ruma::{
+    api::client::presence::{get_presence, set_presence},
+    presence::PresenceState,
+};
+
+use crate::{AppState, Ruma, client::json::ensure_own, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, set);
+    route(router, get)
+}
+
+/// `PUT /_matrix/client/v3/presence/{userId}/status`
+async fn set(
+    state: AppState,
+    request: Ruma<set_presence::v3::Request>,
+) -> Result<set_presence::v3::Response> {
+    let session = request.session()?;
+    let body = &request.body;
+    ensure_own(&session.user_id, &body.user_id)?;
+    state.presence.set(&session.user_id, body.presence.as_str(), body.status_msg.clone());
+    Ok(set_presence::v3::Response::new())
+}
+
+/// `GET /_matrix/client/v3/presence/{userId}/status`
+async fn get(
+    state: AppState,
+    request: Ruma<get_presence::v3::Request>,
+) -> Result<get_presence::v3::Response> {
+    request.session()?;
+    let user = &request.body.user_id;
+    if state.accounts.user(user).await?.is_none() {
+        return Err(Error::not_found("No such user"));
+    }
+    let (presence, ago) = state.presence.get(user);
+    let mut response =
+        get_presence::v3::Response::new(PresenceState::from(presence.state.as_str()));
+    response.status_msg = presence.status_msg;
+    response.last_active_ago = ago.map(Duration::from_millis);
+    response.currently_active = Some(presence.state == "online");
+    Ok(response)
+}

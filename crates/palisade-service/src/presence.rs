@@ -1,0 +1,49 @@
+//! Presence, minimal: what each user last said about themselves, kept in memory.
+//!
+//! Clients set it on start-up and read it for their contacts; nothing is federated or pushed
+//! through `/sync` yet.
+
+use std::{collections::HashMap, sync::Arc, sync::Mutex};
+
+use palisade_core::Clock;
+use ruma::{OwnedUserId, UserId};
+
+/// A user's presence as they set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    /// `online`, `unavailable` or `offline`.
+    pub state: String,
+    /// Free-text status.
+    pub status_msg: Option<String>,
+    /// When it was set, milliseconds since the epoch.
+    pub set_at: u64,
+}
+
+/// In-memory presence.
+pub struct PresenceService {
+    clock: Arc<dyn Clock>,
+    users: Mutex<HashMap<OwnedUserId, Presence>>,
+}
+
+impl PresenceService {
+    /// An empty service.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { clock, users: Mutex::new(HashMap::new()) }
+    }
+
+    /// Records what `user` says about themselves.
+    pub fn set(&self, user: &UserId, state: &str, status_msg: Option<String>) {
+        let presence =
+            Presence { state: state.to_owned(), status_msg, set_at: self.clock.now_millis() };
+        self.users.lock().expect("presence poisoned").insert(user.to_owned(), presence);
+    }
+
+    /// What `user` last said, with how long ago in milliseconds; `offline` if nothing.
+    pub fn get(&self, user: &UserId) -> (Presence, Option<u64>) {
+        let now = self.clock.now_millis();
+        match self.users.lock().expect("presence poisoned").get(user) {
+            Some(presence) => (presence.clone(), Some(now.saturating_sub(presence.set_at))),
+            None => (Presence { state: "offline".to_owned(), status_msg: None, set_at: 0 }, None),
+        }
+    }
+}
