@@ -75,8 +75,22 @@ fn new_device_id() -> OwnedDeviceId {
     id.into()
 }
 
+/// A turn to run argon2. Each hash takes about 19 MiB, so unbounded concurrent logins would
+/// exhaust memory (and every blocking thread would keep its own allocator arena full of freed
+/// hash buffers): at most one hash per core runs at a time, the rest wait.
+async fn hashing_permit() -> Result<tokio::sync::SemaphorePermit<'static>> {
+    static HASHING: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let permits = std::thread::available_parallelism().map_or(2, usize::from);
+    HASHING
+        .get_or_init(|| tokio::sync::Semaphore::new(permits))
+        .acquire()
+        .await
+        .map_err(|e| Error::internal(format!("hashing semaphore: {e}")))
+}
+
 /// Hashes a password with argon2id; slow on purpose, so it runs off the async threads.
 async fn hash_password(password: String) -> Result<String> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -92,6 +106,7 @@ async fn hash_password(password: String) -> Result<String> {
 /// unknown users take as long as known ones.
 async fn verify_password(password: String, hash: Option<String>) -> Result<bool> {
     static DUMMY: OnceLock<String> = OnceLock::new();
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| {

@@ -546,8 +546,7 @@ impl SyncService {
             return Ok((0, 0));
         }
         let rules = self.account_data.push_rules(user).await?;
-        let joined =
-            self.store.members(room_id).await?.iter().filter(|m| m.membership == "join").count();
+        let joined = self.store.joined_count(room_id).await?;
         let display_name = self
             .accounts
             .user(user)
@@ -556,7 +555,7 @@ impl SyncService {
             .unwrap_or_else(|| user.localpart().to_owned());
         let context = PushConditionRoomCtx::new(
             room_id.to_owned(),
-            UInt::new(joined as u64).unwrap_or_default(),
+            UInt::new(joined).unwrap_or_default(),
             user.to_owned(),
             display_name,
         );

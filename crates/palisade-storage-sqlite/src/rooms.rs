@@ -339,6 +339,15 @@ impl RoomStore for Database {
         })
     }
 
+    async fn joined_count(&self, room_id: &RoomId) -> Result<u64> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT count(*) FROM memberships WHERE room_id = ?1 AND membership = 'join'",
+            )?
+            .query_row([room_id.as_str()], |row| row.get(0))
+        })
+    }
+
     async fn members_changed_since(
         &self,
         room_id: &RoomId,

@@ -149,6 +149,8 @@ pub trait RoomStore: Send + Sync {
     -> Result<Option<MembershipRow>>;
     /// Every membership of a room.
     async fn members(&self, room_id: &RoomId) -> Result<Vec<MembershipRow>>;
+    /// How many users are joined to a room.
+    async fn joined_count(&self, room_id: &RoomId) -> Result<u64>;
     /// Memberships of a room that changed after stream position `since`.
     async fn members_changed_since(
         &self,
