@@ -105,6 +105,30 @@ impl AccountDataService {
         self.set(user, Some(room), TAGS, &json!({ "tags": tags })).await
     }
 
+    /// Changes the user's push rules with `change`, stores them as `m.push_rules` account data
+    /// (which `/sync` delivers to every client) and wakes the user's syncs.
+    pub async fn update_push_rules(
+        &self,
+        user: &UserId,
+        change: impl FnOnce(&mut Ruleset) -> Result<()>,
+    ) -> Result<()> {
+        let mut rules = self.push_rules(user).await?;
+        change(&mut rules)?;
+        let global = serde_json::to_value(&rules).map_err(|e| Error::internal(e.to_string()))?;
+        self.set(user, None, PUSH_RULES, &json!({ "global": global })).await
+    }
+
+    /// One push rule of the user's, as JSON, or `M_NOT_FOUND`.
+    pub async fn push_rule(&self, user: &UserId, kind: &str, rule_id: &str) -> Result<Value> {
+        let rules = serde_json::to_value(self.push_rules(user).await?)
+            .map_err(|e| Error::internal(e.to_string()))?;
+        rules[kind]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["rule_id"] == rule_id))
+            .cloned()
+            .ok_or_else(|| Error::not_found("No such push rule"))
+    }
+
     /// The user's push rules: their stored rules, else the server defaults.
     pub async fn push_rules(&self, user: &UserId) -> Result<Ruleset> {
         if let Some(json) = self.store.account_data(user, None, PUSH_RULES).await?

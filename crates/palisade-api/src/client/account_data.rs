@@ -11,7 +11,6 @@ use ruma::api::client::{
         get_global_account_data, get_room_account_data, set_global_account_data,
         set_room_account_data,
     },
-    push::get_pushrules_all,
     tag::{create_tag, delete_tag, get_tags},
 };
 use serde_json::Value;
@@ -29,8 +28,7 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, get_room);
     let router = route(router, tags);
     let router = route(router, put_tag);
-    let router = route(router, remove_tag);
-    route(router, push_rules)
+    route(router, remove_tag)
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}`
@@ -128,13 +126,4 @@ async fn remove_tag(
     ensure_own(&session.user_id, &body.user_id)?;
     state.account_data.delete_tag(&session.user_id, &body.room_id, &body.tag).await?;
     Ok(delete_tag::v3::Response::new())
-}
-
-/// `GET /_matrix/client/v3/pushrules/`
-async fn push_rules(
-    state: AppState,
-    request: Ruma<get_pushrules_all::v3::Request>,
-) -> Result<get_pushrules_all::v3::Response> {
-    let rules = state.account_data.push_rules(&request.session()?.user_id).await?;
-    Ok(get_pushrules_all::v3::Response::new(rules))
 }

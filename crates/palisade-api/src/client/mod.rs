@@ -11,6 +11,7 @@ mod events;
 mod json;
 mod presence;
 mod profile;
+mod push_rules;
 mod receipts;
 mod register;
 mod rooms;
@@ -35,6 +36,7 @@ pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = receipts::routes(router);
     let router = account_data::routes(router);
     let router = presence::routes(router);
+    let router = push_rules::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);
     profile::routes(router)

@@ -431,3 +431,75 @@ async fn account_data_tags_and_push_rules() {
             .any(|r| r["rule_id"] == ".m.rule.room_one_to_one")
     );
 }
+
+#[tokio::test]
+async fn push_rules_can_mute_a_room_and_reach_every_client() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room_id).await;
+    let since = server.sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    // Element mutes a room with an override rule on the room id that does nothing.
+    let rule = format!("/_matrix/client/v3/pushrules/global/override/{room_id}");
+    let mute = json!({ "actions": [], "conditions": [{ "kind": "event_match", "key": "room_id", "pattern": room_id }] });
+    let (status, body) = server.put(&rule, bob.token(), mute).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, fetched) = server.get(&rule, bob.token()).await;
+    assert_eq!(fetched["rule_id"], room_id);
+    assert_eq!(fetched["enabled"], true);
+    let synced = server.sync(&bob, &format!("since={since}")).await;
+    let rules = synced["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "m.push_rules")
+        .cloned();
+    assert!(rules.is_some_and(|r| {
+        r["content"]["global"]["override"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["rule_id"] == room_id)
+    }));
+
+    server.send_text(&alice, &room_id, "you will not be notified").await;
+    let counts =
+        server.sync(&bob, "").await["rooms"]["join"][&room_id]["unread_notifications"].clone();
+    assert_eq!(counts["notification_count"], 0, "{counts}");
+
+    // Default rules can be switched off but not deleted; unknown rules are not found.
+    let master = "/_matrix/client/v3/pushrules/global/override/.m.rule.master";
+    assert_eq!(
+        server.put(&format!("{master}/enabled"), bob.token(), json!({ "enabled": true })).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(server.get(&format!("{master}/enabled"), bob.token()).await.1["enabled"], true);
+    assert_error(
+        &server.call(reqwest::Method::DELETE, master, bob.token(), None).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/pushrules/global/override/nope", bob.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .put(
+                "/_matrix/client/v3/pushrules/global/override/.m.custom",
+                bob.token(),
+                json!({ "actions": [], "conditions": [] }),
+            )
+            .await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_eq!(
+        server.call(reqwest::Method::DELETE, &rule, bob.token(), None).await.0,
+        StatusCode::OK
+    );
+    assert_error(&server.get(&rule, bob.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
