@@ -121,7 +121,8 @@ async fn allow_reset(
     } else {
         serde_json::from_slice(&body).map_err(|e| Error::bad_json(e.to_string()))?
     };
-    let until = state.trust.now() + grant.minutes.unwrap_or(60).saturating_mul(60_000);
+    let until =
+        state.trust.now().saturating_add(grant.minutes.unwrap_or(60).saturating_mul(60_000));
     state.trust.allow_cross_signing_reset(&user, until, admin.user_id.as_str()).await?;
     Ok(Json(json!({ "expires_ts": until })))
 }

@@ -135,16 +135,8 @@ where
             }
             (_, Some(token)) => Some(state.accounts.authenticate(&token).await?),
         };
-        // Strict device trust: an unapproved device reads no room until it is approved.
-        if let Some(session) = &session
-            && parts.method == http::Method::GET
-            && parts.uri.path().contains("/rooms/")
-            && state.trust.is_walled_off(&session.user_id, &session.device_id).await?
-        {
-            return Err(Error::forbidden(
-                "This device is not approved yet: verify it from one of your other devices",
-            )
-            .into());
+        if let Some(session) = &session {
+            trust_gate(state, session, &parts.method, parts.uri.path()).await?;
         }
         let user_agent = parts
             .headers
@@ -162,6 +154,41 @@ where
         let body = T::try_from_http_request(http_request, &path_args).map_err(parse_error)?;
         Ok(Self { body, session, client_ip, user_agent })
     }
+}
+
+/// What an unapproved device may not do, by endpoint. In every mode that has device trust it
+/// may not invite anyone or change room state: an invited accomplice would be sent the room keys
+/// of the owner's trusted devices. In strict mode it may not touch rooms at all.
+async fn trust_gate(
+    state: &AppState,
+    session: &Session,
+    method: &http::Method,
+    path: &str,
+) -> Result<(), ApiError> {
+    let in_room = path.contains("/rooms/");
+    let changes_room = in_room
+        && ((*method == http::Method::POST && path.ends_with("/invite"))
+            || (*method == http::Method::PUT && path.contains("/state/")));
+    let strict_only = in_room
+        || path.contains("/join/")
+        || path.ends_with("/joined_rooms")
+        || path.contains("/knock/");
+    if !changes_room && !strict_only {
+        return Ok(());
+    }
+    let (user, device) = (&session.user_id, &session.device_id);
+    let refused = if changes_room {
+        !state.trust.is_trusted(user, device).await?
+    } else {
+        state.trust.is_walled_off(user, device).await?
+    };
+    if refused {
+        return Err(Error::forbidden(
+            "This device is not approved yet: verify it from one of your other devices",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A ruma response on its way out.

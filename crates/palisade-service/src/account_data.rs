@@ -91,8 +91,13 @@ impl AccountDataService {
         if !content.is_object() {
             return Err(Error::bad_json("Tag content must be an object"));
         }
-        let mut tags = self.tags(user, room).await?;
-        tags[tag] = content.clone();
+        // Anything but an object stored under `tags` (the generic endpoint accepts any content)
+        // is replaced rather than indexed into.
+        let mut tags = match self.tags(user, room).await? {
+            Value::Object(tags) => tags,
+            _ => serde_json::Map::new(),
+        };
+        tags.insert(tag.to_owned(), content.clone());
         self.set(user, Some(room), TAGS, &json!({ "tags": tags })).await
     }
 

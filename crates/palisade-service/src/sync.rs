@@ -243,6 +243,11 @@ impl SyncService {
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
         // Strict device trust: an unapproved device sees no rooms at all.
         let walled_off = self.e2ee.trust().is_walled_off(user, &session.device_id).await?;
+        if walled_off {
+            // Its token must not move past rooms it has not seen, or they would never arrive
+            // once it is approved.
+            now.events = since.map_or(0, |s| s.events);
+        }
         let memberships =
             if walled_off { Vec::new() } else { self.store.rooms_of_user(user).await? };
         for membership in memberships {
@@ -597,6 +602,12 @@ impl SyncService {
         request: &SyncRequest,
     ) -> Result<Value> {
         let room_id = membership.room_id.as_ref();
+        if !self.rooms.left_while_joined(membership).await? {
+            // A rejected invite or a ban before joining: the membership event, nothing more.
+            let rows: Vec<_> = self.store.event(&membership.event_id).await?.into_iter().collect();
+            let timeline = self.rooms.format_events(room_id, &rows, None).await?;
+            return Ok(json!({ "timeline": { "events": timeline, "limited": false } }));
+        }
         let to = since.map(|s| s.events);
         let (rows, limited, start) =
             self.timeline(room_id, membership.stream_pos, to, &request.filter).await?;

@@ -62,13 +62,16 @@ impl DeviceTrustService {
 
     /// Whether the device's keys carry a valid signature by the owner's self-signing key.
     async fn cross_signed(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
-        let (Some(ssk), Some(keys)) = (
+        let (Some(master), Some(ssk), Some(keys)) = (
+            self.e2ee.cross_signing_key(user, "master").await?,
             self.e2ee.cross_signing_key(user, "self_signing").await?,
             self.e2ee.device_keys(user, device).await?,
         ) else {
             return Ok(false);
         };
-        Ok(signed_by_cross_signing_key(&keys, user, &ssk))
+        // The self-signing key counts only while the current master key vouches for it.
+        Ok(signed_by_cross_signing_key(&ssk, user, &master)
+            && signed_by_cross_signing_key(&keys, user, &ssk))
     }
 
     /// Whether `device` may not yet see rooms (strict mode, untrusted).

@@ -229,13 +229,11 @@ impl AccountStore for Database {
         self.write(move |conn| {
             let user_id = device.user_id.as_str();
             let device_id = device.device_id.as_str();
-            conn.execute(
-                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                params![user_id, device_id],
-            )
-            .map_err(sql)?;
-            // `first` only for an account with no other device and no cross-signing identity,
-            // decided inside this transaction.
+            // Signing in again with a known device id makes a new device: the old one's tokens,
+            // keys, messages and approval go, so nothing it was trusted with carries over.
+            delete_devices_where(conn, user_id, &[device_id.to_owned()])?;
+            // `first` only for an account that never had a device and has no cross-signing
+            // identity, decided inside this transaction.
             conn.execute(
                 "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts,
                  last_seen_ip, user_agent, approval)
@@ -243,6 +241,7 @@ impl AccountStore for Database {
                    AND NOT EXISTS (SELECT 1 FROM devices WHERE user_id = ?1 AND device_id != ?2)
                    AND NOT EXISTS (SELECT 1 FROM cross_signing_keys
                                    WHERE user_id = ?1 AND kind = 'master')
+                   AND (SELECT had_device FROM users WHERE user_id = ?1) = 0
                    THEN 'first' END)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET
                    display_name = coalesce(excluded.display_name, display_name),
@@ -264,6 +263,8 @@ impl AccountStore for Database {
                 params![user_id, device_id],
             )
             .map_err(sql)?;
+            conn.execute("UPDATE users SET had_device = 1 WHERE user_id = ?1", [user_id])
+                .map_err(sql)?;
             conn.execute(
                 "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts)
                  VALUES (?1, ?2, ?3, ?4)",

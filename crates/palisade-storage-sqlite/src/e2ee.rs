@@ -393,11 +393,18 @@ impl E2eeStore for Database {
                     s.query_map(params![user, device], |row| parse_id(row, 0))?.collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(sql)?;
+            // A message its sender's trust held may still be for an untrusted recipient: it then
+            // waits for that recipient instead (verification between own devices excepted).
             conn.execute(
                 &format!(
                     "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content, held)
-                     SELECT user_id, device_id, sender, sender_device, type, content, 0 FROM to_device
-                     WHERE {condition} ORDER BY stream_pos"
+                     SELECT t.user_id, t.device_id, t.sender, t.sender_device, t.type, t.content,
+                       CASE WHEN t.held = 2
+                         AND NOT (t.type LIKE 'm.key.verification.%' AND t.user_id = t.sender)
+                         AND coalesce((SELECT d.trusted FROM devices d
+                              WHERE d.user_id = t.user_id AND d.device_id = t.device_id), 0) = 0
+                       THEN 1 ELSE 0 END
+                     FROM to_device t WHERE {condition} ORDER BY t.stream_pos"
                 ),
                 params![user, device],
             )

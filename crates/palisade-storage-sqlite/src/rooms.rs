@@ -207,7 +207,11 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
             "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-               event_id = excluded.event_id, stream_pos = excluded.stream_pos, forgotten = 0",
+               event_id = excluded.event_id, forgotten = 0,
+               -- A profile change (join to join) is not a new membership: syncs, unread
+               -- counts and device lists keep counting from the real join.
+               stream_pos = CASE WHEN memberships.membership = excluded.membership
+                            THEN memberships.stream_pos ELSE excluded.stream_pos END",
         )
         .and_then(|mut s| {
             s.execute(params![room_id, user_id, membership, event.event_id.as_str(), stream_pos])

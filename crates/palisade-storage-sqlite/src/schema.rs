@@ -211,6 +211,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_log_by_user ON audit_log(user_id, id);",
     // 6: membership changes by position, for device-list changes in /sync.
     "CREATE INDEX memberships_by_room_pos ON memberships(room_id, stream_pos);",
+    // 7: whether an account ever had a device (only its very first device may be trusted
+    // without approval).
+    "ALTER TABLE users ADD COLUMN had_device INTEGER NOT NULL DEFAULT 0;
+    UPDATE users SET had_device = 1 WHERE user_id IN (SELECT user_id FROM devices);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -172,7 +172,7 @@ async fn user_command(config: Config, command: UserCommand) -> Result<()> {
         }
         UserCommand::AllowReset { user, minutes } => {
             let user_id = existing(&user)?;
-            let until = services.trust.now() + minutes * 60_000;
+            let until = services.trust.now().saturating_add(minutes.saturating_mul(60_000));
             services.trust.allow_cross_signing_reset(&user_id, until, ADMIN_CLI).await?;
             println!("{user_id} may replace their cross-signing keys for {minutes} minutes");
         }

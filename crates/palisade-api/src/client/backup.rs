@@ -73,7 +73,7 @@ async fn create_version(
     state: AppState,
     request: Ruma<create_backup_version::v3::Request>,
 ) -> Result<create_backup_version::v3::Response> {
-    let user = &request.session()?.user_id;
+    let user = request.session()?;
     let (name, auth_data) = algorithm(&request.body.algorithm)?;
     let version = state.e2ee.create_backup(user, &name, &auth_data).await?;
     Ok(create_backup_version::v3::Response::new(version))
@@ -113,7 +113,7 @@ async fn update_version(
     state: AppState,
     request: Ruma<update_backup_version::v3::Request>,
 ) -> Result<update_backup_version::v3::Response> {
-    let user = &request.session()?.user_id;
+    let user = request.session()?;
     let (name, auth_data) = algorithm(&request.body.algorithm)?;
     state.e2ee.update_backup(user, &request.body.version, &name, &auth_data).await?;
     Ok(update_backup_version::v3::Response::new())
@@ -124,7 +124,7 @@ async fn delete_version(
     state: AppState,
     request: Ruma<delete_backup_version::v3::Request>,
 ) -> Result<delete_backup_version::v3::Response> {
-    state.e2ee.delete_backup(&request.session()?.user_id, &request.body.version).await?;
+    state.e2ee.delete_backup(request.session()?, &request.body.version).await?;
     Ok(delete_backup_version::v3::Response::new())
 }
 
@@ -133,7 +133,7 @@ async fn put_all(
     state: AppState,
     request: Ruma<add_backup_keys::v3::Request>,
 ) -> Result<add_backup_keys::v3::Response> {
-    let user = &request.session()?.user_id;
+    let user = request.session()?;
     let rooms = request
         .body
         .rooms
@@ -149,7 +149,7 @@ async fn put_room(
     state: AppState,
     request: Ruma<add_backup_keys_for_room::v3::Request>,
 ) -> Result<add_backup_keys_for_room::v3::Response> {
-    let user = &request.session()?.user_id;
+    let user = request.session()?;
     let body = &request.body;
     let rooms = BTreeMap::from([(body.room_id.to_string(), sessions_json(&body.sessions)?)]);
     let (etag, total) = state.e2ee.put_backup_keys(user, &body.version, &rooms).await?;
@@ -161,7 +161,7 @@ async fn put_session(
     state: AppState,
     request: Ruma<add_backup_keys_for_session::v3::Request>,
 ) -> Result<add_backup_keys_for_session::v3::Response> {
-    let user = &request.session()?.user_id;
+    let user = request.session()?;
     let body = &request.body;
     let sessions = BTreeMap::from([(body.session_id.clone(), json_of(&body.session_data)?)]);
     let rooms = BTreeMap::from([(body.room_id.to_string(), sessions)]);
@@ -223,7 +223,7 @@ async fn delete_all(
 ) -> Result<delete_backup_keys::v3::Response> {
     let (etag, total) = state
         .e2ee
-        .delete_backup_keys(&request.session()?.user_id, &request.body.version, None, None)
+        .delete_backup_keys(request.session()?, &request.body.version, None, None)
         .await?;
     Ok(delete_backup_keys::v3::Response::new(etag, count(total)))
 }
@@ -236,12 +236,7 @@ async fn delete_room(
     let body = &request.body;
     let (etag, total) = state
         .e2ee
-        .delete_backup_keys(
-            &request.session()?.user_id,
-            &body.version,
-            Some(body.room_id.as_str()),
-            None,
-        )
+        .delete_backup_keys(request.session()?, &body.version, Some(body.room_id.as_str()), None)
         .await?;
     Ok(delete_backup_keys_for_room::v3::Response::new(etag, count(total)))
 }
@@ -255,7 +250,7 @@ async fn delete_session(
     let (etag, total) = state
         .e2ee
         .delete_backup_keys(
-            &request.session()?.user_id,
+            request.session()?,
             &body.version,
             Some(body.room_id.as_str()),
             Some(&body.session_id),

@@ -43,13 +43,26 @@ fn replaces(old: &Value, new: &Value) -> bool {
 }
 
 impl E2eeService {
+    /// The user behind `session`, if its device may change the key backup: an untrusted
+    /// device could otherwise delete it or fill it with keys that win over the real ones.
+    async fn writer<'a>(&self, session: &'a Session) -> Result<&'a UserId> {
+        if !self.trust.is_trusted(&session.user_id, &session.device_id).await? {
+            return Err(Error::forbidden(
+                "This device is not trusted yet: verify it from one of your other devices before \
+                 changing the key backup",
+            ));
+        }
+        Ok(&session.user_id)
+    }
+
     /// Creates a new backup version, which becomes the current one.
     pub async fn create_backup(
         &self,
-        user: &UserId,
+        session: &Session,
         algorithm: &str,
         auth_data: &Value,
     ) -> Result<String> {
+        let user = self.writer(session).await?;
         if !auth_data.is_object() {
             return Err(Error::bad_json("auth_data must be an object"));
         }
@@ -76,11 +89,12 @@ impl E2eeService {
     /// Replaces a version's auth data; the algorithm cannot change.
     pub async fn update_backup(
         &self,
-        user: &UserId,
+        session: &Session,
         version: &str,
         algorithm: &str,
         auth_data: &Value,
     ) -> Result<()> {
+        let user = self.writer(session).await?;
         let current = self.backup(user, Some(version)).await?;
         if current.algorithm != algorithm {
             return Err(Error::invalid_param("The algorithm of a backup version cannot change"));
@@ -93,7 +107,8 @@ impl E2eeService {
     }
 
     /// Deletes a version and its keys.
-    pub async fn delete_backup(&self, user: &UserId, version: &str) -> Result<()> {
+    pub async fn delete_backup(&self, session: &Session, version: &str) -> Result<()> {
+        let user = self.writer(session).await?;
         if !self.store.delete_backup(user, parse_version(version)?).await? {
             return Err(Error::not_found("Unknown backup version"));
         }
@@ -104,10 +119,11 @@ impl E2eeService {
     /// the version's new etag and count.
     pub async fn put_backup_keys(
         &self,
-        user: &UserId,
+        session: &Session,
         version: &str,
         rooms: &BTreeMap<String, BTreeMap<String, Value>>,
     ) -> Result<(String, u64)> {
+        let user = self.writer(session).await?;
         let current = self.backup(user, None).await?;
         if current.version != version {
             return Err(Error::new(
@@ -176,11 +192,12 @@ impl E2eeService {
     /// Deletes keys of a version; returns the new etag and count.
     pub async fn delete_backup_keys(
         &self,
-        user: &UserId,
+        session: &Session,
         version: &str,
         room_id: Option<&str>,
         session_id: Option<&str>,
     ) -> Result<(String, u64)> {
+        let user = self.writer(session).await?;
         self.backup(user, Some(version)).await?;
         self.store.delete_backup_keys(user, parse_version(version)?, room_id, session_id).await?;
         let after = self.backup(user, Some(version)).await?;

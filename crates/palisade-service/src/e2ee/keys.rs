@@ -85,7 +85,6 @@ impl E2eeService {
                     "device_keys is not signed by the device's own key",
                 ));
             }
-            let object = signed_part_keeping_signatures(&object);
             if let Some(stored) = self.store.device_keys(user, device).await? {
                 let stored = parse_stored(&stored)?;
                 if stored.get("keys") != object.get("keys") {
@@ -93,8 +92,12 @@ impl E2eeService {
                         "This device already has different identity keys; sign in as a new device",
                     ));
                 }
+                // The same keys again: keep what is stored, with the signatures the server
+                // checked when they were added.
+            } else {
+                let object = only_self_signature(&object, user, &key_id);
+                self.store.set_device_keys(user, device, to_string(&object)?).await?;
             }
-            self.store.set_device_keys(user, device, to_string(&object)?).await?;
             self.trust.refresh(user, None).await?;
             self.announce_key_change(user).await?;
         }
@@ -249,6 +252,9 @@ impl E2eeService {
             }
         }
         if replaces {
+            self.authorize_reset(session, auth).await?;
+        } else if !self.trust.is_trusted(user, &session.device_id).await? {
+            // Even a first identity: an untrusted device that installed one could sign itself.
             self.authorize_reset(session, auth).await?;
         }
         let master = match objects.iter().find(|(k, _)| *k == "master") {
@@ -465,9 +471,29 @@ impl E2eeService {
     }
 }
 
-/// Device keys as stored: without `unsigned` (the display name is added when queried).
-fn signed_part_keeping_signatures(object: &CanonicalJsonObject) -> CanonicalJsonObject {
+/// Device keys as stored: without `unsigned` (the display name is added when queried) and with
+/// only the device's own signature. Cross-signing signatures enter only through
+/// `/keys/signatures/upload`, where the server checks them.
+fn only_self_signature(
+    object: &CanonicalJsonObject,
+    user: &UserId,
+    key_id: &str,
+) -> CanonicalJsonObject {
     let mut object = object.clone();
     object.remove("unsigned");
+    let own = object
+        .get("signatures")
+        .and_then(|s| s.as_object())
+        .and_then(|s| s.get(user.as_str()))
+        .and_then(|s| s.as_object())
+        .and_then(|s| s.get(key_id))
+        .cloned();
+    let mut by_user = CanonicalJsonObject::new();
+    if let Some(signature) = own {
+        by_user.insert(key_id.to_owned(), signature);
+    }
+    let mut signatures = CanonicalJsonObject::new();
+    signatures.insert(user.to_string(), CanonicalJsonValue::Object(by_user));
+    object.insert("signatures".to_owned(), CanonicalJsonValue::Object(signatures));
     object
 }

@@ -112,17 +112,17 @@ fn signed_by(
     .is_ok()
 }
 
-/// Whether stored device keys (JSON) carry a valid signature by the stored self-signing key
-/// (JSON) of `user`.
-pub(crate) fn signed_by_cross_signing_key(device_keys: &str, user: &UserId, ssk: &str) -> bool {
-    let (Ok(keys), Ok(ssk)) = (
-        serde_json::from_str::<CanonicalJsonObject>(device_keys),
-        serde_json::from_str::<CanonicalJsonObject>(ssk),
+/// Whether a stored key object (JSON) carries a valid signature of `user` by the stored
+/// cross-signing key `signer` (JSON).
+pub(crate) fn signed_by_cross_signing_key(object: &str, user: &UserId, signer: &str) -> bool {
+    let (Ok(object), Ok(signer)) = (
+        serde_json::from_str::<CanonicalJsonObject>(object),
+        serde_json::from_str::<CanonicalJsonObject>(signer),
     ) else {
         return false;
     };
-    match keys::single_key(&ssk) {
-        Some((key_id, public)) => signed_by(&keys, user, &key_id, &public),
+    match keys::single_key(&signer) {
+        Some((key_id, public)) => signed_by(&object, user, &key_id, &public),
         None => false,
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use palisade_core::{Error, Result};
-use palisade_storage::{Direction, EventRow, StateMap};
+use palisade_storage::{Direction, EventRow, MembershipRow, StateMap};
 use ruma::{
     DeviceId, EventId, OwnedRoomId, OwnedUserId, RoomId, UserId, room_version_rules::RedactionRules,
 };
@@ -94,10 +94,24 @@ impl RoomService {
     pub async fn read_bound(&self, user: &UserId, room_id: &RoomId) -> Result<Option<u64>> {
         match self.store.membership(room_id, user).await? {
             Some(m) if m.membership == "join" => Ok(None),
-            Some(m) if matches!(m.membership.as_str(), "leave" | "ban") => Ok(Some(m.stream_pos)),
+            Some(m)
+                if matches!(m.membership.as_str(), "leave" | "ban")
+                    && self.left_while_joined(&m).await? =>
+            {
+                Ok(Some(m.stream_pos))
+            }
             _ if self.is_world_readable(room_id).await? => Ok(None),
             _ => Err(Error::forbidden("You are not in this room")),
         }
+    }
+
+    /// Whether a leave or ban ended a membership that was `join` (not a rejected invite or a
+    /// stranger banned in advance, who never saw the room's history).
+    pub(crate) async fn left_while_joined(&self, membership: &MembershipRow) -> Result<bool> {
+        let Some(row) = self.store.event(&membership.event_id).await? else { return Ok(false) };
+        let unsigned: Value =
+            row.unsigned.as_deref().and_then(|u| serde_json::from_str(u).ok()).unwrap_or_default();
+        Ok(unsigned["prev_content"]["membership"] == "join")
     }
 
     async fn is_world_readable(&self, room_id: &RoomId) -> Result<bool> {
@@ -113,12 +127,11 @@ impl RoomService {
 
     /// The current state of a room, `None` if it is unknown.
     pub async fn current_state(&self, room_id: &RoomId) -> Result<Option<StateMap>> {
-        let guard = self.handle(room_id).lock_owned().await;
-        if let Some(room) = guard.as_ref() {
-            return Ok(Some(room.state.clone()));
+        match self.lock_room(room_id).await {
+            Ok(guard) => Ok(guard.as_ref().map(|room| room.state.clone())),
+            Err(e) if e.kind == palisade_core::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        drop(guard);
-        Ok(self.lock_room(room_id).await.ok().and_then(|g| g.as_ref().map(|r| r.state.clone())))
     }
 
     /// The content of a stored event.

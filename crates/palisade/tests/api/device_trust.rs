@@ -485,3 +485,93 @@ async fn device_limit_and_expiry_of_unapproved_devices() {
     assert!(audit.iter().any(|e| e.kind == "device_expired"
         && e.device_id.as_deref().map(|d| d.as_str()) == Some(second.device_id.as_str())));
 }
+
+#[tokio::test]
+async fn reusing_a_trusted_device_id_does_not_inherit_its_trust() {
+    let server = TestServer::start().await;
+    let admin = server.register("admin").await;
+    make_admin(&server, &admin).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    upload_device_keys(&server, &alice).await;
+    assert!(trust_of(&server, &admin, &alice, &alice.device_id).await);
+
+    // The attacker knows the password and the id of Alice's trusted device.
+    let takeover = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "device_id": alice.device_id });
+    let (status, login) = server.post("/_matrix/client/v3/login", None, takeover).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    assert!(
+        !trust_of(&server, &admin, &alice, &alice.device_id).await,
+        "the reused id starts untrusted"
+    );
+    assert!(
+        queried_devices(&server, &bob, &alice).await.is_empty(),
+        "and other users do not see it"
+    );
+    let token = login["access_token"].as_str().unwrap();
+    let attacker = User {
+        user_id: alice.user_id.clone(),
+        device_id: alice.device_id.clone(),
+        token: token.to_owned(),
+    };
+
+    // Nor can it install a cross-signing identity to sign itself.
+    let (master, master_pub) = key_pair(None);
+    let (_, ssk_pub) = key_pair(None);
+    let upload = json!({
+        "master_key": cross_key(&alice, "master", &master_pub),
+        "self_signing_key": signed(cross_key(&alice, "self_signing", &ssk_pub), &alice.user_id, &master),
+    });
+    assert_error(
+        &server
+            .post("/_matrix/client/v3/keys/device_signing/upload", attacker.token(), upload)
+            .await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Nor invite an accomplice into Alice's rooms, nor change their state.
+    let accomplice = server.register("mallory").await;
+    assert_error(
+        &server.membership(&attacker, &room, "invite", Some(&accomplice)).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+    assert_error(
+        &server.put(&topic, attacker.token(), json!({ "topic": "owned" })).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // Nor touch the key backup.
+    let version = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "cHVi" } });
+    assert_error(
+        &server.post("/_matrix/client/v3/room_keys/version", attacker.token(), version).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn after_approval_a_strict_device_gets_its_rooms_incrementally() {
+    let server = TestServer::start_with(|c| c.device_trust.mode = TrustMode::Strict).await;
+    let admin = server.register("admin").await;
+    make_admin(&server, &admin).await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({ "name": "Waiting" })).await;
+    let phone = server.login("alice", None).await;
+    let first = server.sync(&phone, "").await;
+    assert!(first["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()));
+    assert_error(
+        &server.get("/_matrix/client/v3/joined_rooms", phone.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let path = admin_path(&alice, &format!("/devices/{}/approve", phone.device_id));
+    assert_eq!(server.post(&path, admin.token(), json!({})).await.0, StatusCode::OK);
+    let since = first["next_batch"].as_str().unwrap();
+    let next = server.sync(&phone, &format!("since={since}")).await;
+    let joined = &next["rooms"]["join"][&room];
+    assert!(joined.is_object(), "{next}");
+}

@@ -124,3 +124,25 @@ async fn presence_is_set_by_its_owner() {
         "M_NOT_FOUND",
     );
 }
+
+#[tokio::test]
+async fn a_profile_change_keeps_unread_counts_and_sync_position() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    server.send_text(&alice, &room, "one").await;
+    server.send_text(&alice, &room, "two").await;
+    let since = server.sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+    let name = "/_matrix/client/v3/profile/@bob:localhost/displayname";
+    assert_eq!(
+        server.put(name, bob.token(), json!({ "displayname": "Robert" })).await.0,
+        StatusCode::OK
+    );
+    let next = server.sync(&bob, &format!("since={since}")).await;
+    let joined = &next["rooms"]["join"][&room];
+    assert_eq!(joined["unread_notifications"]["notification_count"], 2, "{joined}");
+    let state = joined["state"]["events"].as_array().map_or(0, Vec::len);
+    assert_eq!(state, 0, "not treated as a fresh join: {joined}");
+}

@@ -276,3 +276,56 @@ async fn redactions_respect_power_levels() {
     let (_, spam) = server.get(&event(&other), bob.token()).await;
     assert_eq!(spam["content"], json!({}));
 }
+
+#[tokio::test]
+async fn redactions_through_send_need_power_too() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room_id).await;
+    let (_, important) = server.send_text(&alice, &room_id, "important").await;
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.redaction/sneaky");
+    let body = json!({ "redacts": important["event_id"] });
+    assert_error(&server.put(&path, bob.token(), body).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let event = format!(
+        "/_matrix/client/v3/rooms/{room_id}/event/{}",
+        important["event_id"].as_str().unwrap()
+    );
+    assert_eq!(server.get(&event, bob.token()).await.1["content"]["body"], "important");
+}
+
+#[tokio::test]
+async fn never_joined_users_read_no_history() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "private_chat" })).await;
+    server.send_text(&alice, &room_id, "private history").await;
+    // Bob rejects an invite; Carol is banned before she ever joined.
+    assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
+    let bob_since = server.sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
+    assert_eq!(server.membership(&bob, &room_id, "leave", None).await.0, StatusCode::OK);
+    assert_eq!(server.membership(&alice, &room_id, "ban", Some(&carol)).await.0, StatusCode::OK);
+    for user in [&bob, &carol] {
+        assert_error(
+            &server
+                .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b"), user.token())
+                .await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+        assert_error(
+            &server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state"), user.token()).await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+    }
+    let left = server.sync(&bob, &format!("since={bob_since}")).await;
+    assert!(!left.to_string().contains("private history"), "{left}");
+    let timeline =
+        left["rooms"]["leave"][&room_id]["timeline"]["events"].as_array().unwrap().clone();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0]["content"]["membership"], "leave");
+}

@@ -503,3 +503,25 @@ async fn push_rules_can_mute_a_room_and_reach_every_client() {
     );
     assert_error(&server.get(&rule, bob.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn odd_tag_content_does_not_break_tagging() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({})).await;
+    let base = format!("/_matrix/client/v3/user/{}/rooms/{room}", alice.user_id);
+    assert_eq!(
+        server
+            .put(&format!("{base}/account_data/m.tag"), alice.token(), json!({ "tags": 1 }))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.put(&format!("{base}/tags/u.work"), alice.token(), json!({})).await.0,
+        StatusCode::OK
+    );
+    assert!(
+        server.get(&format!("{base}/tags"), alice.token()).await.1["tags"]["u.work"].is_object()
+    );
+}
