@@ -1,8 +1,9 @@
 //! Reading rooms: who may see what, state, timelines, single events and members.
 //!
 //! History visibility is applied as `shared`: a joined member sees the whole history, a user
-//! who has left sees it up to their leave, anyone else nothing, unless the room is
-//! `world_readable`.
+//! who left after joining sees it up to their leave, anyone else (rejected invites, strangers
+//! banned in advance) nothing, unless the room is `world_readable`. The `joined` and `invited`
+//! settings are not applied yet.
 
 use std::collections::{BTreeSet, HashMap};
 
