@@ -86,14 +86,14 @@ impl DeviceTrustService {
         let mut changed = false;
         for device in self.accounts.devices(user).await? {
             let trusted = self.is_trusted(user, &device.device_id).await?;
-            if !self.accounts.set_device_trusted(user, &device.device_id, trusted).await? {
+            let Some(released) =
+                self.accounts.set_device_trusted(user, &device.device_id, trusted).await?
+            else {
                 continue;
-            }
+            };
             changed = true;
-            if trusted {
-                for recipient in self.e2ee.release_to_device(user, &device.device_id).await? {
-                    self.notifier.notify_user(&recipient);
-                }
+            for recipient in released {
+                self.notifier.notify_user(&recipient);
             }
             let kind = if trusted { "device_trusted" } else { "device_untrusted" };
             self.record(kind, user, Some(&device.device_id), actor, Value::Null).await?;

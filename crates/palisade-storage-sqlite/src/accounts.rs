@@ -354,15 +354,20 @@ impl AccountStore for Database {
         user_id: &UserId,
         device_id: &DeviceId,
         trusted: bool,
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<ruma::OwnedUserId>>> {
         let (user_id, device_id) = (user_id.to_string(), device_id.to_string());
         self.write(move |conn| {
-            conn.execute(
-                "UPDATE devices SET trusted = ?3 WHERE user_id = ?1 AND device_id = ?2 AND trusted != ?3",
-                params![user_id, device_id, trusted],
-            )
-            .map(|n| n == 1)
-            .map_err(sql)
+            let changed = conn
+                .execute(
+                    "UPDATE devices SET trusted = ?3 WHERE user_id = ?1 AND device_id = ?2 AND trusted != ?3",
+                    params![user_id, device_id, trusted],
+                )
+                .map_err(sql)?;
+            match (changed, trusted) {
+                (0, _) => Ok(None),
+                (_, true) => crate::e2ee::release_to_device(conn, &user_id, &device_id).map(Some),
+                (_, false) => Ok(Some(Vec::new())),
+            }
         })
         .await
     }

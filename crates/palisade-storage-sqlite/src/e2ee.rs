@@ -20,6 +20,42 @@ fn record_change(conn: &Connection, user: &str) -> Result<()> {
         .map_err(sql)
 }
 
+/// Releases the to-device messages held for `device` of `user`, as recipient or as sender:
+/// they get new stream positions (after any token their recipient has) and become deliverable,
+/// except that a message a sender's trust held may still wait for an untrusted recipient.
+/// Returns the recipients to wake.
+pub(crate) fn release_to_device(
+    conn: &Connection,
+    user: &str,
+    device: &str,
+) -> Result<Vec<OwnedUserId>> {
+    let condition = "(held = 1 AND user_id = ?1 AND device_id = ?2)
+                     OR (held = 2 AND sender = ?1 AND sender_device = ?2)";
+    let recipients = conn
+        .prepare(&format!("SELECT DISTINCT user_id FROM to_device WHERE {condition}"))
+        .and_then(|mut s| {
+            s.query_map(params![user, device], |row| parse_id(row, 0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(sql)?;
+    conn.execute(
+        &format!(
+            "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content, held)
+             SELECT t.user_id, t.device_id, t.sender, t.sender_device, t.type, t.content,
+               CASE WHEN t.held = 2 AND t.exempt = 0
+                 AND coalesce((SELECT d.trusted FROM devices d
+                      WHERE d.user_id = t.user_id AND d.device_id = t.device_id), 0) = 0
+               THEN 1 ELSE 0 END
+             FROM to_device t WHERE {condition} ORDER BY t.stream_pos"
+        ),
+        params![user, device],
+    )
+    .map_err(sql)?;
+    conn.execute(&format!("DELETE FROM to_device WHERE {condition}"), params![user, device])
+        .map_err(sql)?;
+    Ok(recipients)
+}
+
 /// The algorithm part of a `<algorithm>:<id>` key id.
 fn algorithm_of(key_id: &str) -> &str {
     key_id.split_once(':').map_or(key_id, |(algorithm, _)| algorithm)
@@ -302,10 +338,18 @@ impl E2eeStore for Database {
             if fresh == 0 {
                 return Ok(false);
             }
+            // The hold is decided here, in the writer, from the devices' stored trust: a trust
+            // change and this insert are serialized, so nothing is held after its release.
             let mut insert = conn
                 .prepare_cached(
                     "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content,
-                     held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     exempt, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE
+                       WHEN ?7 THEN 0
+                       WHEN coalesce((SELECT trusted FROM devices WHERE user_id = ?3
+                                      AND device_id = ?4), 0) = 0 THEN 2
+                       WHEN coalesce((SELECT trusted FROM devices WHERE user_id = ?1
+                                      AND device_id = ?2), 0) = 0 THEN 1
+                       ELSE 0 END)",
                 )
                 .map_err(sql)?;
             for message in messages {
@@ -317,7 +361,7 @@ impl E2eeStore for Database {
                         sender_device,
                         kind,
                         message.content,
-                        message.hold as i64
+                        message.exempt
                     ])
                     .map_err(sql)?;
             }
@@ -373,45 +417,6 @@ impl E2eeStore for Database {
             )
             .map(drop)
             .map_err(sql)
-        })
-        .await
-    }
-
-    async fn release_to_device(
-        &self,
-        user: &UserId,
-        device: &DeviceId,
-    ) -> Result<Vec<OwnedUserId>> {
-        let (user, device) = (user.to_string(), device.to_string());
-        self.write(move |conn| {
-            // Re-inserted, so their positions lie after any token the recipient already has.
-            let condition = "(held = 1 AND user_id = ?1 AND device_id = ?2)
-                             OR (held = 2 AND sender = ?1 AND sender_device = ?2)";
-            let recipients = conn
-                .prepare(&format!("SELECT DISTINCT user_id FROM to_device WHERE {condition}"))
-                .and_then(|mut s| {
-                    s.query_map(params![user, device], |row| parse_id(row, 0))?.collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(sql)?;
-            // A message its sender's trust held may still be for an untrusted recipient: it then
-            // waits for that recipient instead (verification between own devices excepted).
-            conn.execute(
-                &format!(
-                    "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content, held)
-                     SELECT t.user_id, t.device_id, t.sender, t.sender_device, t.type, t.content,
-                       CASE WHEN t.held = 2
-                         AND NOT (t.type LIKE 'm.key.verification.%' AND t.user_id = t.sender)
-                         AND coalesce((SELECT d.trusted FROM devices d
-                              WHERE d.user_id = t.user_id AND d.device_id = t.device_id), 0) = 0
-                       THEN 1 ELSE 0 END
-                     FROM to_device t WHERE {condition} ORDER BY t.stream_pos"
-                ),
-                params![user, device],
-            )
-            .map_err(sql)?;
-            conn.execute(&format!("DELETE FROM to_device WHERE {condition}"), params![user, device])
-                .map_err(sql)?;
-            Ok(recipients)
         })
         .await
     }

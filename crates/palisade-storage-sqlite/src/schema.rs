@@ -215,6 +215,9 @@ const MIGRATIONS: &[&str] = &[
     // without approval).
     "ALTER TABLE users ADD COLUMN had_device INTEGER NOT NULL DEFAULT 0;
     UPDATE users SET had_device = 1 WHERE user_id IN (SELECT user_id FROM devices);",
+    // 8: to-device messages that pass whatever the devices' trust (verification between own
+    // devices), remembered so a release can tell them apart.
+    "ALTER TABLE to_device ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

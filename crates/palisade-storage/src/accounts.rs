@@ -124,13 +124,15 @@ pub trait AccountStore: Send + Sync {
         device_id: &DeviceId,
         approval: Option<&str>,
     ) -> Result<bool>;
-    /// Stores the computed trust state; returns whether it changed.
+    /// Stores the computed trust state. `None` if it did not change; otherwise the users whose
+    /// held to-device messages a newly trusted device released (in the same transaction, so
+    /// no message queued meanwhile stays held).
     async fn set_device_trusted(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
         trusted: bool,
-    ) -> Result<bool>;
+    ) -> Result<Option<Vec<OwnedUserId>>>;
     /// Devices never trusted that signed in before `ts`.
     async fn untrusted_devices_created_before(
         &self,

@@ -38,17 +38,6 @@ pub struct ToDeviceRow {
     pub content: String,
 }
 
-/// Why a to-device message waits instead of being delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
-    /// Deliverable now.
-    None = 0,
-    /// Until the recipient device is trusted.
-    ForRecipient = 1,
-    /// Until the sending device is trusted.
-    ForSender = 2,
-}
-
 /// One message of a `/sendToDevice` call, resolved to a device.
 #[derive(Debug, Clone)]
 pub struct NewToDevice {
@@ -58,8 +47,10 @@ pub struct NewToDevice {
     pub device_id: OwnedDeviceId,
     /// Content as JSON.
     pub content: String,
-    /// Whether it waits for a device to be trusted.
-    pub hold: Hold,
+    /// Delivered whatever the devices' trust (verification between an account's own
+    /// devices, or device trust switched off). Otherwise the message is held, inside the
+    /// queueing transaction, until both its sending and receiving devices are trusted.
+    pub exempt: bool,
 }
 
 /// A key backup version.
@@ -160,10 +151,6 @@ pub trait E2eeStore: Send + Sync {
         kind: &str,
         messages: Vec<NewToDevice>,
     ) -> Result<bool>;
-    /// Releases messages held for `device` of `user` (as recipient or sender): they get new
-    /// stream positions and become deliverable. Returns the recipients to wake.
-    async fn release_to_device(&self, user: &UserId, device: &DeviceId)
-    -> Result<Vec<OwnedUserId>>;
     /// Grants `user` a cross-signing reset until `expires_ts`.
     async fn grant_cross_signing_reset(&self, user: &UserId, expires_ts: u64) -> Result<()>;
     /// The expiry of `user`'s cross-signing reset grant, if any.

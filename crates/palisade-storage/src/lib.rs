@@ -13,7 +13,7 @@ pub mod user_data;
 pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
 pub use audit::{AuditEntry, AuditStore};
 pub use e2ee::{
-    BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, Hold, NewToDevice, OneTimeKeyUpload,
+    BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,
     ToDeviceRow,
 };
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use palisade_core::config::TrustMode;
 use palisade_core::{Error, Result};
-use palisade_storage::{Hold, NewToDevice};
+use palisade_storage::NewToDevice;
 use ruma::OwnedUserId;
 use serde_json::{Value, json};
 
@@ -34,7 +35,7 @@ impl E2eeService {
     ) -> Result<()> {
         let mut queued = Vec::new();
         let mut recipients = Vec::new();
-        let sender_trusted = self.trust.is_trusted(&session.user_id, &session.device_id).await?;
+        let trust_off = self.trust.mode() == TrustMode::Off;
         // Verification is how a device becomes trusted, so it passes between an account's own
         // devices; anything else (room keys, secrets) waits for both ends to be trusted.
         let verification = kind.starts_with("m.key.verification.");
@@ -56,19 +57,12 @@ impl E2eeService {
                     }
                 };
                 for device_id in targets {
-                    let exempt = verification && *user == session.user_id;
-                    let hold = if !sender_trusted && !exempt {
-                        Hold::ForSender
-                    } else if !exempt && !self.trust.is_trusted(user, &device_id).await? {
-                        Hold::ForRecipient
-                    } else {
-                        Hold::None
-                    };
+                    let exempt = trust_off || (verification && *user == session.user_id);
                     queued.push(NewToDevice {
                         user_id: user.clone(),
                         device_id,
                         content: content.to_string(),
-                        hold,
+                        exempt,
                     });
                 }
             }
