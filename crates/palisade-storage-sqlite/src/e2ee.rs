@@ -56,6 +56,16 @@ pub(crate) fn release_to_device(
     Ok(recipients)
 }
 
+/// Marks a backup version's keys as changed.
+fn bump_etag(conn: &Connection, user: &str, version: u64) -> Result<()> {
+    conn.execute(
+        "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
+        params![user, version],
+    )
+    .map(drop)
+    .map_err(sql)
+}
+
 /// The algorithm part of a `<algorithm>:<id>` key id.
 fn algorithm_of(key_id: &str) -> &str {
     key_id.split_once(':').map_or(key_id, |(algorithm, _)| algorithm)
@@ -558,12 +568,7 @@ impl E2eeStore for Database {
                 .and_then(|mut s| s.execute(params![user, version, key.room_id, key.session_id, key.json]))
                 .map_err(sql)?;
             }
-            conn.execute(
-                "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
-                params![user, version],
-            )
-            .map(drop)
-            .map_err(sql)
+            bump_etag(conn, &user, version)
         })
         .await
     }
@@ -604,12 +609,7 @@ impl E2eeStore for Database {
                 params![user, version, room_id, session_id],
             )
             .map_err(sql)?;
-            conn.execute(
-                "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
-                params![user, version],
-            )
-            .map(drop)
-            .map_err(sql)
+            bump_etag(conn, &user, version)
         })
         .await
     }

@@ -73,8 +73,16 @@ async fn received(server: &TestServer, user: &User) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn an_untrusted_device_is_quarantined_until_approved() {
+/// An administrator, and Alice and Bob in a public room, with device keys uploaded for Alice.
+struct Scene {
+    server: TestServer,
+    admin: User,
+    alice: User,
+    bob: User,
+    room: String,
+}
+
+async fn scene() -> Scene {
     let server = TestServer::start().await;
     let admin = server.register("admin").await;
     make_admin(&server, &admin).await;
@@ -83,6 +91,12 @@ async fn an_untrusted_device_is_quarantined_until_approved() {
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
     server.join(&bob, &room).await;
     upload_device_keys(&server, &alice).await;
+    Scene { server, admin, alice, bob, room }
+}
+
+#[tokio::test]
+async fn an_untrusted_device_is_quarantined_until_approved() {
+    let Scene { server, admin, alice, bob, .. } = scene().await;
     upload_device_keys(&server, &bob).await;
 
     // The attacker signs in with Alice's password.
@@ -488,14 +502,7 @@ async fn device_limit_and_expiry_of_unapproved_devices() {
 
 #[tokio::test]
 async fn reusing_a_trusted_device_id_does_not_inherit_its_trust() {
-    let server = TestServer::start().await;
-    let admin = server.register("admin").await;
-    make_admin(&server, &admin).await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.join(&bob, &room).await;
-    upload_device_keys(&server, &alice).await;
+    let Scene { server, admin, alice, bob, room } = scene().await;
     assert!(trust_of(&server, &admin, &alice, &alice.device_id).await);
 
     // The attacker knows the password and the id of Alice's trusted device.
