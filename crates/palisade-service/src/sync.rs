@@ -326,12 +326,14 @@ impl SyncService {
     /// chronological order; with whether it was cut and the position before its first event.
     async fn timeline(
         &self,
+        user: &UserId,
         room_id: &RoomId,
         from: u64,
         to: Option<u64>,
         filter: &SyncFilter,
     ) -> Result<(Vec<palisade_storage::EventRow>, bool, u64)> {
         let limit = filter.timeline_limit.clamp(1, 1000);
+        let mut viewer = self.rooms.visibility(user, room_id).await?;
         let page = self
             .rooms
             .timeline_page(
@@ -342,6 +344,7 @@ impl SyncService {
                 Direction::Backward,
                 limit + 1,
                 &filter.timeline,
+                Some(&mut viewer),
             )
             .await?;
         let mut rows = page.rows;
@@ -402,7 +405,7 @@ impl SyncService {
         let filter = &request.filter;
         let joined_since = since.is_none_or(|s| membership.stream_pos > s.events);
         let to = if joined_since { None } else { since.map(|s| s.events) };
-        let (rows, limited, start) = self.timeline(room_id, now.events, to, filter).await?;
+        let (rows, limited, start) = self.timeline(user, room_id, now.events, to, filter).await?;
         // Full state for a new room; the changes hidden by a cut timeline; else nothing (the
         // timeline itself carries the state changes).
         let state = if joined_since || request.full_state {
@@ -528,6 +531,7 @@ impl SyncService {
                     Direction::Forward,
                     MAX_UNREAD_SCAN,
                     &EventFilter::default(),
+                    None,
                 )
                 .await?;
             let unread: Vec<_> = page.rows.into_iter().filter(|row| row.sender != user).collect();
@@ -609,8 +613,9 @@ impl SyncService {
             return Ok(json!({ "timeline": { "events": timeline, "limited": false } }));
         }
         let to = since.map(|s| s.events);
-        let (rows, limited, start) =
-            self.timeline(room_id, membership.stream_pos, to, &request.filter).await?;
+        let (rows, limited, start) = self
+            .timeline(&session.user_id, room_id, membership.stream_pos, to, &request.filter)
+            .await?;
         let lazy = request.filter.lazy_load_members;
         let state = if since.is_none() || limited {
             self.state(room_id, start, to, &rows, &session.user_id, lazy).await?

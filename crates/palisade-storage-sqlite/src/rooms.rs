@@ -17,7 +17,7 @@ use crate::{Database, parse_id, sql};
 const MAX_STATE_CHAIN: i64 = 100;
 
 const EVENT_COLUMNS: &str = "stream_pos, event_id, room_id, type, state_key, sender, json, \
-                             unsigned, txn_device, txn_id, redacted_by";
+                             unsigned, txn_device, txn_id, redacted_by, state_group";
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
     let txn_device: Option<String> = row.get(8)?;
@@ -41,6 +41,7 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
                 )
             },
         )?,
+        state_group: row.get(11)?,
     })
 }
 
@@ -340,6 +341,33 @@ impl RoomStore for Database {
             )?
             .query_map([room_id.as_str()], membership_row)?
             .collect()
+        })
+    }
+
+    async fn state_entry(
+        &self,
+        state_group: u64,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        self.read(|conn| {
+            let mut entry = conn.prepare_cached(
+                "SELECT event_id FROM state_group_entries
+                 WHERE group_id = ?1 AND type = ?2 AND state_key = ?3",
+            )?;
+            let mut prev =
+                conn.prepare_cached("SELECT prev_group FROM state_groups WHERE id = ?1")?;
+            let mut next = Some(state_group);
+            while let Some(group) = next {
+                if let Some(id) = entry
+                    .query_row(params![group, kind, state_key], |row| parse_id(row, 0))
+                    .optional()?
+                {
+                    return Ok(Some(id));
+                }
+                next = prev.query_row([group], |row| row.get(0))?;
+            }
+            Ok(None)
         })
     }
 

@@ -35,6 +35,8 @@ pub struct EventRow {
     pub txn: Option<(OwnedDeviceId, String)>,
     /// The redaction event that redacted this one, if any.
     pub redacted_by: Option<OwnedEventId>,
+    /// The state snapshot after this event.
+    pub state_group: u64,
 }
 
 /// An event to append, with everything derived from it that must commit together.
@@ -149,6 +151,13 @@ pub trait RoomStore: Send + Sync {
     -> Result<Option<MembershipRow>>;
     /// Every membership of a room.
     async fn members(&self, room_id: &RoomId) -> Result<Vec<MembershipRow>>;
+    /// One entry of a state snapshot: the event id at `(kind, state_key)`, if any.
+    async fn state_entry(
+        &self,
+        state_group: u64,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>>;
     /// How many users are joined to a room.
     async fn joined_count(&self, room_id: &RoomId) -> Result<u64>;
     /// Memberships of a room that changed after stream position `since`.

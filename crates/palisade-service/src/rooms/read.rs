@@ -1,9 +1,10 @@
 //! Reading rooms: who may see what, state, timelines, single events and members.
 //!
-//! History visibility is applied as `shared`: a joined member sees the whole history, a user
-//! who left after joining sees it up to their leave, anyone else (rejected invites, strangers
-//! banned in advance) nothing, unless the room is `world_readable`. The `joined` and `invited`
-//! settings are not applied yet.
+//! Who may read: a joined member, or a user who left after joining (up to their leave); anyone
+//! else (rejected invites, strangers banned in advance) nothing, unless the room is
+//! `world_readable`. Within that, each event is shown by the history visibility and the
+//! reader's membership in the state at the event (`shared`, `invited`, `joined`), as Synapse
+//! does.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -63,6 +64,14 @@ pub struct Messages {
     pub end: Option<String>,
     /// Member events of the senders, when lazy loading.
     pub state: Vec<Value>,
+}
+
+/// A user's view of a room's history: who, whether joined now, and the answer per state
+/// snapshot (events between state changes share one).
+pub(crate) struct Visibility {
+    user: OwnedUserId,
+    joined_now: bool,
+    by_group: HashMap<u64, bool>,
 }
 
 /// Events found by [`RoomService::timeline_page`].
@@ -247,11 +256,61 @@ impl RoomService {
         event_id: &EventId,
     ) -> Result<EventRow> {
         let bound = self.read_bound(user, room_id).await?;
-        self.store
+        let row = self
+            .store
             .event(event_id)
             .await?
             .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
-            .ok_or_else(|| Error::not_found("Event not found"))
+            .ok_or_else(|| Error::not_found("Event not found"))?;
+        let mut viewer = self.visibility(user, room_id).await?;
+        if !self.can_see(&mut viewer, &row).await? {
+            return Err(Error::not_found("Event not found"));
+        }
+        Ok(row)
+    }
+
+    /// How `user` sees the room's history, for [`Self::can_see`].
+    pub(crate) async fn visibility(&self, user: &UserId, room_id: &RoomId) -> Result<Visibility> {
+        let joined_now =
+            self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join");
+        Ok(Visibility { user: user.to_owned(), joined_now, by_group: HashMap::new() })
+    }
+
+    /// Whether the viewer may see an event, by the history visibility and their membership in
+    /// the state at the event (spec: history visibility; decided as Synapse does). Users always
+    /// see their own membership events.
+    pub(crate) async fn can_see(&self, viewer: &mut Visibility, row: &EventRow) -> Result<bool> {
+        if row.kind == "m.room.member" && row.state_key.as_deref() == Some(viewer.user.as_str()) {
+            return Ok(true);
+        }
+        if let Some(known) = viewer.by_group.get(&row.state_group) {
+            return Ok(*known);
+        }
+        let visibility =
+            self.state_content(row.state_group, "m.room.history_visibility", "").await?;
+        let visibility = visibility["history_visibility"].as_str().unwrap_or("shared").to_owned();
+        let allowed = if visibility == "world_readable" {
+            true
+        } else {
+            let member =
+                self.state_content(row.state_group, "m.room.member", viewer.user.as_str()).await?;
+            let membership = member["membership"].as_str().unwrap_or_default();
+            match visibility.as_str() {
+                "invited" => matches!(membership, "join" | "invite"),
+                "joined" => membership == "join",
+                _ => membership == "join" || viewer.joined_now,
+            }
+        };
+        viewer.by_group.insert(row.state_group, allowed);
+        Ok(allowed)
+    }
+
+    /// The content of one state event of a snapshot (`null` if absent).
+    async fn state_content(&self, group: u64, kind: &str, state_key: &str) -> Result<Value> {
+        match self.store.state_entry(group, kind, state_key).await? {
+            Some(id) => self.event_content(&id).await,
+            None => Ok(Value::Null),
+        }
     }
 
     /// One event, if the user may see it.
@@ -280,6 +339,7 @@ impl RoomService {
         direction: Direction,
         limit: usize,
         filter: &EventFilter,
+        mut viewer: Option<&mut Visibility>,
     ) -> Result<TimelinePage> {
         let (mut rows, mut cursor, mut reached_end) = (Vec::new(), start, false);
         'pages: loop {
@@ -304,7 +364,11 @@ impl RoomService {
                     Direction::Backward => row.stream_pos - 1,
                     Direction::Forward => row.stream_pos,
                 };
-                if filter.matches(&row) {
+                let visible = match viewer.as_deref_mut() {
+                    Some(viewer) => self.can_see(viewer, &row).await?,
+                    None => true,
+                };
+                if visible && filter.matches(&row) {
                     rows.push(row);
                     if rows.len() == limit {
                         break 'pages;
@@ -340,8 +404,10 @@ impl RoomService {
             Direction::Forward => from.unwrap_or(0),
         };
         let limit = limit.clamp(1, 1000);
-        let TimelinePage { rows, cursor, reached_end } =
-            self.timeline_page(room_id, start, to, ceiling, direction, limit, filter).await?;
+        let mut viewer = self.visibility(user, room_id).await?;
+        let TimelinePage { rows, cursor, reached_end } = self
+            .timeline_page(room_id, start, to, ceiling, direction, limit, filter, Some(&mut viewer))
+            .await?;
         let state = if filter.lazy_load_members {
             self.member_events_of(room_id, &rows).await?
         } else {

@@ -215,3 +215,61 @@ async fn bad_event_input_changes_nothing() {
         .await;
     assert_ne!(page["chunk"][0]["type"], "m.room.message", "no message was stored: {page}");
 }
+
+/// Bodies of the messages a user can page back to.
+async fn readable(
+    server: &TestServer,
+    user: &palisade_testkit::User,
+    room_id: &str,
+) -> Vec<String> {
+    let (status, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=f&limit=100"), user.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    bodies(&page, "chunk")
+}
+
+#[tokio::test]
+async fn history_visibility_decides_what_newcomers_read() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    for (visibility, expected) in [
+        ("joined", vec!["after join"]),
+        ("invited", vec!["while invited", "after join"]),
+        ("shared", vec!["before invite", "while invited", "after join"]),
+    ] {
+        let state = json!([{ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": visibility } }]);
+        let room_id = server
+            .create_room(&alice, json!({ "preset": "private_chat", "initial_state": state }))
+            .await;
+        let (_, before) = server.send_text(&alice, &room_id, "before invite").await;
+        assert_eq!(
+            server.membership(&alice, &room_id, "invite", Some(&bob)).await.0,
+            StatusCode::OK
+        );
+        server.send_text(&alice, &room_id, "while invited").await;
+        server.join(&bob, &room_id).await;
+        server.send_text(&alice, &room_id, "after join").await;
+
+        assert_eq!(readable(&server, &bob, &room_id).await, expected, "{visibility}");
+        assert_eq!(
+            readable(&server, &alice, &room_id).await.len(),
+            3,
+            "the creator was there throughout"
+        );
+        let event = format!(
+            "/_matrix/client/v3/rooms/{room_id}/event/{}",
+            before["event_id"].as_str().unwrap()
+        );
+        let status = server.get(&event, bob.token()).await.0;
+        assert_eq!(status == StatusCode::OK, visibility == "shared", "{visibility}: {status}");
+        let synced = server.sync(&bob, "").await;
+        let timeline = synced["rooms"]["join"][&room_id]["timeline"]["events"].to_string();
+        assert_eq!(
+            timeline.contains("before invite"),
+            visibility == "shared",
+            "{visibility}: {timeline}"
+        );
+    }
+}
