@@ -39,6 +39,11 @@ fn user_id(raw: &str) -> Result<OwnedUserId> {
     OwnedUserId::try_from(raw).map_err(|_| Error::invalid_param("Invalid user id"))
 }
 
+/// The user and device a device route names.
+fn device_of((user, device): (String, String)) -> Result<(OwnedUserId, OwnedDeviceId)> {
+    Ok((user_id(&user)?, OwnedDeviceId::from(device)))
+}
+
 type Reply = std::result::Result<Json<Value>, ApiError>;
 
 /// `GET …/users/{userId}/devices`: devices with their trust state.
@@ -69,10 +74,9 @@ async fn devices(State(state): State<AppState>, _: Admin, Path(user): Path<Strin
 async fn approve(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    Path((user, device)): Path<(String, String)>,
+    Path(target): Path<(String, String)>,
 ) -> Reply {
-    let user = user_id(&user)?;
-    let device = OwnedDeviceId::from(device);
+    let (user, device) = device_of(target)?;
     if !state.trust.approve(&user, &device, admin.user_id.as_str()).await? {
         return Err(Error::not_found("No such device").into());
     }
@@ -83,10 +87,9 @@ async fn approve(
 async fn sign_out(
     State(state): State<AppState>,
     Admin(admin): Admin,
-    Path((user, device)): Path<(String, String)>,
+    Path(target): Path<(String, String)>,
 ) -> Reply {
-    let user = user_id(&user)?;
-    let device = OwnedDeviceId::from(device);
+    let (user, device) = device_of(target)?;
     state.accounts.device(&user, &device).await?;
     state.accounts.delete_devices(&user, &[device], Some(admin.user_id.as_str())).await?;
     Ok(Json(json!({})))

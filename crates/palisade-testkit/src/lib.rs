@@ -263,6 +263,12 @@ pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, errcode:
     assert_eq!(response.1["errcode"], errcode, "{}", response.1);
 }
 
+/// Asserts a 403 `M_FORBIDDEN`, the answer to most refused actions.
+#[track_caller]
+pub fn assert_forbidden(response: &(StatusCode, Value)) {
+    assert_error(response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}
+
 /// Percent-encodes `text` for a query string (filters are JSON in the query).
 pub fn urlencode(text: &str) -> String {
     text.bytes()

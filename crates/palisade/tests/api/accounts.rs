@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use palisade_testkit::{PASSWORD, TestServer, assert_error};
+use palisade_testkit::{PASSWORD, TestServer, assert_error, assert_forbidden};
 
 const REGISTER: &str = "/_matrix/client/v3/register";
 const LOGIN: &str = "/_matrix/client/v3/login";
@@ -14,15 +14,13 @@ async fn registration_is_closed_by_default() {
     let server = TestServer::start_with(|c| c.registration = Default::default()).await;
     let body =
         json!({ "username": "mallory", "password": PASSWORD, "auth": { "type": "m.login.dummy" } });
-    assert_error(&server.post(REGISTER, None, body).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
-    assert_error(
+    assert_forbidden(&server.post(REGISTER, None, body).await);
+    assert_forbidden(
         &server.get("/_matrix/client/v3/register/available?username=mallory", None).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
     );
     // Nothing was created: the account cannot log in.
     let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "mallory" }, "password": PASSWORD });
-    assert_error(&server.post(LOGIN, None, login).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.post(LOGIN, None, login).await);
 }
 
 #[tokio::test]
@@ -108,11 +106,11 @@ async fn login_checks_passwords_and_identifiers() {
     assert_eq!(status, StatusCode::OK);
 
     let wrong = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": "nope nope nope" });
-    assert_error(&server.post(LOGIN, None, wrong).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.post(LOGIN, None, wrong).await);
     let unknown = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "nobody" }, "password": PASSWORD });
-    assert_error(&server.post(LOGIN, None, unknown).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.post(LOGIN, None, unknown).await);
     let foreign = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "@alice:elsewhere.org" }, "password": PASSWORD });
-    assert_error(&server.post(LOGIN, None, foreign).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.post(LOGIN, None, foreign).await);
     assert_error(
         &server.post(LOGIN, None, json!({ "type": "m.login.token", "token": "abc" })).await,
         StatusCode::BAD_REQUEST,
@@ -201,7 +199,7 @@ async fn password_change_needs_the_old_password_and_ends_other_sessions() {
         "M_UNKNOWN_TOKEN",
     );
     let old = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD });
-    assert_error(&server.post(LOGIN, None, old).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.post(LOGIN, None, old).await);
     let new = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": new_password });
     assert_eq!(server.post(LOGIN, None, new).await.0, StatusCode::OK);
 }

@@ -2,7 +2,7 @@
 //! trusted, and what administrators can see and do.
 
 use palisade_core::config::TrustMode;
-use palisade_testkit::{PASSWORD, TestServer, User, assert_error};
+use palisade_testkit::{PASSWORD, TestServer, User, assert_error, assert_forbidden};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -260,7 +260,7 @@ async fn cross_signing_by_the_owner_trusts_a_device_and_resets_need_a_grant() {
         "self_signing_key": signed(cross_key(&alice, "self_signing", &evil_ssk_pub), &alice.user_id, &evil_master),
         "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD },
     });
-    assert_error(
+    assert_forbidden(
         &server
             .post(
                 "/_matrix/client/v3/keys/device_signing/upload",
@@ -268,8 +268,6 @@ async fn cross_signing_by_the_owner_trusts_a_device_and_resets_need_a_grant() {
                 takeover.clone(),
             )
             .await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
     );
     let (_, audit) = server
         .get(&format!("/_palisade/admin/v1/audit?user_id={}", alice.user_id), admin.token())
@@ -323,10 +321,8 @@ async fn strict_mode_hides_rooms_from_untrusted_devices() {
     let synced = server.sync(&intruder, "").await;
     assert!(synced["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()), "{synced}");
     for path in ["messages?dir=b", "state", "members", "state/m.room.name/"] {
-        assert_error(
+        assert_forbidden(
             &server.get(&format!("/_matrix/client/v3/rooms/{room}/{path}"), intruder.token()).await,
-            StatusCode::FORBIDDEN,
-            "M_FORBIDDEN",
         );
     }
     // The trusted device is unaffected.
@@ -351,8 +347,8 @@ async fn administrators_list_approve_and_sign_out_devices() {
     let alice = server.register("alice").await;
     let phone = server.login("alice", Some("Phone")).await;
     let path = admin_path(&alice, "/devices");
-    assert_error(&server.get(&path, admin.token()).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
-    assert_error(&server.get(&path, alice.token()).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.get(&path, admin.token()).await);
+    assert_forbidden(&server.get(&path, alice.token()).await);
     assert_error(&server.get(&path, None).await, StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
     make_admin(&server, &admin).await;
 
@@ -472,7 +468,7 @@ async fn device_limit_and_expiry_of_unapproved_devices() {
     let refused = server
         .post("/_matrix/client/v3/login", None, json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD }))
         .await;
-    assert_error(&refused, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&refused);
     // Signing in again on a known device replaces it rather than adding one.
     let again = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "device_id": second.device_id });
     let (status, relogin) = server.post("/_matrix/client/v3/login", None, again).await;
@@ -531,32 +527,20 @@ async fn reusing_a_trusted_device_id_does_not_inherit_its_trust() {
         "master_key": cross_key(&alice, "master", &master_pub),
         "self_signing_key": signed(cross_key(&alice, "self_signing", &ssk_pub), &alice.user_id, &master),
     });
-    assert_error(
+    assert_forbidden(
         &server
             .post("/_matrix/client/v3/keys/device_signing/upload", attacker.token(), upload)
             .await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
     );
     // Nor invite an accomplice into Alice's rooms, nor change their state.
     let accomplice = server.register("mallory").await;
-    assert_error(
-        &server.membership(&attacker, &room, "invite", Some(&accomplice)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&attacker, &room, "invite", Some(&accomplice)).await);
     let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
-    assert_error(
-        &server.put(&topic, attacker.token(), json!({ "topic": "owned" })).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.put(&topic, attacker.token(), json!({ "topic": "owned" })).await);
     // Nor touch the key backup.
     let version = json!({ "algorithm": "m.megolm_backup.v1.curve25519-aes-sha2", "auth_data": { "public_key": "cHVi" } });
-    assert_error(
+    assert_forbidden(
         &server.post("/_matrix/client/v3/room_keys/version", attacker.token(), version).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
     );
 }
 
@@ -570,11 +554,7 @@ async fn after_approval_a_strict_device_gets_its_rooms_incrementally() {
     let phone = server.login("alice", None).await;
     let first = server.sync(&phone, "").await;
     assert!(first["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()));
-    assert_error(
-        &server.get("/_matrix/client/v3/joined_rooms", phone.token()).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.get("/_matrix/client/v3/joined_rooms", phone.token()).await);
     let path = admin_path(&alice, &format!("/devices/{}/approve", phone.device_id));
     assert_eq!(server.post(&path, admin.token(), json!({})).await.0, StatusCode::OK);
     let since = first["next_batch"].as_str().unwrap();

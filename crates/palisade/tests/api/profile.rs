@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use palisade_testkit::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error, assert_forbidden};
 
 #[tokio::test]
 async fn set_and_read_profiles() {
@@ -31,11 +31,7 @@ async fn set_and_read_profiles() {
     let (_, profile) = server.get("/_matrix/client/v3/profile/@alice:localhost", None).await;
     assert_eq!(profile, json!({ "displayname": "Alice A.", "avatar_url": "mxc://localhost/abc" }));
 
-    assert_error(
-        &server.put(name, bob.token(), json!({ "displayname": "Mallory" })).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.put(name, bob.token(), json!({ "displayname": "Mallory" })).await);
     assert_error(
         &server.put(name, None, json!({ "displayname": "Mallory" })).await,
         StatusCode::UNAUTHORIZED,
@@ -114,7 +110,7 @@ async fn presence_is_set_by_its_owner() {
     assert_eq!((status, before["presence"].clone()), (StatusCode::OK, json!("offline")));
     let set = json!({ "presence": "online", "status_msg": "in a meeting" });
     assert_eq!(server.put(path, alice.token(), set.clone()).await.0, StatusCode::OK);
-    assert_error(&server.put(path, bob.token(), set).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.put(path, bob.token(), set).await);
     let (_, now) = server.get(path, bob.token()).await;
     assert_eq!(now["presence"], "online");
     assert_eq!(now["status_msg"], "in a meeting");

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use palisade_testkit::{TestServer, assert_error};
+use palisade_testkit::{TestServer, assert_error, assert_forbidden};
 
 #[tokio::test]
 async fn non_members_cannot_read_or_send() {
@@ -13,21 +13,15 @@ async fn non_members_cannot_read_or_send() {
     let room_id = server.create_room(&alice, json!({ "name": "Private" })).await;
     server.send_text(&alice, &room_id, "secret").await;
 
-    assert_error(
-        &server.send_text(&mallory, &room_id, "let me in").await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.send_text(&mallory, &room_id, "let me in").await);
     for path in ["messages?dir=b", "state", "state/m.room.name/", "members", "joined_members"] {
-        assert_error(
+        assert_forbidden(
             &server
                 .get(&format!("/_matrix/client/v3/rooms/{room_id}/{path}"), mallory.token())
                 .await,
-            StatusCode::FORBIDDEN,
-            "M_FORBIDDEN",
         );
     }
-    assert_error(
+    assert_forbidden(
         &server
             .put(
                 &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"),
@@ -35,30 +29,18 @@ async fn non_members_cannot_read_or_send() {
                 json!({ "name": "pwned" }),
             )
             .await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
     );
     // Invite-only: joining without an invite fails, and nothing changed.
-    assert_error(
-        &server.membership(&mallory, &room_id, "join", None).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&mallory, &room_id, "join", None).await);
     let (_, members) = server
         .get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token())
         .await;
     assert_eq!(members["joined"].as_object().unwrap().len(), 1);
     // Unknown rooms look the same as rooms one is not in.
     let unknown = "!doesnotexist:localhost";
-    assert_error(
-        &server.send_text(&mallory, unknown, "x").await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
-    assert_error(
+    assert_forbidden(&server.send_text(&mallory, unknown, "x").await);
+    assert_forbidden(
         &server.get(&format!("/_matrix/client/v3/rooms/{unknown}/state"), mallory.token()).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
     );
     assert_error(
         &server.membership(&mallory, unknown, "join", None).await,
@@ -76,20 +58,12 @@ async fn members_without_power_cannot_change_state() {
         server.create_room(&alice, json!({ "preset": "public_chat", "name": "Original" })).await;
     server.join(&bob, &room_id).await;
     let name_path = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/");
-    assert_error(
-        &server.put(&name_path, bob.token(), json!({ "name": "Bob's room" })).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.put(&name_path, bob.token(), json!({ "name": "Bob's room" })).await);
     let power_path = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/");
     let (_, mut power) = server.get(&power_path, alice.token()).await;
     let mut escalated = power.clone();
     escalated["users"][&bob.user_id] = json!(100);
-    assert_error(
-        &server.put(&power_path, bob.token(), escalated).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.put(&power_path, bob.token(), escalated).await);
     assert_eq!(server.get(&name_path, bob.token()).await.1["name"], "Original");
 
     // Once Alice grants power, the same change goes through.
@@ -101,11 +75,7 @@ async fn members_without_power_cannot_change_state() {
     );
     assert_eq!(server.get(&name_path, alice.token()).await.1["name"], "Bob's room");
     // Bob still cannot kick the room's creator.
-    assert_error(
-        &server.membership(&bob, &room_id, "kick", Some(&alice)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&bob, &room_id, "kick", Some(&alice)).await);
 }
 
 #[tokio::test]
@@ -119,44 +89,20 @@ async fn invites_kicks_and_bans() {
     // Only members with the invite level may invite (private_chat: 50).
     assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
     server.join(&bob, &room_id).await;
-    assert_error(
-        &server.membership(&bob, &room_id, "invite", Some(&carol)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
-    assert_error(
-        &server.membership(&alice, &room_id, "invite", Some(&bob)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&bob, &room_id, "invite", Some(&carol)).await);
+    assert_forbidden(&server.membership(&alice, &room_id, "invite", Some(&bob)).await);
 
     // Kick: Bob leaves the room but may rejoin after a new invite.
     assert_eq!(server.membership(&alice, &room_id, "kick", Some(&bob)).await.0, StatusCode::OK);
-    assert_error(
-        &server.send_text(&bob, &room_id, "still here?").await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
-    assert_error(
-        &server.membership(&alice, &room_id, "kick", Some(&bob)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.send_text(&bob, &room_id, "still here?").await);
+    assert_forbidden(&server.membership(&alice, &room_id, "kick", Some(&bob)).await);
     assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
     server.join(&bob, &room_id).await;
 
     // Ban: a banned user cannot rejoin, even when invited, until unbanned.
     assert_eq!(server.membership(&alice, &room_id, "ban", Some(&bob)).await.0, StatusCode::OK);
-    assert_error(
-        &server.membership(&bob, &room_id, "join", None).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
-    assert_error(
-        &server.membership(&alice, &room_id, "invite", Some(&bob)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&bob, &room_id, "join", None).await);
+    assert_forbidden(&server.membership(&alice, &room_id, "invite", Some(&bob)).await);
     let (_, member) = server
         .get(
             &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{}", bob.user_id),
@@ -165,17 +111,9 @@ async fn invites_kicks_and_bans() {
         .await;
     assert_eq!(member["membership"], "ban");
     assert_eq!(member["reason"], "test");
-    assert_error(
-        &server.membership(&alice, &room_id, "unban", Some(&carol)).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&alice, &room_id, "unban", Some(&carol)).await);
     assert_eq!(server.membership(&alice, &room_id, "unban", Some(&bob)).await.0, StatusCode::OK);
-    assert_error(
-        &server.membership(&bob, &room_id, "join", None).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.membership(&bob, &room_id, "join", None).await);
     assert_eq!(server.membership(&alice, &room_id, "invite", Some(&bob)).await.0, StatusCode::OK);
     server.join(&bob, &room_id).await;
 
@@ -220,16 +158,8 @@ async fn leaving_and_forgetting() {
     assert_eq!(chunk[0]["content"]["membership"], "leave");
     assert_eq!(chunk[1]["content"]["body"], "while bob was here");
     assert!(!page.to_string().contains("after bob left"));
-    assert_error(
-        &server.send_text(&bob, &room_id, "ghost").await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
-    assert_error(
-        &server.membership(&bob, &room_id, "leave", None).await,
-        StatusCode::FORBIDDEN,
-        "M_FORBIDDEN",
-    );
+    assert_forbidden(&server.send_text(&bob, &room_id, "ghost").await);
+    assert_forbidden(&server.membership(&bob, &room_id, "leave", None).await);
 
     let (status, _) = server
         .post(&format!("/_matrix/client/v3/rooms/{room_id}/forget"), bob.token(), json!({}))
@@ -258,7 +188,7 @@ async fn redactions_respect_power_levels() {
     };
 
     assert_eq!(redact(&bob, &own, "r1").await.0, StatusCode::OK);
-    assert_error(&redact(&bob, &alices, "r2").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&redact(&bob, &alices, "r2").await);
     let (status, by_alice) = redact(&alice, &other, "r3").await;
     assert_eq!(status, StatusCode::OK);
     // The same transaction id gives the same redaction.
@@ -287,7 +217,7 @@ async fn redactions_through_send_need_power_too() {
     let (_, important) = server.send_text(&alice, &room_id, "important").await;
     let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.redaction/sneaky");
     let body = json!({ "redacts": important["event_id"] });
-    assert_error(&server.put(&path, bob.token(), body).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.put(&path, bob.token(), body).await);
     let event = format!(
         "/_matrix/client/v3/rooms/{room_id}/event/{}",
         important["event_id"].as_str().unwrap()
@@ -309,17 +239,13 @@ async fn never_joined_users_read_no_history() {
     assert_eq!(server.membership(&bob, &room_id, "leave", None).await.0, StatusCode::OK);
     assert_eq!(server.membership(&alice, &room_id, "ban", Some(&carol)).await.0, StatusCode::OK);
     for user in [&bob, &carol] {
-        assert_error(
+        assert_forbidden(
             &server
                 .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b"), user.token())
                 .await,
-            StatusCode::FORBIDDEN,
-            "M_FORBIDDEN",
         );
-        assert_error(
+        assert_forbidden(
             &server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state"), user.token()).await,
-            StatusCode::FORBIDDEN,
-            "M_FORBIDDEN",
         );
     }
     let left = server.sync(&bob, &format!("since={bob_since}")).await;
