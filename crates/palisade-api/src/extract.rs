@@ -14,6 +14,7 @@ use ruma::api::{
     IncomingRequest, OutgoingResponse,
     auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
     error::{DeserializationError, FromHttpRequestError},
+    federation::authentication::ServerSignatures,
     path_builder::PathBuilder,
 };
 
@@ -29,6 +30,8 @@ pub struct Ruma<T> {
     pub client_ip: Option<std::net::IpAddr>,
     /// The client's `User-Agent`.
     pub user_agent: Option<String>,
+    /// The server that sent a federation request (its `X-Matrix` signature verified).
+    pub origin: Option<ruma::OwnedServerName>,
 }
 
 impl<T> Ruma<T> {
@@ -151,8 +154,13 @@ where
             return Err(Error::new(ErrorKind::NotJson, "Content not JSON").into());
         }
         let http_request = http::Request::from_parts(parts, bytes);
+        let origin = if TypeId::of::<T::Authentication>() == TypeId::of::<ServerSignatures>() {
+            Some(state.federation.authenticate(&http_request).await?)
+        } else {
+            None
+        };
         let body = T::try_from_http_request(http_request, &path_args).map_err(parse_error)?;
-        Ok(Self { body, session, client_ip, user_agent })
+        Ok(Self { body, session, client_ip, user_agent, origin })
     }
 }
 

@@ -12,7 +12,32 @@ mod router;
 mod server;
 
 pub use extract::Ruma;
-pub use router::router;
+pub use router::{federation_router, router};
 
-/// The state every handler receives: the server's services.
-pub type AppState = palisade_service::Services;
+use std::{ops::Deref, sync::Arc};
+
+use palisade_federation::Federation;
+use palisade_service::Services;
+
+/// The state every handler receives: the server's services and federation.
+#[derive(Clone)]
+pub struct AppState {
+    services: Services,
+    /// Federation with other servers.
+    pub federation: Arc<Federation>,
+}
+
+impl AppState {
+    /// The state over the server's services and its federation.
+    pub fn new(services: Services, federation: Arc<Federation>) -> Self {
+        Self { services, federation }
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
+}

@@ -58,7 +58,15 @@ async fn method_not_allowed() -> Response {
     ApiError(Error::new(ErrorKind::MethodNotAllowed, "Method not allowed")).into_response()
 }
 
-/// The whole HTTP application.
+/// The Server-Server API application, served on the federation (TLS) listener.
+pub fn federation_router(state: AppState) -> Router {
+    server::routes(Router::new())
+        .fallback(unrecognized)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// The Client-Server API application (with the admin API).
 pub fn router(state: AppState) -> Router {
     // Browser clients (Element Web) call from other origins; the spec asks for these headers.
     let cors = CorsLayer::new()
@@ -70,7 +78,7 @@ pub fn router(state: AppState) -> Router {
             http::header::ACCEPT,
             http::HeaderName::from_static("x-requested-with"),
         ]);
-    admin::routes(server::routes(client::routes(Router::new())))
+    admin::routes(server::key_routes(client::routes(Router::new())))
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

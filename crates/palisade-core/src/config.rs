@@ -79,11 +79,49 @@ pub struct Listen {
     /// Address of the Client-Server API listener.
     #[serde(default = "default_client_listen")]
     pub client: SocketAddr,
+    /// Address of the Server-Server API listener (TLS); federation is off without one.
+    #[serde(default)]
+    pub federation: Option<SocketAddr>,
 }
 
 impl Default for Listen {
     fn default() -> Self {
-        Self { client: default_client_listen() }
+        Self { client: default_client_listen(), federation: None }
+    }
+}
+
+/// Federation: TLS, trust in peers' certificates and keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Federation {
+    /// PEM certificate chain the federation listener presents.
+    pub tls_certificate_path: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub tls_private_key_path: Option<PathBuf>,
+    /// Without a certificate, generate a self-signed one at start (development and tests).
+    pub self_signed_certificate: bool,
+    /// Check peers' TLS certificates against the system's roots. Turn off only for tests.
+    pub verify_certificates: bool,
+    /// Allow federation requests to loopback and private addresses. Off: a server name that
+    /// resolves there is refused, so peers cannot make this server probe its own network.
+    pub allow_private_addresses: bool,
+    /// Notary servers asked for a peer's keys when the peer itself does not answer.
+    pub trusted_key_servers: Vec<OwnedServerName>,
+    /// Seconds an outgoing request may take.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self {
+            tls_certificate_path: None,
+            tls_private_key_path: None,
+            self_signed_certificate: false,
+            verify_certificates: true,
+            allow_private_addresses: false,
+            trusted_key_servers: Vec::new(),
+            request_timeout_secs: 30,
+        }
     }
 }
 
@@ -152,6 +190,9 @@ pub struct Config {
     /// Localpart of the system account that posts server notices.
     #[serde(default = "default_server_notices_user")]
     pub server_notices_user: String,
+    /// Federation settings.
+    #[serde(default)]
+    pub federation: Federation,
 }
 
 fn default_server_notices_user() -> String {
@@ -192,6 +233,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PALISADE_DATA_DIR", "data_dir"),
     ("PALISADE_PUBLIC_BASEURL", "public_baseurl"),
     ("PALISADE_LISTEN_CLIENT", "listen.client"),
+    ("PALISADE_LISTEN_FEDERATION", "listen.federation"),
 ];
 
 impl Config {
@@ -237,6 +279,21 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        let federation = &self.federation;
+        if self.listen.federation.is_some()
+            && federation.tls_certificate_path.is_none()
+            && !federation.self_signed_certificate
+        {
+            return Err(Error::invalid_param(
+                "the federation listener needs federation.tls_certificate_path (or \
+                 federation.self_signed_certificate for development)",
+            ));
+        }
+        if federation.tls_certificate_path.is_some() != federation.tls_private_key_path.is_some() {
+            return Err(Error::invalid_param(
+                "federation.tls_certificate_path and tls_private_key_path go together",
+            ));
+        }
         if !crate::SUPPORTED_ROOM_VERSIONS.contains(&self.default_room_version) {
             return Err(Error::invalid_param(format!(
                 "default_room_version {} is not supported",
@@ -310,6 +367,13 @@ mod tests {
         assert_eq!(config.device_trust.notify_user, default.device_trust.notify_user);
         assert_eq!(config.server_notices_user, default.server_notices_user);
         assert_eq!(config.rate_limits.login.burst, default.rate_limits.login.burst);
+        assert_eq!(config.listen.federation, default.listen.federation);
+        let (federation, defaults) = (&config.federation, &default.federation);
+        assert_eq!(federation.verify_certificates, defaults.verify_certificates);
+        assert_eq!(federation.allow_private_addresses, defaults.allow_private_addresses);
+        assert_eq!(federation.self_signed_certificate, defaults.self_signed_certificate);
+        assert_eq!(federation.trusted_key_servers, defaults.trusted_key_servers);
+        assert_eq!(federation.request_timeout_secs, defaults.request_timeout_secs);
     }
 
     #[test]

@@ -64,6 +64,10 @@ pub enum ErrorKind {
     UnknownLoginType,
     /// The event or state cannot be applied (`M_BAD_STATE`).
     BadState,
+    /// A server's request signature is missing or wrong (`M_UNAUTHORIZED`, 401).
+    Unauthorized,
+    /// Another server could not be reached or failed (`M_UNKNOWN`, 502).
+    RemoteUnavailable,
     /// The server failed; details are logged, never returned (`M_UNKNOWN`, 500).
     Internal,
 }

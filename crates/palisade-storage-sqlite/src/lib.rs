@@ -8,6 +8,7 @@ mod accounts;
 mod audit;
 mod database;
 mod e2ee;
+mod federation;
 mod receipts;
 mod rooms;
 mod schema;
@@ -30,7 +31,8 @@ pub fn open(path: &Path) -> Result<Stores> {
         user_data: db.clone(),
         receipts: db.clone(),
         e2ee: db.clone(),
-        audit: db,
+        audit: db.clone(),
+        federation: db,
     })
 }
 

@@ -218,6 +218,15 @@ const MIGRATIONS: &[&str] = &[
     // 8: to-device messages that pass whatever the devices' trust (verification between own
     // devices), remembered so a release can tell them apart.
     "ALTER TABLE to_device ADD COLUMN exempt INTEGER NOT NULL DEFAULT 0;",
+    // 9: other servers' signing keys, with the signed documents they came in.
+    "CREATE TABLE server_keys (
+        server_name TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        valid_until_ts INTEGER NOT NULL,
+        document TEXT NOT NULL,
+        PRIMARY KEY (server_name, key_id)
+    ) STRICT;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

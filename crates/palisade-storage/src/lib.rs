@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod e2ee;
+pub mod federation;
 pub mod receipts;
 pub mod rooms;
 pub mod user_data;
@@ -16,6 +17,7 @@ pub use e2ee::{
     BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,
     ToDeviceRow,
 };
+pub use federation::{FederationStore, ServerKeyRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
@@ -39,4 +41,6 @@ pub struct Stores {
     pub e2ee: Arc<dyn E2eeStore>,
     /// The security audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Other servers' keys.
+    pub federation: Arc<dyn FederationStore>,
 }

@@ -55,11 +55,45 @@ impl TestServer {
         server
     }
 
-    /// A server on an existing configuration (and data directory).
+    /// A fresh server with federation on: its server name is `127.0.0.1:<federation port>`,
+    /// with a self-signed certificate, trusting peers on loopback with self-signed ones.
+    pub async fn start_federated() -> Self {
+        Self::start_federated_with(|_| {}).await
+    }
+
+    /// A fresh federating server whose config `adjust` may change.
+    pub async fn start_federated_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = TempDir::new().unwrap();
+        let federation = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = federation.local_addr().unwrap();
+        let mut config = test_config(dir.path());
+        config.server_name = address.to_string().try_into().unwrap();
+        config.listen.federation = Some(address);
+        config.federation.self_signed_certificate = true;
+        config.federation.verify_certificates = false;
+        config.federation.allow_private_addresses = true;
+        adjust(&mut config);
+        let mut server = Self::start_with_listener(config, Some(federation)).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on an existing configuration (and data directory): a restart binds the
+    /// federation address the configuration names again.
     pub async fn start_on(config: Config) -> Self {
+        let federation = match config.listen.federation {
+            Some(address) => Some(TcpListener::bind(address).await.unwrap()),
+            None => None,
+        };
+        Self::start_with_listener(config, federation).await
+    }
+
+    async fn start_with_listener(config: Config, federation: Option<TcpListener>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server =
-            Server::with_listener(config.clone(), listener, Arc::new(SystemClock)).await.unwrap();
+            Server::with_listeners(config.clone(), listener, federation, Arc::new(SystemClock))
+                .await
+                .unwrap();
         let base = format!("http://{}", server.local_addr());
         let services = server.services().clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -75,6 +109,16 @@ impl TestServer {
             task: Some(task),
             _dir: None,
         }
+    }
+
+    /// The server name, as in user ids.
+    pub fn server_name(&self) -> &str {
+        self.config.server_name.as_str()
+    }
+
+    /// `https://<federation address>`, for raw federation requests.
+    pub fn federation_base(&self) -> String {
+        format!("https://{}", self.config.listen.federation.expect("a federating server"))
     }
 
     /// Stops the server and waits until it has finished.

@@ -4,8 +4,13 @@
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
+mod tls;
+
+use palisade_api::AppState;
 use palisade_core::{Clock, Config, Error, Result, SystemClock, config::Registration};
+use palisade_federation::{Federation, OpenFederation};
 use palisade_service::{Services, SigningKey};
+use palisade_storage::Stores;
 use tokio::net::TcpListener;
 
 /// Reads the configuration file (if any), then applies the environment overrides.
@@ -47,30 +52,43 @@ fn load_or_create_signing_key(path: &Path) -> Result<SigningKey> {
 
 /// Opens the data directory and wires the services.
 pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Services> {
-    let stores = palisade_storage_sqlite::open(&config.database_path())?;
-    let key = load_or_create_signing_key(&config.signing_key_path())?;
-    Services::new(config, stores, key, clock).await
+    Ok(open_stores(config, clock).await?.0)
 }
 
-/// A server bound to its listener, ready to run.
+async fn open_stores(config: Config, clock: Arc<dyn Clock>) -> Result<(Services, Stores)> {
+    let stores = palisade_storage_sqlite::open(&config.database_path())?;
+    let key = load_or_create_signing_key(&config.signing_key_path())?;
+    Ok((Services::new(config, stores.clone(), key, clock).await?, stores))
+}
+
+/// A server bound to its listeners, ready to run.
 pub struct Server {
-    services: Services,
+    state: AppState,
     listener: TcpListener,
+    federation: Option<tls::TlsListener>,
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(address).await.map_err(|e| Error::internal(format!("binding {address}: {e}")))
 }
 
 impl Server {
-    /// Opens storage and binds the client listener from the configuration.
+    /// Opens storage and binds the listeners from the configuration.
     pub async fn bind(config: Config) -> Result<Self> {
-        let listener = TcpListener::bind(config.listen.client)
-            .await
-            .map_err(|e| Error::internal(format!("binding {}: {e}", config.listen.client)))?;
-        Self::with_listener(config, listener, Arc::new(SystemClock)).await
+        let listener = bind(config.listen.client).await?;
+        let federation = match config.listen.federation {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        Self::with_listeners(config, listener, federation, Arc::new(SystemClock)).await
     }
 
-    /// Uses an already bound listener and a given clock (tests bind port 0).
-    pub async fn with_listener(
+    /// Uses already bound listeners and a given clock (tests bind port 0). The federation
+    /// listener is served only when the configuration turns federation on.
+    pub async fn with_listeners(
         config: Config,
         listener: TcpListener,
+        federation: Option<TcpListener>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         if config.registration == Registration::Open {
@@ -78,8 +96,17 @@ impl Server {
                 "registration is open: anyone who can reach this server can create an account"
             );
         }
-        let services = open(config, clock).await?;
-        Ok(Self { services, listener })
+        let tls = match federation {
+            Some(listener) if config.listen.federation.is_some() => {
+                Some(tls::TlsListener::new(listener, tls::server_config(&config)?)?)
+            }
+            _ => None,
+        };
+        let (services, stores) = open_stores(config, clock).await?;
+        let federation =
+            Federation::new(services.clone(), stores.federation, Arc::new(OpenFederation))?;
+        let state = AppState::new(services, Arc::new(federation));
+        Ok(Self { state, listener, federation: tls })
     }
 
     /// The address the client listener is bound to.
@@ -87,21 +114,46 @@ impl Server {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The address the federation listener is bound to, when federation is on.
+    pub fn federation_addr(&self) -> Option<SocketAddr> {
+        self.federation.as_ref().map(|listener| {
+            axum::serve::Listener::local_addr(listener).expect("a bound listener has an address")
+        })
+    }
+
     /// The services behind this server.
     pub fn services(&self) -> &Services {
-        &self.services
+        &self.state
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let sweeper = spawn_stale_device_sweeper(&self.services);
-        let app = palisade_api::router(self.services);
+        let sweeper = spawn_stale_device_sweeper(&self.state);
+        let (stop, stopped) = tokio::sync::watch::channel(());
+        let federation = self.federation.map(|listener| {
+            let addr = axum::serve::Listener::local_addr(&listener).ok();
+            tracing::info!(?addr, "federation API listening");
+            let app = palisade_api::federation_router(self.state.clone());
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { drop(stopped.changed().await) })
+                    .await
+            })
+        });
+        let app = palisade_api::router(self.state);
         tracing::info!(addr = %self.listener.local_addr().map_err(|e| Error::internal(e.to_string()))?, "client API listening");
         let served =
             axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(shutdown)
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    stop.send_replace(());
+                })
                 .await
                 .map_err(|e| Error::internal(format!("server: {e}")));
+        if let Some(federation) = federation {
+            drop(federation.await);
+        }
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

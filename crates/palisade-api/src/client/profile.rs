@@ -3,8 +3,8 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#profiles>
 
 use axum::Router;
-use palisade_core::{Error, Result};
-use palisade_storage::UserRow;
+use palisade_core::Result;
+use palisade_federation::Profile;
 use ruma::{
     UserId,
     api::client::profile::{
@@ -23,11 +23,8 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     route(router, set_avatar_url)
 }
 
-async fn profile_of(state: &AppState, user_id: &UserId) -> Result<UserRow> {
-    match state.accounts.user(user_id).await? {
-        Some(user) if !user.deactivated => Ok(user),
-        _ => Err(Error::not_found("Profile was not found")),
-    }
+async fn profile_of(state: &AppState, user_id: &UserId) -> Result<Profile> {
+    state.federation.profile(user_id).await
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`

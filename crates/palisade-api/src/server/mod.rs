@@ -1,12 +1,19 @@
-//! Server-Server API endpoints. Only the key server so far; federation comes later.
+//! Server-Server API endpoints, served on the federation listener. Handlers are thin: the
+//! `Ruma` extractor checks the `X-Matrix` signature, `palisade-federation` does the work.
 
 mod keys;
+mod query;
 
 use axum::Router;
 
 use crate::AppState;
 
-/// Adds every Server-Server endpoint.
+/// The key server, served on every listener.
+pub(crate) fn key_routes(router: Router<AppState>) -> Router<AppState> {
+    keys::server_key_routes(router)
+}
+
+/// Every Server-Server endpoint.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
-    keys::routes(router)
+    query::routes(keys::notary_routes(key_routes(router)))
 }

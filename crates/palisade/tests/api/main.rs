@@ -8,6 +8,7 @@ mod device_trust;
 mod devices;
 mod discovery;
 mod e2ee;
+mod federation;
 mod profile;
 mod room_auth;
 mod room_history;

@@ -1,0 +1,43 @@
+//! Queries from other servers: version and profiles.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#query-types>
+
+use axum::Router;
+use palisade_core::Result;
+use ruma::api::federation::{discovery::get_server_version, query::get_profile_information};
+use serde_json::Value;
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, version);
+    route(router, profile)
+}
+
+/// `GET /_matrix/federation/v1/version`
+async fn version(
+    _: AppState,
+    _: Ruma<get_server_version::v1::Request>,
+) -> Result<get_server_version::v1::Response> {
+    let mut server = get_server_version::v1::Server::new();
+    server.name = Some("Palisade".to_owned());
+    server.version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    let mut response = get_server_version::v1::Response::new();
+    response.server = Some(server);
+    Ok(response)
+}
+
+/// `GET /_matrix/federation/v1/query/profile`
+async fn profile(
+    state: AppState,
+    request: Ruma<get_profile_information::v1::Request>,
+) -> Result<get_profile_information::v1::Response> {
+    let profile = state.federation.local_profile(&request.body.user_id).await?;
+    let wanted = request.body.field.as_ref().map(|f| f.as_str().to_owned());
+    let fields = [("displayname", profile.displayname), ("avatar_url", profile.avatar_url)];
+    Ok(fields
+        .into_iter()
+        .filter(|(name, _)| wanted.as_deref().is_none_or(|w| w == *name))
+        .filter_map(|(name, value)| Some((name.to_owned(), Value::String(value?))))
+        .collect())
+}

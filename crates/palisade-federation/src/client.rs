@@ -1,0 +1,334 @@
+//! Outbound federation requests: find the peer, sign the request (`X-Matrix`), send it over TLS
+//! and read the answer into ruma's response type.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#resolving-server-names> and
+//! <https://spec.matrix.org/v1.19/server-server-api/#request-authentication>
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use palisade_core::{Config, Error, ErrorKind, Result};
+use palisade_service::SigningKey;
+use ruma::{
+    OwnedServerName, ServerName,
+    api::{
+        IncomingResponse, OutgoingRequest,
+        auth_scheme::{AuthScheme, NoAuthentication},
+        federation::authentication::{ServerSignatures, ServerSignaturesInput},
+        path_builder::SinglePath,
+    },
+    signatures::Ed25519KeyPair,
+};
+
+use crate::policy::ServerPolicy;
+
+/// Default federation port (spec).
+const DEFAULT_PORT: u16 = 8448;
+/// How long a resolved destination is reused before resolving again.
+const RESOLUTION_TTL: Duration = Duration::from_secs(3600);
+/// Largest response body read from a peer (a `send_join` of a large room is several MB).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The authentication schemes outbound federation requests use, and what each needs.
+pub trait FederationAuth: AuthScheme {
+    /// The input ruma needs to authenticate a request from `origin` to `destination`.
+    fn input<'a>(
+        origin: &ServerName,
+        destination: &ServerName,
+        key: &'a Ed25519KeyPair,
+    ) -> Self::Input<'a>;
+}
+
+impl FederationAuth for ServerSignatures {
+    fn input<'a>(
+        origin: &ServerName,
+        destination: &ServerName,
+        key: &'a Ed25519KeyPair,
+    ) -> Self::Input<'a> {
+        ServerSignaturesInput::new(origin.to_owned(), destination.to_owned(), key)
+    }
+}
+
+impl FederationAuth for NoAuthentication {
+    fn input<'a>(_: &ServerName, _: &ServerName, _: &'a Ed25519KeyPair) -> Self::Input<'a> {}
+}
+
+/// Sends signed requests to other servers.
+pub struct FederationClient {
+    http: reqwest::Client,
+    origin: OwnedServerName,
+    key: Arc<SigningKey>,
+    enabled: bool,
+    allow_private: bool,
+    policy: Arc<dyn ServerPolicy>,
+    resolved: Mutex<HashMap<OwnedServerName, (String, Instant)>>,
+}
+
+impl FederationClient {
+    /// A client signing as this server with `key`, under the configured TLS and address rules.
+    pub fn new(
+        config: &Config,
+        key: Arc<SigningKey>,
+        policy: Arc<dyn ServerPolicy>,
+    ) -> Result<Self> {
+        let federation = &config.federation;
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(federation.request_timeout_secs))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Palisade/", env!("CARGO_PKG_VERSION")))
+            .tls_danger_accept_invalid_certs(!federation.verify_certificates);
+        if !federation.allow_private_addresses {
+            builder = builder.dns_resolver(Arc::new(PublicAddressesOnly));
+        }
+        let http =
+            builder.build().map_err(|e| Error::internal(format!("federation client: {e}")))?;
+        Ok(Self {
+            http,
+            origin: config.server_name.clone(),
+            key,
+            enabled: config.listen.federation.is_some(),
+            allow_private: federation.allow_private_addresses,
+            policy,
+            resolved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends `request` to `destination` and parses the answer; errors of the peer come back
+    /// with their `errcode` mapped where this server has the same one.
+    pub async fn send<R>(&self, destination: &ServerName, request: R) -> Result<R::IncomingResponse>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: FederationAuth,
+    {
+        if !self.enabled {
+            return Err(Error::forbidden("Federation is disabled on this server"));
+        }
+        if destination == self.origin {
+            return Err(Error::internal("refusing to send a federation request to this server"));
+        }
+        if !self.policy.may_federate(destination) {
+            return Err(Error::forbidden(format!("Federation with {destination} is not allowed")));
+        }
+        let base_url = self.resolve(destination).await?;
+        let input = R::Authentication::input(&self.origin, destination, self.key.pair());
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&base_url, input, ())
+            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
+        let request = reqwest::Request::try_from(http_request)
+            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
+        let path = request.url().path().to_owned();
+        let mut response = self.http.execute(request).await.map_err(|e| {
+            tracing::info!(%destination, %path, error = %e, "federation request failed");
+            Error::new(ErrorKind::RemoteUnavailable, format!("{destination} is unreachable"))
+        })?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            Error::new(ErrorKind::RemoteUnavailable, format!("reading from {destination}: {e}"))
+        })? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Error::new(
+                    ErrorKind::RemoteUnavailable,
+                    format!("{destination} sent too large a response"),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(remote_error(destination, status, &body));
+        }
+        let mut http_response = http::Response::new(body);
+        *http_response.status_mut() = status;
+        *http_response.headers_mut() = std::mem::take(response.headers_mut());
+        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
+            Error::new(
+                ErrorKind::RemoteUnavailable,
+                format!("{destination} sent an unreadable response to {path}: {e}"),
+            )
+        })
+    }
+
+    /// The base URL requests to `server` go to, following the spec's resolution steps (an IP
+    /// literal or explicit port directly; else `.well-known` delegation; else port 8448).
+    async fn resolve(&self, server: &ServerName) -> Result<String> {
+        if let Some((url, at)) = self.resolved.lock().expect("resolver poisoned").get(server)
+            && at.elapsed() < RESOLUTION_TTL
+        {
+            return Ok(url.clone());
+        }
+        let url = match direct_url(server) {
+            Some(url) => url,
+            None => match self.well_known(server).await {
+                Some(delegated) => direct_url(&delegated)
+                    .unwrap_or_else(|| format!("https://{}:{DEFAULT_PORT}", delegated.host())),
+                None => format!("https://{}:{DEFAULT_PORT}", server.host()),
+            },
+        };
+        if !self.allow_private
+            && let Some(ip) = literal_ip(&url)
+            && !is_public(ip)
+        {
+            return Err(Error::forbidden(format!("{server} is on a private address")));
+        }
+        self.resolved
+            .lock()
+            .expect("resolver poisoned")
+            .insert(server.to_owned(), (url.clone(), Instant::now()));
+        Ok(url)
+    }
+
+    /// The server a name delegates to in `/.well-known/matrix/server`, if it does.
+    async fn well_known(&self, server: &ServerName) -> Option<OwnedServerName> {
+        #[derive(serde::Deserialize)]
+        struct WellKnown {
+            #[serde(rename = "m.server")]
+            server: OwnedServerName,
+        }
+        let url = format!("https://{}/.well-known/matrix/server", server.host());
+        let response = self.http.get(url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let bytes = response.bytes().await.ok()?;
+        serde_json::from_slice::<WellKnown>(&bytes).ok().map(|w| w.server)
+    }
+}
+
+/// The URL of a server name that needs no discovery: an IP literal or a name with a port.
+fn direct_url(server: &ServerName) -> Option<String> {
+    let host = server.host();
+    match server.port() {
+        Some(port) => Some(format!("https://{host}:{port}")),
+        None if server.is_ip_literal() => Some(format!("https://{host}:{DEFAULT_PORT}")),
+        None => None,
+    }
+}
+
+/// The IP address in a base URL, when its host is one.
+fn literal_ip(url: &str) -> Option<IpAddr> {
+    let authority = url.strip_prefix("https://")?;
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next()?,
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    host.parse().ok()
+}
+
+/// Whether an address is on the public internet (not loopback, private, link-local, …).
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// A DNS resolver that drops private addresses, so a peer's name cannot point this server at
+/// its own network.
+struct PublicAddressesOnly;
+
+impl reqwest::dns::Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|address| is_public(address.ip()))
+                .collect();
+            if addresses.is_empty() {
+                return Err(format!("{} has no public address", name.as_str()).into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// A peer's error answer as this server's error: known `errcode`s keep their meaning.
+fn remote_error(destination: &ServerName, status: http::StatusCode, body: &[u8]) -> Error {
+    #[derive(serde::Deserialize)]
+    struct MatrixError {
+        errcode: String,
+        #[serde(default)]
+        error: String,
+    }
+    let Ok(error) = serde_json::from_slice::<MatrixError>(body) else {
+        return Error::new(
+            ErrorKind::RemoteUnavailable,
+            format!("{destination} answered {status}"),
+        );
+    };
+    let kind = match error.errcode.as_str() {
+        "M_FORBIDDEN" => ErrorKind::Forbidden,
+        "M_NOT_FOUND" => ErrorKind::NotFound,
+        "M_UNSUPPORTED_ROOM_VERSION" | "M_INCOMPATIBLE_ROOM_VERSION" => {
+            ErrorKind::UnsupportedRoomVersion
+        }
+        "M_BAD_JSON" => ErrorKind::BadJson,
+        "M_INVALID_PARAM" => ErrorKind::InvalidParam,
+        _ => ErrorKind::RemoteUnavailable,
+    };
+    Error::new(kind, format!("{destination}: {} {}", error.errcode, error.error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_recognised() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.4",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["8.8.8.8", "2a00:1450::1", "172.32.0.1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn destinations_with_ports_and_literals_need_no_discovery() {
+        let url = |s: &str| direct_url(<&ServerName>::try_from(s).unwrap());
+        assert_eq!(url("127.0.0.1:28448").as_deref(), Some("https://127.0.0.1:28448"));
+        assert_eq!(url("[::1]").as_deref(), Some("https://[::1]:8448"));
+        assert_eq!(url("example.org:443").as_deref(), Some("https://example.org:443"));
+        assert_eq!(url("example.org"), None);
+        assert_eq!(literal_ip("https://[::1]:8448"), Some("::1".parse().unwrap()));
+        assert_eq!(literal_ip("https://127.0.0.1:28448"), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(literal_ip("https://example.org:8448"), None);
+    }
+}
