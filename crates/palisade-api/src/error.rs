@@ -49,6 +49,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         InvalidSignature => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Unauthorized => (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"),
+        IncompatibleRoomVersion => (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
         RemoteUnavailable => (StatusCode::BAD_GATEWAY, "M_UNKNOWN"),
         Internal => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),

@@ -43,6 +43,13 @@ impl<T> Ruma<T> {
         }
     }
 
+    /// The server that signed a federation request; always present on federation endpoints.
+    pub fn origin(&self) -> Result<&ruma::ServerName> {
+        self.origin
+            .as_deref()
+            .ok_or_else(|| Error::new(ErrorKind::Unauthorized, "Missing X-Matrix authorization"))
+    }
+
     /// The authenticated session; always present on endpoints that require a token.
     pub fn session(&self) -> Result<&Session> {
         self.session

@@ -62,6 +62,9 @@ pub enum ErrorKind {
     },
     /// The login type is not supported (`M_UNKNOWN`, 400).
     UnknownLoginType,
+    /// The room's version is one the joining server does not support
+    /// (`M_INCOMPATIBLE_ROOM_VERSION`).
+    IncompatibleRoomVersion,
     /// The event or state cannot be applied (`M_BAD_STATE`).
     BadState,
     /// A server's request signature is missing or wrong (`M_UNAUTHORIZED`, 401).

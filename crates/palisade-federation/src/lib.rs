@@ -5,9 +5,14 @@
 //! ([`policy`]). It never touches SQL: storage comes through `palisade-storage` traits.
 
 pub mod client;
+mod events;
 pub mod keys;
+pub mod membership;
+mod pdu;
 pub mod policy;
 pub mod query;
+pub mod sender;
+mod transactions;
 
 use std::sync::Arc;
 
@@ -23,6 +28,7 @@ pub use client::FederationClient;
 pub use keys::KeyRing;
 pub use policy::{OpenFederation, ServerPolicy};
 pub use query::Profile;
+pub use sender::Sender;
 
 /// Everything federation needs, built once at start-up.
 pub struct Federation {
@@ -32,6 +38,8 @@ pub struct Federation {
     pub client: Arc<FederationClient>,
     /// Other servers' keys.
     pub keys: Arc<KeyRing>,
+    /// The outbound queue.
+    pub sender: Arc<Sender>,
     policy: Arc<dyn ServerPolicy>,
 }
 
@@ -48,12 +56,31 @@ impl Federation {
         let keys = Arc::new(KeyRing::new(
             config.server_name.clone(),
             services.signing_key.clone(),
-            store,
+            store.clone(),
             client.clone(),
             config.federation.trusted_key_servers.clone(),
             services.clock.clone(),
         ));
-        Ok(Self { services, client, keys, policy })
+        let sender = Arc::new(Sender::new(
+            config.server_name.clone(),
+            services.rooms.clone(),
+            store,
+            client.clone(),
+        ));
+        Ok(Self { services, client, keys, sender, policy })
+    }
+
+    /// Starts sending to other servers, when federation is on.
+    pub async fn start(&self) -> Result<()> {
+        if self.services.config.listen.federation.is_some() {
+            self.sender.start().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops sending (what is queued stays queued).
+    pub fn stop(&self) {
+        self.sender.stop();
     }
 
     /// Checks a request's `X-Matrix` signature and returns the server that sent it: `401` when
@@ -82,6 +109,7 @@ impl Federation {
         header.verify_request(request, &self.services.config.server_name, &keys).map_err(|e| {
             unauthorized(format!("Request signature of {origin} does not verify: {e}"))
         })?;
+        self.sender.peer_is_up(&origin);
         Ok(origin)
     }
 }

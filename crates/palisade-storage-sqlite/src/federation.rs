@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use palisade_storage::{FederationStore, ServerKeyRow};
-use ruma::ServerName;
+use palisade_storage::{FederationStore, OutboxRow, ServerKeyRow};
+use ruma::{OwnedEventId, OwnedServerName, ServerName};
 use rusqlite::params;
 
 use crate::{Database, parse_id, sql};
@@ -35,6 +35,89 @@ impl FederationStore for Database {
             Ok(())
         })
         .await
+    }
+
+    async fn outbox_position(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.query_row("SELECT stream_pos FROM federation_position WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+        })
+    }
+
+    async fn enqueue(
+        &self,
+        items: Vec<(OwnedServerName, Option<OwnedEventId>, Option<String>)>,
+        position: u64,
+    ) -> Result<()> {
+        self.write(move |conn| {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO federation_outbox (destination, pdu, edu) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql)?;
+            for (destination, pdu, edu) in &items {
+                insert
+                    .execute(params![destination.as_str(), pdu.as_ref().map(|p| p.as_str()), edu])
+                    .map_err(sql)?;
+            }
+            conn.execute(
+                "UPDATE federation_position SET stream_pos = max(stream_pos, ?1) WHERE id = 1",
+                [position],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn outbox(&self, destination: &ServerName, limit: usize) -> Result<Vec<OutboxRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, destination, pdu, edu FROM federation_outbox WHERE destination = ?1
+                 ORDER BY id LIMIT ?2",
+            )?
+            .query_map(params![destination.as_str(), limit as i64], |row| {
+                Ok(OutboxRow {
+                    id: row.get(0)?,
+                    destination: parse_id(row, 1)?,
+                    pdu: row
+                        .get::<_, Option<String>>(2)?
+                        .map(|id| {
+                            OwnedEventId::try_from(id).map_err(|_| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    2,
+                                    rusqlite::types::Type::Text,
+                                    "malformed event id in database".into(),
+                                )
+                            })
+                        })
+                        .transpose()?,
+                    edu: row.get(3)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    async fn outbox_sent(&self, ids: Vec<u64>) -> Result<()> {
+        self.write(move |conn| {
+            let mut delete =
+                conn.prepare_cached("DELETE FROM federation_outbox WHERE id = ?1").map_err(sql)?;
+            for id in &ids {
+                delete.execute([id]).map_err(sql)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_destinations(&self) -> Result<Vec<OwnedServerName>> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT DISTINCT destination FROM federation_outbox")?
+                .query_map([], |row| parse_id(row, 0))?
+                .collect()
+        })
     }
 
     async fn server_keys(&self, server: &ServerName) -> Result<Vec<ServerKeyRow>> {

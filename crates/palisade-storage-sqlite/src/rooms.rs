@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use palisade_core::{Error, Result};
 use palisade_storage::{
     Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
+    StateUpdate,
 };
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
@@ -17,7 +18,7 @@ use crate::{Database, parse_id, sql};
 const MAX_STATE_CHAIN: i64 = 100;
 
 const EVENT_COLUMNS: &str = "stream_pos, event_id, room_id, type, state_key, sender, json, \
-                             unsigned, txn_device, txn_id, redacted_by, state_group";
+                             unsigned, txn_device, txn_id, redacted_by, state_group, outlier";
 
 fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
     let txn_device: Option<String> = row.get(8)?;
@@ -42,6 +43,7 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
             },
         )?,
         state_group: row.get(11)?,
+        outlier: row.get(12)?,
     })
 }
 
@@ -119,12 +121,35 @@ fn new_state_group(
 
 fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
     let room_id = event.room_id.as_str();
-    let current_group: Option<u64> = conn
+    let room_group: Option<u64> = conn
         .prepare_cached("SELECT state_group FROM rooms WHERE room_id = ?1")
         .and_then(|mut s| s.query_row([room_id], |row| row.get(0)).optional())
         .map_err(sql)?;
-    let state_group = match (&event.state_key, &event.creates_room, current_group) {
-        (Some(state_key), Some(version), None) => {
+    let mut resolved_members = None;
+    let mut current_group = None;
+    let state_group = match (&event.state, &event.state_key, &event.creates_room, room_group) {
+        (StateUpdate::Outlier, _, None, Some(current)) => {
+            let stream_pos = insert_event(conn, event, current, true).map_err(sql)?;
+            return Ok(Appended { stream_pos, state_group: current, current_group: current });
+        }
+        (StateUpdate::Resolved { after, current }, _, None, Some(base)) => {
+            let old = state_of_group(conn, base).map_err(sql)?;
+            let after_group = write_state(conn, room_id, base, &old, after).map_err(sql)?;
+            let group = if current == after {
+                after_group
+            } else {
+                write_state(conn, room_id, base, &old, current).map_err(sql)?
+            };
+            conn.execute(
+                "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
+                params![room_id, group],
+            )
+            .map_err(sql)?;
+            current_group = Some(group);
+            resolved_members = Some((old, current));
+            after_group
+        }
+        (StateUpdate::Linear, Some(state_key), Some(version), None) => {
             let group = new_state_group(
                 conn,
                 room_id,
@@ -140,9 +165,12 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
             .map_err(sql)?;
             group
         }
-        (_, Some(_), Some(_)) => return Err(Error::internal("room already exists")),
-        (_, None, None) => return Err(Error::not_found("Unknown room")),
-        (Some(state_key), None, Some(current)) => {
+        (_, _, Some(_), Some(_)) => return Err(Error::internal("room already exists")),
+        (_, _, Some(_), None) => {
+            return Err(Error::internal("a new room starts with its create event, linearly"));
+        }
+        (_, _, _, None) => return Err(Error::not_found("Unknown room")),
+        (StateUpdate::Linear, Some(state_key), None, Some(current)) => {
             let group = new_state_group(
                 conn,
                 room_id,
@@ -158,38 +186,9 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
             .map_err(sql)?;
             group
         }
-        (None, None, Some(current)) => current,
-        (None, Some(_), None) => {
-            return Err(Error::internal("a create event must be a state event"));
-        }
+        (StateUpdate::Linear, None, None, Some(current)) => current,
     };
-    let (txn_device, txn_id) = match &event.txn {
-        Some((device, txn)) => (Some(device.as_str()), Some(txn.as_str())),
-        None => (None, None),
-    };
-    conn.prepare_cached(
-        "INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts,
-         state_group, json, unsigned, txn_device, txn_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            event.event_id.as_str(),
-            room_id,
-            event.kind,
-            event.state_key,
-            event.sender.as_str(),
-            event.depth,
-            event.origin_server_ts,
-            state_group,
-            event.json,
-            event.unsigned,
-            txn_device,
-            txn_id
-        ])
-    })
-    .map_err(sql)?;
-    let stream_pos = conn.last_insert_rowid() as u64;
+    let stream_pos = insert_event(conn, event, state_group, false).map_err(sql)?;
 
     let mut drop_extremity = conn
         .prepare_cached("DELETE FROM room_extremities WHERE room_id = ?1 AND event_id = ?2")
@@ -203,21 +202,43 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
     .and_then(|mut s| s.execute(params![room_id, event.event_id.as_str(), event.depth]))
     .map_err(sql)?;
 
-    if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
-        conn.prepare_cached(
-            "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos)
-             VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-               event_id = excluded.event_id, forgotten = 0,
-               -- A profile change (join to join) is not a new membership: syncs, unread
-               -- counts and device lists keep counting from the real join.
-               stream_pos = CASE WHEN memberships.membership = excluded.membership
-                            THEN memberships.stream_pos ELSE excluded.stream_pos END",
-        )
-        .and_then(|mut s| {
-            s.execute(params![room_id, user_id, membership, event.event_id.as_str(), stream_pos])
-        })
-        .map_err(sql)?;
+    match resolved_members {
+        Some((old, current)) => {
+            let mut membership_of = conn
+                .prepare_cached(
+                    "SELECT json_extract(json, '$.content.membership') FROM events
+                     WHERE event_id = ?1",
+                )
+                .map_err(sql)?;
+            for ((kind, user_id), id) in current {
+                if kind != "m.room.member" || old.get(&(kind.clone(), user_id.clone())) == Some(id)
+                {
+                    continue;
+                }
+                let membership: Option<String> = membership_of
+                    .query_row([id.as_str()], |row| row.get(0))
+                    .optional()
+                    .map_err(sql)?
+                    .flatten();
+                if let Some(membership) = membership {
+                    set_membership(conn, room_id, user_id, &membership, id.as_str(), stream_pos)
+                        .map_err(sql)?;
+                }
+            }
+        }
+        None => {
+            if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
+                set_membership(
+                    conn,
+                    room_id,
+                    user_id,
+                    membership,
+                    event.event_id.as_str(),
+                    stream_pos,
+                )
+                .map_err(sql)?;
+            }
+        }
     }
     if let Some(redacts) = &event.redacts {
         conn.prepare_cached(
@@ -227,13 +248,153 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
         .and_then(|mut s| s.execute(params![redacts.as_str(), event.event_id.as_str(), room_id]))
         .map_err(sql)?;
     }
-    Ok(Appended { stream_pos, state_group })
+    let current_group = current_group.unwrap_or(state_group);
+    Ok(Appended { stream_pos, state_group, current_group })
+}
+
+/// Inserts the event row; returns its stream position.
+fn insert_event(
+    conn: &Connection,
+    event: &NewEvent,
+    state_group: u64,
+    outlier: bool,
+) -> rusqlite::Result<u64> {
+    let (txn_device, txn_id) = match &event.txn {
+        Some((device, txn)) => (Some(device.as_str()), Some(txn.as_str())),
+        None => (None, None),
+    };
+    conn.prepare_cached(
+        "INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts,
+         state_group, json, unsigned, txn_device, txn_id, outlier)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        event.event_id.as_str(),
+        event.room_id.as_str(),
+        event.kind,
+        event.state_key,
+        event.sender.as_str(),
+        event.depth,
+        event.origin_server_ts,
+        state_group,
+        event.json,
+        event.unsigned,
+        txn_device,
+        txn_id,
+        outlier
+    ])?;
+    Ok(conn.last_insert_rowid() as u64)
+}
+
+/// Records a user's membership in a room.
+fn set_membership(
+    conn: &Connection,
+    room_id: &str,
+    user_id: &str,
+    membership: &str,
+    event_id: &str,
+    stream_pos: u64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO memberships (room_id, user_id, membership, event_id, stream_pos)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+           event_id = excluded.event_id, forgotten = 0,
+           -- A profile change (join to join) is not a new membership: syncs, unread
+           -- counts and device lists keep counting from the real join.
+           stream_pos = CASE WHEN memberships.membership = excluded.membership
+                        THEN memberships.stream_pos ELSE excluded.stream_pos END",
+    )?
+    .execute(params![room_id, user_id, membership, event_id, stream_pos])
+    .map(drop)
+}
+
+/// Writes `state` as a snapshot based on snapshot `base` (whose full state is `base_state`): a
+/// delta of the changed entries, or a full copy when entries disappear or the chain is long.
+fn write_state(
+    conn: &Connection,
+    room_id: &str,
+    base: u64,
+    base_state: &StateMap,
+    state: &StateMap,
+) -> rusqlite::Result<u64> {
+    if state == base_state {
+        return Ok(base);
+    }
+    let chain_len: i64 = conn
+        .prepare_cached("SELECT chain_len FROM state_groups WHERE id = ?1")?
+        .query_row([base], |row| row.get(0))?;
+    let shrinks = base_state.keys().any(|key| !state.contains_key(key));
+    let (prev, len) = if shrinks || chain_len + 1 >= MAX_STATE_CHAIN {
+        (None, 0)
+    } else {
+        (Some(base), chain_len + 1)
+    };
+    conn.prepare_cached(
+        "INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![room_id, prev, len])?;
+    let group = conn.last_insert_rowid() as u64;
+    let mut insert_entry = conn.prepare_cached(
+        "INSERT INTO state_group_entries (group_id, type, state_key, event_id)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for ((kind, state_key), id) in state {
+        if prev.is_none() || base_state.get(&(kind.clone(), state_key.clone())) != Some(id) {
+            insert_entry.execute(params![group, kind, state_key, id.as_str()])?;
+        }
+    }
+    Ok(group)
 }
 
 #[async_trait]
 impl RoomStore for Database {
     async fn append_event(&self, event: NewEvent) -> Result<Appended> {
         self.write(move |conn| append(conn, &event)).await
+    }
+
+    async fn import_room(&self, room_id: &RoomId, version: &RoomVersionId) -> Result<()> {
+        let (room_id, version) = (room_id.to_string(), version.to_string());
+        self.write(move |conn| {
+            let exists = conn
+                .prepare_cached("SELECT 1 FROM rooms WHERE room_id = ?1")
+                .and_then(|mut s| s.exists([&room_id]))
+                .map_err(sql)?;
+            if exists {
+                return Ok(());
+            }
+            conn.execute(
+                "INSERT INTO state_groups (room_id, prev_group, chain_len) VALUES (?1, NULL, 0)",
+                [&room_id],
+            )
+            .map_err(sql)?;
+            let group = conn.last_insert_rowid();
+            conn.execute(
+                "INSERT INTO rooms (room_id, room_version, state_group) VALUES (?1, ?2, ?3)",
+                params![room_id, version, group],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn events_after(&self, pos: u64, limit: usize) -> Result<Vec<EventRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream_pos > ?1 AND outlier = 0
+                 ORDER BY stream_pos LIMIT ?2"
+            ))?
+            .query_map(params![pos, limit as i64], event_row)?
+            .collect()
+        })
+    }
+
+    async fn has_event(&self, event_id: &EventId) -> Result<bool> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?
+                .exists([event_id.as_str()])
+        })
     }
 
     async fn room_snapshot(&self, room_id: &RoomId) -> Result<Option<RoomSnapshot>> {
@@ -296,7 +457,7 @@ impl RoomStore for Database {
         self.read(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_pos {comparison} ?2
-                 ORDER BY stream_pos {order} LIMIT ?3"
+                 AND outlier = 0 ORDER BY stream_pos {order} LIMIT ?3"
             ))?
             .query_map(params![room_id.as_str(), from, limit as i64], event_row)?
             .collect()
@@ -431,7 +592,7 @@ impl RoomStore for Database {
             let group: Option<u64> = conn
                 .prepare_cached(
                     "SELECT state_group FROM events WHERE room_id = ?1 AND stream_pos <= ?2
-                     ORDER BY stream_pos DESC LIMIT 1",
+                     AND outlier = 0 ORDER BY stream_pos DESC LIMIT 1",
                 )?
                 .query_row(params![room_id.as_str(), pos], |row| row.get(0))
                 .optional()?;

@@ -227,6 +227,23 @@ const MIGRATIONS: &[&str] = &[
         document TEXT NOT NULL,
         PRIMARY KEY (server_name, key_id)
     ) STRICT;",
+    // 10: events from other servers that are not part of the timeline (outliers).
+    // The outbound federation queue and how far local events have been queued (starting
+    // from now: events from before federation existed are not sent).
+    "ALTER TABLE events ADD COLUMN outlier INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE federation_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        destination TEXT NOT NULL,
+        pdu TEXT,
+        edu TEXT
+    ) STRICT;
+    CREATE INDEX federation_outbox_by_destination ON federation_outbox(destination, id);
+    CREATE TABLE federation_position (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        stream_pos INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO federation_position (id, stream_pos)
+        SELECT 1, coalesce(max(stream_pos), 0) FROM events;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use ruma::{OwnedServerName, ServerName};
+use ruma::{OwnedEventId, OwnedServerName, ServerName};
 
 /// One signing key of another server, with the signed document it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +21,38 @@ pub struct ServerKeyRow {
     pub document: String,
 }
 
-/// Other servers' keys, kept across restarts so old events stay verifiable.
+/// Something waiting to be sent to another server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Queue position (also orders the sends).
+    pub id: u64,
+    /// The destination server.
+    pub destination: OwnedServerName,
+    /// A PDU, by event id.
+    pub pdu: Option<OwnedEventId>,
+    /// An EDU, as JSON.
+    pub edu: Option<String>,
+}
+
+/// Other servers' keys, kept across restarts so old events stay verifiable, and the outbound
+/// queue, kept so nothing acknowledged to a local client is lost while a peer is down.
 #[async_trait]
 pub trait FederationStore: Send + Sync {
+    /// The event stream position up to which local events have been queued for other servers.
+    async fn outbox_position(&self) -> Result<u64>;
+    /// Queues PDUs and EDUs (`(destination, pdu, edu)`) and moves the queued position to
+    /// `position`, in one transaction.
+    async fn enqueue(
+        &self,
+        items: Vec<(OwnedServerName, Option<OwnedEventId>, Option<String>)>,
+        position: u64,
+    ) -> Result<()>;
+    /// The oldest queued items for a destination.
+    async fn outbox(&self, destination: &ServerName, limit: usize) -> Result<Vec<OutboxRow>>;
+    /// Removes sent items.
+    async fn outbox_sent(&self, ids: Vec<u64>) -> Result<()>;
+    /// Destinations with queued items.
+    async fn outbox_destinations(&self) -> Result<Vec<OwnedServerName>>;
     /// Stores keys; a key already known keeps the latest `valid_until_ts` and its document.
     async fn store_server_keys(&self, keys: Vec<ServerKeyRow>) -> Result<()>;
     /// The keys known for a server.

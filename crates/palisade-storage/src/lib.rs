@@ -17,10 +17,11 @@ pub use e2ee::{
     BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,
     ToDeviceRow,
 };
-pub use federation::{FederationStore, ServerKeyRow};
+pub use federation::{FederationStore, OutboxRow, ServerKeyRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
+    StateUpdate,
 };
 pub use user_data::{AccountDataRow, UserDataStore};
 

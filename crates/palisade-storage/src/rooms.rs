@@ -35,8 +35,29 @@ pub struct EventRow {
     pub txn: Option<(OwnedDeviceId, String)>,
     /// The redaction event that redacted this one, if any.
     pub redacted_by: Option<OwnedEventId>,
-    /// The state snapshot after this event.
+    /// The state snapshot after this event (meaningless for an outlier).
     pub state_group: u64,
+    /// Stored for reference, not part of the timeline (see [`StateUpdate::Outlier`]).
+    pub outlier: bool,
+}
+
+/// How an appended event moves the room's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StateUpdate {
+    /// The event follows the current state: a state event replaces its key in it.
+    #[default]
+    Linear,
+    /// The state after the event and the room's new current state, as the caller resolved
+    /// them (an event from another server on a fork, or the first event of a joined room).
+    Resolved {
+        /// The state after the event.
+        after: StateMap,
+        /// The room's current state once the event is in.
+        current: StateMap,
+    },
+    /// Not part of the timeline (an auth or state event fetched from another server, or an
+    /// event that failed against the current state): stored for reference only.
+    Outlier,
 }
 
 /// An event to append, with everything derived from it that must commit together.
@@ -70,6 +91,8 @@ pub struct NewEvent {
     pub redacts: Option<OwnedEventId>,
     /// The device and transaction id of a local send.
     pub txn: Option<(OwnedDeviceId, String)>,
+    /// How the event moves the room's state.
+    pub state: StateUpdate,
 }
 
 /// Where an appended event landed.
@@ -79,6 +102,8 @@ pub struct Appended {
     pub stream_pos: u64,
     /// The state snapshot after it.
     pub state_group: u64,
+    /// The room's current state snapshot once it is in.
+    pub current_group: u64,
 }
 
 /// The current state of a room, as the event pipeline needs it.
@@ -125,6 +150,13 @@ pub trait RoomStore: Send + Sync {
     /// new state snapshot for state events, the room's current state and extremities, the
     /// membership index and the redaction mark.
     async fn append_event(&self, event: NewEvent) -> Result<Appended>;
+    /// Creates a room this server learns of from another server, with empty state, unless it
+    /// exists; its state arrives with its first event ([`StateUpdate::Resolved`]).
+    async fn import_room(&self, room_id: &RoomId, version: &RoomVersionId) -> Result<()>;
+    /// Timeline events of every room after stream position `pos`, in stream order.
+    async fn events_after(&self, pos: u64, limit: usize) -> Result<Vec<EventRow>>;
+    /// Whether an event is stored (as part of the timeline or as an outlier).
+    async fn has_event(&self, event_id: &EventId) -> Result<bool>;
     /// The room's current state and extremities; `None` for an unknown room.
     async fn room_snapshot(&self, room_id: &RoomId) -> Result<Option<RoomSnapshot>>;
     /// One event.

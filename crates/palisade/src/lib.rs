@@ -129,6 +129,8 @@ impl Server {
     /// Serves until `shutdown` resolves, then finishes in-flight requests.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let sweeper = spawn_stale_device_sweeper(&self.state);
+        self.state.federation.start().await?;
+        let federation_service = self.state.federation.clone();
         let (stop, stopped) = tokio::sync::watch::channel(());
         let federation = self.federation.map(|listener| {
             let addr = axum::serve::Listener::local_addr(&listener).ok();
@@ -154,6 +156,7 @@ impl Server {
         if let Some(federation) = federation {
             drop(federation.await);
         }
+        federation_service.stop();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

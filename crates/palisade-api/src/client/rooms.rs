@@ -106,8 +106,9 @@ async fn join_by_id(
 ) -> Result<join_room_by_id::v3::Response> {
     let user = &request.session()?.user_id;
     let body = &request.body;
-    state.rooms.join(user, &body.room_id, body.reason.as_deref()).await?;
-    Ok(join_room_by_id::v3::Response::new(body.room_id.clone()))
+    let room_id =
+        state.federation.join(user, (&*body.room_id).into(), &[], body.reason.as_deref()).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
 /// `POST /_matrix/client/v3/join/{roomIdOrAlias}`
@@ -117,8 +118,10 @@ async fn join_by_id_or_alias(
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
     let user = &request.session()?.user_id;
     let body = &request.body;
-    let room_id = state.rooms.resolve(&body.room_id_or_alias).await?;
-    state.rooms.join(user, &room_id, body.reason.as_deref()).await?;
+    let room_id = state
+        .federation
+        .join(user, &body.room_id_or_alias, &body.via, body.reason.as_deref())
+        .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 

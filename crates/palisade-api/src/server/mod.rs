@@ -2,7 +2,9 @@
 //! `Ruma` extractor checks the `X-Matrix` signature, `palisade-federation` does the work.
 
 mod keys;
+mod membership;
 mod query;
+mod transactions;
 
 use axum::Router;
 
@@ -15,5 +17,6 @@ pub(crate) fn key_routes(router: Router<AppState>) -> Router<AppState> {
 
 /// Every Server-Server endpoint.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
-    query::routes(keys::notary_routes(key_routes(router)))
+    let router = query::routes(keys::notary_routes(key_routes(router)));
+    transactions::routes(membership::routes(router))
 }

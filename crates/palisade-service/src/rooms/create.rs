@@ -5,7 +5,7 @@ use palisade_storage::RoomSnapshot;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use super::{EventTemplate, RoomService, rules_of};
+use super::{Commit, EventTemplate, RoomService, rules_of};
 
 /// The presets of `createRoom`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +107,13 @@ impl RoomService {
 
         let handle = self.handle(&room_id);
         let mut guard = handle.lock_owned().await;
-        self.persist(&mut room, pdu, object, None, Some(version)).await?;
+        self.persist(
+            &mut room,
+            pdu,
+            object,
+            Commit { creates_room: Some(version), ..Commit::default() },
+        )
+        .await?;
 
         let preset = request.preset.unwrap_or(if request.public {
             Preset::PublicChat

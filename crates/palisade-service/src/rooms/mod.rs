@@ -11,6 +11,8 @@ mod directory;
 mod membership;
 pub mod pdu;
 mod read;
+mod remote;
+mod resolve;
 
 use std::{
     collections::HashMap,
@@ -21,7 +23,7 @@ use std::{
 };
 
 use palisade_core::{Clock, Config, Error, ErrorKind, Result};
-use palisade_storage::{NewEvent, RoomSnapshot, RoomStore};
+use palisade_storage::{NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId,
     RoomId, RoomVersionId, UserId,
@@ -36,6 +38,7 @@ pub use create::{CreateRoom, Preset};
 pub use directory::PublicRoom;
 pub use pdu::Pdu;
 pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
+pub use remote::{Received, RemoteEvent};
 
 use crate::{AccountService, keys::SigningKey, notify::Notifier};
 
@@ -62,6 +65,19 @@ impl EventTemplate {
     }
 }
 
+/// How a checked event is committed: everything but the event itself.
+#[derive(Default)]
+struct Commit<'a> {
+    /// The local device and transaction id it was sent with.
+    txn: Option<(OwnedDeviceId, String)>,
+    /// For a create event: the new room's version.
+    creates_room: Option<RoomVersionId>,
+    /// How the event moves the room's state.
+    state: StateUpdate,
+    /// The state before the event, when not the current state.
+    before: Option<&'a StateMap>,
+}
+
 /// Largest PDU, in bytes of canonical JSON (spec: size limits).
 const MAX_PDU_BYTES: usize = 65_535;
 /// Most `prev_events` a new event points at.
@@ -82,11 +98,24 @@ pub struct RoomService {
     /// started it may have been dropped before updating the cache. Reloaded on next use.
     stale: SyncMutex<std::collections::HashSet<OwnedRoomId>>,
     stream: AtomicU64,
+    /// Tells listeners (the federation sender) that events were committed.
+    committed: tokio::sync::watch::Sender<u64>,
     notifier: Arc<Notifier>,
 }
 
 fn forbidden_from_auth(reason: String) -> Error {
     Error::forbidden(format!("Event not authorized: {reason}"))
+}
+
+/// The id of an event: its reference hash under the room version's rules.
+pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+    let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| match e {
+        ruma::signatures::JsonError::PduTooLarge => {
+            Error::new(ErrorKind::TooLarge, "Event is too large")
+        }
+        e => Error::bad_json(format!("Event cannot be hashed: {e}")),
+    })?;
+    EventId::parse(format!("${hash}")).map_err(|e| Error::internal(e.to_string()))
 }
 
 pub(crate) fn rules_of(version: &RoomVersionId) -> Result<RoomVersionRules> {
@@ -110,7 +139,19 @@ impl RoomService {
     ) -> Result<Self> {
         let stream = AtomicU64::new(store.max_stream_pos().await?);
         let (handles, stale) = (SyncMutex::new(HashMap::new()), SyncMutex::new(Default::default()));
-        Ok(Self { config, store, accounts, key, clock, handles, stale, stream, notifier })
+        let committed = tokio::sync::watch::channel(stream.load(Ordering::Acquire)).0;
+        Ok(Self {
+            config,
+            store,
+            accounts,
+            key,
+            clock,
+            handles,
+            stale,
+            stream,
+            committed,
+            notifier,
+        })
     }
 
     /// The room store, for services that read rooms (sync).
@@ -121,6 +162,20 @@ impl RoomService {
     /// The latest committed stream position.
     pub fn position(&self) -> u64 {
         self.stream.load(Ordering::Acquire)
+    }
+
+    /// A receiver that changes whenever events are committed.
+    pub fn subscribe_commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Timeline events of every room after stream position `pos`, in stream order.
+    pub async fn events_after(
+        &self,
+        pos: u64,
+        limit: usize,
+    ) -> Result<Vec<palisade_storage::EventRow>> {
+        self.store.events_after(pos, limit).await
     }
 
     fn handle(&self, room_id: &RoomId) -> RoomHandle {
@@ -167,7 +222,7 @@ impl RoomService {
         let (pdu, json) = self.build(room, Some(room_id), sender, template, &rules)?;
         self.authorize(room, &pdu, &rules).await?;
         self.check_redaction(room, &pdu).await?;
-        self.persist(room, pdu, json, txn, None).await
+        self.persist(room, pdu, json, Commit { txn, ..Commit::default() }).await
     }
 
     /// A local redaction of someone else's event needs the room's `redact` level. (The auth
@@ -227,6 +282,19 @@ impl RoomService {
         template: EventTemplate,
         rules: &RoomVersionRules,
     ) -> Result<(Pdu, CanonicalJsonObject)> {
+        let object = self.skeleton(room, room_id, sender, template, rules)?;
+        self.sign_and_hash(object, rules)
+    }
+
+    /// A template as an unsigned PDU on top of the room's current state and extremities.
+    fn skeleton(
+        &self,
+        room: &RoomSnapshot,
+        room_id: Option<&RoomId>,
+        sender: &UserId,
+        template: EventTemplate,
+        rules: &RoomVersionRules,
+    ) -> Result<CanonicalJsonObject> {
         let kind = TimelineEventType::from(template.kind.as_str());
         if !template.content.is_object() {
             return Err(Error::bad_json("Event content must be an object"));
@@ -297,6 +365,15 @@ impl RoomService {
         if size > MAX_PDU_BYTES {
             return Err(Error::new(ErrorKind::TooLarge, "Event is too large"));
         }
+        Ok(object)
+    }
+
+    /// Adds the content hash and this server's signature; computes the event id.
+    pub(crate) fn sign_and_hash(
+        &self,
+        mut object: CanonicalJsonObject,
+        rules: &RoomVersionRules,
+    ) -> Result<(Pdu, CanonicalJsonObject)> {
         ruma::signatures::hash_and_sign_event(
             self.config.server_name.as_str(),
             self.key.pair(),
@@ -304,14 +381,7 @@ impl RoomService {
             &rules.redaction,
         )
         .map_err(|e| Error::internal(format!("signing event: {e}")))?;
-        let hash = ruma::signatures::reference_hash(&object, rules).map_err(|e| match e {
-            ruma::signatures::JsonError::PduTooLarge => {
-                Error::new(ErrorKind::TooLarge, "Event is too large")
-            }
-            e => Error::internal(format!("hashing event: {e}")),
-        })?;
-        let event_id =
-            EventId::parse(format!("${hash}")).map_err(|e| Error::internal(e.to_string()))?;
+        let event_id = event_id_of(&object, rules)?;
         let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
         Ok((Pdu::parse(event_id, &json)?, object))
     }
@@ -340,19 +410,63 @@ impl RoomService {
         pdu: &Pdu,
         rules: &RoomVersionRules,
     ) -> Result<()> {
-        let auth = &rules.authorization;
-        // The v12 create event is not an auth event but is fetched by id from the room id.
+        self.check_independent(pdu, rules).await?;
+        self.check_against(pdu, rules, &room.state).await
+    }
+
+    /// The auth events an event names, with the v12 create event (named by the room id).
+    async fn auth_events_of(
+        &self,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+    ) -> Result<HashMap<OwnedEventId, Pdu>> {
         let create_id = pdu
             .room_id
             .as_deref()
             .filter(|_| {
-                auth.room_create_event_id_as_room_id && pdu.kind != TimelineEventType::RoomCreate
+                rules.authorization.room_create_event_id_as_room_id
+                    && pdu.kind != TimelineEventType::RoomCreate
             })
             .and_then(|room_id| EventId::parse(format!("${}", room_id.strip_sigil())).ok());
-        let auth_events = self.load_pdus(pdu.auth_events.iter().cloned().chain(create_id)).await?;
-        state_res::check_state_independent_auth_rules(auth, pdu, |id| auth_events.get(id))
-            .map_err(forbidden_from_auth)?;
+        self.load_pdus(pdu.auth_events.iter().cloned().chain(create_id)).await
+    }
 
+    /// The rules that need no state (the auth events' shape); returns the auth events.
+    async fn check_independent(
+        &self,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+    ) -> Result<HashMap<OwnedEventId, Pdu>> {
+        let auth_events = self.auth_events_of(pdu, rules).await?;
+        state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
+            auth_events.get(id)
+        })
+        .map_err(forbidden_from_auth)?;
+        Ok(auth_events)
+    }
+
+    /// The rules against the state the event's own auth events make (spec: checks on receipt
+    /// of a PDU, step 5).
+    async fn check_against_auth_events(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
+        let auth_events = self.check_independent(pdu, rules).await?;
+        let state: StateMap = auth_events
+            .values()
+            .filter_map(|event| {
+                let key = event.state_key.clone()?;
+                Some(((event.kind.to_string(), key), event.event_id.clone()))
+            })
+            .collect();
+        self.check_against(pdu, rules, &state).await
+    }
+
+    /// The rules that depend on the room state, against `state`.
+    async fn check_against(
+        &self,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+        state: &StateMap,
+    ) -> Result<()> {
+        let auth = &rules.authorization;
         let mut keys = state_res::auth_types_for_event(
             &pdu.kind,
             &pdu.sender,
@@ -366,7 +480,7 @@ impl RoomService {
             .into_iter()
             .filter_map(|(t, k)| {
                 let key = (t.to_string(), k);
-                room.state.get(&key).map(|id| (key, id.clone()))
+                state.get(&key).map(|id| (key, id.clone()))
             })
             .collect();
         let state_pdus = self.load_pdus(state_ids.values().cloned()).await?;
@@ -382,12 +496,13 @@ impl RoomService {
         room: &mut RoomSnapshot,
         pdu: Pdu,
         object: CanonicalJsonObject,
-        txn: Option<(OwnedDeviceId, String)>,
-        creates_room: Option<RoomVersionId>,
+        commit: Commit<'_>,
     ) -> Result<OwnedEventId> {
+        let Commit { txn, creates_room, state, before } = commit;
         let room_id = pdu.room()?;
         let state_key = pdu.state_key.clone().map(|k| (pdu.kind.to_string(), k));
-        let unsigned = match state_key.as_ref().and_then(|key| room.state.get(key)) {
+        let before = before.unwrap_or(&room.state);
+        let unsigned = match state_key.as_ref().and_then(|key| before.get(key)) {
             Some(previous) => match self.store.event(previous).await? {
                 Some(prev) => {
                     let prev_pdu = Pdu::from_row(&prev)?;
@@ -431,17 +546,28 @@ impl RoomService {
             creates_room,
             redacts: pdu.redacted_event(),
             txn,
+            state: state.clone(),
         };
         let room_id = new.room_id.clone();
         self.stale.lock().expect("stale rooms poisoned").insert(room_id.clone());
         let appended = self.store.append_event(new).await?;
-        if let Some(key) = state_key {
-            room.state.insert(key, pdu.event_id.clone());
+        match state {
+            StateUpdate::Linear => {
+                if let Some(key) = state_key {
+                    room.state.insert(key, pdu.event_id.clone());
+                }
+            }
+            StateUpdate::Resolved { current, .. } => room.state = current,
+            StateUpdate::Outlier => {
+                self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
+                return Ok(pdu.event_id);
+            }
         }
-        room.state_group = appended.state_group;
+        room.state_group = appended.current_group;
         room.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
         room.extremities.push((pdu.event_id.clone(), depth));
         self.stream.fetch_max(appended.stream_pos, Ordering::AcqRel);
+        self.committed.send_replace(appended.stream_pos);
         self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
         let change = change.as_ref().and_then(|(membership, target)| {
             <&UserId>::try_from(target.as_str()).ok().map(|user| (user, membership.as_str()))

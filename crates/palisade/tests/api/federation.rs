@@ -1,7 +1,7 @@
 //! Federation between two Palisade servers on loopback, over TLS with self-signed certificates,
 //! and what a server does with requests that are not signed by who they claim.
 
-use palisade_testkit::{TestServer, assert_error, assert_forbidden, urlencode};
+use palisade_testkit::{TestServer, User, assert_error, assert_forbidden, urlencode};
 use reqwest::{Method, StatusCode};
 use ruma::{
     api::federation::authentication::{ServerSignaturesInput, XMatrix},
@@ -128,4 +128,125 @@ async fn a_server_without_federation_neither_listens_nor_sends() {
     let bob = remote.register("bob").await;
     let profile = format!("/_matrix/client/v3/profile/{}", urlencode(&bob.user_id));
     assert_forbidden(&local.get(&profile, Some(&alice.token)).await);
+}
+
+/// The text messages in a room, oldest first, as `/messages` shows them to `user`.
+async fn texts(server: &TestServer, user: &User, room_id: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100");
+    let (status, body) = server.get(&path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut texts: Vec<String> = body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    texts.reverse();
+    texts
+}
+
+/// Waits (up to 15 s) until `user` sees `text` in the room.
+async fn wait_for_text(server: &TestServer, user: &User, room_id: &str, text: &str) {
+    for _ in 0..150 {
+        if texts(server, user, room_id).await.iter().any(|t| t == text) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{} never saw {text:?}; it has {:?}", user.user_id, texts(server, user, room_id).await);
+}
+
+/// Joins `user` on `server` to a room on `via`.
+async fn join_via(server: &TestServer, user: &User, room_id: &str, via: &TestServer) {
+    let path = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(room_id),
+        urlencode(via.server_name())
+    );
+    let (status, body) = server.post(&path, user.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn users_on_two_servers_share_a_room() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat", "name": "Across" })).await;
+    a.send_text(&alice, &room_id, "before bob").await;
+
+    join_via(&b, &bob, &room_id, &a).await;
+    // B has the room's state: its name and both members.
+    let (status, name) =
+        b.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Across");
+    let (_, members) =
+        b.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), bob.token()).await;
+    let joined = members["joined"].as_object().unwrap();
+    assert!(joined.contains_key(&alice.user_id) && joined.contains_key(&bob.user_id), "{members}");
+    // A saw bob join.
+    let (_, members) =
+        a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
+    assert!(members["joined"].as_object().unwrap().contains_key(&bob.user_id), "{members}");
+
+    let (status, _) = b.send_text(&bob, &room_id, "hello from B").await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_text(&a, &alice, &room_id, "hello from B").await;
+    a.send_text(&alice, &room_id, "hello from A").await;
+    wait_for_text(&b, &bob, &room_id, "hello from A").await;
+
+    // Both at once: the two servers' events fork the room, and both end with all of them.
+    let (x, y) = tokio::join!(
+        a.send_text(&alice, &room_id, "fork A"),
+        b.send_text(&bob, &room_id, "fork B")
+    );
+    assert_eq!((x.0, y.0), (StatusCode::OK, StatusCode::OK));
+    wait_for_text(&a, &alice, &room_id, "fork B").await;
+    wait_for_text(&b, &bob, &room_id, "fork A").await;
+    a.send_text(&alice, &room_id, "after the fork").await;
+    wait_for_text(&b, &bob, &room_id, "after the fork").await;
+
+    // Bob's sync on B shows the room with alice's messages.
+    let sync = b.sync(&bob, "").await;
+    let timeline = &sync["rooms"]["join"][&room_id]["timeline"]["events"];
+    assert!(
+        timeline.as_array().unwrap().iter().any(|e| e["content"]["body"] == "after the fork"),
+        "{sync}"
+    );
+}
+
+#[tokio::test]
+async fn what_is_queued_for_a_down_server_arrives_after_restarts() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&b, &bob, &room_id, &a).await;
+    a.send_text(&alice, &room_id, "while B is up").await;
+    wait_for_text(&b, &bob, &room_id, "while B is up").await;
+
+    // B goes down; alice's messages are acknowledged and queued.
+    let b_config = b.config.clone();
+    let b_dir = b.stop().await;
+    for text in ["queued 1", "queued 2", "queued 3"] {
+        let (status, _) = a.send_text(&alice, &room_id, text).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // A restarts too, with the queue in its database; then B comes back.
+    let a_config = a.config.clone();
+    let a_dir = a.stop().await;
+    let a = TestServer::start_on(a_config).await;
+    let b = TestServer::start_on(b_config).await;
+    wait_for_text(&b, &bob, &room_id, "queued 3").await;
+    let seen = texts(&b, &bob, &room_id).await;
+    let order: Vec<&str> =
+        seen.iter().map(String::as_str).filter(|t| t.starts_with("queued")).collect();
+    assert_eq!(order, ["queued 1", "queued 2", "queued 3"]);
+
+    // And the conversation goes on both ways.
+    b.send_text(&bob, &room_id, "back").await;
+    wait_for_text(&a, &alice, &room_id, "back").await;
+    drop((a_dir, b_dir));
 }

@@ -1,0 +1,82 @@
+//! Joining and leaving through this server (`make_join`, `send_join`, `make_leave`,
+//! `send_leave`).
+//!
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>
+
+use axum::Router;
+use palisade_core::Result;
+use ruma::api::federation::membership::{
+    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+};
+
+use crate::{AppState, Ruma, router::route};
+
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, make_join);
+    let router = route(router, send_join);
+    let router = route(router, make_leave);
+    route(router, send_leave)
+}
+
+/// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
+async fn make_join(
+    state: AppState,
+    request: Ruma<prepare_join_event::v1::Request>,
+) -> Result<prepare_join_event::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let (version, event) = state
+        .federation
+        .make_membership(origin, &body.room_id, &body.user_id, "join", &body.ver)
+        .await?;
+    let mut response = prepare_join_event::v1::Response::new(event);
+    response.room_version = Some(version);
+    Ok(response)
+}
+
+/// `PUT /_matrix/federation/v2/send_join/{roomId}/{eventId}`
+async fn send_join(
+    state: AppState,
+    request: Ruma<create_join_event::v2::Request>,
+) -> Result<create_join_event::v2::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let joined = state
+        .federation
+        .send_membership(origin, &body.room_id, &body.event_id, &body.pdu, "join")
+        .await?
+        .expect("a join answers with the room state");
+    let mut room_state = create_join_event::v2::RoomState::new();
+    room_state.state = joined.state;
+    room_state.auth_chain = joined.auth_chain;
+    room_state.servers_in_room = Some(joined.servers_in_room);
+    Ok(create_join_event::v2::Response::new(room_state))
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`
+async fn make_leave(
+    state: AppState,
+    request: Ruma<prepare_leave_event::v1::Request>,
+) -> Result<prepare_leave_event::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let (version, event) = state
+        .federation
+        .make_membership(origin, &body.room_id, &body.user_id, "leave", &[])
+        .await?;
+    Ok(prepare_leave_event::v1::Response::new(Some(version), event))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`
+async fn send_leave(
+    state: AppState,
+    request: Ruma<create_leave_event::v2::Request>,
+) -> Result<create_leave_event::v2::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    state
+        .federation
+        .send_membership(origin, &body.room_id, &body.event_id, &body.pdu, "leave")
+        .await?;
+    Ok(create_leave_event::v2::Response::new())
+}

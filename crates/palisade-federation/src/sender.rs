@@ -1,0 +1,227 @@
+//! The outbound queue: every event a local user sends is queued, in the same order, for each
+//! server in its room, and sent in transactions with retries. The queue lives in storage, so
+//! what a client was told is sent survives the peer being down and this server restarting.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#transactions>
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use palisade_core::{Error, Result};
+use palisade_service::rooms::RoomService;
+use palisade_storage::{FederationStore, OutboxRow};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName,
+    api::federation::transactions::send_transaction_message, serde::Raw,
+};
+use tokio::{sync::Notify, task::JoinSet};
+
+use crate::{FederationClient, pdu::to_raw};
+
+/// Events read from the stream per round.
+const STREAM_BATCH: usize = 200;
+/// Most PDUs and EDUs in one transaction (spec).
+const TXN_PDUS: usize = 50;
+const TXN_EDUS: usize = 100;
+/// Retry delays: doubling from the first, up to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LONGEST_RETRY: Duration = Duration::from_secs(600);
+
+/// A destination's worker: woken when items are queued, and when the peer shows it is up.
+#[derive(Default)]
+struct Destination {
+    queued: Notify,
+    up: Notify,
+}
+
+/// Queues local events for other servers and sends them.
+pub struct Sender {
+    origin: OwnedServerName,
+    rooms: Arc<RoomService>,
+    store: Arc<dyn FederationStore>,
+    client: Arc<FederationClient>,
+    destinations: Mutex<HashMap<OwnedServerName, Arc<Destination>>>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Sender {
+    /// A sender for events of `rooms`, queueing in `store`, sending with `client`.
+    pub fn new(
+        origin: OwnedServerName,
+        rooms: Arc<RoomService>,
+        store: Arc<dyn FederationStore>,
+        client: Arc<FederationClient>,
+    ) -> Self {
+        Self {
+            origin,
+            rooms,
+            store,
+            client,
+            destinations: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    /// Starts queueing new events and sending what is queued (including what a previous run
+    /// left).
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
+        for destination in self.store.outbox_destinations().await? {
+            self.wake(&destination);
+        }
+        let this = self.clone();
+        self.tasks.lock().expect("sender poisoned").spawn(async move {
+            if let Err(error) = this.queue_events().await {
+                tracing::error!(%error, "the federation queue stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops every task (queued items stay queued for the next start).
+    pub fn stop(&self) {
+        self.tasks.lock().expect("sender poisoned").abort_all();
+    }
+
+    /// A peer showed it is up (it sent a request): retry it now.
+    pub fn peer_is_up(&self, server: &ServerName) {
+        if let Some(destination) = self.destinations.lock().expect("sender poisoned").get(server) {
+            destination.up.notify_one();
+        }
+    }
+
+    /// Follows the event stream, queueing each local event for the servers in its room.
+    async fn queue_events(self: Arc<Self>) -> Result<()> {
+        let mut commits = self.rooms.subscribe_commits();
+        loop {
+            let position = self.store.outbox_position().await?;
+            let events = self.rooms.events_after(position, STREAM_BATCH).await?;
+            let Some(last) = events.last().map(|e| e.stream_pos) else {
+                if commits.changed().await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            };
+            let mut items = Vec::new();
+            for event in &events {
+                if event.sender.server_name() != self.origin {
+                    continue;
+                }
+                let mut servers = self.rooms.servers_in_room(&event.room_id).await?;
+                // A membership change also reaches the server of the user it is about.
+                if event.kind == "m.room.member"
+                    && let Some(target) = event.state_key.as_deref()
+                    && let Ok(target) = <&ruma::UserId>::try_from(target)
+                {
+                    servers.push(target.server_name().to_owned());
+                }
+                servers.sort();
+                servers.dedup();
+                for server in servers.into_iter().filter(|s| *s != self.origin) {
+                    items.push((server, Some(event.event_id.clone()), None));
+                }
+            }
+            let mut touched: Vec<OwnedServerName> =
+                items.iter().map(|(s, _, _)| s.clone()).collect();
+            self.store.enqueue(items, last).await?;
+            touched.sort();
+            touched.dedup();
+            for server in &touched {
+                self.wake(server);
+            }
+        }
+    }
+
+    /// Wakes (starting if needed) the worker of a destination.
+    fn wake(self: &Arc<Self>, server: &ServerName) {
+        let mut destinations = self.destinations.lock().expect("sender poisoned");
+        let destination = match destinations.get(server) {
+            Some(destination) => destination.clone(),
+            None => {
+                let destination = Arc::new(Destination::default());
+                destinations.insert(server.to_owned(), destination.clone());
+                let (this, server, worker) = (self.clone(), server.to_owned(), destination.clone());
+                self.tasks
+                    .lock()
+                    .expect("sender poisoned")
+                    .spawn(async move { this.deliver(server, worker).await });
+                destination
+            }
+        };
+        destination.queued.notify_one();
+    }
+
+    /// Sends a destination's queue in order, retrying with growing delays.
+    async fn deliver(self: Arc<Self>, server: OwnedServerName, destination: Arc<Destination>) {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let rows = match self.store.outbox(&server, TXN_PDUS + TXN_EDUS).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    tracing::error!(%error, "reading the federation queue failed");
+                    tokio::time::sleep(LONGEST_RETRY).await;
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                destination.queued.notified().await;
+                continue;
+            }
+            match self.send(&server, &rows).await {
+                Ok(sent) => {
+                    delay = FIRST_RETRY;
+                    if let Err(error) = self.store.outbox_sent(sent).await {
+                        tracing::error!(%error, "clearing the federation queue failed");
+                    }
+                }
+                Err(error) => {
+                    tracing::info!(%server, %error, retry_in = ?delay, "federation transaction failed");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = destination.up.notified() => {}
+                    }
+                    delay = (delay * 2).min(LONGEST_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Sends one transaction of the oldest queued items; returns the items it carried.
+    async fn send(&self, server: &ServerName, rows: &[OutboxRow]) -> Result<Vec<u64>> {
+        let (mut pdus, mut edus, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            if pdus.len() == TXN_PDUS || edus.len() == TXN_EDUS {
+                break;
+            }
+            ids.push(row.id);
+            if let Some(event_id) = &row.pdu
+                && let Some(object) = self.rooms.pdu_object(event_id).await?
+            {
+                pdus.push(to_raw(&object)?);
+            }
+            if let Some(edu) = &row.edu {
+                let raw = serde_json::value::RawValue::from_string(edu.clone())
+                    .map_err(|e| Error::internal(format!("queued EDU: {e}")))?;
+                edus.push(Raw::from_json(raw));
+            }
+        }
+        let (first, last) = (ids.first().copied().unwrap_or(0), ids.last().copied().unwrap_or(0));
+        let txn_id = OwnedTransactionId::from(format!("{first}-{last}"));
+        let mut request = send_transaction_message::v1::Request::new(
+            txn_id,
+            self.origin.clone(),
+            MilliSecondsSinceUnixEpoch::now(),
+        );
+        request.pdus = pdus;
+        request.edus = edus;
+        let response = self.client.send(server, request).await?;
+        for (event_id, result) in response.pdus {
+            if let Err(error) = result {
+                tracing::info!(%server, %event_id, %error, "peer refused a PDU");
+            }
+        }
+        Ok(ids)
+    }
+}

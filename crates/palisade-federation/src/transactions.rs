@@ -1,0 +1,201 @@
+//! Inbound transactions and the events in them: each PDU is verified, gaps before it are
+//! filled from the sending server (bounded), and it enters the room pipeline.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#transactions>
+
+use std::collections::{BTreeMap, HashMap};
+
+use palisade_core::{Error, Result};
+use palisade_service::rooms::{Received, RemoteEvent};
+use palisade_storage::StateMap;
+use ruma::{
+    OwnedEventId, RoomId, RoomVersionId, ServerName, UInt,
+    api::federation::{
+        authorization::get_event_authorization,
+        event::{get_event, get_missing_events, get_room_state_ids},
+    },
+};
+use serde_json::value::RawValue;
+
+use crate::{
+    Federation,
+    pdu::{parse_pdu, room_id_of},
+};
+
+/// Most PDUs and EDUs in one transaction (spec).
+const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
+/// Most events asked for in one `/get_missing_events`.
+const MISSING_EVENTS_LIMIT: u32 = 20;
+/// Most state events fetched one by one to learn the state at a gap.
+const MAX_STATE_FETCH: usize = 500;
+
+impl Federation {
+    /// Handles the PDUs of a transaction from `origin`; per-PDU results as the spec returns.
+    pub async fn receive_transaction(
+        &self,
+        origin: &ServerName,
+        pdus: &[Box<RawValue>],
+        edu_count: usize,
+    ) -> Result<BTreeMap<OwnedEventId, Result<(), String>>> {
+        if pdus.len() > MAX_PDUS || edu_count > MAX_EDUS {
+            return Err(Error::bad_json("Too many PDUs or EDUs in one transaction"));
+        }
+        let mut results = BTreeMap::new();
+        for raw in pdus {
+            let Ok(object) = parse_pdu(raw) else { continue };
+            let Ok(room_id) = room_id_of(&object) else { continue };
+            let Some(version) = self.services.rooms.room_version(&room_id).await? else {
+                tracing::info!(%origin, %room_id, "PDU for a room this server is not in");
+                continue;
+            };
+            let Ok(event_id) = RemoteEvent::new(object.clone(), &version).map(|e| e.event_id) else {
+                continue;
+            };
+            let outcome = if self.services.rooms.server_in_room(&room_id, origin).await? {
+                match self.verify_pdu(object, &version).await {
+                    Ok(event) => self.receive_pdu(origin, &room_id, &version, event).await,
+                    Err(error) => Err(error),
+                }
+            } else {
+                Err(Error::forbidden("The sending server is not in the room"))
+            };
+            let result = match outcome {
+                Ok(Received::Accepted | Received::Known) => Ok(()),
+                Ok(Received::SoftFailed) => Err("soft-failed".to_owned()),
+                Ok(Received::Missing(ids)) => Err(format!("missing events: {ids:?}")),
+                Err(error) => {
+                    tracing::info!(%origin, %event_id, %error, "rejected a PDU");
+                    Err(error.message)
+                }
+            };
+            results.insert(event_id, result);
+        }
+        Ok(results)
+    }
+
+    /// Runs a verified PDU through the pipeline, fetching from `origin` what it lacks.
+    pub(crate) async fn receive_pdu(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        event: RemoteEvent,
+    ) -> Result<Received> {
+        let rooms = &self.services.rooms;
+        let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
+        let Received::Missing(missing) = outcome else { return Ok(outcome) };
+        tracing::debug!(event_id = %event.event_id, ?missing, "filling a gap");
+
+        // The event's own auth chain, when auth events are missing.
+        let known = rooms.known_events(&missing).await?;
+        let auth_ids = auth_events_of(&event);
+        if auth_ids.iter().any(|id| missing.contains(id) && !known.contains(id)) {
+            let request = get_event_authorization::v1::Request::new(
+                room_id.to_owned(),
+                event.event_id.clone(),
+            );
+            let chain = self.client.send(origin, request).await?.auth_chain;
+            let chain = self.verify_all(&chain, version).await;
+            rooms.store_outliers(room_id, chain).await?;
+        }
+
+        // The events between what this server has and the new one.
+        let mut request = get_missing_events::v1::Request::new(
+            room_id.to_owned(),
+            rooms.extremities(room_id).await?,
+            vec![event.event_id.clone()],
+        );
+        request.limit = UInt::from(MISSING_EVENTS_LIMIT);
+        if let Ok(answer) = self.client.send(origin, request).await {
+            for gap_event in self.verify_all(&answer.events, version).await {
+                let gap_id = gap_event.event_id.clone();
+                if let Err(error) =
+                    self.receive_with_state(origin, room_id, version, gap_event).await
+                {
+                    tracing::info!(event_id = %gap_id, %error, "an earlier event could not be placed");
+                }
+            }
+        }
+        self.receive_with_state(origin, room_id, version, event).await
+    }
+
+    /// Runs an event through the pipeline, learning from `origin` the state after each of its
+    /// `prev_events` this server has not got in its timeline.
+    async fn receive_with_state(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        event: RemoteEvent,
+    ) -> Result<Received> {
+        let rooms = &self.services.rooms;
+        let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
+        let Received::Missing(_) = outcome else { return Ok(outcome) };
+        let mut prev_states = HashMap::new();
+        for prev in prev_events_of(&event) {
+            if rooms.in_timeline(&prev).await? {
+                continue;
+            }
+            let state = self.state_after_remote(origin, room_id, version, &prev).await?;
+            prev_states.insert(prev, state);
+        }
+        rooms.receive(room_id, event, &prev_states).await
+    }
+
+    /// The state after an event this server lacks, as `origin` reports it: the state before
+    /// it (`/state_ids`), the events fetched and checked, plus the event itself.
+    async fn state_after_remote(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        event_id: &OwnedEventId,
+    ) -> Result<StateMap> {
+        let rooms = &self.services.rooms;
+        let request = get_room_state_ids::v1::Request::new(event_id.clone(), room_id.to_owned());
+        let ids = self.client.send(origin, request).await?;
+        let mut wanted: Vec<OwnedEventId> =
+            ids.auth_chain_ids.iter().chain(&ids.pdu_ids).cloned().collect();
+        wanted.push(event_id.clone());
+        let known = rooms.known_events(&wanted).await?;
+        let unknown: Vec<&OwnedEventId> = wanted.iter().filter(|id| !known.contains(*id)).collect();
+        if unknown.len() > MAX_STATE_FETCH {
+            return Err(Error::forbidden("Too much unknown state to fetch"));
+        }
+        let mut fetched = Vec::with_capacity(unknown.len());
+        for id in unknown {
+            let answer = self.client.send(origin, get_event::v1::Request::new(id.clone())).await?;
+            let event = self.verify_pdu(parse_pdu(&answer.pdu)?, version).await?;
+            if &event.event_id != id {
+                return Err(Error::bad_json("The peer answered with another event"));
+            }
+            fetched.push(event);
+        }
+        rooms.store_outliers(room_id, fetched).await?;
+        let mut state = rooms.state_map_of(&ids.pdu_ids).await?;
+        state.extend(rooms.state_map_of(std::slice::from_ref(event_id)).await?);
+        Ok(state)
+    }
+}
+
+fn id_list(event: &RemoteEvent, key: &str) -> Vec<OwnedEventId> {
+    match event.object.get(key) {
+        Some(ruma::CanonicalJsonValue::Array(ids)) => ids
+            .iter()
+            .filter_map(|id| match id {
+                ruma::CanonicalJsonValue::String(id) => OwnedEventId::try_from(id.as_str()).ok(),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn prev_events_of(event: &RemoteEvent) -> Vec<OwnedEventId> {
+    id_list(event, "prev_events")
+}
+
+fn auth_events_of(event: &RemoteEvent) -> Vec<OwnedEventId> {
+    id_list(event, "auth_events")
+}

@@ -1,0 +1,527 @@
+//! Events from other servers enter the same pipeline as local ones, at the checks: against
+//! their auth events, against the state before them (resolved over their `prev_events`), and
+//! against the current state (soft failure). Federation (`palisade-federation`) verifies
+//! signatures and hashes first and fetches what is missing; this module never talks to peers.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu>
+
+use std::collections::{HashMap, HashSet};
+
+use palisade_core::{Error, Result};
+use palisade_storage::{StateMap, StateUpdate};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, UserId,
+    events::TimelineEventType,
+};
+use serde_json::json;
+
+use super::{Commit, EventTemplate, Pdu, RoomService, event_id_of, rules_of};
+
+/// What became of an event another server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Stored and part of the room.
+    Accepted,
+    /// Stored, but it fails against the room's current state, so nobody sees it.
+    SoftFailed,
+    /// Already stored.
+    Known,
+    /// Its `prev_events` or `auth_events` name events this server lacks.
+    Missing(Vec<OwnedEventId>),
+}
+
+/// An event from another server, its signatures and hashes checked.
+#[derive(Debug, Clone)]
+pub struct RemoteEvent {
+    /// Its id (reference hash).
+    pub event_id: OwnedEventId,
+    /// The PDU (redacted if its content hash did not match).
+    pub object: CanonicalJsonObject,
+}
+
+impl RemoteEvent {
+    /// The event from a PDU of a room version, its id computed.
+    pub fn new(object: CanonicalJsonObject, version: &RoomVersionId) -> Result<Self> {
+        let event_id = event_id_of(&object, &rules_of(version)?)?;
+        Ok(Self { event_id, object })
+    }
+
+    fn pdu(&self) -> Result<Pdu> {
+        let json =
+            serde_json::to_string(&self.object).map_err(|e| Error::bad_json(e.to_string()))?;
+        serde_json::from_str::<Pdu>(&json)
+            .map(|mut pdu| {
+                pdu.event_id = self.event_id.clone();
+                pdu
+            })
+            .map_err(|e| Error::bad_json(format!("Malformed PDU {}: {e}", self.event_id)))
+    }
+}
+
+impl RoomService {
+    /// The version of a room this server has; `None` for an unknown room.
+    pub async fn room_version(&self, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+        match self.lock_room(room_id).await {
+            Ok(guard) => Ok(guard.as_ref().map(|room| room.version.clone())),
+            Err(e) if e.kind == palisade_core::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether any user of `server` is joined to the room now.
+    pub async fn server_in_room(
+        &self,
+        room_id: &RoomId,
+        server: &ruma::ServerName,
+    ) -> Result<bool> {
+        Ok(self
+            .store
+            .members(room_id)
+            .await?
+            .iter()
+            .any(|m| m.membership == "join" && m.user_id.server_name() == server))
+    }
+
+    /// The servers with a user joined to the room.
+    pub async fn servers_in_room(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedServerName>> {
+        let mut servers: Vec<_> = self
+            .store
+            .members(room_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.membership == "join")
+            .map(|m| m.user_id.server_name().to_owned())
+            .collect();
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
+    /// Receives an event another server sent into a room this server is in. `prev_states`
+    /// gives the state after each `prev_event` this server has no timeline state for (fetched
+    /// from a peer); the others come from storage.
+    pub async fn receive(
+        &self,
+        room_id: &RoomId,
+        event: RemoteEvent,
+        prev_states: &HashMap<OwnedEventId, StateMap>,
+    ) -> Result<Received> {
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        if self.store.has_event(&event.event_id).await? {
+            return Ok(Received::Known);
+        }
+        let rules = rules_of(&room.version)?;
+        let pdu = event.pdu()?;
+        if pdu.room()? != room_id {
+            return Err(Error::forbidden("The event belongs to another room"));
+        }
+        let mut missing = Vec::new();
+        for id in &pdu.auth_events {
+            if !self.store.has_event(id).await? {
+                missing.push(id.clone());
+            }
+        }
+        let mut states = Vec::with_capacity(pdu.prev_events.len());
+        for id in &pdu.prev_events {
+            match prev_states.get(id) {
+                Some(state) => states.push(state.clone()),
+                None => match self.store.event(id).await? {
+                    Some(row) if !row.outlier => states.push(
+                        self.store
+                            .state_after(id)
+                            .await?
+                            .ok_or_else(|| Error::internal("stored event without state"))?,
+                    ),
+                    _ => missing.push(id.clone()),
+                },
+            }
+        }
+        if !missing.is_empty() {
+            return Ok(Received::Missing(missing));
+        }
+
+        self.check_against_auth_events(&pdu, &rules).await?;
+        let before = self.resolve_state(&room.version, states).await?;
+        self.check_against(&pdu, &rules, &before).await?;
+        let soft_failed = self.check_against(&pdu, &rules, &room.state).await.is_err()
+            || self.check_redaction(room, &pdu).await.is_err();
+        if soft_failed {
+            tracing::info!(event_id = %pdu.event_id, "event soft-failed against current state");
+            self.persist(
+                room,
+                pdu,
+                event.object,
+                Commit { state: StateUpdate::Outlier, ..Commit::default() },
+            )
+            .await?;
+            return Ok(Received::SoftFailed);
+        }
+
+        let mut after = before.clone();
+        if let Some(key) = &pdu.state_key {
+            after.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.clone());
+        }
+        let others: Vec<OwnedEventId> = room
+            .extremities
+            .iter()
+            .map(|(id, _)| id.clone())
+            .filter(|id| !pdu.prev_events.contains(id))
+            .collect();
+        let state = if others.is_empty() && before == room.state {
+            StateUpdate::Linear
+        } else {
+            let mut forks = vec![after.clone()];
+            for id in &others {
+                if let Some(state) = self.store.state_after(id).await? {
+                    forks.push(state);
+                }
+            }
+            let current = self.resolve_state(&room.version, forks).await?;
+            StateUpdate::Resolved { after, current }
+        };
+        let commit = Commit { state, before: Some(&before), ..Commit::default() };
+        self.persist(room, pdu, event.object, commit).await?;
+        Ok(Received::Accepted)
+    }
+
+    /// Stores events another server sent as the state and auth chain of a room (outliers),
+    /// each checked against its own auth events, in an order where auth events come first.
+    /// Events that fail are dropped; the ids of those stored are returned.
+    pub async fn store_outliers(
+        &self,
+        room_id: &RoomId,
+        events: Vec<RemoteEvent>,
+    ) -> Result<HashSet<OwnedEventId>> {
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let rules = rules_of(&room.version)?;
+        let mut pending: HashMap<OwnedEventId, (Pdu, CanonicalJsonObject)> = HashMap::new();
+        for event in events {
+            let pdu = event.pdu()?;
+            pending.insert(event.event_id, (pdu, event.object));
+        }
+        let mut stored = HashSet::new();
+        // Repeatedly store those whose auth events are all stored; what is left is unauthorized
+        // or hangs on a missing event.
+        loop {
+            // From v12 every event also depends on the create event, which is not among its
+            // auth events but named by the room id.
+            let create = pending
+                .iter()
+                .find(|(_, (pdu, _))| pdu.kind == TimelineEventType::RoomCreate)
+                .map(|(id, _)| id.clone());
+            let ready: Vec<OwnedEventId> = pending
+                .iter()
+                .filter(|(id, (pdu, _))| {
+                    let waits_for_create = create.as_ref().is_some_and(|c| c != *id);
+                    !waits_for_create && !pdu.auth_events.iter().any(|a| pending.contains_key(a))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for id in ready {
+                let (pdu, object) = pending.remove(&id).expect("ready events are pending");
+                if self.store.has_event(&id).await? {
+                    stored.insert(id);
+                    continue;
+                }
+                if let Err(error) = self.check_against_auth_events(&pdu, &rules).await {
+                    tracing::info!(event_id = %id, %error, "rejected a state or auth event");
+                    continue;
+                }
+                let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
+                self.persist(room, pdu, object, commit).await?;
+                stored.insert(id);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Enters a room joined through another server: creates it, stores its state and auth
+    /// chain as outliers, checks the join against that state, and commits it with that state.
+    pub async fn import_join(
+        &self,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        state: Vec<RemoteEvent>,
+        auth_chain: Vec<RemoteEvent>,
+        join: RemoteEvent,
+    ) -> Result<()> {
+        self.store.import_room(room_id, version).await?;
+        self.mark_stale(room_id);
+        let state_ids: Vec<OwnedEventId> = state.iter().map(|e| e.event_id.clone()).collect();
+        let mut state_keys = Vec::new();
+        for event in &state {
+            let pdu = event.pdu()?;
+            let key = pdu.state_key.ok_or_else(|| {
+                Error::bad_json(format!(
+                    "{} in the room state is not a state event",
+                    event.event_id
+                ))
+            })?;
+            state_keys.push(((pdu.kind.to_string(), key), event.event_id.clone()));
+        }
+        let stored =
+            self.store_outliers(room_id, auth_chain.into_iter().chain(state).collect()).await?;
+        let before: StateMap =
+            state_keys.into_iter().filter(|(_, id)| stored.contains(id)).collect();
+        if !state_ids.iter().any(|id| before.values().any(|v| v == id)) {
+            return Err(Error::forbidden("The room's state could not be verified"));
+        }
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let rules = rules_of(&room.version)?;
+        let pdu = join.pdu()?;
+        self.check_against_auth_events(&pdu, &rules).await?;
+        self.check_against(&pdu, &rules, &before).await?;
+        let mut after = before.clone();
+        if let Some(key) = &pdu.state_key {
+            after.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.clone());
+        }
+        let state = StateUpdate::Resolved { after: after.clone(), current: after };
+        let commit = Commit { state, before: Some(&before), ..Commit::default() };
+        self.persist(room, pdu, join.object, commit).await?;
+        Ok(())
+    }
+
+    fn mark_stale(&self, room_id: &RoomId) {
+        self.stale.lock().expect("stale rooms poisoned").insert(room_id.to_owned());
+    }
+
+    /// An unsigned membership event for a user of another server, on top of the current
+    /// state (`make_join` / `make_leave`), refused early when the rules would refuse it.
+    pub async fn membership_template(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        membership: &str,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let rules = rules_of(&room.version)?;
+        let template = EventTemplate::state(
+            "m.room.member",
+            user.as_str(),
+            json!({ "membership": membership }),
+        );
+        let object = self.skeleton(room, Some(room_id), user, template, &rules)?;
+        let probe = {
+            let json =
+                serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
+            Pdu::parse(EventId::parse("$probe").expect("valid event id"), &json)?
+        };
+        self.authorize(room, &probe, &rules).await?;
+        Ok((room.version.clone(), object))
+    }
+
+    /// Completes a membership template another server gave this one: the timestamp, hashes,
+    /// this server's signature and the event id.
+    pub fn complete_template(
+        &self,
+        mut object: CanonicalJsonObject,
+        version: &RoomVersionId,
+    ) -> Result<RemoteEvent> {
+        let rules = rules_of(version)?;
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(
+                ruma::Int::try_from(self.clock.now_millis()).unwrap_or_default(),
+            ),
+        );
+        object.remove("signatures");
+        object.remove("hashes");
+        object.remove("event_id");
+        let (pdu, object) = self.sign_and_hash(object, &rules)?;
+        Ok(RemoteEvent { event_id: pdu.event_id, object })
+    }
+
+    /// The room's current state and its auth chain, as PDUs (for `send_join` and `/state`).
+    pub async fn state_and_auth_chain(
+        &self,
+        room_id: &RoomId,
+        at: Option<&EventId>,
+    ) -> Result<(Vec<CanonicalJsonObject>, Vec<CanonicalJsonObject>)> {
+        let state = match at {
+            Some(event_id) => self.state_before(room_id, event_id).await?,
+            None => self
+                .current_state(room_id)
+                .await?
+                .ok_or_else(|| Error::not_found("Unknown room"))?,
+        };
+        let chain = self.auth_chain(state.values().cloned(), &mut HashMap::new()).await?;
+        let mut state_pdus = Vec::new();
+        for id in state.values() {
+            state_pdus.extend(self.pdu_object(id).await?);
+        }
+        let mut chain_pdus = Vec::new();
+        for id in &chain {
+            chain_pdus.extend(self.pdu_object(id).await?);
+        }
+        Ok((state_pdus, chain_pdus))
+    }
+
+    /// The state before an event of the room.
+    pub async fn state_before(&self, room_id: &RoomId, event_id: &EventId) -> Result<StateMap> {
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id && !row.outlier)
+            .ok_or_else(|| Error::not_found("Unknown event"))?;
+        let mut state = self
+            .store
+            .state_after(event_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unknown event"))?;
+        if let Some(key) = row.state_key {
+            let key = (row.kind.clone(), key);
+            // The pipeline records the entry a state event replaced in its `unsigned`.
+            let previous = row
+                .unsigned
+                .as_deref()
+                .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
+                .and_then(|u| u.get("replaces_state")?.as_str().map(str::to_owned))
+                .and_then(|id| EventId::parse(id).ok());
+            match previous {
+                Some(id) => state.insert(key, id),
+                None => state.remove(&key),
+            };
+        }
+        Ok(state)
+    }
+
+    /// An event as the PDU other servers get (its stored JSON).
+    pub async fn pdu_object(&self, event_id: &EventId) -> Result<Option<CanonicalJsonObject>> {
+        match self.store.event(event_id).await? {
+            Some(row) => serde_json::from_str(&row.json)
+                .map(Some)
+                .map_err(|e| Error::internal(format!("stored PDU {event_id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether an event is a join of `user` (the kind of event `send_join` accepts).
+    pub fn is_membership_of(
+        event: &RemoteEvent,
+        user_server: &ruma::ServerName,
+        membership: &str,
+    ) -> bool {
+        let Ok(pdu) = event.pdu() else { return false };
+        pdu.kind == TimelineEventType::RoomMember
+            && pdu.sender.server_name() == user_server
+            && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
+            && serde_json::from_str::<serde_json::Value>(pdu.content.get())
+                .ok()
+                .and_then(|c| c.get("membership").and_then(|m| m.as_str()).map(str::to_owned))
+                .as_deref()
+                == Some(membership)
+    }
+
+    /// Whether an event is in this server's timeline of a room (not only an outlier).
+    pub async fn in_timeline(&self, event_id: &EventId) -> Result<bool> {
+        Ok(self.store.event(event_id).await?.is_some_and(|row| !row.outlier))
+    }
+
+    /// Which of `ids` this server has stored (in any form).
+    pub async fn known_events(&self, ids: &[OwnedEventId]) -> Result<HashSet<OwnedEventId>> {
+        let mut known = HashSet::new();
+        for id in ids {
+            if self.store.has_event(id).await? {
+                known.insert(id.clone());
+            }
+        }
+        Ok(known)
+    }
+
+    /// The state map made of stored state events `ids` (unknown or non-state ids are skipped).
+    pub async fn state_map_of(&self, ids: &[OwnedEventId]) -> Result<StateMap> {
+        let mut state = StateMap::new();
+        for id in ids {
+            if let Some(row) = self.store.event(id).await?
+                && let Some(key) = row.state_key
+            {
+                state.insert((row.kind, key), id.clone());
+            }
+        }
+        Ok(state)
+    }
+
+    /// The room's forward extremities.
+    pub async fn extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
+        let guard = self.lock_room(room_id).await?;
+        let room = guard.as_ref().expect("lock_room loads the room");
+        Ok(room.extremities.iter().map(|(id, _)| id.clone()).collect())
+    }
+
+    /// The ids of the state before an event and of that state's auth chain (`/state_ids`).
+    pub async fn state_ids_before(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+        let state = self.state_before(room_id, event_id).await?;
+        let chain = self.auth_chain(state.values().cloned(), &mut HashMap::new()).await?;
+        Ok((state.into_values().collect(), chain.into_iter().collect()))
+    }
+
+    /// The auth chain of one event of the room, as PDUs (`/event_auth`).
+    pub async fn auth_chain_of(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<Vec<CanonicalJsonObject>> {
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id)
+            .ok_or_else(|| Error::not_found("Unknown event"))?;
+        let chain = self.auth_chain([row.event_id], &mut HashMap::new()).await?;
+        let mut pdus = Vec::with_capacity(chain.len());
+        for id in &chain {
+            pdus.extend(self.pdu_object(id).await?);
+        }
+        Ok(pdus)
+    }
+
+    /// Events between `earliest` and `latest`, walking `prev_events` back from `latest`
+    /// (`/get_missing_events`), oldest first.
+    pub async fn missing_events(
+        &self,
+        room_id: &RoomId,
+        earliest: &[OwnedEventId],
+        latest: &[OwnedEventId],
+        limit: usize,
+        min_depth: u64,
+    ) -> Result<Vec<CanonicalJsonObject>> {
+        let mut seen: HashSet<OwnedEventId> = earliest.iter().cloned().collect();
+        seen.extend(latest.iter().cloned());
+        let mut queue: std::collections::VecDeque<OwnedEventId> = latest.iter().cloned().collect();
+        let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            let Some(row) = self.store.event(&id).await?.filter(|r| r.room_id == room_id) else {
+                continue;
+            };
+            let pdu = Pdu::from_row(&row)?;
+            // The requester has the latest events; it asks for what lies behind them.
+            if !latest.contains(&id) {
+                if u64::from(pdu.depth) < min_depth || found.len() >= limit {
+                    continue;
+                }
+                let object = serde_json::from_str(&row.json)
+                    .map_err(|e| Error::internal(format!("stored PDU {id}: {e}")))?;
+                found.push((u64::from(pdu.depth), object));
+            }
+            for prev in pdu.prev_events {
+                if seen.insert(prev.clone()) {
+                    queue.push_back(prev);
+                }
+            }
+        }
+        found.sort_by_key(|(depth, _)| *depth);
+        Ok(found.into_iter().map(|(_, object)| object).collect())
+    }
+}
