@@ -106,8 +106,18 @@ impl Federation {
                 format!("This server does not support room version {version}"),
             ));
         }
-        let object = parse_pdu(&template.event)?;
+        let mut object = parse_pdu(&template.event)?;
         check_template(&object, room_id, user, "join")?;
+        // Other members see the joining user's profile in the member event, as for local joins.
+        let profile = self.local_profile(user).await?;
+        if let Some(CanonicalJsonValue::Object(content)) = object.get_mut("content") {
+            let fields = [("displayname", profile.displayname), ("avatar_url", profile.avatar_url)];
+            for (field, value) in fields {
+                if let Some(value) = value {
+                    content.insert(field.to_owned(), CanonicalJsonValue::String(value));
+                }
+            }
+        }
         let join = self.services.rooms.complete_template(object, &version)?;
         let request = create_join_event::v2::Request::new(
             room_id.to_owned(),

@@ -49,7 +49,8 @@ impl Federation {
                 tracing::info!(%origin, %room_id, "PDU for a room this server is not in");
                 continue;
             };
-            let Ok(event_id) = RemoteEvent::new(object.clone(), &version).map(|e| e.event_id) else {
+            let Ok(event_id) = RemoteEvent::new(object.clone(), &version).map(|e| e.event_id)
+            else {
                 continue;
             };
             let outcome = if self.services.rooms.server_in_room(&room_id, origin).await? {

@@ -4,6 +4,7 @@
 use palisade_testkit::{TestServer, User, assert_error, assert_forbidden, urlencode};
 use reqwest::{Method, StatusCode};
 use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, RoomVersionId,
     api::federation::authentication::{ServerSignaturesInput, XMatrix},
     signatures::Ed25519KeyPair,
 };
@@ -140,7 +141,7 @@ async fn texts(server: &TestServer, user: &User, room_id: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|e| e["type"] == "m.room.message")
-        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
         .collect();
     texts.reverse();
     texts
@@ -249,4 +250,177 @@ async fn what_is_queued_for_a_down_server_arrives_after_restarts() {
     b.send_text(&bob, &room_id, "back").await;
     wait_for_text(&a, &alice, &room_id, "back").await;
     drop((a_dir, b_dir));
+}
+
+/// A hostile peer: a real server (so its keys can be fetched) whose key the test signs with.
+struct Peer {
+    server: TestServer,
+}
+
+impl Peer {
+    fn name(&self) -> &str {
+        self.server.server_name()
+    }
+
+    fn key(&self) -> &Ed25519KeyPair {
+        self.server.services.signing_key.pair()
+    }
+
+    /// Hashes and signs a v12 PDU as this server with `key`; returns its event id.
+    fn sign(&self, object: &mut CanonicalJsonObject, key: &Ed25519KeyPair) -> String {
+        let rules = RoomVersionId::V12.rules().unwrap();
+        ruma::signatures::hash_and_sign_event(self.name(), key, object, &rules.redaction).unwrap();
+        format!("${}", ruma::signatures::reference_hash(object, &rules).unwrap())
+    }
+
+    /// Sends PDUs to `to` in one transaction; returns the per-PDU results.
+    async fn send(&self, to: &TestServer, pdus: &[CanonicalJsonObject]) -> Value {
+        static TXN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let txn = TXN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = json!({ "origin": self.name(), "origin_server_ts": 1, "pdus": pdus });
+        let path = format!("/_matrix/federation/v1/send/evil{txn}");
+        let (status, answer) =
+            federation_call(to, Method::PUT, &path, Some(body), Some((self.name(), self.key())))
+                .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["pdus"].clone()
+    }
+}
+
+/// The room's state as `user` sees it: `(type, state_key)` to event id.
+async fn state_ids(
+    server: &TestServer,
+    user: &User,
+    room_id: &str,
+) -> Vec<(String, String, String)> {
+    let (_, state) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state"), user.token()).await;
+    let mut ids: Vec<(String, String, String)> = state
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap().to_owned();
+            (text("type"), text("state_key"), text("event_id"))
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The id of the state event `(kind, state_key)` in the room, as `user` sees it.
+async fn state_id(
+    server: &TestServer,
+    user: &User,
+    room_id: &str,
+    kind: &str,
+    key: &str,
+) -> String {
+    let (_, state) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room_id}/state"), user.token()).await;
+    state
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == kind && e["state_key"] == key)
+        .unwrap_or_else(|| panic!("no {kind}/{key} in {state}"))["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
+    let a = TestServer::start_federated().await;
+    let evil = Peer { server: TestServer::start_federated().await };
+    let outsider = Peer { server: TestServer::start_federated().await };
+    let alice = a.register("alice").await;
+    let mallory = evil.server.register("mallory").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&evil.server, &mallory, &room_id, &a).await;
+
+    let power_levels = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
+    let mallory_member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
+    let alice_member = state_id(&a, &alice, &room_id, "m.room.member", &alice.user_id).await;
+    let parsed: ruma::OwnedRoomId = room_id.as_str().try_into().unwrap();
+    let prevs = a.services.rooms.extremities(&parsed).await.unwrap();
+    let event =
+        |sender: &str, kind: &str, state_key: Option<&str>, content: Value, auth: &[&str]| {
+            let mut event = json!({
+                "auth_events": auth, "content": content, "depth": 1000,
+                "origin_server_ts": 1_700_000_000_000u64, "prev_events": prevs,
+                "room_id": room_id, "sender": sender, "type": kind,
+            });
+            if let Some(key) = state_key {
+                event["state_key"] = json!(key);
+            }
+            serde_json::from_value::<CanonicalJsonObject>(event).unwrap()
+        };
+    let text = |sender: &str, body: &str, member: &str| {
+        event(
+            sender,
+            "m.room.message",
+            None,
+            json!({ "msgtype": "m.text", "body": body }),
+            &[&power_levels, member],
+        )
+    };
+    let state_before = state_ids(&a, &alice, &room_id).await;
+
+    // The control: a well-formed, properly signed message from a member is accepted.
+    let mut legit = text(&mallory.user_id, "legit", &mallory_member);
+    let legit_id = evil.sign(&mut legit, evil.key());
+    // Signed with a key the server never published, under its key id.
+    let key_version =
+        evil.server.services.signing_key.key_id().trim_start_matches("ed25519:").to_owned();
+    let impostor = Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), key_version).unwrap();
+    let mut bad_signature = text(&mallory.user_id, "bad signature", &mallory_member);
+    let bad_signature_id = evil.sign(&mut bad_signature, &impostor);
+    // Content changed after signing: the hash no longer matches.
+    let mut tampered = text(&mallory.user_id, "original", &mallory_member);
+    let tampered_id = evil.sign(&mut tampered, evil.key());
+    let content: CanonicalJsonObject =
+        serde_json::from_value(json!({ "msgtype": "m.text", "body": "tampered" })).unwrap();
+    tampered.insert("content".into(), CanonicalJsonValue::Object(content));
+    // Mallory makes himself an administrator: his power level does not allow it.
+    let levels = json!({ "users": { &alice.user_id: 100, &mallory.user_id: 100 } });
+    let mut takeover = event(
+        &mallory.user_id,
+        "m.room.power_levels",
+        Some(""),
+        levels,
+        &[&power_levels, &mallory_member],
+    );
+    let takeover_id = evil.sign(&mut takeover, evil.key());
+    // A message in alice's name, signed by mallory's server.
+    let mut forged = text(&alice.user_id, "forged alice", &alice_member);
+    let forged_id = evil.sign(&mut forged, evil.key());
+
+    let results = evil.send(&a, &[legit, bad_signature, tampered, takeover, forged]).await;
+    assert_eq!(results[&legit_id], json!({}), "{results}");
+    for id in [&bad_signature_id, &takeover_id, &forged_id] {
+        assert!(results[id]["error"].is_string(), "{id} accepted: {results}");
+    }
+    wait_for_text(&a, &alice, &room_id, "legit").await;
+    let seen = texts(&a, &alice, &room_id).await;
+    for text in ["bad signature", "tampered", "original", "forged alice"] {
+        assert!(!seen.iter().any(|t| t == text), "{text:?} shown: {seen:?}");
+    }
+    // The tampered event is kept only in its redacted form (spec: a hash mismatch redacts).
+    let (status, kept) = a
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/event/{tampered_id}"), alice.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{kept}");
+    assert_eq!(kept["content"], json!({}), "{kept}");
+
+    // A server with nobody in the room cannot send into it.
+    let dave = outsider.server.register("dave").await;
+    let mut intrusion = text(&dave.user_id, "intrusion", &mallory_member);
+    let intrusion_id = outsider.sign(&mut intrusion, outsider.key());
+    let results = outsider.send(&a, &[intrusion]).await;
+    assert!(results[&intrusion_id]["error"].is_string(), "{results}");
+
+    // None of it changed the room's state.
+    assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
+    assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "intrusion"));
 }
