@@ -9,8 +9,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade/target}"
-SYNAPSE_VERSION="${SYNAPSE_VERSION:-1.163.2}"
-VENV="${SYNAPSE_VENV:-$HOME/.cache/palisade/synapse-venv}"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -57,12 +55,9 @@ wait_for http://127.0.0.1:18008
 kill "$PALISADE_PID"
 
 # Synapse: SQLite, open registration, rate limits out of the way.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import synapse" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "matrix-synapse==$SYNAPSE_VERSION"
-fi
+PYTHON="$(scripts/synapse-venv.sh)"
 mkdir -p "$WORK/synapse"
-(cd "$WORK/synapse" && "$VENV/bin/python" -m synapse.app.homeserver --server-name localhost \
+(cd "$WORK/synapse" && "$PYTHON" -m synapse.app.homeserver --server-name localhost \
   --config-path homeserver.yaml --generate-config --report-stats=no >/dev/null)
 LIMIT='{per_second: 100000, burst_count: 100000}'
 # The generated file ends without a newline.
@@ -85,7 +80,7 @@ YAML
 sed -i 's/port: 8008/port: 18009/; s/bind_addresses: \[.::1., .127.0.0.1.\]/bind_addresses: ["127.0.0.1"]/' "$WORK/synapse/homeserver.yaml"
 ensure_free http://127.0.0.1:18009
 cd "$WORK/synapse"
-"$VENV/bin/python" -m synapse.app.homeserver --config-path "$WORK/synapse/homeserver.yaml" > "$WORK/synapse.log" 2>&1 &
+"$PYTHON" -m synapse.app.homeserver --config-path "$WORK/synapse/homeserver.yaml" > "$WORK/synapse.log" 2>&1 &
 PIDS+=($!); SYNAPSE_PID=$!
 cd - >/dev/null
 wait_for http://127.0.0.1:18009

@@ -13,4 +13,5 @@ mod profile;
 mod room_auth;
 mod room_history;
 mod rooms;
+mod synapse;
 mod sync;

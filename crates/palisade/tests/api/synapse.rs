@@ -1,0 +1,333 @@
+//! Interoperability with Synapse, the reference homeserver: a real `matrix-synapse` (PyPI,
+//! installed by `scripts/synapse-venv.sh`) federates with Palisade on loopback.
+
+use std::{
+    net::TcpListener as StdListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use base64::Engine;
+use palisade_testkit::{TestServer, User, urlencode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A Synapse process with its own data directory, federating over TLS on loopback.
+struct Synapse {
+    child: Option<Child>,
+    dir: TempDir,
+    python: PathBuf,
+    server_name: String,
+    client: String,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Synapse {
+    async fn start() -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/synapse-venv.sh");
+        let output = Command::new("bash").arg(script).output().expect("running synapse-venv.sh");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let python = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+        let dir = TempDir::new().unwrap();
+        let (federation_port, client_port) = (free_port(), free_port());
+        let server_name = format!("127.0.0.1:{federation_port}");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+
+        let certificate = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        std::fs::write(path("tls.crt"), certificate.cert.pem()).unwrap();
+        std::fs::write(path("tls.key"), certificate.signing_key.serialize_pem()).unwrap();
+        let seed =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(rand::random::<[u8; 32]>());
+        std::fs::write(path("signing.key"), format!("ed25519 a_test {seed}\n")).unwrap();
+        let limit = "{per_second: 100000, burst_count: 100000}";
+        let config = format!(
+            r#"server_name: "{server_name}"
+pid_file: "{pid}"
+report_stats: false
+signing_key_path: "{signing}"
+tls_certificate_path: "{cert}"
+tls_private_key_path: "{key}"
+media_store_path: "{media}"
+registration_shared_secret: "interop"
+macaroon_secret_key: "interop-macaroon"
+form_secret: "interop-form"
+enable_registration: true
+enable_registration_without_verification: true
+suppress_key_server_warning: true
+trusted_key_servers: []
+federation_verify_certificates: false
+bcrypt_rounds: 4
+ip_range_whitelist: ["127.0.0.0/8"]
+ip_range_blacklist: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+  "192.0.0.0/24", "169.254.0.0/16", "192.88.99.0/24", "198.18.0.0/15", "192.0.2.0/24",
+  "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "fe80::/10", "fc00::/7",
+  "2001:db8::/32", "ff00::/8", "fec0::/10"]
+federation:
+  destination_min_retry_interval: 1s
+  destination_max_retry_interval: 2s
+rc_message: {limit}
+rc_registration: {limit}
+rc_login: {{address: {limit}, account: {limit}, failed_attempts: {limit}}}
+rc_joins: {{local: {limit}, remote: {limit}}}
+rc_joins_per_room: {limit}
+rc_invites: {{per_room: {limit}, per_user: {limit}}}
+rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_limit: 1000, concurrent: 100}}
+listeners:
+  - port: {federation_port}
+    tls: true
+    bind_addresses: ["127.0.0.1"]
+    type: http
+    resources: [{{names: [federation]}}]
+  - port: {client_port}
+    tls: false
+    bind_addresses: ["127.0.0.1"]
+    type: http
+    resources: [{{names: [client]}}]
+database:
+  name: sqlite3
+  args: {{database: "{db}"}}
+"#,
+            pid = path("synapse.pid"),
+            signing = path("signing.key"),
+            cert = path("tls.crt"),
+            key = path("tls.key"),
+            media = path("media"),
+            db = path("homeserver.db"),
+        );
+        std::fs::write(path("homeserver.yaml"), config).unwrap();
+        let mut synapse = Self {
+            child: None,
+            dir,
+            python,
+            server_name,
+            client: format!("http://127.0.0.1:{client_port}"),
+            http: reqwest::Client::new(),
+        };
+        synapse.run().await;
+        synapse
+    }
+
+    /// Starts the process (again) and waits until it answers.
+    async fn run(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("synapse.log"))
+            .unwrap();
+        let child = Command::new(&self.python)
+            .args(["-m", "synapse.app.homeserver", "--config-path"])
+            .arg(self.dir.path().join("homeserver.yaml"))
+            .current_dir(self.dir.path())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("starting synapse");
+        self.child = Some(child);
+        for _ in 0..240 {
+            let versions = format!("{}/_matrix/client/versions", self.client);
+            if let Ok(response) = self.http.get(&versions).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("synapse exited with {status}:\n{}", self.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("synapse did not start:\n{}", self.log_tail());
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("synapse.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.client)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Registers a user through the dummy flow; returns the login.
+    async fn register(&self, localpart: &str) -> User {
+        let body = json!({ "username": localpart, "password": "interop-password" });
+        let (_, challenge) = self
+            .call(reqwest::Method::POST, "/_matrix/client/v3/register", None, body.clone())
+            .await;
+        let mut body = body;
+        body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
+        let (status, login) =
+            self.call(reqwest::Method::POST, "/_matrix/client/v3/register", None, body).await;
+        assert_eq!(status, StatusCode::OK, "{login}");
+        let text = |key: &str| login[key].as_str().unwrap().to_owned();
+        User { user_id: text("user_id"), device_id: text("device_id"), token: text("access_token") }
+    }
+
+    async fn texts(&self, user: &User, room_id: &str) -> Vec<String> {
+        let path =
+            format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", urlencode(room_id));
+        let (status, body) =
+            self.call(reqwest::Method::GET, &path, user.token(), Value::Null).await;
+        if status != StatusCode::OK {
+            return Vec::new();
+        }
+        body["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for Synapse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits (up to 60 s: Synapse backs off between retries) until `check` holds.
+async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    synapse: &Synapse,
+    mut check: impl FnMut() -> F,
+) {
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}\nsynapse log:\n{}", synapse.log_tail());
+}
+
+async fn palisade_texts(server: &TestServer, user: &User, room_id: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100");
+    let (status, body) = server.get(&path, user.token()).await;
+    if status != StatusCode::OK {
+        return Vec::new();
+    }
+    body["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn palisade_and_synapse_share_rooms_both_ways() {
+    let mut synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let post = reqwest::Method::POST;
+
+    // Sam (Synapse) joins alice's room on Palisade.
+    let room_on_palisade = palisade.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?server_name={}",
+        urlencode(&room_on_palisade),
+        urlencode(palisade.server_name())
+    );
+    let (status, body) = synapse.call(post.clone(), &join, sam.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    let send = |room: &str, text: &str| {
+        (
+            format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+                urlencode(room),
+                urlencode(text)
+            ),
+            json!({ "msgtype": "m.text", "body": text }),
+        )
+    };
+    let (path, body) = send(&room_on_palisade, "sam to palisade");
+    let (status, _) = synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    assert_eq!(status, StatusCode::OK);
+    eventually("alice sees sam's message", &synapse, || async {
+        palisade_texts(&palisade, &alice, &room_on_palisade)
+            .await
+            .contains(&"sam to palisade".to_owned())
+    })
+    .await;
+    palisade.send_text(&alice, &room_on_palisade, "alice to synapse").await;
+    eventually("sam sees alice's message", &synapse, || async {
+        synapse.texts(&sam, &room_on_palisade).await.contains(&"alice to synapse".to_owned())
+    })
+    .await;
+
+    // Alice (Palisade) joins sam's room on Synapse.
+    let (status, room) = synapse
+        .call(
+            post.clone(),
+            "/_matrix/client/v3/createRoom",
+            sam.token(),
+            json!({ "preset": "public_chat" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let room_on_synapse = room["room_id"].as_str().unwrap().to_owned();
+    let (path, body) = send(&room_on_synapse, "before alice");
+    synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(&room_on_synapse),
+        urlencode(&synapse.server_name)
+    );
+    let (status, body) = palisade.post(&join, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    palisade.send_text(&alice, &room_on_synapse, "alice in synapse's room").await;
+    eventually("sam sees alice in his room", &synapse, || async {
+        synapse.texts(&sam, &room_on_synapse).await.contains(&"alice in synapse's room".to_owned())
+    })
+    .await;
+    let (path, body) = send(&room_on_synapse, "sam answers");
+    synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    eventually("alice sees sam's answer", &synapse, || async {
+        palisade_texts(&palisade, &alice, &room_on_synapse)
+            .await
+            .contains(&"sam answers".to_owned())
+    })
+    .await;
+
+    // Synapse goes down; Palisade queues alice's messages, is itself restarted, and delivers
+    // them once Synapse is back.
+    synapse.stop();
+    palisade.send_text(&alice, &room_on_synapse, "queued for synapse").await;
+    let config = palisade.config.clone();
+    let dir = palisade.stop().await;
+    synapse.run().await;
+    let palisade = TestServer::start_on(config).await;
+    eventually("sam gets what palisade queued", &synapse, || async {
+        synapse.texts(&sam, &room_on_synapse).await.contains(&"queued for synapse".to_owned())
+    })
+    .await;
+    drop(dir);
+    drop(palisade);
+}
