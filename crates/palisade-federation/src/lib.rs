@@ -5,6 +5,7 @@
 //! ([`policy`]). It never touches SQL: storage comes through `palisade-storage` traits.
 
 pub mod client;
+mod edus;
 mod events;
 pub mod keys;
 pub mod membership;

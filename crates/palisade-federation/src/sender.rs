@@ -85,6 +85,20 @@ impl Sender {
         self.tasks.lock().expect("sender poisoned").abort_all();
     }
 
+    /// Queues one EDU (JSON) for `destinations`.
+    pub async fn queue_edu(
+        self: &Arc<Self>,
+        destinations: Vec<OwnedServerName>,
+        edu: String,
+    ) -> Result<()> {
+        let items = destinations.iter().map(|d| (d.clone(), None, Some(edu.clone()))).collect();
+        self.store.enqueue(items, 0).await?;
+        for destination in &destinations {
+            self.wake(destination);
+        }
+        Ok(())
+    }
+
     /// A peer showed it is up (it sent a request): retry it now.
     pub fn peer_is_up(&self, server: &ServerName) {
         if let Some(destination) = self.destinations.lock().expect("sender poisoned").get(server) {

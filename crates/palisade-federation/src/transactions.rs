@@ -13,7 +13,9 @@ use ruma::{
     api::federation::{
         authorization::get_event_authorization,
         event::{get_event, get_missing_events, get_room_state_ids},
+        transactions::edu::Edu,
     },
+    serde::Raw,
 };
 use serde_json::value::RawValue;
 
@@ -36,9 +38,9 @@ impl Federation {
         &self,
         origin: &ServerName,
         pdus: &[Box<RawValue>],
-        edu_count: usize,
+        edus: &[Raw<Edu>],
     ) -> Result<BTreeMap<OwnedEventId, Result<(), String>>> {
-        if pdus.len() > MAX_PDUS || edu_count > MAX_EDUS {
+        if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
             return Err(Error::bad_json("Too many PDUs or EDUs in one transaction"));
         }
         let mut results = BTreeMap::new();
@@ -72,6 +74,7 @@ impl Federation {
             };
             results.insert(event_id, result);
         }
+        self.receive_edus(origin, edus).await;
         Ok(results)
     }
 

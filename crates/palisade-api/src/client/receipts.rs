@@ -42,6 +42,7 @@ async fn typing(
         _ => None,
     };
     state.typing.set_typing(&body.room_id, &session.user_id, timeout).await;
+    state.federation.send_typing(&body.room_id, &session.user_id, timeout.is_some()).await?;
     Ok(create_typing_event::v3::Response::new())
 }
 
@@ -63,6 +64,12 @@ async fn receipt(
         thread => thread.as_str(),
     };
     state.receipts.receipt(&session.user_id, &body.room_id, kind, &body.event_id, thread).await?;
+    if kind == READ {
+        state
+            .federation
+            .send_receipt(&body.room_id, &session.user_id, &body.event_id, thread)
+            .await?;
+    }
     Ok(create_receipt::v3::Response::new())
 }
 
@@ -81,6 +88,12 @@ async fn read_markers(
     for (kind, event_id) in markers {
         if let Some(event_id) = event_id {
             state.receipts.receipt(&session.user_id, &body.room_id, kind, event_id, None).await?;
+            if kind == READ {
+                state
+                    .federation
+                    .send_receipt(&body.room_id, &session.user_id, event_id, None)
+                    .await?;
+            }
         }
     }
     Ok(set_read_marker::v3::Response::new())

@@ -34,7 +34,7 @@ async fn send(
     if body.origin != *origin {
         return Err(Error::forbidden("The transaction's origin is not the signing server"));
     }
-    let results = state.federation.receive_transaction(origin, &body.pdus, body.edus.len()).await?;
+    let results = state.federation.receive_transaction(origin, &body.pdus, &body.edus).await?;
     Ok(send_transaction_message::v1::Response::new(results))
 }
 

@@ -68,6 +68,11 @@ impl RoomService {
         }
     }
 
+    /// Whether a user is joined to the room now.
+    pub async fn is_joined(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
+        Ok(self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join"))
+    }
+
     /// Whether any user of `server` is joined to the room now.
     pub async fn server_in_room(
         &self,

@@ -424,3 +424,53 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
     assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
     assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "intrusion"));
 }
+
+#[tokio::test]
+async fn typing_and_receipts_cross_servers() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&b, &bob, &room_id, &a).await;
+    let (_, sent) = a.send_text(&alice, &room_id, "read me").await;
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+    wait_for_text(&b, &bob, &room_id, "read me").await;
+
+    let typing = format!("/_matrix/client/v3/rooms/{room_id}/typing/{}", urlencode(&bob.user_id));
+    let (status, body) =
+        b.put(&typing, bob.token(), json!({ "typing": true, "timeout": 20000 })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let receipt =
+        format!("/_matrix/client/v3/rooms/{room_id}/receipt/m.read/{}", urlencode(&event_id));
+    let (status, body) = b.post(&receipt, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Alice's sync on A shows bob typing and bob's receipt on her message.
+    let (mut saw_typing, mut saw_receipt) = (false, false);
+    for _ in 0..100 {
+        let sync = a.sync(&alice, "timeout=0").await;
+        for event in
+            sync["rooms"]["join"][&room_id]["ephemeral"]["events"].as_array().into_iter().flatten()
+        {
+            if event["type"] == "m.typing"
+                && event["content"]["user_ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u == &json!(bob.user_id))
+            {
+                saw_typing = true;
+            }
+            if event["type"] == "m.receipt"
+                && event["content"][&event_id]["m.read"].get(&bob.user_id).is_some()
+            {
+                saw_receipt = true;
+            }
+        }
+        if saw_typing && saw_receipt {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(saw_typing && saw_receipt, "typing {saw_typing}, receipt {saw_receipt}");
+}
