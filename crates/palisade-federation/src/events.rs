@@ -76,6 +76,19 @@ impl Federation {
         to_raws(&self.services.rooms.auth_chain_of(room_id, event_id).await?)
     }
 
+    /// History before `from` (inclusive), newest first (`/backfill`).
+    pub async fn backfill_for(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        from: &[OwnedEventId],
+        limit: usize,
+    ) -> Result<Vec<Box<RawValue>>> {
+        self.ensure_in_room(origin, room_id).await?;
+        let limit = limit.min(MAX_MISSING_EVENTS);
+        to_raws(&self.services.rooms.backfill(room_id, from, limit).await?)
+    }
+
     /// Events between `earliest` and `latest`.
     pub async fn missing_events_for(
         &self,

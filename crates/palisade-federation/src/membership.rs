@@ -4,11 +4,12 @@
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
-use palisade_service::rooms::{Received, RoomService};
+use palisade_service::rooms::{JoinedRoom, Received, RoomService};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedRoomId, OwnedServerName, RoomId,
-    RoomOrAliasId, RoomVersionId, ServerName, UserId,
+    RoomOrAliasId, RoomVersionId, ServerName, UInt, UserId,
     api::federation::{
+        backfill::get_backfill,
         membership::{
             create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
         },
@@ -21,6 +22,23 @@ use crate::{
     Federation,
     pdu::{parse_pdu, to_raw, to_raws},
 };
+
+/// How many events before the join a joining server fetches, so the user sees what led up to it.
+const JOIN_HISTORY: u32 = 50;
+
+/// The `prev_events` of a PDU.
+fn prev_events_of(object: &CanonicalJsonObject) -> Vec<ruma::OwnedEventId> {
+    match object.get("prev_events") {
+        Some(CanonicalJsonValue::Array(ids)) => ids
+            .iter()
+            .filter_map(|id| match id {
+                CanonicalJsonValue::String(id) => ruma::OwnedEventId::try_from(id.as_str()).ok(),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
 
 /// The state and auth chain a resident server answers `send_join` with.
 pub struct JoinedState {
@@ -127,7 +145,19 @@ impl Federation {
         let answer = self.client.send(server, request).await?.room_state;
         let state = self.verify_all(&answer.state, &version).await;
         let auth_chain = self.verify_all(&answer.auth_chain, &version).await;
-        self.services.rooms.import_join(room_id, &version, state, auth_chain, join).await
+        // Recent history, so the joined user can read what led up to the join.
+        let prev_events = prev_events_of(&join.object);
+        let request =
+            get_backfill::v1::Request::new(room_id.to_owned(), prev_events, UInt::from(JOIN_HISTORY));
+        let history = match self.client.send(server, request).await {
+            Ok(answer) => self.verify_all(&answer.pdus, &version).await,
+            Err(error) => {
+                tracing::info!(%server, %room_id, %error, "no history for a joined room");
+                Vec::new()
+            }
+        };
+        let joined = JoinedRoom { state, auth_chain, history, join };
+        self.services.rooms.import_join(room_id, &version, joined).await
     }
 
     /// Leaves a room for a local user through a server still in it, when this server has no

@@ -132,6 +132,24 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
             let stream_pos = insert_event(conn, event, current, true).map_err(sql)?;
             return Ok(Appended { stream_pos, state_group: current, current_group: current });
         }
+        (StateUpdate::History, _, None, Some(current)) => {
+            let was_outlier = conn
+                .prepare_cached("SELECT stream_pos FROM events WHERE event_id = ?1 AND outlier = 1")
+                .and_then(|mut s| s.query_row([event.event_id.as_str()], |row| row.get(0)).optional())
+                .map_err(sql)?;
+            let stream_pos = match was_outlier {
+                Some(pos) => {
+                    conn.execute(
+                        "UPDATE events SET outlier = 0, state_group = ?2 WHERE stream_pos = ?1",
+                        params![pos, current],
+                    )
+                    .map_err(sql)?;
+                    pos
+                }
+                None => insert_event(conn, event, current, false).map_err(sql)?,
+            };
+            return Ok(Appended { stream_pos, state_group: current, current_group: current });
+        }
         (StateUpdate::Resolved { after, current }, _, None, Some(base)) => {
             let old = state_of_group(conn, base).map_err(sql)?;
             let after_group = write_state(conn, room_id, base, &old, after).map_err(sql)?;
@@ -204,27 +222,7 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
 
     match resolved_members {
         Some((old, current)) => {
-            let mut membership_of = conn
-                .prepare_cached(
-                    "SELECT json_extract(json, '$.content.membership') FROM events
-                     WHERE event_id = ?1",
-                )
-                .map_err(sql)?;
-            for ((kind, user_id), id) in current {
-                if kind != "m.room.member" || old.get(&(kind.clone(), user_id.clone())) == Some(id)
-                {
-                    continue;
-                }
-                let membership: Option<String> = membership_of
-                    .query_row([id.as_str()], |row| row.get(0))
-                    .optional()
-                    .map_err(sql)?
-                    .flatten();
-                if let Some(membership) = membership {
-                    set_membership(conn, room_id, user_id, &membership, id.as_str(), stream_pos)
-                        .map_err(sql)?;
-                }
-            }
+            update_memberships(conn, room_id, &old, current, stream_pos).map_err(sql)?;
         }
         None => {
             if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
@@ -284,6 +282,30 @@ fn insert_event(
         outlier
     ])?;
     Ok(conn.last_insert_rowid() as u64)
+}
+
+/// Brings the membership index from state `old` to state `new`.
+fn update_memberships(
+    conn: &Connection,
+    room_id: &str,
+    old: &StateMap,
+    new: &StateMap,
+    stream_pos: u64,
+) -> rusqlite::Result<()> {
+    let mut membership_of = conn.prepare_cached(
+        "SELECT json_extract(json, '$.content.membership') FROM events WHERE event_id = ?1",
+    )?;
+    for ((kind, user_id), id) in new {
+        if kind != "m.room.member" || old.get(&(kind.clone(), user_id.clone())) == Some(id) {
+            continue;
+        }
+        let membership: Option<String> =
+            membership_of.query_row([id.as_str()], |row| row.get(0)).optional()?.flatten();
+        if let Some(membership) = membership {
+            set_membership(conn, room_id, user_id, &membership, id.as_str(), stream_pos)?;
+        }
+    }
+    Ok(())
 }
 
 /// Records a user's membership in a room.
@@ -388,6 +410,29 @@ impl RoomStore for Database {
             .query_map(params![pos, limit as i64], event_row)?
             .collect()
         })
+    }
+
+    async fn reset_room_state(&self, room_id: &RoomId, state: StateMap) -> Result<u64> {
+        let room_id = room_id.to_string();
+        self.write(move |conn| {
+            let base: u64 = conn
+                .prepare_cached("SELECT state_group FROM rooms WHERE room_id = ?1")
+                .and_then(|mut s| s.query_row([&room_id], |row| row.get(0)))
+                .map_err(sql)?;
+            let old = state_of_group(conn, base).map_err(sql)?;
+            let group = write_state(conn, &room_id, base, &old, &state).map_err(sql)?;
+            conn.execute(
+                "UPDATE rooms SET state_group = ?2 WHERE room_id = ?1",
+                params![room_id, group],
+            )
+            .map_err(sql)?;
+            let position: u64 = conn
+                .query_row("SELECT coalesce(max(stream_pos), 0) FROM events", [], |r| r.get(0))
+                .map_err(sql)?;
+            update_memberships(conn, &room_id, &old, &state, position).map_err(sql)?;
+            Ok(group)
+        })
+        .await
     }
 
     async fn has_event(&self, event_id: &EventId) -> Result<bool> {

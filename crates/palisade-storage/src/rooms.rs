@@ -58,6 +58,10 @@ pub enum StateUpdate {
     /// Not part of the timeline (an auth or state event fetched from another server, or an
     /// event that failed against the current state): stored for reference only.
     Outlier,
+    /// History from before this server joined, placed in the timeline with the room's current
+    /// state; it changes no state, extremity or membership (an outlier becomes part of the
+    /// timeline).
+    History,
 }
 
 /// An event to append, with everything derived from it that must commit together.
@@ -155,6 +159,9 @@ pub trait RoomStore: Send + Sync {
     async fn import_room(&self, room_id: &RoomId, version: &RoomVersionId) -> Result<()>;
     /// Timeline events of every room after stream position `pos`, in stream order.
     async fn events_after(&self, pos: u64, limit: usize) -> Result<Vec<EventRow>>;
+    /// Replaces a room's current state with `state` (the state a joining server learns), with
+    /// the membership index; returns the new snapshot.
+    async fn reset_room_state(&self, room_id: &RoomId, state: StateMap) -> Result<u64>;
     /// Whether an event is stored (as part of the timeline or as an outlier).
     async fn has_event(&self, event_id: &EventId) -> Result<bool>;
     /// The room's current state and extremities; `None` for an unknown room.

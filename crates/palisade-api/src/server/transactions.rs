@@ -8,6 +8,7 @@ use ruma::{
     MilliSecondsSinceUnixEpoch,
     api::federation::{
         authorization::get_event_authorization,
+        backfill::get_backfill,
         event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
         transactions::send_transaction_message,
     },
@@ -21,7 +22,24 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, state_ids);
     let router = route(router, room_state);
     let router = route(router, event_auth);
+    let router = route(router, backfill);
     route(router, missing_events)
+}
+
+/// `GET /_matrix/federation/v1/backfill/{roomId}`
+async fn backfill(
+    state: AppState,
+    request: Ruma<get_backfill::v1::Request>,
+) -> Result<get_backfill::v1::Response> {
+    let body = &request.body;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let pdus =
+        state.federation.backfill_for(request.origin()?, &body.room_id, &body.v, limit).await?;
+    Ok(get_backfill::v1::Response::new(
+        state.config.server_name.clone(),
+        MilliSecondsSinceUnixEpoch::now(),
+        pdus,
+    ))
 }
 
 /// `PUT /_matrix/federation/v1/send/{txnId}`

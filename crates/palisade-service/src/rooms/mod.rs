@@ -38,7 +38,7 @@ pub use create::{CreateRoom, Preset};
 pub use directory::PublicRoom;
 pub use pdu::Pdu;
 pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
-pub use remote::{Received, RemoteEvent};
+pub use remote::{JoinedRoom, Received, RemoteEvent};
 
 use crate::{AccountService, keys::SigningKey, notify::Notifier};
 
@@ -559,6 +559,11 @@ impl RoomService {
             }
             StateUpdate::Resolved { current, .. } => room.state = current,
             StateUpdate::Outlier => {
+                self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
+                return Ok(pdu.event_id);
+            }
+            StateUpdate::History => {
+                self.stream.fetch_max(appended.stream_pos, Ordering::AcqRel);
                 self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
                 return Ok(pdu.event_id);
             }

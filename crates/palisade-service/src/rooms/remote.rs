@@ -30,6 +30,19 @@ pub enum Received {
     Missing(Vec<OwnedEventId>),
 }
 
+/// What a joining server learned from `send_join` (and `/backfill`), verified.
+#[derive(Debug, Clone)]
+pub struct JoinedRoom {
+    /// The room state before the join.
+    pub state: Vec<RemoteEvent>,
+    /// The auth chain of that state.
+    pub auth_chain: Vec<RemoteEvent>,
+    /// Recent events before the join.
+    pub history: Vec<RemoteEvent>,
+    /// The join event, signed by this server.
+    pub join: RemoteEvent,
+}
+
 /// An event from another server, its signatures and hashes checked.
 #[derive(Debug, Clone)]
 pub struct RemoteEvent {
@@ -246,15 +259,16 @@ impl RoomService {
     }
 
     /// Enters a room joined through another server: creates it, stores its state and auth
-    /// chain as outliers, checks the join against that state, and commits it with that state.
+    /// chain as outliers, makes that state current, adds the recent `history` before the join
+    /// (each event checked against its auth events; those that fail are left out), then checks
+    /// the join against the state and commits it.
     pub async fn import_join(
         &self,
         room_id: &RoomId,
         version: &RoomVersionId,
-        state: Vec<RemoteEvent>,
-        auth_chain: Vec<RemoteEvent>,
-        join: RemoteEvent,
+        joined: JoinedRoom,
     ) -> Result<()> {
+        let JoinedRoom { state, auth_chain, history, join } = joined;
         self.store.import_room(room_id, version).await?;
         self.mark_stale(room_id);
         let state_ids: Vec<OwnedEventId> = state.iter().map(|e| e.event_id.clone()).collect();
@@ -276,20 +290,65 @@ impl RoomService {
         if !state_ids.iter().any(|id| before.values().any(|v| v == id)) {
             return Err(Error::forbidden("The room's state could not be verified"));
         }
+        self.mark_stale(room_id);
+        self.store.reset_room_state(room_id, before.clone()).await?;
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
         let rules = rules_of(&room.version)?;
+        let mut history: Vec<(u64, Pdu, CanonicalJsonObject)> = history
+            .into_iter()
+            .filter_map(|event| Some((event.pdu().ok()?, event.object)))
+            .map(|(pdu, object)| (u64::from(pdu.depth), pdu, object))
+            .collect();
+        history.sort_by_key(|(depth, _, _)| *depth);
+        for (_, pdu, object) in history {
+            if self.in_timeline(&pdu.event_id).await? || pdu.room()? != room_id {
+                continue;
+            }
+            if let Err(error) = self.check_against_auth_events(&pdu, &rules).await {
+                tracing::debug!(event_id = %pdu.event_id, %error, "left out an event of history");
+                continue;
+            }
+            let commit = Commit { state: StateUpdate::History, ..Commit::default() };
+            self.persist(room, pdu, object, commit).await?;
+        }
         let pdu = join.pdu()?;
         self.check_against_auth_events(&pdu, &rules).await?;
-        self.check_against(&pdu, &rules, &before).await?;
-        let mut after = before.clone();
-        if let Some(key) = &pdu.state_key {
-            after.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.clone());
-        }
-        let state = StateUpdate::Resolved { after: after.clone(), current: after };
-        let commit = Commit { state, before: Some(&before), ..Commit::default() };
-        self.persist(room, pdu, join.object, commit).await?;
+        self.check_against(&pdu, &rules, &room.state).await?;
+        self.persist(room, pdu, join.object, Commit::default()).await?;
         Ok(())
+    }
+
+    /// Events before `from` (inclusive), walking `prev_events` back, newest first
+    /// (`/backfill`).
+    pub async fn backfill(
+        &self,
+        room_id: &RoomId,
+        from: &[OwnedEventId],
+        limit: usize,
+    ) -> Result<Vec<CanonicalJsonObject>> {
+        let mut seen: HashSet<OwnedEventId> = from.iter().cloned().collect();
+        let mut queue: std::collections::VecDeque<OwnedEventId> = from.iter().cloned().collect();
+        let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            if found.len() >= limit {
+                break;
+            }
+            let Some(row) = self.store.event(&id).await?.filter(|r| r.room_id == room_id) else {
+                continue;
+            };
+            let pdu = Pdu::from_row(&row)?;
+            let object = serde_json::from_str(&row.json)
+                .map_err(|e| Error::internal(format!("stored PDU {id}: {e}")))?;
+            found.push((u64::from(pdu.depth), object));
+            for prev in pdu.prev_events {
+                if seen.insert(prev.clone()) {
+                    queue.push_back(prev);
+                }
+            }
+        }
+        found.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+        Ok(found.into_iter().map(|(_, object)| object).collect())
     }
 
     fn mark_stale(&self, room_id: &RoomId) {

@@ -176,8 +176,11 @@ async fn users_on_two_servers_share_a_room() {
     let bob = b.register("bob").await;
     let room_id = a.create_room(&alice, json!({ "preset": "public_chat", "name": "Across" })).await;
     a.send_text(&alice, &room_id, "before bob").await;
+    a.send_text(&alice, &room_id, "still before bob").await;
 
     join_via(&b, &bob, &room_id, &a).await;
+    // Bob can read what was said before he joined (history fetched with the join), in order.
+    assert_eq!(texts(&b, &bob, &room_id).await, ["before bob", "still before bob"]);
     // B has the room's state: its name and both members.
     let (status, name) =
         b.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name"), bob.token()).await;
