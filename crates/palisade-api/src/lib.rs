@@ -8,6 +8,7 @@ mod admin;
 mod client;
 pub mod error;
 mod extract;
+mod json;
 mod router;
 mod server;
 

@@ -29,6 +29,13 @@ impl Federation {
             let result = match raw.deserialize() {
                 Ok(Edu::Typing(typing)) => self.remote_typing(origin, typing).await,
                 Ok(Edu::Receipt(receipts)) => self.remote_receipts(origin, receipts).await,
+                Ok(Edu::DirectToDevice(content)) => self.remote_to_device(origin, content).await,
+                Ok(Edu::DeviceListUpdate(content)) => {
+                    self.remote_device_list_update(origin, content).await
+                }
+                Ok(Edu::SigningKeyUpdate(content)) => {
+                    self.remote_signing_key_update(origin, content).await
+                }
                 Ok(_) => Ok(()),
                 Err(e) => Err(Error::bad_json(format!("malformed EDU: {e}"))),
             };

@@ -5,6 +5,7 @@
 //! ([`policy`]). It never touches SQL: storage comes through `palisade-storage` traits.
 
 pub mod client;
+mod devices;
 mod edus;
 mod events;
 pub mod keys;
@@ -62,12 +63,8 @@ impl Federation {
             config.federation.trusted_key_servers.clone(),
             services.clock.clone(),
         ));
-        let sender = Arc::new(Sender::new(
-            config.server_name.clone(),
-            services.rooms.clone(),
-            store,
-            client.clone(),
-        ));
+        let sender =
+            Arc::new(Sender::new(config.server_name.clone(), &services, store, client.clone()));
         Ok(Self { services, client, keys, sender, policy })
     }
 

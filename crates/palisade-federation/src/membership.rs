@@ -147,8 +147,11 @@ impl Federation {
         let auth_chain = self.verify_all(&answer.auth_chain, &version).await;
         // Recent history, so the joined user can read what led up to the join.
         let prev_events = prev_events_of(&join.object);
-        let request =
-            get_backfill::v1::Request::new(room_id.to_owned(), prev_events, UInt::from(JOIN_HISTORY));
+        let request = get_backfill::v1::Request::new(
+            room_id.to_owned(),
+            prev_events,
+            UInt::from(JOIN_HISTORY),
+        );
         let history = match self.client.send(server, request).await {
             Ok(answer) => self.verify_all(&answer.pdus, &version).await,
             Err(error) => {

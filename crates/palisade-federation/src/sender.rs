@@ -11,8 +11,8 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use palisade_service::rooms::RoomService;
-use palisade_storage::{FederationStore, OutboxRow};
+use palisade_service::{E2eeService, Services, rooms::RoomService};
+use palisade_storage::{FederationStore, OutboxRow, QueuedUpTo};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName,
     api::federation::transactions::send_transaction_message, serde::Raw,
@@ -41,6 +41,7 @@ struct Destination {
 pub struct Sender {
     origin: OwnedServerName,
     rooms: Arc<RoomService>,
+    e2ee: Arc<E2eeService>,
     store: Arc<dyn FederationStore>,
     client: Arc<FederationClient>,
     destinations: Mutex<HashMap<OwnedServerName, Arc<Destination>>>,
@@ -51,13 +52,14 @@ impl Sender {
     /// A sender for events of `rooms`, queueing in `store`, sending with `client`.
     pub fn new(
         origin: OwnedServerName,
-        rooms: Arc<RoomService>,
+        services: &Services,
         store: Arc<dyn FederationStore>,
         client: Arc<FederationClient>,
     ) -> Self {
         Self {
             origin,
-            rooms,
+            rooms: services.rooms.clone(),
+            e2ee: services.e2ee.clone(),
             store,
             client,
             destinations: Mutex::new(HashMap::new()),
@@ -71,10 +73,17 @@ impl Sender {
         for destination in self.store.outbox_destinations().await? {
             self.wake(&destination);
         }
+        let mut tasks = self.tasks.lock().expect("sender poisoned");
         let this = self.clone();
-        self.tasks.lock().expect("sender poisoned").spawn(async move {
+        tasks.spawn(async move {
             if let Err(error) = this.queue_events().await {
                 tracing::error!(%error, "the federation queue stopped");
+            }
+        });
+        let this = self.clone();
+        tasks.spawn(async move {
+            if let Err(error) = this.queue_device_lists().await {
+                tracing::error!(%error, "the device list announcements stopped");
             }
         });
         Ok(())
@@ -92,7 +101,7 @@ impl Sender {
         edu: String,
     ) -> Result<()> {
         let items = destinations.iter().map(|d| (d.clone(), None, Some(edu.clone()))).collect();
-        self.store.enqueue(items, 0).await?;
+        self.store.enqueue(items, QueuedUpTo::Nothing).await?;
         for destination in &destinations {
             self.wake(destination);
         }
@@ -139,7 +148,51 @@ impl Sender {
             }
             let mut touched: Vec<OwnedServerName> =
                 items.iter().map(|(s, _, _)| s.clone()).collect();
-            self.store.enqueue(items, last).await?;
+            self.store.enqueue(items, QueuedUpTo::Events(last)).await?;
+            touched.sort();
+            touched.dedup();
+            for server in &touched {
+                self.wake(server);
+            }
+        }
+    }
+
+    /// Follows the device-list stream, announcing each local user's device changes
+    /// (`m.device_list_update`) to the servers sharing a room with them. The stream has no
+    /// wake-up of its own: it is read after each commit and at least every half second.
+    async fn queue_device_lists(self: Arc<Self>) -> Result<()> {
+        let mut commits = self.rooms.subscribe_commits();
+        loop {
+            let position = self.store.device_list_position().await?;
+            let changes = self.e2ee.device_list_changes_after(position, STREAM_BATCH).await?;
+            let Some(last) = changes.last().map(|(pos, _)| *pos) else {
+                let _ = tokio::time::timeout(Duration::from_millis(500), commits.changed()).await;
+                continue;
+            };
+            let mut items = Vec::new();
+            for (pos, user) in &changes {
+                if user.server_name() != self.origin {
+                    continue;
+                }
+                let servers: Vec<OwnedServerName> = self
+                    .rooms
+                    .servers_sharing_rooms_with(user)
+                    .await?
+                    .into_iter()
+                    .filter(|s| *s != self.origin)
+                    .collect();
+                if servers.is_empty() {
+                    continue;
+                }
+                for edu in self.e2ee.device_list_updates(user, *pos).await? {
+                    for server in &servers {
+                        items.push((server.clone(), None, Some(edu.clone())));
+                    }
+                }
+            }
+            let mut touched: Vec<OwnedServerName> =
+                items.iter().map(|(s, _, _)| s.clone()).collect();
+            self.store.enqueue(items, QueuedUpTo::DeviceLists(last)).await?;
             touched.sort();
             touched.dedup();
             for server in &touched {

@@ -43,6 +43,8 @@ impl Federation {
         if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
             return Err(Error::bad_json("Too many PDUs or EDUs in one transaction"));
         }
+        // EDUs first: a room key sent to a device ahead of the message it opens arrives first.
+        self.receive_edus(origin, edus).await;
         let mut results = BTreeMap::new();
         for raw in pdus {
             let Ok(object) = parse_pdu(raw) else { continue };
@@ -74,7 +76,6 @@ impl Federation {
             };
             results.insert(event_id, result);
         }
-        self.receive_edus(origin, edus).await;
         Ok(results)
     }
 

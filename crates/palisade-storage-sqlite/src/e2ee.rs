@@ -322,6 +322,21 @@ impl E2eeStore for Database {
         })
     }
 
+    async fn device_list_changes_after(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedUserId)>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT stream_pos, user_id FROM device_list_changes WHERE stream_pos > ?1
+                 ORDER BY stream_pos LIMIT ?2",
+            )?
+            .query_map(params![since, limit as i64], |row| Ok((row.get(0)?, parse_id(row, 1)?)))?
+            .collect()
+        })
+    }
+
     async fn device_list_changed(&self, user: &UserId) -> Result<()> {
         let user = user.to_string();
         self.write(move |conn| record_change(conn, &user)).await
@@ -355,8 +370,9 @@ impl E2eeStore for Database {
                     "INSERT INTO to_device (user_id, device_id, sender, sender_device, type, content,
                      exempt, held) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, CASE
                        WHEN ?7 THEN 0
-                       WHEN coalesce((SELECT trusted FROM devices WHERE user_id = ?3
-                                      AND device_id = ?4), 0) = 0 THEN 2
+                       WHEN EXISTS (SELECT 1 FROM users WHERE user_id = ?3)
+                            AND coalesce((SELECT trusted FROM devices WHERE user_id = ?3
+                                          AND device_id = ?4), 0) = 0 THEN 2
                        WHEN coalesce((SELECT trusted FROM devices WHERE user_id = ?1
                                       AND device_id = ?2), 0) = 0 THEN 1
                        ELSE 0 END)",

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use palisade_storage::{FederationStore, OutboxRow, ServerKeyRow};
+use palisade_storage::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
 use ruma::{OwnedEventId, OwnedServerName, ServerName};
 use rusqlite::params;
 
@@ -45,10 +45,20 @@ impl FederationStore for Database {
         })
     }
 
+    async fn device_list_position(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT device_list_pos FROM federation_position WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+        })
+    }
+
     async fn enqueue(
         &self,
         items: Vec<(OwnedServerName, Option<OwnedEventId>, Option<String>)>,
-        position: u64,
+        up_to: QueuedUpTo,
     ) -> Result<()> {
         self.write(move |conn| {
             let mut insert = conn
@@ -61,8 +71,15 @@ impl FederationStore for Database {
                     .execute(params![destination.as_str(), pdu.as_ref().map(|p| p.as_str()), edu])
                     .map_err(sql)?;
             }
+            let (column, position) = match up_to {
+                QueuedUpTo::Events(position) => ("stream_pos", position),
+                QueuedUpTo::DeviceLists(position) => ("device_list_pos", position),
+                QueuedUpTo::Nothing => return Ok(()),
+            };
             conn.execute(
-                "UPDATE federation_position SET stream_pos = max(stream_pos, ?1) WHERE id = 1",
+                &format!(
+                    "UPDATE federation_position SET {column} = max({column}, ?1) WHERE id = 1"
+                ),
                 [position],
             )
             .map(drop)

@@ -135,7 +135,9 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
         (StateUpdate::History, _, None, Some(current)) => {
             let was_outlier = conn
                 .prepare_cached("SELECT stream_pos FROM events WHERE event_id = ?1 AND outlier = 1")
-                .and_then(|mut s| s.query_row([event.event_id.as_str()], |row| row.get(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row([event.event_id.as_str()], |row| row.get(0)).optional()
+                })
                 .map_err(sql)?;
             let stream_pos = match was_outlier {
                 Some(pos) => {

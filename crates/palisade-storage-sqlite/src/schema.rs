@@ -244,6 +244,10 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     INSERT INTO federation_position (id, stream_pos)
         SELECT 1, coalesce(max(stream_pos), 0) FROM events;",
+    // 11: how far device-list changes have been announced to other servers.
+    "ALTER TABLE federation_position ADD COLUMN device_list_pos INTEGER NOT NULL DEFAULT 0;
+    UPDATE federation_position
+        SET device_list_pos = (SELECT coalesce(max(stream_pos), 0) FROM device_list_changes);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

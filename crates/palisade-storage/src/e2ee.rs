@@ -138,6 +138,12 @@ pub trait E2eeStore: Send + Sync {
     async fn device_list_changes(&self, since: u64) -> Result<Vec<OwnedUserId>>;
     /// The latest device list position.
     async fn max_device_list_pos(&self) -> Result<u64>;
+    /// Device-list changes after `since`, in order: `(position, user)`.
+    async fn device_list_changes_after(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedUserId)>>;
     /// Records a device list change (a device added or removed).
     async fn device_list_changed(&self, user: &UserId) -> Result<()>;
 

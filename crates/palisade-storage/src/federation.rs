@@ -21,6 +21,17 @@ pub struct ServerKeyRow {
     pub document: String,
 }
 
+/// The stream a batch of queued items was read from, and how far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedUpTo {
+    /// The event stream, up to this position.
+    Events(u64),
+    /// The device-list stream, up to this position.
+    DeviceLists(u64),
+    /// Items that follow no stream (typing, receipts, to-device messages).
+    Nothing,
+}
+
 /// Something waiting to be sent to another server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRow {
@@ -40,12 +51,14 @@ pub struct OutboxRow {
 pub trait FederationStore: Send + Sync {
     /// The event stream position up to which local events have been queued for other servers.
     async fn outbox_position(&self) -> Result<u64>;
-    /// Queues PDUs and EDUs (`(destination, pdu, edu)`) and moves the queued position to
-    /// `position`, in one transaction.
+    /// The device-list stream position up to which changes have been queued.
+    async fn device_list_position(&self) -> Result<u64>;
+    /// Queues PDUs and EDUs (`(destination, pdu, edu)`) and records how far the stream they
+    /// were read from has been queued, in one transaction.
     async fn enqueue(
         &self,
         items: Vec<(OwnedServerName, Option<OwnedEventId>, Option<String>)>,
-        position: u64,
+        up_to: QueuedUpTo,
     ) -> Result<()>;
     /// The oldest queued items for a destination.
     async fn outbox(&self, destination: &ServerName, limit: usize) -> Result<Vec<OutboxRow>>;

@@ -17,7 +17,7 @@ pub use e2ee::{
     BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,
     ToDeviceRow,
 };
-pub use federation::{FederationStore, OutboxRow, ServerKeyRow};
+pub use federation::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,

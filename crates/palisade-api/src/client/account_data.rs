@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    client::json::{ensure_own, object, raw},
+    json::{ensure_own, object, raw},
     router::route,
 };
 

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::{
     AppState, Ruma,
-    client::json::{json_of, typed},
+    json::{json_of, typed},
     router::route,
 };
 

@@ -17,16 +17,13 @@ use ruma::{
         },
         to_device::send_event_to_device,
     },
-    to_device::DeviceIdOrAllDevices,
 };
 use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    client::{
-        account::uia_auth,
-        json::{json_of, typed},
-    },
+    client::account::uia_auth,
+    json::{json_of, one_time_key_claims, typed},
     router::route,
 };
 
@@ -68,7 +65,8 @@ async fn query(
     request: Ruma<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response> {
     let session = request.session()?;
-    let mut found = state.e2ee.query_keys(&session.user_id, &request.body.device_keys).await?;
+    let mut found =
+        state.federation.query_keys(&session.user_id, &request.body.device_keys).await?;
     let mut response = get_keys::v3::Response::new();
     response.device_keys = typed(found["device_keys"].take())?;
     response.master_keys = typed(found["master_keys"].take())?;
@@ -84,15 +82,8 @@ async fn claim(
     request: Ruma<claim_keys::v3::Request>,
 ) -> Result<claim_keys::v3::Response> {
     request.session()?;
-    let wanted = request
-        .body
-        .one_time_keys
-        .iter()
-        .map(|(user, devices)| {
-            (user.clone(), devices.iter().map(|(d, a)| (d.clone(), a.to_string())).collect())
-        })
-        .collect();
-    let mut claimed = state.e2ee.claim_keys(&wanted).await?;
+    let wanted = one_time_key_claims(&request.body.one_time_keys);
+    let mut claimed = state.federation.claim_keys(&wanted).await?;
     let mut response = claim_keys::v3::Response::new(typed(claimed["one_time_keys"].take())?);
     response.failures = typed(claimed["failures"].take())?;
     Ok(response)
@@ -156,17 +147,13 @@ async fn send_to_device(
     for (user, devices) in &body.messages {
         let mut targets = BTreeMap::new();
         for (device, content) in devices {
-            let recipient = match device {
-                DeviceIdOrAllDevices::DeviceId(id) => Recipient::Device(id.to_string()),
-                DeviceIdOrAllDevices::AllDevices => Recipient::AllDevices,
-            };
-            targets.insert(recipient, json_of(content)?);
+            targets.insert(Recipient::from(device), json_of(content)?);
         }
         messages.insert(user.clone(), targets);
     }
-    state
-        .e2ee
-        .send_to_device(session, &body.event_type.to_string(), body.txn_id.as_str(), &messages)
-        .await?;
+    let kind = body.event_type.to_string();
+    state.e2ee.send_to_device(session, &kind, body.txn_id.as_str(), &messages).await?;
+    let (user, device) = (&session.user_id, &session.device_id);
+    state.federation.send_to_device(user, device, &kind, body.txn_id.as_str(), &messages).await?;
     Ok(send_event_to_device::v3::Response::new())
 }

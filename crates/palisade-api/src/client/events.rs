@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    client::json::{object, raw, raws},
+    json::{object, raw, raws},
     router::route,
 };
 

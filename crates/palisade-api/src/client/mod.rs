@@ -8,7 +8,6 @@ mod directory;
 mod discovery;
 mod e2ee;
 mod events;
-mod json;
 mod presence;
 mod profile;
 mod push_rules;

@@ -13,7 +13,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::{AppState, Ruma, client::json::ensure_own, router::route};
+use crate::{AppState, Ruma, json::ensure_own, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, profile);

@@ -13,7 +13,7 @@ use ruma::{
     push::{InsertPushRuleError, RemovePushRuleError},
 };
 
-use crate::{AppState, Ruma, client::json::typed, router::route};
+use crate::{AppState, Ruma, json::typed, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, all);

@@ -18,7 +18,7 @@ use ruma::api::client::{
 };
 use serde_json::{Map, Value};
 
-use crate::{AppState, Ruma, client::json::object, router::route};
+use crate::{AppState, Ruma, json::object, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, create);

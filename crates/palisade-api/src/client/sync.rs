@@ -15,10 +15,8 @@ use ruma::api::client::{
 
 use crate::{
     AppState, Ruma,
-    client::{
-        events::event_filter,
-        json::{ensure_own, typed},
-    },
+    client::events::event_filter,
+    json::{ensure_own, typed},
     router::route,
 };
 

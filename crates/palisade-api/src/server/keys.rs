@@ -12,7 +12,7 @@ use ruma::{
     serde::Raw,
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{AppState, Ruma, json::raw, router::route};
 
 pub(super) fn server_key_routes(router: Router<AppState>) -> Router<AppState> {
     route(router, server_keys)
@@ -21,12 +21,6 @@ pub(super) fn server_key_routes(router: Router<AppState>) -> Router<AppState> {
 pub(super) fn notary_routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, notary_query);
     route(router, notary_batch)
-}
-
-fn raw<T>(value: &serde_json::Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(e.to_string()))
 }
 
 /// `GET /_matrix/key/v2/server`

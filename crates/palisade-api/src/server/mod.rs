@@ -1,6 +1,7 @@
 //! Server-Server API endpoints, served on the federation listener. Handlers are thin: the
 //! `Ruma` extractor checks the `X-Matrix` signature, `palisade-federation` does the work.
 
+mod e2ee;
 mod keys;
 mod membership;
 mod query;
@@ -18,5 +19,5 @@ pub(crate) fn key_routes(router: Router<AppState>) -> Router<AppState> {
 /// Every Server-Server endpoint.
 pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = query::routes(keys::notary_routes(key_routes(router)));
-    transactions::routes(membership::routes(router))
+    e2ee::routes(transactions::routes(membership::routes(router)))
 }

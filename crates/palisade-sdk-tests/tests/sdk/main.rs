@@ -6,3 +6,4 @@ mod chat;
 mod common;
 mod device_trust;
 mod e2ee;
+mod federation;

@@ -81,4 +81,52 @@ impl E2eeService {
         let left = departed.into_iter().filter(|u| !shared.contains(u)).collect();
         Ok(DeviceListChanges { changed: changed.into_iter().collect(), left })
     }
+
+    /// Device-list changes after `since`, in order: `(position, user)`.
+    pub async fn device_list_changes_after(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, OwnedUserId)>> {
+        self.store.device_list_changes_after(since, limit).await
+    }
+
+    /// The current device-list stream position.
+    pub async fn device_list_position(&self) -> Result<u64> {
+        self.store.max_device_list_pos().await
+    }
+
+    /// `m.device_list_update` EDUs (JSON) announcing a local user's devices as other users
+    /// see them (untrusted devices are not announced), at device-list position `position`.
+    pub async fn device_list_updates(&self, user: &UserId, position: u64) -> Result<Vec<String>> {
+        let wanted = std::collections::BTreeMap::from([(user.to_owned(), Vec::new())]);
+        let keys = self.query_keys(None, &wanted).await?;
+        let names: std::collections::BTreeMap<_, _> = self
+            .accounts
+            .devices(user)
+            .await?
+            .into_iter()
+            .map(|d| (d.device_id.to_string(), d.display_name))
+            .collect();
+        let mut edus = Vec::new();
+        if let Some(devices) = keys["device_keys"][user.as_str()].as_object() {
+            for (device_id, device_keys) in devices {
+                let mut content = serde_json::json!({
+                    "user_id": user,
+                    "device_id": device_id,
+                    "stream_id": position,
+                    "prev_id": [],
+                    "deleted": false,
+                    "keys": device_keys,
+                });
+                if let Some(Some(name)) = names.get(device_id) {
+                    content["device_display_name"] = serde_json::json!(name);
+                }
+                let edu =
+                    serde_json::json!({ "edu_type": "m.device_list_update", "content": content });
+                edus.push(edu.to_string());
+            }
+        }
+        Ok(edus)
+    }
 }

@@ -126,10 +126,11 @@ impl E2eeService {
     }
 
     /// `/keys/query` for local users: device keys (with display names), master and
-    /// self-signing keys, and the requester's own user-signing key.
+    /// self-signing keys, and the requester's own user-signing key. Another server asking
+    /// has no requester.
     pub async fn query_keys(
         &self,
-        requester: &UserId,
+        requester: Option<&UserId>,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<Value> {
         let (mut device_keys, mut master, mut self_signing, mut user_signing, mut failures) =
@@ -151,7 +152,7 @@ impl E2eeService {
                     continue;
                 }
                 // Other users never learn of an untrusted device, so they never encrypt for it.
-                if user != requester && !self.trust.is_trusted(user, &device).await? {
+                if Some(&**user) != requester && !self.trust.is_trusted(user, &device).await? {
                     continue;
                 }
                 let mut object: Value =
@@ -170,7 +171,7 @@ impl E2eeService {
                     );
                 }
             }
-            if user == requester
+            if Some(&**user) == requester
                 && let Some(json) = self.store.cross_signing_key(user, "user_signing").await?
             {
                 user_signing.insert(

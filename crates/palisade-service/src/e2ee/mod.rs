@@ -57,6 +57,13 @@ impl E2eeService {
         &self.store
     }
 
+    /// Another server says one of its users' devices or cross-signing keys changed: local
+    /// users sharing a room with them refetch their keys.
+    pub async fn remote_device_list_changed(&self, user: &UserId) -> Result<()> {
+        self.store.device_list_changed(user).await?;
+        self.announce_key_change(user).await
+    }
+
     /// Wakes everyone who shares a room with `user` (and `user`): their device lists changed.
     async fn announce_key_change(&self, user: &UserId) -> Result<()> {
         self.notifier.notify_user(user);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use palisade_core::config::TrustMode;
 use palisade_core::{Error, Result};
 use palisade_storage::NewToDevice;
-use ruma::OwnedUserId;
+use ruma::{OwnedUserId, UserId, to_device::DeviceIdOrAllDevices};
 use serde_json::{Value, json};
 
 use super::E2eeService;
@@ -22,6 +22,15 @@ pub enum Recipient {
     Device(String),
     /// Every device of the user.
     AllDevices,
+}
+
+impl From<&DeviceIdOrAllDevices> for Recipient {
+    fn from(device: &DeviceIdOrAllDevices) -> Self {
+        match device {
+            DeviceIdOrAllDevices::DeviceId(id) => Recipient::Device(id.to_string()),
+            DeviceIdOrAllDevices::AllDevices => Recipient::AllDevices,
+        }
+    }
 }
 
 impl E2eeService {
@@ -73,6 +82,53 @@ impl E2eeService {
             .queue_to_device(&session.user_id, &session.device_id, txn_id, kind, queued)
             .await?;
         if fresh {
+            for user in recipients {
+                self.notifier.notify_user(&user);
+            }
+        }
+        Ok(())
+    }
+
+    /// To-device messages another server relays from its user `sender` to local users
+    /// (`m.direct_to_device`), once per message id; other servers' users are skipped.
+    pub async fn receive_to_device(
+        &self,
+        sender: &UserId,
+        kind: &str,
+        message_id: &str,
+        messages: &BTreeMap<OwnedUserId, BTreeMap<Recipient, Value>>,
+    ) -> Result<()> {
+        let mut queued = Vec::new();
+        let mut recipients = Vec::new();
+        for (user, devices) in messages {
+            if user.server_name() != self.accounts.server_name() {
+                continue;
+            }
+            let known: Vec<_> =
+                self.accounts.devices(user).await?.into_iter().map(|d| d.device_id).collect();
+            for (recipient, content) in devices {
+                if !content.is_object() {
+                    continue;
+                }
+                let targets = known.iter().filter(|d| match recipient {
+                    Recipient::AllDevices => true,
+                    Recipient::Device(id) => d.as_str() == id,
+                });
+                for device_id in targets {
+                    let exempt = self.trust.mode() == TrustMode::Off;
+                    queued.push(NewToDevice {
+                        user_id: user.clone(),
+                        device_id: device_id.clone(),
+                        content: content.to_string(),
+                        exempt,
+                    });
+                }
+            }
+            recipients.push(user.clone());
+        }
+        // Another server's user has no device here: the message id stands for the device.
+        let device = <&ruma::DeviceId>::from("federation");
+        if self.store.queue_to_device(sender, device, message_id, kind, queued).await? {
             for user in recipients {
                 self.notifier.notify_user(&user);
             }

@@ -81,6 +81,22 @@ impl RoomService {
         }
     }
 
+    /// The servers with a user joined to any room `user` is joined to.
+    pub async fn servers_sharing_rooms_with(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ruma::OwnedServerName>> {
+        let mut servers = Vec::new();
+        for membership in self.store.rooms_of_user(user).await? {
+            if membership.membership == "join" {
+                servers.extend(self.servers_in_room(&membership.room_id).await?);
+            }
+        }
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
     /// Whether a user is joined to the room now.
     pub async fn is_joined(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
         Ok(self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join"))
