@@ -32,6 +32,8 @@ const DEFAULT_PORT: u16 = 8448;
 const RESOLUTION_TTL: Duration = Duration::from_secs(3600);
 /// Largest response body read from a peer (a `send_join` of a large room is several MB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest `/.well-known/matrix/server` document read.
+const MAX_WELL_KNOWN_BYTES: usize = 64 * 1024;
 
 /// The authentication schemes outbound federation requests use, and what each needs.
 pub trait FederationAuth: AuthScheme {
@@ -80,6 +82,7 @@ impl FederationClient {
             .timeout(Duration::from_secs(federation.request_timeout_secs))
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .user_agent(concat!("Palisade/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(!federation.verify_certificates);
         if !federation.allow_private_addresses {
@@ -127,18 +130,9 @@ impl FederationClient {
             Error::new(ErrorKind::RemoteUnavailable, format!("{destination} is unreachable"))
         })?;
         let status = response.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            Error::new(ErrorKind::RemoteUnavailable, format!("reading from {destination}: {e}"))
-        })? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Error::new(
-                    ErrorKind::RemoteUnavailable,
-                    format!("{destination} sent too large a response"),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_limited(&mut response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| Error::new(ErrorKind::RemoteUnavailable, format!("{destination}: {e}")))?;
         if !status.is_success() {
             return Err(remote_error(destination, status, &body));
         }
@@ -169,11 +163,17 @@ impl FederationClient {
                 None => format!("https://{}:{DEFAULT_PORT}", server.host()),
             },
         };
-        if !self.allow_private
-            && let Some(ip) = literal_ip(&url)
-            && !is_public(ip)
-        {
-            return Err(Error::forbidden(format!("{server} is on a private address")));
+        if !self.allow_private {
+            match literal_ip(&url) {
+                Some(ip) if !is_public(ip) => {
+                    return Err(Error::forbidden(format!("{server} is on a private address")));
+                }
+                // URL parsers read such names as IPv4 addresses, which the resolver never sees.
+                None if host_of(&url).is_some_and(looks_numeric) => {
+                    return Err(Error::forbidden(format!("{server} is not a valid host name")));
+                }
+                _ => {}
+            }
         }
         self.resolved
             .lock()
@@ -190,12 +190,35 @@ impl FederationClient {
             server: OwnedServerName,
         }
         let url = format!("https://{}/.well-known/matrix/server", server.host());
-        let response = self.http.get(url).send().await.ok()?;
+        let mut response = self.http.get(url).send().await.ok()?;
         if !response.status().is_success() {
             return None;
         }
-        let bytes = response.bytes().await.ok()?;
+        let bytes = read_limited(&mut response, MAX_WELL_KNOWN_BYTES).await.ok()?;
         serde_json::from_slice::<WellKnown>(&bytes).ok().map(|w| w.server)
+    }
+}
+
+/// Reads a response body, refusing one larger than `limit` bytes.
+async fn read_limited(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err("response too large".to_owned());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Whether a host that is not an IP literal would still be read as an IPv4 address by URL
+/// parsers (`2130706433`, `127.1`, `0x7f.1`): its last label is a number.
+fn looks_numeric(host: &str) -> bool {
+    let last = host.rsplit('.').find(|label| !label.is_empty()).unwrap_or(host);
+    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
+    match hex {
+        Some(digits) => digits.chars().all(|c| c.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.chars().all(|c| c.is_ascii_digit()),
     }
 }
 
@@ -209,14 +232,18 @@ fn direct_url(server: &ServerName) -> Option<String> {
     }
 }
 
+/// The host of a base URL (`https://host:port`), without brackets.
+fn host_of(url: &str) -> Option<&str> {
+    let authority = url.strip_prefix("https://")?;
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next(),
+        None => Some(authority.rsplit_once(':').map_or(authority, |(host, _)| host)),
+    }
+}
+
 /// The IP address in a base URL, when its host is one.
 fn literal_ip(url: &str) -> Option<IpAddr> {
-    let authority = url.strip_prefix("https://")?;
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next()?,
-        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
-    };
-    host.parse().ok()
+    host_of(url)?.parse().ok()
 }
 
 /// Whether an address is on the public internet (not loopback, private, link-local, …).
@@ -232,18 +259,29 @@ fn is_public(ip: IpAddr) -> bool {
                 || v4.is_multicast()
                 || v4.is_documentation()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b)))
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b)))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            let segments = v6.segments();
+            // Addresses that embed an IPv4 one: mapped, compatible, NAT64 and 6to4.
+            let embedded = if let Some(v4) = v6.to_ipv4_mapped() {
+                Some(v4)
+            } else if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                Some(std::net::Ipv4Addr::new(a, b, c, d))
+            } else if segments[0] == 0x2002 {
+                let [_, _, a, b, c, d, ..] = v6.octets();
+                Some(std::net::Ipv4Addr::new(a, b, c, d))
+            } else {
+                None
+            };
+            if let Some(v4) = embedded {
+                return !v6.is_unspecified() && !v6.is_loopback() && is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+            let first = segments[0];
+            !(v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
         }
     }
 }
@@ -314,6 +352,15 @@ mod tests {
             "0.0.0.0",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for private in ["64:ff9b::7f00:1", "2002:7f00:1::", "::7f00:1", "198.18.0.1", "240.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for numeric in ["2130706433", "127.1", "0x7f.1", "10.0.0.1.", "0X7F"] {
+            assert!(looks_numeric(numeric), "{numeric}");
+        }
+        for name in ["example.org", "matrix.example.org", "1password.com", "x.0xyz"] {
+            assert!(!looks_numeric(name), "{name}");
         }
         for public in ["8.8.8.8", "2a00:1450::1", "172.32.0.1"] {
             assert!(is_public(public.parse().unwrap()), "{public}");

@@ -26,6 +26,8 @@ use crate::client::FederationClient;
 /// Least time between two fetches of one server's keys: an unknown key id in a request does
 /// not make this server hammer the peer.
 const REFETCH_INTERVAL_MS: u64 = 30_000;
+/// Longest a fetched key is trusted before it must be fetched again (spec: seven days).
+const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Every server's verify keys this server knows of, and the means to learn more.
 pub struct KeyRing {
@@ -79,10 +81,12 @@ impl KeyRing {
             return Ok(BTreeMap::from([(self.own.key_id(), key)]));
         }
         let mut rows = self.store.server_keys(server).await?;
-        let usable = |rows: &[ServerKeyRow]| {
-            key_ids
+        // Without a key id in mind, any key valid then will do.
+        let usable = |rows: &[ServerKeyRow]| match key_ids {
+            [] => rows.iter().any(|row| row.valid_until_ts >= at),
+            ids => ids
                 .iter()
-                .all(|id| rows.iter().any(|row| &row.key_id == id && row.valid_until_ts >= at))
+                .all(|id| rows.iter().any(|row| &row.key_id == id && row.valid_until_ts >= at)),
         };
         if !usable(&rows) && self.may_fetch(server) {
             match self.fetch(server).await {
@@ -159,10 +163,25 @@ impl KeyRing {
             let notary_keys = Box::pin(self.keys_of(notary, &[], self.clock.now_millis())).await?;
             map.insert(notary.to_string(), notary_keys);
         }
+        // verify_json checks the signatures present; the ones that must be there are checked
+        // to be there.
+        let signers: Vec<&str> =
+            std::iter::once(server.as_str()).chain(notary.map(|n| n.as_str())).collect();
+        for signer in signers {
+            let signed = matches!(
+                object.get("signatures"),
+                Some(ruma::CanonicalJsonValue::Object(s)) if s.contains_key(signer)
+            );
+            if !signed {
+                return Err(invalid(format!("{server}'s key document is not signed by {signer}")));
+            }
+        }
         ruma::signatures::verify_json(&map, &object)
             .map_err(|e| invalid(format!("{server}'s key document: {e}")))?;
 
-        let valid_until = u64::from(keys.valid_until_ts.0);
+        // Room versions from 5 on trust a key for at most a week from when it is fetched.
+        let valid_until =
+            u64::from(keys.valid_until_ts.0).min(self.clock.now_millis() + MAX_KEY_VALIDITY_MS);
         let json = document.json().get().to_owned();
         let row = |key_id: String, key: &Base64, valid_until_ts: u64| ServerKeyRow {
             server_name: server.to_owned(),

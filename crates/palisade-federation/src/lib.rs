@@ -43,6 +43,13 @@ pub struct Federation {
     /// The outbound queue.
     pub sender: Arc<Sender>,
     policy: Arc<dyn ServerPolicy>,
+    /// The latest transactions received, with their answers.
+    recent_transactions: std::sync::Mutex<
+        std::collections::VecDeque<(
+            (ruma::OwnedServerName, String),
+            transactions::TransactionResults,
+        )>,
+    >,
 }
 
 impl Federation {
@@ -65,7 +72,10 @@ impl Federation {
         ));
         let sender =
             Arc::new(Sender::new(config.server_name.clone(), &services, store, client.clone()));
-        Ok(Self { services, client, keys, sender, policy })
+        let recent_transactions = std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
+            transactions::RECENT_TRANSACTIONS,
+        ));
+        Ok(Self { services, client, keys, sender, policy, recent_transactions })
     }
 
     /// Starts sending to other servers, when federation is on.

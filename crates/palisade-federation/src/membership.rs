@@ -4,7 +4,7 @@
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
-use palisade_service::rooms::{JoinedRoom, Received, RoomService};
+use palisade_service::rooms::{JoinedRoom, Received, RemoteEvent, RoomService};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedRoomId, OwnedServerName, RoomId,
     RoomOrAliasId, RoomVersionId, ServerName, UInt, UserId,
@@ -238,26 +238,61 @@ impl Federation {
                 "Not a {membership} of a user of the sending server"
             )));
         }
-        let joined = if membership == "join" {
-            let (state, auth_chain) = rooms.state_and_auth_chain(room_id, None).await?;
-            let servers = rooms.servers_in_room(room_id).await?;
-            Some(JoinedState {
-                state: to_raws(&state)?,
-                auth_chain: to_raws(&auth_chain)?,
-                servers_in_room: servers.iter().map(ToString::to_string).collect(),
-            })
-        } else {
-            None
-        };
-        match self.receive_pdu(origin, room_id, &version, event).await? {
-            Received::Accepted | Received::Known => Ok(joined),
-            Received::SoftFailed => {
-                Err(Error::forbidden("The event is not allowed by the current state"))
+        let sender = user_of(&event)?;
+        match self.receive_pdu(origin, room_id, &version, event.clone()).await? {
+            Received::Accepted => self.relay(origin, room_id, &event).await?,
+            // A retry of a join that went through gets the same answer; a replayed old
+            // membership event (not the user's current one) gets nothing.
+            Received::Known
+                if rooms.current_state_id(room_id, "m.room.member", sender.as_str()).await?
+                    == Some(event.event_id.clone()) => {}
+            Received::Known | Received::SoftFailed => {
+                return Err(Error::forbidden("The event is not allowed by the current state"));
             }
             Received::Missing(_) => {
-                Err(Error::forbidden("The event refers to events this server lacks"))
+                return Err(Error::forbidden("The event refers to events this server lacks"));
             }
         }
+        if membership != "join" {
+            return Ok(None);
+        }
+        let (state, auth_chain) = rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
+        let servers = rooms.servers_in_room(room_id).await?;
+        Ok(Some(JoinedState {
+            state: to_raws(&state)?,
+            auth_chain: to_raws(&auth_chain)?,
+            servers_in_room: servers.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    /// Passes an event another server joined or left through on to the room's other servers,
+    /// which did not see it (its sender reaches only this server).
+    async fn relay(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event: &RemoteEvent,
+    ) -> Result<()> {
+        let own = &self.services.config.server_name;
+        let others: Vec<OwnedServerName> = self
+            .services
+            .rooms
+            .servers_in_room(room_id)
+            .await?
+            .into_iter()
+            .filter(|server| server != own && server != origin)
+            .collect();
+        self.sender.queue_pdu(others, event.event_id.clone()).await
+    }
+}
+
+/// The user a membership event is about (its state key).
+fn user_of(event: &RemoteEvent) -> Result<ruma::OwnedUserId> {
+    match event.object.get("state_key") {
+        Some(CanonicalJsonValue::String(key)) => {
+            key.as_str().try_into().map_err(|_| Error::bad_json("Invalid state key"))
+        }
+        _ => Err(Error::bad_json("A membership event needs a state key")),
     }
 }
 

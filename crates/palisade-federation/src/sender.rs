@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use palisade_core::{Error, Result};
+use palisade_core::{Error, ErrorKind, Result};
 use palisade_service::{E2eeService, Services, rooms::RoomService};
 use palisade_storage::{FederationStore, OutboxRow, QueuedUpTo};
 use ruma::{
@@ -29,6 +29,20 @@ const TXN_EDUS: usize = 100;
 /// Retry delays: doubling from the first, up to the last.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LONGEST_RETRY: Duration = Duration::from_secs(600);
+
+/// The oldest queued items that fit one transaction (at most 50 PDUs and 100 EDUs).
+fn batch_of(rows: &[OutboxRow]) -> &[OutboxRow] {
+    let (mut pdus, mut edus) = (0, 0);
+    let end = rows
+        .iter()
+        .position(|row| {
+            pdus += usize::from(row.pdu.is_some());
+            edus += usize::from(row.edu.is_some());
+            pdus > TXN_PDUS || edus > TXN_EDUS
+        })
+        .unwrap_or(rows.len());
+    &rows[..end]
+}
 
 /// A destination's worker: woken when items are queued, and when the peer shows it is up.
 #[derive(Default)]
@@ -74,16 +88,23 @@ impl Sender {
             self.wake(&destination);
         }
         let mut tasks = self.tasks.lock().expect("sender poisoned");
+        // A storage error stops a round, not the queue: it starts again a moment later.
         let this = self.clone();
         tasks.spawn(async move {
-            if let Err(error) = this.queue_events().await {
-                tracing::error!(%error, "the federation queue stopped");
+            loop {
+                if let Err(error) = this.clone().queue_events().await {
+                    tracing::error!(%error, "queueing events for other servers failed");
+                }
+                tokio::time::sleep(FIRST_RETRY).await;
             }
         });
         let this = self.clone();
         tasks.spawn(async move {
-            if let Err(error) = this.queue_device_lists().await {
-                tracing::error!(%error, "the device list announcements stopped");
+            loop {
+                if let Err(error) = this.clone().queue_device_lists().await {
+                    tracing::error!(%error, "queueing device list changes failed");
+                }
+                tokio::time::sleep(FIRST_RETRY).await;
             }
         });
         Ok(())
@@ -92,6 +113,21 @@ impl Sender {
     /// Stops every task (queued items stay queued for the next start).
     pub fn stop(&self) {
         self.tasks.lock().expect("sender poisoned").abort_all();
+    }
+
+    /// Queues one stored PDU for `destinations` (an event of another server this one relays).
+    pub async fn queue_pdu(
+        self: &Arc<Self>,
+        destinations: Vec<OwnedServerName>,
+        event_id: ruma::OwnedEventId,
+    ) -> Result<()> {
+        let items =
+            destinations.iter().map(|d| (d.clone(), Some(event_id.clone()), None)).collect();
+        self.store.enqueue(items, QueuedUpTo::Nothing).await?;
+        for destination in &destinations {
+            self.wake(destination);
+        }
+        Ok(())
     }
 
     /// Queues one EDU (JSON) for `destinations`.
@@ -236,10 +272,20 @@ impl Sender {
                 destination.queued.notified().await;
                 continue;
             }
-            match self.send(&server, &rows).await {
-                Ok(sent) => {
+            let batch = batch_of(&rows);
+            let ids: Vec<u64> = batch.iter().map(|row| row.id).collect();
+            match self.send(&server, batch).await {
+                Ok(()) => {
                     delay = FIRST_RETRY;
-                    if let Err(error) = self.store.outbox_sent(sent).await {
+                    if let Err(error) = self.store.outbox_sent(ids).await {
+                        tracing::error!(%error, "clearing the federation queue failed");
+                    }
+                }
+                // The peer (or this server's policy) refused the transaction itself: sending
+                // it again would be refused again, and would hold up everything behind it.
+                Err(error) if error.kind != ErrorKind::RemoteUnavailable => {
+                    tracing::warn!(%server, %error, "dropping a federation transaction refused for good");
+                    if let Err(error) = self.store.outbox_sent(ids).await {
                         tracing::error!(%error, "clearing the federation queue failed");
                     }
                 }
@@ -255,14 +301,10 @@ impl Sender {
         }
     }
 
-    /// Sends one transaction of the oldest queued items; returns the items it carried.
-    async fn send(&self, server: &ServerName, rows: &[OutboxRow]) -> Result<Vec<u64>> {
-        let (mut pdus, mut edus, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    /// Sends the items of one transaction.
+    async fn send(&self, server: &ServerName, rows: &[OutboxRow]) -> Result<()> {
+        let (mut pdus, mut edus) = (Vec::new(), Vec::new());
         for row in rows {
-            if pdus.len() == TXN_PDUS || edus.len() == TXN_EDUS {
-                break;
-            }
-            ids.push(row.id);
             if let Some(event_id) = &row.pdu
                 && let Some(object) = self.rooms.pdu_object(event_id).await?
             {
@@ -274,7 +316,8 @@ impl Sender {
                 edus.push(Raw::from_json(raw));
             }
         }
-        let (first, last) = (ids.first().copied().unwrap_or(0), ids.last().copied().unwrap_or(0));
+        let (first, last) =
+            (rows.first().map_or(0, |row| row.id), rows.last().map_or(0, |row| row.id));
         let txn_id = OwnedTransactionId::from(format!("{first}-{last}"));
         let mut request = send_transaction_message::v1::Request::new(
             txn_id,
@@ -289,6 +332,6 @@ impl Sender {
                 tracing::info!(%server, %event_id, %error, "peer refused a PDU");
             }
         }
-        Ok(ids)
+        Ok(())
     }
 }

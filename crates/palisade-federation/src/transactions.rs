@@ -31,18 +31,52 @@ const MAX_EDUS: usize = 100;
 const MISSING_EVENTS_LIMIT: u32 = 20;
 /// Most state events fetched one by one to learn the state at a gap.
 const MAX_STATE_FETCH: usize = 500;
+/// Most `prev_events` of one event whose state is fetched from the sender.
+const MAX_UNKNOWN_PREVS: usize = 5;
+/// How many recent transactions are remembered, so a retry gets the same answer.
+pub(crate) const RECENT_TRANSACTIONS: usize = 256;
+
+/// Per-PDU results of a transaction.
+pub type TransactionResults = BTreeMap<OwnedEventId, Result<(), String>>;
 
 impl Federation {
     /// Handles the PDUs of a transaction from `origin`; per-PDU results as the spec returns.
     pub async fn receive_transaction(
         &self,
         origin: &ServerName,
+        txn_id: &str,
         pdus: &[Box<RawValue>],
         edus: &[Raw<Edu>],
-    ) -> Result<BTreeMap<OwnedEventId, Result<(), String>>> {
+    ) -> Result<TransactionResults> {
         if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
             return Err(Error::bad_json("Too many PDUs or EDUs in one transaction"));
         }
+        let key = (origin.to_owned(), txn_id.to_owned());
+        // A retried transaction gets the answer it got; its EDUs are not applied twice.
+        if let Some((_, results)) = self
+            .recent_transactions
+            .lock()
+            .expect("transactions poisoned")
+            .iter()
+            .find(|(k, _)| *k == key)
+        {
+            return Ok(results.clone());
+        }
+        let results = self.process_transaction(origin, pdus, edus).await?;
+        let mut recent = self.recent_transactions.lock().expect("transactions poisoned");
+        if recent.len() == RECENT_TRANSACTIONS {
+            recent.pop_front();
+        }
+        recent.push_back((key, results.clone()));
+        Ok(results)
+    }
+
+    async fn process_transaction(
+        &self,
+        origin: &ServerName,
+        pdus: &[Box<RawValue>],
+        edus: &[Raw<Edu>],
+    ) -> Result<TransactionResults> {
         // EDUs first: a room key sent to a device ahead of the message it opens arrives first.
         self.receive_edus(origin, edus).await;
         let mut results = BTreeMap::new();
@@ -113,7 +147,13 @@ impl Federation {
         );
         request.limit = UInt::from(MISSING_EVENTS_LIMIT);
         if let Ok(answer) = self.client.send(origin, request).await {
-            for gap_event in self.verify_all(&answer.events, version).await {
+            let events = &answer.events[..answer.events.len().min(MISSING_EVENTS_LIMIT as usize)];
+            let mut gap = self.verify_all(events, version).await;
+            gap.sort_by_key(|event| match event.object.get("depth") {
+                Some(ruma::CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
+                _ => 0,
+            });
+            for gap_event in gap {
                 let gap_id = gap_event.event_id.clone();
                 if let Err(error) =
                     self.receive_with_state(origin, room_id, version, gap_event).await
@@ -137,11 +177,17 @@ impl Federation {
         let rooms = &self.services.rooms;
         let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
         let Received::Missing(_) = outcome else { return Ok(outcome) };
-        let mut prev_states = HashMap::new();
+        let mut unknown = Vec::new();
         for prev in prev_events_of(&event) {
-            if rooms.in_timeline(&prev).await? {
-                continue;
+            if !rooms.in_timeline(&prev).await? {
+                unknown.push(prev);
             }
+        }
+        if unknown.len() > MAX_UNKNOWN_PREVS {
+            return Err(Error::forbidden("Too many unknown earlier events"));
+        }
+        let mut prev_states = HashMap::new();
+        for prev in unknown {
             let state = self.state_after_remote(origin, room_id, version, &prev).await?;
             prev_states.insert(prev, state);
         }
@@ -178,8 +224,8 @@ impl Federation {
             fetched.push(event);
         }
         rooms.store_outliers(room_id, fetched).await?;
-        let mut state = rooms.state_map_of(&ids.pdu_ids).await?;
-        state.extend(rooms.state_map_of(std::slice::from_ref(event_id)).await?);
+        let mut state = rooms.state_map_of(room_id, &ids.pdu_ids).await?;
+        state.extend(rooms.state_map_of(room_id, std::slice::from_ref(event_id)).await?);
         Ok(state)
     }
 }

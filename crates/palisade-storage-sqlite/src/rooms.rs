@@ -263,6 +263,11 @@ fn insert_event(
         Some((device, txn)) => (Some(device.as_str()), Some(txn.as_str())),
         None => (None, None),
     };
+    if !outlier {
+        // An event known as an outlier now joins the timeline: the reference copy goes.
+        conn.prepare_cached("DELETE FROM events WHERE event_id = ?1 AND outlier = 1")?
+            .execute([event.event_id.as_str()])?;
+    }
     conn.prepare_cached(
         "INSERT INTO events (event_id, room_id, type, state_key, sender, depth, origin_server_ts,
          state_group, json, unsigned, txn_device, txn_id, outlier)

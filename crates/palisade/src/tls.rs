@@ -14,6 +14,8 @@ use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 /// How long a peer may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most handshakes in progress at once; further connections wait to be accepted.
+const MAX_HANDSHAKES: usize = 256;
 
 /// The TLS configuration the federation listener serves with.
 pub fn server_config(config: &Config) -> Result<Arc<rustls::ServerConfig>> {
@@ -59,8 +61,10 @@ impl TlsListener {
         let local = listener.local_addr().map_err(|e| Error::internal(e.to_string()))?;
         let (sender, ready) = mpsc::channel(64);
         let tls = TlsAcceptor::from(config);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         let acceptor = tokio::spawn(async move {
             loop {
+                let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
                 let (stream, peer) = match listener.accept().await {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -71,7 +75,10 @@ impl TlsListener {
                 };
                 let (tls, sender) = (tls.clone(), sender.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(stream)) => drop(sender.send((stream, peer)).await),
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -52,7 +52,10 @@ async fn send(
     if body.origin != *origin {
         return Err(Error::forbidden("The transaction's origin is not the signing server"));
     }
-    let results = state.federation.receive_transaction(origin, &body.pdus, &body.edus).await?;
+    let results = state
+        .federation
+        .receive_transaction(origin, body.transaction_id.as_str(), &body.pdus, &body.edus)
+        .await?;
     Ok(send_transaction_message::v1::Response::new(results))
 }
 

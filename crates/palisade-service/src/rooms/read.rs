@@ -262,6 +262,16 @@ impl RoomService {
             .await?
             .filter(|row| row.room_id == room_id && bound.is_none_or(|b| row.stream_pos <= b))
             .ok_or_else(|| Error::not_found("Event not found"))?;
+        // Outliers are not part of the room's history (soft-failed events among them); only
+        // those in the current state (state learned when joining) are shown.
+        if row.outlier {
+            let key =
+                row.state_key.as_deref().ok_or_else(|| Error::not_found("Event not found"))?;
+            if self.current_state_id(room_id, &row.kind, key).await?.as_ref() != Some(&row.event_id)
+            {
+                return Err(Error::not_found("Event not found"));
+            }
+        }
         let mut viewer = self.visibility(user, room_id).await?;
         if !self.can_see(&mut viewer, &row).await? {
             return Err(Error::not_found("Event not found"));

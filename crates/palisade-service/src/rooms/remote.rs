@@ -97,6 +97,18 @@ impl RoomService {
         Ok(servers)
     }
 
+    /// The event at `(kind, state_key)` in the room's current state.
+    pub async fn current_state_id(
+        &self,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let guard = self.lock_room(room_id).await?;
+        let room = guard.as_ref().expect("lock_room loads the room");
+        Ok(room.state.get(&(kind.to_owned(), state_key.to_owned())).cloned())
+    }
+
     /// Whether a user is joined to the room now.
     pub async fn is_joined(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
         Ok(self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join"))
@@ -142,9 +154,12 @@ impl RoomService {
     ) -> Result<Received> {
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        if self.store.has_event(&event.event_id).await? {
+        // An event known only as an outlier (fetched as state, or soft-failed) goes through
+        // the checks again: it may now belong in the timeline.
+        if self.in_timeline(&event.event_id).await? {
             return Ok(Received::Known);
         }
+        let stored_as_outlier = self.store.has_event(&event.event_id).await?;
         let rules = rules_of(&room.version)?;
         let pdu = event.pdu()?;
         if pdu.room()? != room_id {
@@ -182,13 +197,10 @@ impl RoomService {
             || self.check_redaction(room, &pdu).await.is_err();
         if soft_failed {
             tracing::info!(event_id = %pdu.event_id, "event soft-failed against current state");
-            self.persist(
-                room,
-                pdu,
-                event.object,
-                Commit { state: StateUpdate::Outlier, ..Commit::default() },
-            )
-            .await?;
+            if !stored_as_outlier {
+                let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
+                self.persist(room, pdu, event.object, commit).await?;
+            }
             return Ok(Received::SoftFailed);
         }
 
@@ -220,56 +232,42 @@ impl RoomService {
     }
 
     /// Stores events another server sent as the state and auth chain of a room (outliers),
-    /// each checked against its own auth events, in an order where auth events come first.
-    /// Events that fail are dropped; the ids of those stored are returned.
+    /// each checked against its own auth events. Events that fail are dropped; the ids of
+    /// those stored (or already known) are returned.
     pub async fn store_outliers(
         &self,
         room_id: &RoomId,
         events: Vec<RemoteEvent>,
     ) -> Result<HashSet<OwnedEventId>> {
+        // Auth events come before the events they authorise: the create event first, then by
+        // depth (an event is deeper than its ancestors). One that arrives out of that order
+        // from a dishonest server fails its check and is dropped.
+        let mut pending: Vec<(bool, u64, Pdu, CanonicalJsonObject)> = Vec::new();
+        for event in events {
+            let pdu = event.pdu()?;
+            if pdu.room()? == room_id {
+                let not_create = pdu.kind != TimelineEventType::RoomCreate;
+                pending.push((not_create, u64::from(pdu.depth), pdu, event.object));
+            }
+        }
+        pending.sort_by_key(|(not_create, depth, _, _)| (*not_create, *depth));
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
         let rules = rules_of(&room.version)?;
-        let mut pending: HashMap<OwnedEventId, (Pdu, CanonicalJsonObject)> = HashMap::new();
-        for event in events {
-            let pdu = event.pdu()?;
-            pending.insert(event.event_id, (pdu, event.object));
-        }
         let mut stored = HashSet::new();
-        // Repeatedly store those whose auth events are all stored; what is left is unauthorized
-        // or hangs on a missing event.
-        loop {
-            // From v12 every event also depends on the create event, which is not among its
-            // auth events but named by the room id.
-            let create = pending
-                .iter()
-                .find(|(_, (pdu, _))| pdu.kind == TimelineEventType::RoomCreate)
-                .map(|(id, _)| id.clone());
-            let ready: Vec<OwnedEventId> = pending
-                .iter()
-                .filter(|(id, (pdu, _))| {
-                    let waits_for_create = create.as_ref().is_some_and(|c| c != *id);
-                    !waits_for_create && !pdu.auth_events.iter().any(|a| pending.contains_key(a))
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
-            if ready.is_empty() {
-                break;
-            }
-            for id in ready {
-                let (pdu, object) = pending.remove(&id).expect("ready events are pending");
-                if self.store.has_event(&id).await? {
-                    stored.insert(id);
-                    continue;
-                }
-                if let Err(error) = self.check_against_auth_events(&pdu, &rules).await {
-                    tracing::info!(event_id = %id, %error, "rejected a state or auth event");
-                    continue;
-                }
-                let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
-                self.persist(room, pdu, object, commit).await?;
+        for (_, _, pdu, object) in pending {
+            let id = pdu.event_id.clone();
+            if self.store.has_event(&id).await? {
                 stored.insert(id);
+                continue;
             }
+            if let Err(error) = self.check_against_auth_events(&pdu, &rules).await {
+                tracing::info!(event_id = %id, %error, "rejected a state or auth event");
+                continue;
+            }
+            let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
+            self.persist(room, pdu, object, commit).await?;
+            stored.insert(id);
         }
         Ok(stored)
     }
@@ -301,16 +299,20 @@ impl RoomService {
         }
         let stored =
             self.store_outliers(room_id, auth_chain.into_iter().chain(state).collect()).await?;
-        let before: StateMap =
-            state_keys.into_iter().filter(|(_, id)| stored.contains(id)).collect();
-        if !state_ids.iter().any(|id| before.values().any(|v| v == id)) {
+        // Every state event must check out: a room missing, say, its encryption event would
+        // look unencrypted to local clients.
+        if state_ids.iter().any(|id| !stored.contains(id)) {
             return Err(Error::forbidden("The room's state could not be verified"));
         }
+        let before: StateMap = state_keys.into_iter().collect();
+        let rules = rules_of(version)?;
+        let pdu = join.pdu()?;
+        self.check_against_auth_events(&pdu, &rules).await?;
+        self.check_against(&pdu, &rules, &before).await?;
         self.mark_stale(room_id);
         self.store.reset_room_state(room_id, before.clone()).await?;
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        let rules = rules_of(&room.version)?;
         let mut history: Vec<(u64, Pdu, CanonicalJsonObject)> = history
             .into_iter()
             .filter_map(|event| Some((event.pdu().ok()?, event.object)))
@@ -321,16 +323,19 @@ impl RoomService {
             if self.in_timeline(&pdu.event_id).await? || pdu.room()? != room_id {
                 continue;
             }
-            if let Err(error) = self.check_against_auth_events(&pdu, &rules).await {
+            // Its own auth events, and the state at the join (as a soft-failure check: what the
+            // room's rules refuse now is not shown).
+            let checked = match self.check_against_auth_events(&pdu, &rules).await {
+                Ok(()) => self.check_against(&pdu, &rules, &before).await,
+                Err(e) => Err(e),
+            };
+            if let Err(error) = checked {
                 tracing::debug!(event_id = %pdu.event_id, %error, "left out an event of history");
                 continue;
             }
             let commit = Commit { state: StateUpdate::History, ..Commit::default() };
             self.persist(room, pdu, object, commit).await?;
         }
-        let pdu = join.pdu()?;
-        self.check_against_auth_events(&pdu, &rules).await?;
-        self.check_against(&pdu, &rules, &room.state).await?;
         self.persist(room, pdu, join.object, Commit::default()).await?;
         Ok(())
     }
@@ -516,11 +521,13 @@ impl RoomService {
         Ok(known)
     }
 
-    /// The state map made of stored state events `ids` (unknown or non-state ids are skipped).
-    pub async fn state_map_of(&self, ids: &[OwnedEventId]) -> Result<StateMap> {
+    /// The state map made of the room's stored state events `ids` (unknown, non-state and
+    /// other rooms' ids are skipped).
+    pub async fn state_map_of(&self, room_id: &RoomId, ids: &[OwnedEventId]) -> Result<StateMap> {
         let mut state = StateMap::new();
         for id in ids {
             if let Some(row) = self.store.event(id).await?
+                && row.room_id == room_id
                 && let Some(key) = row.state_key
             {
                 state.insert((row.kind, key), id.clone());

@@ -426,6 +426,33 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
     // None of it changed the room's state.
     assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
     assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "intrusion"));
+
+    // Banned, mallory's server replays his old join to get the room's state: refused.
+    let ban = format!("/_matrix/client/v3/rooms/{room_id}/ban");
+    let (status, body) = a.post(&ban, alice.token(), json!({ "user_id": mallory.user_id })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let old_join = a
+        .services
+        .rooms
+        .pdu_object(&ruma::OwnedEventId::try_from(mallory_member.as_str()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let path = format!(
+        "/_matrix/federation/v2/send_join/{}/{}",
+        urlencode(&room_id),
+        urlencode(&mallory_member)
+    );
+    let replay = federation_call(
+        &a,
+        Method::PUT,
+        &path,
+        Some(serde_json::to_value(&old_join).unwrap()),
+        Some((evil.name(), evil.key())),
+    )
+    .await;
+    assert_forbidden(&replay);
+    assert!(replay.1.get("state").is_none());
 }
 
 #[tokio::test]
