@@ -11,7 +11,8 @@ use ruma::{
     api::federation::{
         backfill::get_backfill,
         membership::{
-            create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+            RawStrippedState, create_invite, create_join_event, create_leave_event,
+            prepare_join_event, prepare_leave_event,
         },
         query::get_room_information,
     },
@@ -20,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Federation,
-    pdu::{parse_pdu, to_raw, to_raws},
+    pdu::{self, parse_pdu, to_raw, to_raws},
 };
 
 /// How many events before the join a joining server fetches, so the user sees what led up to it.
@@ -86,6 +87,10 @@ impl Federation {
             candidates.push(server.to_owned());
         }
         if rooms.room_version(&room_id).await?.is_some() {
+            // The server that invited the user is in the room.
+            if let Some(inviter) = rooms.inviter(&room_id, user).await? {
+                candidates.push(inviter.server_name().to_owned());
+            }
             candidates.extend(rooms.servers_in_room(&room_id).await?);
         }
         candidates.retain(|server| server != origin);
@@ -163,13 +168,28 @@ impl Federation {
         self.services.rooms.import_join(room_id, &version, joined).await
     }
 
-    /// Leaves a room for a local user through a server still in it, when this server has no
-    /// one else in the room to send the leave through.
-    pub async fn leave_remote(
+    /// Leaves a room (or rejects an invite): through this server's pipeline when it is in
+    /// the room, else through the server that sent the invite.
+    pub async fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+        let rooms = &self.services.rooms;
+        let origin = &self.services.config.server_name;
+        let inviter = rooms.inviter(room_id, user).await?;
+        let outside = inviter.as_ref().is_some_and(|inviter| inviter.server_name() != origin)
+            && !rooms.server_in_room(room_id, origin).await?;
+        match inviter {
+            Some(inviter) if outside => {
+                self.leave_through(inviter.server_name(), user, room_id).await
+            }
+            _ => rooms.leave(user, room_id, reason).await,
+        }
+    }
+
+    /// `make_leave` and `send_leave` through a server in the room, then records the leave.
+    async fn leave_through(
         &self,
+        server: &ServerName,
         user: &UserId,
         room_id: &RoomId,
-        server: &ServerName,
     ) -> Result<()> {
         let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         let template = self.client.send(server, request).await?;
@@ -183,7 +203,113 @@ impl Federation {
             to_raw(&leave.object)?,
         );
         self.client.send(server, request).await?;
-        Ok(())
+        self.services.rooms.record_outside_membership(room_id, &version, leave, None).await
+    }
+
+    /// Invites a user: through this server's pipeline for a local user; for another server's
+    /// user, that server countersigns the invite first (and may refuse it).
+    pub async fn invite(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+        is_direct: bool,
+    ) -> Result<()> {
+        let rooms = &self.services.rooms;
+        if target.server_name() == self.services.config.server_name {
+            return rooms.invite(sender, room_id, target, reason).await;
+        }
+        let (version, event, shown) =
+            rooms.prepare_invite(sender, room_id, target, reason, is_direct).await?;
+        let shown = shown
+            .iter()
+            .map(|object| to_raw(object).map(RawStrippedState::Pdu))
+            .collect::<Result<Vec<_>>>()?;
+        let request = create_invite::v2::Request::new(
+            room_id.to_owned(),
+            event.event_id.clone(),
+            version.clone(),
+            to_raw(&event.object)?,
+            shown,
+        );
+        let answer = self.client.send(target.server_name(), request).await?;
+        let signed = self.verify_pdu(parse_pdu(&answer.event)?, &version).await?;
+        let countersigned = matches!(
+            signed.object.get("signatures"),
+            Some(CanonicalJsonValue::Object(s)) if s.contains_key(target.server_name().as_str())
+        );
+        if signed.event_id != event.event_id || !countersigned {
+            return Err(Error::new(
+                ErrorKind::RemoteUnavailable,
+                "The invitee's server answered with another event",
+            ));
+        }
+        match rooms.receive(room_id, signed, &std::collections::HashMap::new()).await? {
+            Received::Accepted | Received::Known => Ok(()),
+            _ => Err(Error::forbidden("The invite is not allowed by the room's current state")),
+        }
+    }
+
+    /// An invite from another server for a local user (`/invite` v2): checked, countersigned,
+    /// and recorded so the user sees it; the countersigned event is the answer.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        version: &RoomVersionId,
+        event: &RawValue,
+        invite_room_state: &[RawStrippedState],
+    ) -> Result<Box<RawValue>> {
+        if !SUPPORTED_ROOM_VERSIONS.contains(version) {
+            return Err(Error::new(
+                ErrorKind::IncompatibleRoomVersion,
+                format!("This server does not support room version {version}"),
+            ));
+        }
+        let event = self.verify_pdu(parse_pdu(event)?, version).await?;
+        let target = user_of(&event)?;
+        let sender = match event.object.get("sender") {
+            Some(CanonicalJsonValue::String(sender)) => {
+                ruma::OwnedUserId::try_from(sender.as_str())
+                    .map_err(|_| Error::bad_json("Invalid sender"))?
+            }
+            _ => return Err(Error::bad_json("The invite has no sender")),
+        };
+        let is_invite = matches!(
+            event.object.get("content"),
+            Some(CanonicalJsonValue::Object(c))
+                if matches!(c.get("membership"), Some(CanonicalJsonValue::String(m)) if m == "invite")
+        );
+        if event.event_id != event_id
+            || pdu::room_id_of(&event.object)? != room_id
+            || !is_invite
+            || sender.server_name() != origin
+        {
+            return Err(Error::bad_json("Not an invite from the sending server for this room"));
+        }
+        if !self.is_local(&target) || self.local_profile(&target).await.is_err() {
+            return Err(Error::not_found("Unknown user"));
+        }
+        let rooms = &self.services.rooms;
+        let countersigned = RemoteEvent {
+            event_id: event.event_id.clone(),
+            object: rooms.countersign(&event.object, version)?,
+        };
+        if rooms.room_version(room_id).await?.is_some()
+            && rooms.server_in_room(room_id, &self.services.config.server_name).await?
+        {
+            // This server is in the room: the invite is an event like any other.
+            let no_gaps = std::collections::HashMap::new();
+            rooms.receive(room_id, countersigned.clone(), &no_gaps).await?;
+        } else {
+            let shown = invite_room_state.iter().filter_map(stripped_of).collect();
+            rooms
+                .record_outside_membership(room_id, version, countersigned.clone(), Some(shown))
+                .await?;
+        }
+        to_raw(&countersigned.object)
     }
 
     /// `make_join`/`make_leave` as the resident server: a template for a user of `origin`.
@@ -284,6 +410,18 @@ impl Federation {
             .collect();
         self.sender.queue_pdu(others, event.event_id.clone()).await
     }
+}
+
+/// An event of an invite's room state, in the stripped form clients are shown.
+fn stripped_of(state: &RawStrippedState) -> Option<serde_json::Value> {
+    let json = match state {
+        RawStrippedState::Pdu(pdu) => pdu.get(),
+        #[allow(deprecated)]
+        RawStrippedState::Stripped(raw) => raw.json().get(),
+        _ => return None,
+    };
+    let event: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some(palisade_service::sync::stripped(&event))
 }
 
 /// The user a membership event is about (its state key).

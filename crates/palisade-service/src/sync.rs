@@ -126,7 +126,7 @@ const MAX_UNREAD_SCAN: usize = 1000;
 /// Longest a sync waits.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// State events an invited user sees (stripped).
-const INVITE_STATE: &[&str] = &[
+pub(crate) const INVITE_STATE: &[&str] = &[
     "m.room.create",
     "m.room.join_rules",
     "m.room.name",
@@ -135,6 +135,16 @@ const INVITE_STATE: &[&str] = &[
     "m.room.encryption",
     "m.room.topic",
 ];
+
+/// An event in the stripped form invites show.
+pub fn stripped(event: &Value) -> Value {
+    json!({
+        "type": event["type"],
+        "state_key": event["state_key"],
+        "content": event["content"],
+        "sender": event["sender"],
+    })
+}
 
 /// Builds sync responses.
 pub struct SyncService {
@@ -584,6 +594,17 @@ impl SyncService {
     }
 
     async fn invited_room(&self, membership: &MembershipRow) -> Result<Value> {
+        // An invite from another server carries the room's state as that server gave it.
+        if let Some(invite) = self.store.event(&membership.event_id).await?
+            && let Some(unsigned) = invite.unsigned.as_deref()
+            && let Ok(unsigned) = serde_json::from_str::<Value>(unsigned)
+            && let Some(events) = unsigned.get("invite_room_state").and_then(Value::as_array)
+        {
+            let mut events = events.clone();
+            let event = self.rooms.format_ids(&membership.room_id, &[invite.event_id]).await?;
+            events.extend(event.into_iter().map(|e| stripped(&e)));
+            return Ok(json!({ "invite_state": { "events": events } }));
+        }
         let state = self.store.state_after(&membership.event_id).await?.unwrap_or_default();
         let mut ids: Vec<OwnedEventId> = INVITE_STATE
             .iter()
@@ -591,10 +612,7 @@ impl SyncService {
             .collect();
         ids.push(membership.event_id.clone());
         let events = self.rooms.format_ids(&membership.room_id, &ids).await?;
-        let stripped: Vec<Value> = events
-            .into_iter()
-            .map(|e| json!({ "type": e["type"], "state_key": e["state_key"], "content": e["content"], "sender": e["sender"] }))
-            .collect();
+        let stripped: Vec<Value> = events.iter().map(stripped).collect();
         Ok(json!({ "invite_state": { "events": stripped } }))
     }
 

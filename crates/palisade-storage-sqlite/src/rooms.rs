@@ -132,6 +132,14 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
             let stream_pos = insert_event(conn, event, current, true).map_err(sql)?;
             return Ok(Appended { stream_pos, state_group: current, current_group: current });
         }
+        (StateUpdate::MembershipOnly, _, None, Some(current)) => {
+            let stream_pos = insert_event(conn, event, current, false).map_err(sql)?;
+            if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
+                let id = event.event_id.as_str();
+                set_membership(conn, room_id, user_id, membership, id, stream_pos).map_err(sql)?;
+            }
+            return Ok(Appended { stream_pos, state_group: current, current_group: current });
+        }
         (StateUpdate::History, _, None, Some(current)) => {
             let was_outlier = conn
                 .prepare_cached("SELECT stream_pos FROM events WHERE event_id = ?1 AND outlier = 1")

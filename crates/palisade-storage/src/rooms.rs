@@ -62,6 +62,9 @@ pub enum StateUpdate {
     /// state; it changes no state, extremity or membership (an outlier becomes part of the
     /// timeline).
     History,
+    /// A membership event of a local user in a room this server is not in (an invite from
+    /// another server, or its rejection): it updates the membership index only.
+    MembershipOnly,
 }
 
 /// An event to append, with everything derived from it that must commit together.

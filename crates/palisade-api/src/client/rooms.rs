@@ -78,7 +78,7 @@ async fn create(
                 name: body.name,
                 topic: body.topic,
                 alias_localpart: body.room_alias_name,
-                invite: body.invite,
+                invite: body.invite.clone(),
                 is_direct: body.is_direct,
                 creation_content,
                 initial_state,
@@ -87,6 +87,10 @@ async fn create(
             },
         )
         .await?;
+    let remote = body.invite.iter().filter(|i| i.server_name() != state.config.server_name);
+    for invitee in remote {
+        state.federation.invite(&user, &room_id, invitee, None, body.is_direct).await?;
+    }
     Ok(create_room::v3::Response::new(room_id))
 }
 
@@ -136,8 +140,8 @@ async fn invite(
         return Err(Error::forbidden("Third-party invites are not supported"));
     };
     state
-        .rooms
-        .invite(sender, &body.room_id, &recipient.user_id, recipient.reason.as_deref())
+        .federation
+        .invite(sender, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false)
         .await?;
     Ok(invite_user::v3::Response::new())
 }
@@ -148,7 +152,7 @@ async fn leave(
     request: Ruma<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response> {
     let user = &request.session()?.user_id;
-    state.rooms.leave(user, &request.body.room_id, request.body.reason.as_deref()).await?;
+    state.federation.leave(user, &request.body.room_id, request.body.reason.as_deref()).await?;
     Ok(leave_room::v3::Response::new())
 }
 

@@ -6,7 +6,7 @@
 use axum::Router;
 use palisade_core::Result;
 use ruma::api::federation::membership::{
-    create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
 };
 
 use crate::{AppState, Ruma, router::route};
@@ -15,7 +15,29 @@ pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, make_join);
     let router = route(router, send_join);
     let router = route(router, make_leave);
+    let router = route(router, invite);
     route(router, send_leave)
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`
+async fn invite(
+    state: AppState,
+    request: Ruma<create_invite::v2::Request>,
+) -> Result<create_invite::v2::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    let event = state
+        .federation
+        .receive_invite(
+            origin,
+            &body.room_id,
+            &body.event_id,
+            &body.room_version,
+            &body.event,
+            &body.invite_room_state,
+        )
+        .await?;
+    Ok(create_invite::v2::Response::new(event))
 }
 
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`

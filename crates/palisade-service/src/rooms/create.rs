@@ -247,7 +247,9 @@ impl RoomService {
         for template in events {
             self.append(room, room_id, creator, template, None).await?;
         }
-        for invitee in &request.invite {
+        // Users of other servers are invited through federation once the room exists.
+        let local = request.invite.iter().filter(|i| i.server_name() == self.config.server_name);
+        for invitee in local {
             let mut content = self.member_content("invite", invitee, None).await?;
             if request.is_direct {
                 content["is_direct"] = json!(true);

@@ -76,6 +76,9 @@ struct Commit<'a> {
     state: StateUpdate,
     /// The state before the event, when not the current state.
     before: Option<&'a StateMap>,
+    /// For an invite from another server: the room's stripped state it came with, kept in the
+    /// event's `unsigned` for the invitee's `/sync`.
+    invite_state: Option<Vec<Value>>,
 }
 
 /// Largest PDU, in bytes of canonical JSON (spec: size limits).
@@ -498,7 +501,7 @@ impl RoomService {
         object: CanonicalJsonObject,
         commit: Commit<'_>,
     ) -> Result<OwnedEventId> {
-        let Commit { txn, creates_room, state, before } = commit;
+        let Commit { txn, creates_room, state, before, invite_state } = commit;
         let room_id = pdu.room()?;
         let state_key = pdu.state_key.clone().map(|k| (pdu.kind.to_string(), k));
         let before = before.unwrap_or(&room.state);
@@ -519,7 +522,8 @@ impl RoomService {
                 }
                 None => None,
             },
-            None => None,
+            None => invite_state
+                .map(|events| serde_json::json!({ "invite_room_state": events }).to_string()),
         };
         let membership = (pdu.kind == TimelineEventType::RoomMember)
             .then(|| {
@@ -551,6 +555,7 @@ impl RoomService {
         let room_id = new.room_id.clone();
         self.stale.lock().expect("stale rooms poisoned").insert(room_id.clone());
         let appended = self.store.append_event(new).await?;
+        let extends_room = state != StateUpdate::MembershipOnly;
         match state {
             StateUpdate::Linear => {
                 if let Some(key) = state_key {
@@ -567,10 +572,13 @@ impl RoomService {
                 self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
                 return Ok(pdu.event_id);
             }
+            StateUpdate::MembershipOnly => {}
         }
-        room.state_group = appended.current_group;
-        room.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
-        room.extremities.push((pdu.event_id.clone(), depth));
+        if extends_room {
+            room.state_group = appended.current_group;
+            room.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
+            room.extremities.push((pdu.event_id.clone(), depth));
+        }
         self.stream.fetch_max(appended.stream_pos, Ordering::AcqRel);
         self.committed.send_replace(appended.stream_pos);
         self.stale.lock().expect("stale rooms poisoned").remove(&room_id);

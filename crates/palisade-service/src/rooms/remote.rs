@@ -13,7 +13,7 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, UserId,
     events::TimelineEventType,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Commit, EventTemplate, Pdu, RoomService, event_id_of, rules_of};
 
@@ -610,5 +610,94 @@ impl RoomService {
         }
         found.sort_by_key(|(depth, _)| *depth);
         Ok(found.into_iter().map(|(_, object)| object).collect())
+    }
+
+    /// Builds and authorizes an invite of a user of another server without storing it: that
+    /// server countersigns it first. Returns it with the room's version and the state the
+    /// invitee is shown (full PDUs).
+    pub async fn prepare_invite(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+        is_direct: bool,
+    ) -> Result<(RoomVersionId, RemoteEvent, Vec<CanonicalJsonObject>)> {
+        let mut content = self.member_content("invite", target, reason).await?;
+        if is_direct {
+            content["is_direct"] = json!(true);
+        }
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let rules = rules_of(&room.version)?;
+        let template = EventTemplate::state("m.room.member", target.as_str(), content);
+        let (pdu, object) = self.build(room, Some(room_id), sender, template, &rules)?;
+        self.authorize(room, &pdu, &rules).await?;
+        let mut shown = Vec::new();
+        let keys = crate::sync::INVITE_STATE
+            .iter()
+            .map(|kind| ((*kind).to_owned(), String::new()))
+            .chain(std::iter::once(("m.room.member".to_owned(), sender.to_string())));
+        for key in keys {
+            if let Some(id) = room.state.get(&key) {
+                shown.extend(self.pdu_object(id).await?);
+            }
+        }
+        Ok((room.version.clone(), RemoteEvent { event_id: pdu.event_id, object }, shown))
+    }
+
+    /// Adds this server's signature to an event another server made (an invite of a local
+    /// user, which the inviting server needs countersigned).
+    pub fn countersign(
+        &self,
+        object: &CanonicalJsonObject,
+        version: &RoomVersionId,
+    ) -> Result<CanonicalJsonObject> {
+        let rules = rules_of(version)?;
+        let mut object = object.clone();
+        ruma::signatures::hash_and_sign_event(
+            self.config.server_name.as_str(),
+            self.key.pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::internal(format!("countersigning: {e}")))?;
+        Ok(object)
+    }
+
+    /// Records a membership event of a local user in a room this server is not in: an
+    /// invite another server sent (with the room state it showed, `invite_state`), or the
+    /// user's rejection of it. Only the membership index changes.
+    pub async fn record_outside_membership(
+        &self,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        event: RemoteEvent,
+        invite_state: Option<Vec<Value>>,
+    ) -> Result<()> {
+        self.store.import_room(room_id, version).await?;
+        if self.in_timeline(&event.event_id).await? {
+            return Ok(());
+        }
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let pdu = event.pdu()?;
+        let commit =
+            Commit { state: StateUpdate::MembershipOnly, invite_state, ..Commit::default() };
+        self.persist(room, pdu, event.object, commit).await?;
+        Ok(())
+    }
+
+    /// Who invited `user` to the room, when the user's membership is an invite.
+    pub async fn inviter(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<ruma::OwnedUserId>> {
+        let Some(membership) = self.store.membership(room_id, user).await? else { return Ok(None) };
+        if membership.membership != "invite" {
+            return Ok(None);
+        }
+        Ok(self.store.event(&membership.event_id).await?.map(|row| row.sender))
     }
 }

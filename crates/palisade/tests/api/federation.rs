@@ -504,3 +504,73 @@ async fn typing_and_receipts_cross_servers() {
     }
     assert!(saw_typing && saw_receipt, "typing {saw_typing}, receipt {saw_receipt}");
 }
+
+#[tokio::test]
+async fn invites_cross_servers_and_can_be_accepted_or_rejected() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let carol = b.register("carol").await;
+    let room_id = a
+        .create_room(
+            &alice,
+            json!({ "preset": "private_chat", "name": "Private", "invite": [bob.user_id] }),
+        )
+        .await;
+
+    // Bob's server shows him the invite, with the room's name.
+    let mut invite = Value::Null;
+    for _ in 0..50 {
+        let sync = b.sync(&bob, "timeout=0").await;
+        invite = sync["rooms"]["invite"][&room_id].clone();
+        if !invite.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let shown = invite["invite_state"]["events"].as_array().unwrap_or_else(|| panic!("no invite"));
+    assert!(
+        shown.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Private"),
+        "{invite}"
+    );
+    assert!(
+        shown.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob.user_id.as_str()
+            && e["content"]["membership"] == "invite"),
+        "{invite}"
+    );
+
+    // He accepts (the join goes through alice's server) and they talk.
+    let (status, body) =
+        b.post(&format!("/_matrix/client/v3/rooms/{room_id}/join"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    b.send_text(&bob, &room_id, "thanks for the invite").await;
+    wait_for_text(&a, &alice, &room_id, "thanks for the invite").await;
+
+    // Carol is invited and declines: alice sees her leave.
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/invite");
+    let (status, body) = a.post(&path, alice.token(), json!({ "user_id": carol.user_id })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = b
+        .post(&format!("/_matrix/client/v3/rooms/{room_id}/leave"), carol.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let member = format!(
+        "/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{}",
+        urlencode(&carol.user_id)
+    );
+    let mut membership = Value::Null;
+    for _ in 0..100 {
+        membership = a.get(&member, alice.token()).await.1["membership"].clone();
+        if membership == "leave" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(membership, "leave");
+
+    // An invite for a user the other server does not have is refused.
+    let nobody = format!("@nobody:{}", b.server_name());
+    let (status, _) = a.post(&path, alice.token(), json!({ "user_id": nobody })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
