@@ -36,6 +36,19 @@ impl Federation {
         }
     }
 
+    /// A local alias's room and the servers in it (`/query/directory`).
+    pub async fn local_alias(
+        &self,
+        alias: &ruma::RoomAliasId,
+    ) -> Result<(ruma::OwnedRoomId, Vec<ruma::OwnedServerName>)> {
+        if alias.server_name() != self.services.config.server_name {
+            return Err(Error::not_found("Room alias not found"));
+        }
+        let room_id = self.services.rooms.resolve(alias.into()).await?;
+        let servers = self.services.rooms.servers_in_room(&room_id).await?;
+        Ok((room_id, servers))
+    }
+
     /// Whether a user belongs to this server.
     pub fn is_local(&self, user_id: &UserId) -> bool {
         user_id.server_name() == self.services.config.server_name

@@ -4,14 +4,28 @@
 
 use axum::Router;
 use palisade_core::Result;
-use ruma::api::federation::{discovery::get_server_version, query::get_profile_information};
+use ruma::api::federation::{
+    discovery::get_server_version,
+    query::{get_profile_information, get_room_information},
+};
 use serde_json::Value;
 
 use crate::{AppState, Ruma, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, version);
+    let router = route(router, directory);
     route(router, profile)
+}
+
+/// `GET /_matrix/federation/v1/query/directory`
+async fn directory(
+    state: AppState,
+    request: Ruma<get_room_information::v1::Request>,
+) -> Result<get_room_information::v1::Response> {
+    request.origin()?;
+    let (room_id, servers) = state.federation.local_alias(&request.body.room_alias).await?;
+    Ok(get_room_information::v1::Response::new(room_id, servers))
 }
 
 /// `GET /_matrix/federation/v1/version`

@@ -194,6 +194,16 @@ async fn users_on_two_servers_share_a_room() {
     let (_, members) =
         a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
     assert!(members["joined"].as_object().unwrap().contains_key(&bob.user_id), "{members}");
+    // A second user of B joins by the room's alias on A (resolved over federation).
+    let alias = format!("#across:{}", a.server_name());
+    let directory = format!("/_matrix/client/v3/directory/room/{}", urlencode(&alias));
+    let (status, body) = a.put(&directory, alice.token(), json!({ "room_id": room_id })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let dave = b.register("dave").await;
+    let join = format!("/_matrix/client/v3/join/{}", urlencode(&alias));
+    let (status, body) = b.post(&join, dave.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], room_id.as_str());
 
     let (status, _) = b.send_text(&bob, &room_id, "hello from B").await;
     assert_eq!(status, StatusCode::OK);

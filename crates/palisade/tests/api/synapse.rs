@@ -316,6 +316,42 @@ async fn palisade_and_synapse_share_rooms_both_ways() {
     })
     .await;
 
+    // Invites both ways: alice invites sam to a private room, sam invites alice to his.
+    let private = palisade
+        .create_room(&alice, json!({ "preset": "private_chat", "invite": [sam.user_id] }))
+        .await;
+    let join = format!("/_matrix/client/v3/rooms/{}/join", urlencode(&private));
+    eventually("sam accepts alice's invite", &synapse, || async {
+        synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
+    })
+    .await;
+    let (path, body) = send(&private, "sam accepted");
+    synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    eventually("alice hears from sam in the private room", &synapse, || async {
+        palisade_texts(&palisade, &alice, &private).await.contains(&"sam accepted".to_owned())
+    })
+    .await;
+    let (status, room) = synapse
+        .call(
+            post.clone(),
+            "/_matrix/client/v3/createRoom",
+            sam.token(),
+            json!({ "preset": "private_chat", "invite": [alice.user_id] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{room}\n{}", synapse.log_tail());
+    let sams_private = room["room_id"].as_str().unwrap().to_owned();
+    let join = format!("/_matrix/client/v3/rooms/{sams_private}/join");
+    eventually("alice accepts sam's invite", &synapse, || async {
+        palisade.post(&join, alice.token(), json!({})).await.0 == StatusCode::OK
+    })
+    .await;
+    palisade.send_text(&alice, &sams_private, "alice accepted").await;
+    eventually("sam hears from alice in his private room", &synapse, || async {
+        synapse.texts(&sam, &sams_private).await.contains(&"alice accepted".to_owned())
+    })
+    .await;
+
     // Synapse goes down; Palisade queues alice's messages, is itself restarted, and delivers
     // them once Synapse is back.
     synapse.stop();
