@@ -52,7 +52,9 @@ impl Federation {
         user: &UserId,
         room_id: &RoomId,
     ) -> Result<bool> {
-        Ok(user.server_name() == origin && self.services.rooms.is_joined(room_id, user).await?)
+        Ok(user.server_name() == origin
+            && self.services.rooms.is_joined(room_id, user).await?
+            && self.services.rooms.server_allowed(room_id, origin).await?)
     }
 
     async fn remote_typing(&self, origin: &ServerName, typing: TypingContent) -> Result<()> {

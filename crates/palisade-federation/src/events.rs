@@ -16,12 +16,23 @@ use crate::{
 const MAX_MISSING_EVENTS: usize = 100;
 
 impl Federation {
-    /// Refuses servers with nobody in the room: they may not read it.
-    async fn ensure_in_room(&self, origin: &ServerName, room_id: &RoomId) -> Result<()> {
+    /// Refuses servers with nobody in the room (they may not read it) and servers the room's
+    /// ACL denies.
+    pub(crate) async fn ensure_in_room(&self, origin: &ServerName, room_id: &RoomId) -> Result<()> {
+        self.ensure_acl(origin, room_id).await?;
         if self.services.rooms.server_in_room(room_id, origin).await? {
             Ok(())
         } else {
             Err(Error::forbidden("The requesting server is not in the room"))
+        }
+    }
+
+    /// Refuses servers the room's server ACL denies.
+    pub(crate) async fn ensure_acl(&self, origin: &ServerName, room_id: &RoomId) -> Result<()> {
+        if self.services.rooms.server_allowed(room_id, origin).await? {
+            Ok(())
+        } else {
+            Err(Error::forbidden("The room's server ACL denies the requesting server"))
         }
     }
 

@@ -300,6 +300,7 @@ impl Federation {
         if rooms.room_version(room_id).await?.is_some()
             && rooms.server_in_room(room_id, &self.services.config.server_name).await?
         {
+            self.ensure_acl(origin, room_id).await?;
             // This server is in the room: the invite is an event like any other.
             let no_gaps = std::collections::HashMap::new();
             rooms.receive(room_id, countersigned.clone(), &no_gaps).await?;
@@ -327,6 +328,7 @@ impl Federation {
         let rooms = &self.services.rooms;
         let version =
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
+        self.ensure_acl(origin, room_id).await?;
         if membership == "join" && !versions.contains(&version) {
             return Err(Error::new(
                 ErrorKind::IncompatibleRoomVersion,
@@ -355,6 +357,7 @@ impl Federation {
         let rooms = &self.services.rooms;
         let version =
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
+        self.ensure_acl(origin, room_id).await?;
         let event = self.verify_pdu(parse_pdu(pdu)?, &version).await?;
         if event.event_id != event_id {
             return Err(Error::bad_json("The event id does not match the event"));

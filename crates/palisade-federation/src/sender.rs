@@ -179,7 +179,10 @@ impl Sender {
                 servers.sort();
                 servers.dedup();
                 for server in servers.into_iter().filter(|s| *s != self.origin) {
-                    items.push((server, Some(event.event_id.clone()), None));
+                    // Servers the room's ACL denies get nothing of it.
+                    if self.rooms.server_allowed(&event.room_id, &server).await? {
+                        items.push((server, Some(event.event_id.clone()), None));
+                    }
                 }
             }
             let mut touched: Vec<OwnedServerName> =

@@ -91,13 +91,12 @@ impl Federation {
             else {
                 continue;
             };
-            let outcome = if self.services.rooms.server_in_room(&room_id, origin).await? {
-                match self.verify_pdu(object, &version).await {
+            let outcome = match self.ensure_in_room(origin, &room_id).await {
+                Ok(()) => match self.verify_pdu(object, &version).await {
                     Ok(event) => self.receive_pdu(origin, &room_id, &version, event).await,
                     Err(error) => Err(error),
-                }
-            } else {
-                Err(Error::forbidden("The sending server is not in the room"))
+                },
+                Err(error) => Err(error),
             };
             let result = match outcome {
                 Ok(Received::Accepted | Received::Known) => Ok(()),

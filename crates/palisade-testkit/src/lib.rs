@@ -63,11 +63,17 @@ impl TestServer {
 
     /// A fresh federating server whose config `adjust` may change.
     pub async fn start_federated_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_federated_as("127.0.0.1", adjust).await
+    }
+
+    /// A fresh federating server named `<host>:<federation port>` (`localhost` gives a
+    /// loopback server a host name distinct from the `127.0.0.1` ones).
+    pub async fn start_federated_as(host: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = TempDir::new().unwrap();
         let federation = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = federation.local_addr().unwrap();
         let mut config = test_config(dir.path());
-        config.server_name = address.to_string().try_into().unwrap();
+        config.server_name = format!("{host}:{}", address.port()).try_into().unwrap();
         config.listen.federation = Some(address);
         config.federation.self_signed_certificate = true;
         config.federation.verify_certificates = false;

@@ -109,6 +109,23 @@ impl RoomService {
         Ok(room.state.get(&(kind.to_owned(), state_key.to_owned())).cloned())
     }
 
+    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part. No ACL
+    /// allows everyone; an ACL whose content cannot be read is ignored, as Synapse does.
+    pub async fn server_allowed(
+        &self,
+        room_id: &RoomId,
+        server: &ruma::ServerName,
+    ) -> Result<bool> {
+        let Some(acl) = self.current_state_id(room_id, "m.room.server_acl", "").await? else {
+            return Ok(true);
+        };
+        let content = self.event_content(&acl).await?;
+        Ok(serde_json::from_value::<ruma::events::room::server_acl::RoomServerAclEventContent>(
+            content,
+        )
+        .map_or(true, |acl| acl.is_allowed(server)))
+    }
+
     /// Whether a user is joined to the room now.
     pub async fn is_joined(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
         Ok(self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join"))

@@ -584,3 +584,42 @@ async fn invites_cross_servers_and_can_be_accepted_or_rejected() {
     let (status, _) = a.post(&path, alice.token(), json!({ "user_id": nobody })).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_server_the_room_acl_denies_is_shut_out() {
+    let a = TestServer::start_federated().await;
+    let evil = Peer { server: TestServer::start_federated_as("localhost", |_| {}).await };
+    let alice = a.register("alice").await;
+    let mallory = evil.server.register("mallory").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&evil.server, &mallory, &room_id, &a).await;
+    let (_, sent) = a.send_text(&alice, &room_id, "before the acl").await;
+    let event_id = sent["event_id"].as_str().unwrap().to_owned();
+    let read = format!("/_matrix/federation/v1/event/{}", urlencode(&event_id));
+    let (status, _) =
+        federation_call(&a, Method::GET, &read, None, Some((evil.name(), evil.key()))).await;
+    assert_eq!(status, StatusCode::OK, "a member server may read the room");
+
+    let acl = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.server_acl/");
+    let content = json!({ "allow": ["*"], "deny": ["localhost"], "allow_ip_literals": true });
+    let (status, body) = a.put(&acl, alice.token(), content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    assert_forbidden(
+        &federation_call(&a, Method::GET, &read, None, Some((evil.name(), evil.key()))).await,
+    );
+    let power_levels = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
+    let member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
+    let parsed: ruma::OwnedRoomId = room_id.as_str().try_into().unwrap();
+    let prevs = a.services.rooms.extremities(&parsed).await.unwrap();
+    let mut message: CanonicalJsonObject = serde_json::from_value(json!({
+        "auth_events": [power_levels, member], "content": { "msgtype": "m.text", "body": "denied" },
+        "depth": 1000, "origin_server_ts": 1_700_000_000_000u64, "prev_events": prevs,
+        "room_id": room_id, "sender": mallory.user_id, "type": "m.room.message",
+    }))
+    .unwrap();
+    let id = evil.sign(&mut message, evil.key());
+    let results = evil.send(&a, &[message]).await;
+    assert!(results[&id]["error"].is_string(), "{results}");
+    assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "denied"));
+}
