@@ -54,7 +54,12 @@ pub struct AccountService {
     store: Arc<dyn AccountStore>,
     trust: Arc<DeviceTrustService>,
     clock: Arc<dyn Clock>,
+    /// OpenID tokens (by hash) with their user and expiry: short-lived, so kept in memory.
+    openid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (OwnedUserId, u64)>>,
 }
+
+/// How long an OpenID token proves its user's identity to third parties.
+pub const OPENID_TOKEN_LIFETIME_MS: u64 = 3600 * 1000;
 
 /// Minimum password length for new passwords.
 const MIN_PASSWORD_LEN: usize = 8;
@@ -136,7 +141,7 @@ impl AccountService {
         trust: Arc<DeviceTrustService>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { config, store, trust, clock }
+        Self { config, store, trust, clock, openid: Default::default() }
     }
 
     /// The time now, from the service clock.
@@ -318,6 +323,26 @@ impl AccountService {
         let detail = json!({ "ip": client.ip, "user_agent": client.user_agent, "display_name": display_name });
         self.trust.record("device_added", user_id, Some(&device_id), None, detail).await?;
         Ok(Login { user_id: user_id.to_owned(), device_id, access_token })
+    }
+
+    /// A new OpenID token for `user`, which a third party (an integration, a call service)
+    /// exchanges with this server over federation for the user's id.
+    pub fn request_openid_token(&self, user: &UserId) -> String {
+        let token = new_access_token();
+        let now = self.clock.now_millis();
+        let mut tokens = self.openid.lock().expect("openid tokens poisoned");
+        tokens.retain(|_, (_, expires)| *expires > now);
+        tokens.insert(hash_token(&token), (user.to_owned(), now + OPENID_TOKEN_LIFETIME_MS));
+        token
+    }
+
+    /// The user an unexpired OpenID token was issued to.
+    pub fn openid_user(&self, token: &str) -> Result<OwnedUserId> {
+        let now = self.clock.now_millis();
+        match self.openid.lock().expect("openid tokens poisoned").get(&hash_token(token)) {
+            Some((user, expires)) if *expires > now => Ok(user.clone()),
+            _ => Err(Error::new(ErrorKind::UnknownToken, "Unknown or expired OpenID token")),
+        }
     }
 
     /// The session an access token belongs to.

@@ -6,15 +6,32 @@ use axum::Router;
 use palisade_core::Result;
 use palisade_service::{UiaAuth, UiaPurpose};
 use ruma::api::client::{
-    account::{ThirdPartyIdRemovalStatus, change_password, deactivate},
+    account::{ThirdPartyIdRemovalStatus, change_password, deactivate, request_openid_token},
     uiaa::{AuthData, UserIdentifier},
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{AppState, Ruma, json::ensure_own, router::route};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, change_password);
+    let router = route(router, openid_token);
     route(router, deactivate)
+}
+
+/// `POST /_matrix/client/v3/user/{userId}/openid/request_token`
+async fn openid_token(
+    state: AppState,
+    request: Ruma<request_openid_token::v3::Request>,
+) -> Result<request_openid_token::v3::Response> {
+    let session = request.session()?;
+    ensure_own(&session.user_id, &request.body.user_id)?;
+    let token = state.accounts.request_openid_token(&session.user_id);
+    Ok(request_openid_token::v3::Response::new(
+        token,
+        ruma::authentication::TokenType::Bearer,
+        state.config.server_name.clone(),
+        std::time::Duration::from_millis(palisade_service::accounts::OPENID_TOKEN_LIFETIME_MS),
+    ))
 }
 
 /// Turns the client's `auth` object into the service's view of it.

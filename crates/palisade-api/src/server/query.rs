@@ -6,6 +6,7 @@ use axum::Router;
 use palisade_core::Result;
 use ruma::api::federation::{
     discovery::get_server_version,
+    openid::get_openid_userinfo,
     query::{get_profile_information, get_room_information},
 };
 use serde_json::Value;
@@ -15,7 +16,18 @@ use crate::{AppState, Ruma, router::route};
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, version);
     let router = route(router, directory);
+    let router = route(router, openid_userinfo);
     route(router, profile)
+}
+
+/// `GET /_matrix/federation/v1/openid/userinfo`: who an OpenID token was issued to (asked by
+/// third parties, so unsigned).
+async fn openid_userinfo(
+    state: AppState,
+    request: Ruma<get_openid_userinfo::v1::Request>,
+) -> Result<get_openid_userinfo::v1::Response> {
+    let user = state.accounts.openid_user(&request.body.access_token)?;
+    Ok(get_openid_userinfo::v1::Response::new(user))
 }
 
 /// `GET /_matrix/federation/v1/query/directory`

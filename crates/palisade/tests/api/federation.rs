@@ -623,3 +623,36 @@ async fn a_server_the_room_acl_denies_is_shut_out() {
     assert!(results[&id]["error"].is_string(), "{results}");
     assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "denied"));
 }
+
+#[tokio::test]
+async fn openid_tokens_prove_who_a_user_is_to_third_parties() {
+    let a = TestServer::start_federated().await;
+    let alice = a.register("alice").await;
+    let bob = a.register("bob").await;
+    let path =
+        format!("/_matrix/client/v3/user/{}/openid/request_token", urlencode(&alice.user_id));
+    let (status, token) = a.post(&path, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    assert_eq!(token["matrix_server_name"], a.server_name());
+    assert_eq!(token["token_type"], "Bearer");
+    assert_forbidden(&a.post(&path, bob.token(), json!({})).await);
+
+    let userinfo = |token: &str| {
+        format!("/_matrix/federation/v1/openid/userinfo?access_token={}", urlencode(token))
+    };
+    let (status, info) = federation_call(
+        &a,
+        Method::GET,
+        &userinfo(token["access_token"].as_str().unwrap()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["sub"], alice.user_id.as_str());
+    let forged = federation_call(&a, Method::GET, &userinfo("pal_not-a-token"), None, None).await;
+    assert_error(&forged, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    // An access token is not an OpenID token.
+    let access = federation_call(&a, Method::GET, &userinfo(&alice.token), None, None).await;
+    assert_error(&access, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+}
