@@ -1,7 +1,10 @@
 //! Queries answered for other servers and asked of them: profiles.
 
 use palisade_core::{Error, Result};
-use ruma::{UserId, api::federation::query::get_profile_information};
+use ruma::{
+    UserId,
+    api::federation::{directory::get_public_rooms_filtered, query::get_profile_information},
+};
 
 use crate::Federation;
 
@@ -47,6 +50,21 @@ impl Federation {
         let room_id = self.services.rooms.resolve(alias.into()).await?;
         let servers = self.services.rooms.servers_in_room(&room_id).await?;
         Ok((room_id, servers))
+    }
+
+    /// A page of another server's public room directory.
+    pub async fn public_rooms(
+        &self,
+        server: &ruma::ServerName,
+        since: Option<&str>,
+        limit: Option<ruma::UInt>,
+        search: Option<&str>,
+    ) -> Result<get_public_rooms_filtered::v1::Response> {
+        let mut request = get_public_rooms_filtered::v1::Request::new();
+        request.since = since.map(str::to_owned);
+        request.limit = limit;
+        request.filter.generic_search_term = search.map(str::to_owned);
+        self.client.send(server, request).await
     }
 
     /// Whether a user belongs to this server.

@@ -116,14 +116,63 @@ async fn set_visibility(
 }
 
 /// One page of the directory: offset tokens, optional search term.
-struct Page {
-    chunk: Vec<PublicRoomsChunk>,
-    next_batch: Option<String>,
-    prev_batch: Option<String>,
-    total: usize,
+pub(crate) struct Page {
+    pub(crate) chunk: Vec<PublicRoomsChunk>,
+    pub(crate) next_batch: Option<String>,
+    pub(crate) prev_batch: Option<String>,
+    pub(crate) total: usize,
 }
 
-async fn page(
+/// The directory responses, client and federation alike, carry a page in the same fields.
+pub(crate) trait DirectoryResponse {
+    /// The response with the page's rooms and tokens.
+    fn with_page(self, page: Page) -> Self;
+}
+
+macro_rules! directory_response {
+    ($($response:ty),*) => {$(
+        impl DirectoryResponse for $response {
+            fn with_page(mut self, page: Page) -> Self {
+                self.chunk = page.chunk;
+                self.next_batch = page.next_batch;
+                self.prev_batch = page.prev_batch;
+                self.total_room_count_estimate = UInt::new(page.total as u64);
+                self
+            }
+        }
+    )*};
+}
+
+directory_response!(
+    get_public_rooms::v3::Response,
+    get_public_rooms_filtered::v3::Response,
+    ruma::api::federation::directory::get_public_rooms::v1::Response,
+    ruma::api::federation::directory::get_public_rooms_filtered::v1::Response
+);
+
+/// A page of this server's public rooms, or of another server's when `server` names one.
+async fn page_of(
+    state: &AppState,
+    server: Option<&ruma::ServerName>,
+    since: Option<&str>,
+    limit: Option<UInt>,
+    search: Option<&str>,
+) -> Result<Page> {
+    let Some(server) = server.filter(|s| *s != state.config.server_name) else {
+        return page(state, since, limit, search).await;
+    };
+    let remote = state.federation.public_rooms(server, since, limit, search).await?;
+    let total = remote.total_room_count_estimate.map_or(remote.chunk.len() as u64, u64::from);
+    Ok(Page {
+        chunk: remote.chunk,
+        next_batch: remote.next_batch,
+        prev_batch: remote.prev_batch,
+        total: usize::try_from(total).unwrap_or(usize::MAX),
+    })
+}
+
+/// A page of this server's public rooms.
+pub(crate) async fn page(
     state: &AppState,
     since: Option<&str>,
     limit: Option<UInt>,
@@ -168,12 +217,9 @@ async fn public_rooms(
     request: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response> {
     let body = &request.body;
-    let page = page(&state, body.since.as_deref(), body.limit, None).await?;
-    let mut response = get_public_rooms::v3::Response::new(page.chunk);
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.total_room_count_estimate = UInt::new(page.total as u64);
-    Ok(response)
+    let server = body.server.as_deref();
+    let page = page_of(&state, server, body.since.as_deref(), body.limit, None).await?;
+    Ok(get_public_rooms::v3::Response::new(Vec::new()).with_page(page))
 }
 
 /// `POST /_matrix/client/v3/publicRooms`
@@ -183,11 +229,7 @@ async fn public_rooms_filtered(
 ) -> Result<get_public_rooms_filtered::v3::Response> {
     let body = &request.body;
     let search = body.filter.generic_search_term.as_deref();
-    let page = page(&state, body.since.as_deref(), body.limit, search).await?;
-    let mut response = get_public_rooms_filtered::v3::Response::new();
-    response.chunk = page.chunk;
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.total_room_count_estimate = UInt::new(page.total as u64);
-    Ok(response)
+    let server = body.server.as_deref();
+    let page = page_of(&state, server, body.since.as_deref(), body.limit, search).await?;
+    Ok(get_public_rooms_filtered::v3::Response::new().with_page(page))
 }

@@ -5,19 +5,49 @@
 use axum::Router;
 use palisade_core::Result;
 use ruma::api::federation::{
+    directory::{get_public_rooms, get_public_rooms_filtered},
     discovery::get_server_version,
     openid::get_openid_userinfo,
     query::{get_profile_information, get_room_information},
 };
 use serde_json::Value;
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    client::directory::{DirectoryResponse, page},
+    router::route,
+};
 
 pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, version);
     let router = route(router, directory);
     let router = route(router, openid_userinfo);
+    let router = route(router, public_rooms);
+    let router = route(router, public_rooms_filtered);
     route(router, profile)
+}
+
+/// `GET /_matrix/federation/v1/publicRooms`
+async fn public_rooms(
+    state: AppState,
+    request: Ruma<get_public_rooms::v1::Request>,
+) -> Result<get_public_rooms::v1::Response> {
+    request.origin()?;
+    let body = &request.body;
+    let page = page(&state, body.since.as_deref(), body.limit, None).await?;
+    Ok(get_public_rooms::v1::Response::new().with_page(page))
+}
+
+/// `POST /_matrix/federation/v1/publicRooms`
+async fn public_rooms_filtered(
+    state: AppState,
+    request: Ruma<get_public_rooms_filtered::v1::Request>,
+) -> Result<get_public_rooms_filtered::v1::Response> {
+    request.origin()?;
+    let body = &request.body;
+    let search = body.filter.generic_search_term.as_deref();
+    let page = page(&state, body.since.as_deref(), body.limit, search).await?;
+    Ok(get_public_rooms_filtered::v1::Response::new().with_page(page))
 }
 
 /// `GET /_matrix/federation/v1/openid/userinfo`: who an OpenID token was issued to (asked by

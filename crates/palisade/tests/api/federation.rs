@@ -174,7 +174,12 @@ async fn users_on_two_servers_share_a_room() {
     let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
-    let room_id = a.create_room(&alice, json!({ "preset": "public_chat", "name": "Across" })).await;
+    let room_id = a
+        .create_room(
+            &alice,
+            json!({ "preset": "public_chat", "name": "Across", "visibility": "public" }),
+        )
+        .await;
     a.send_text(&alice, &room_id, "before bob").await;
     a.send_text(&alice, &room_id, "still before bob").await;
 
@@ -194,6 +199,14 @@ async fn users_on_two_servers_share_a_room() {
     let (_, members) =
         a.get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token()).await;
     assert!(members["joined"].as_object().unwrap().contains_key(&bob.user_id), "{members}");
+    // B's users find the room in A's public directory.
+    let directory = format!("/_matrix/client/v3/publicRooms?server={}", urlencode(a.server_name()));
+    let (status, body) = b.get(&directory, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["chunk"].as_array().unwrap().iter().any(|r| r["room_id"] == room_id.as_str()),
+        "{body}"
+    );
     // A second user of B joins by the room's alias on A (resolved over federation).
     let alias = format!("#across:{}", a.server_name());
     let directory = format!("/_matrix/client/v3/directory/room/{}", urlencode(&alias));
