@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Federation,
-    pdu::{room_id_of, to_raw, to_raws},
+    pdu::{to_raw, to_raws},
 };
 
 /// Most events one `/get_missing_events` answer carries.
@@ -42,13 +42,13 @@ impl Federation {
         origin: &ServerName,
         event_id: &EventId,
     ) -> Result<Box<RawValue>> {
-        let object = self
+        let (room_id, object) = self
             .services
             .rooms
-            .pdu_object(event_id)
+            .event_for_server(event_id, origin)
             .await?
             .ok_or_else(|| Error::not_found("Unknown event"))?;
-        self.ensure_in_room(origin, &room_id_of(&object)?).await?;
+        self.ensure_in_room(origin, &room_id).await?;
         to_raw(&object)
     }
 
@@ -97,7 +97,7 @@ impl Federation {
     ) -> Result<Vec<Box<RawValue>>> {
         self.ensure_in_room(origin, room_id).await?;
         let limit = limit.min(MAX_MISSING_EVENTS);
-        to_raws(&self.services.rooms.backfill(room_id, from, limit).await?)
+        to_raws(&self.services.rooms.backfill(room_id, from, limit, origin).await?)
     }
 
     /// Events between `earliest` and `latest`.
@@ -112,8 +112,11 @@ impl Federation {
     ) -> Result<Vec<Box<RawValue>>> {
         self.ensure_in_room(origin, room_id).await?;
         let limit = limit.min(MAX_MISSING_EVENTS);
-        let events =
-            self.services.rooms.missing_events(room_id, earliest, latest, limit, min_depth).await?;
+        let events = self
+            .services
+            .rooms
+            .missing_events(room_id, earliest, latest, limit, min_depth, origin)
+            .await?;
         to_raws(&events)
     }
 }

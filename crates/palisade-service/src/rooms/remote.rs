@@ -10,8 +10,8 @@ use std::collections::{HashMap, HashSet};
 use palisade_core::{Error, Result};
 use palisade_storage::{StateMap, StateUpdate};
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId, UserId,
-    events::TimelineEventType,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId,
+    ServerName, UserId, events::TimelineEventType,
 };
 use serde_json::{Value, json};
 
@@ -364,7 +364,9 @@ impl RoomService {
         room_id: &RoomId,
         from: &[OwnedEventId],
         limit: usize,
+        server: &ServerName,
     ) -> Result<Vec<CanonicalJsonObject>> {
+        let mut view = HashMap::new();
         let mut seen: HashSet<OwnedEventId> = from.iter().cloned().collect();
         let mut queue: std::collections::VecDeque<OwnedEventId> = from.iter().cloned().collect();
         let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
@@ -376,8 +378,7 @@ impl RoomService {
                 continue;
             };
             let pdu = Pdu::from_row(&row)?;
-            let object = serde_json::from_str(&row.json)
-                .map_err(|e| Error::internal(format!("stored PDU {id}: {e}")))?;
+            let object = self.object_for_server(&row, server, &mut view).await?;
             found.push((u64::from(pdu.depth), object));
             for prev in pdu.prev_events {
                 if seen.insert(prev.clone()) {
@@ -600,7 +601,9 @@ impl RoomService {
         latest: &[OwnedEventId],
         limit: usize,
         min_depth: u64,
+        server: &ServerName,
     ) -> Result<Vec<CanonicalJsonObject>> {
+        let mut view = HashMap::new();
         let mut seen: HashSet<OwnedEventId> = earliest.iter().cloned().collect();
         seen.extend(latest.iter().cloned());
         let mut queue: std::collections::VecDeque<OwnedEventId> = latest.iter().cloned().collect();
@@ -615,8 +618,7 @@ impl RoomService {
                 if u64::from(pdu.depth) < min_depth || found.len() >= limit {
                     continue;
                 }
-                let object = serde_json::from_str(&row.json)
-                    .map_err(|e| Error::internal(format!("stored PDU {id}: {e}")))?;
+                let object = self.object_for_server(&row, server, &mut view).await?;
                 found.push((u64::from(pdu.depth), object));
             }
             for prev in pdu.prev_events {
@@ -716,5 +718,85 @@ impl RoomService {
             return Ok(None);
         }
         Ok(self.store.event(&membership.event_id).await?.map(|row| row.sender))
+    }
+
+    /// One event of a room as `server` may see it (`/event`).
+    pub async fn event_for_server(
+        &self,
+        event_id: &EventId,
+        server: &ServerName,
+    ) -> Result<Option<(ruma::OwnedRoomId, CanonicalJsonObject)>> {
+        let Some(row) = self.store.event(event_id).await? else { return Ok(None) };
+        let object = self.object_for_server(&row, server, &mut HashMap::new()).await?;
+        Ok(Some((row.room_id, object)))
+    }
+
+    /// An event as another server may see it: in full when the room's history was shared
+    /// or world-readable at the event, or a user of that server was a member then (invited,
+    /// for `invited` visibility); otherwise redacted, so the server keeps the room's graph but
+    /// not what was said (spec: history visibility applies to servers too). `view` caches the
+    /// answer per state snapshot.
+    async fn object_for_server(
+        &self,
+        row: &palisade_storage::EventRow,
+        server: &ServerName,
+        view: &mut HashMap<u64, bool>,
+    ) -> Result<CanonicalJsonObject> {
+        let object: CanonicalJsonObject = serde_json::from_str(&row.json)
+            .map_err(|e| Error::internal(format!("stored PDU {}: {e}", row.event_id)))?;
+        if row.outlier {
+            return Ok(object);
+        }
+        let visible = match view.get(&row.state_group) {
+            Some(visible) => *visible,
+            None => {
+                let visible = self.server_saw(row, server).await?;
+                view.insert(row.state_group, visible);
+                visible
+            }
+        };
+        if visible {
+            return Ok(object);
+        }
+        let version = self
+            .room_version(&row.room_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        ruma::canonical_json::redact(object, &rules_of(&version)?.redaction, None)
+            .map_err(|e| Error::internal(format!("redacting {}: {e}", row.event_id)))
+    }
+
+    /// Whether `server` may see events with the state after `row`.
+    async fn server_saw(
+        &self,
+        row: &palisade_storage::EventRow,
+        server: &ServerName,
+    ) -> Result<bool> {
+        let visibility =
+            match self.store.state_entry(row.state_group, "m.room.history_visibility", "").await? {
+                Some(id) => self.event_content(&id).await?["history_visibility"]
+                    .as_str()
+                    .unwrap_or("shared")
+                    .to_owned(),
+                None => "shared".to_owned(),
+            };
+        if matches!(visibility.as_str(), "shared" | "world_readable") {
+            return Ok(true);
+        }
+        let memberships: &[&str] =
+            if visibility == "invited" { &["join", "invite"] } else { &["join"] };
+        let state = self.store.state_after(&row.event_id).await?.unwrap_or_default();
+        for ((kind, user), id) in &state {
+            let of_server =
+                <&UserId>::try_from(user.as_str()).is_ok_and(|u| u.server_name() == server);
+            if kind == "m.room.member" && of_server {
+                let membership =
+                    self.event_content(id).await?["membership"].as_str().map(str::to_owned);
+                if membership.is_some_and(|m| memberships.contains(&m.as_str())) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

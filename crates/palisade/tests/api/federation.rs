@@ -669,3 +669,30 @@ async fn openid_tokens_prove_who_a_user_is_to_third_parties() {
     let access = federation_call(&a, Method::GET, &userinfo(&alice.token), None, None).await;
     assert_error(&access, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
 }
+
+#[tokio::test]
+async fn history_hidden_from_newcomers_is_hidden_from_their_server() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let visibility = json!({ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "joined" } });
+    let room_id = a
+        .create_room(&alice, json!({ "preset": "public_chat", "initial_state": [visibility] }))
+        .await;
+    a.send_text(&alice, &room_id, "said before bob's server was there").await;
+    join_via(&b, &bob, &room_id, &a).await;
+    a.send_text(&alice, &room_id, "said after").await;
+    wait_for_text(&b, &bob, &room_id, "said after").await;
+    assert_eq!(texts(&b, &bob, &room_id).await, ["said after"]);
+    // B received the earlier message only redacted: its content never left A.
+    let on_disk = |server: &TestServer, needle: &[u8]| {
+        std::fs::read_dir(&server.config.data_dir).unwrap().any(|entry| {
+            let path = entry.unwrap().path();
+            path.is_file()
+                && std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle)
+        })
+    };
+    assert!(on_disk(&a, b"said before bob's server was there"));
+    assert!(!on_disk(&b, b"said before bob's server was there"));
+    assert!(on_disk(&b, b"said after"));
+}
