@@ -30,6 +30,8 @@ use crate::policy::ServerPolicy;
 const DEFAULT_PORT: u16 = 8448;
 /// How long a resolved destination is reused before resolving again.
 const RESOLUTION_TTL: Duration = Duration::from_secs(3600);
+/// Most resolved destinations remembered at once.
+const MAX_RESOLVED: usize = 10_000;
 /// Largest response body read from a peer (a `send_join` of a large room is several MB).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest `/.well-known/matrix/server` document read.
@@ -175,10 +177,11 @@ impl FederationClient {
                 _ => {}
             }
         }
-        self.resolved
-            .lock()
-            .expect("resolver poisoned")
-            .insert(server.to_owned(), (url.clone(), Instant::now()));
+        let mut resolved = self.resolved.lock().expect("resolver poisoned");
+        if resolved.len() >= MAX_RESOLVED {
+            resolved.retain(|_, (_, at)| at.elapsed() < RESOLUTION_TTL);
+        }
+        resolved.insert(server.to_owned(), (url.clone(), Instant::now()));
         Ok(url)
     }
 

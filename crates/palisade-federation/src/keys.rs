@@ -26,6 +26,8 @@ use crate::client::FederationClient;
 /// Least time between two fetches of one server's keys: an unknown key id in a request does
 /// not make this server hammer the peer.
 const REFETCH_INTERVAL_MS: u64 = 30_000;
+/// Most servers whose last key fetch is remembered at once.
+const MAX_TRACKED_SERVERS: usize = 10_000;
 /// Longest a fetched key is trusted before it must be fetched again (spec: seven days).
 const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -104,6 +106,10 @@ impl KeyRing {
     fn may_fetch(&self, server: &ServerName) -> bool {
         let now = self.clock.now_millis();
         let mut last = self.last_fetch.lock().expect("key ring poisoned");
+        // Any origin can make this server fetch keys: forget old entries rather than grow.
+        if last.len() >= MAX_TRACKED_SERVERS {
+            last.retain(|_, at| now.saturating_sub(*at) < REFETCH_INTERVAL_MS);
+        }
         match last.get(server) {
             Some(at) if now.saturating_sub(*at) < REFETCH_INTERVAL_MS => false,
             _ => {
