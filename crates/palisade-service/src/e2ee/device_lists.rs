@@ -97,7 +97,9 @@ impl E2eeService {
     }
 
     /// `m.device_list_update` EDUs (JSON) announcing a local user's devices as other users
-    /// see them (untrusted devices are not announced), at device-list position `position`.
+    /// see them (untrusted devices are not announced), at device-list position `position`,
+    /// and an `m.signing_key_update` with the user's cross-signing keys when there are any
+    /// (the stream does not say which of the two changed).
     pub async fn device_list_updates(&self, user: &UserId, position: u64) -> Result<Vec<String>> {
         let wanted = std::collections::BTreeMap::from([(user.to_owned(), Vec::new())]);
         let keys = self.query_keys(None, &wanted).await?;
@@ -126,6 +128,16 @@ impl E2eeService {
                     serde_json::json!({ "edu_type": "m.device_list_update", "content": content });
                 edus.push(edu.to_string());
             }
+        }
+        let (master, self_signing) =
+            (&keys["master_keys"][user.as_str()], &keys["self_signing_keys"][user.as_str()]);
+        if !master.is_null() {
+            let mut content = serde_json::json!({ "user_id": user, "master_key": master });
+            if !self_signing.is_null() {
+                content["self_signing_key"] = self_signing.clone();
+            }
+            let edu = serde_json::json!({ "edu_type": "m.signing_key_update", "content": content });
+            edus.push(edu.to_string());
         }
         Ok(edus)
     }
