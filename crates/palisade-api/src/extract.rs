@@ -138,7 +138,16 @@ where
             path_args.resize(expected, String::new());
         }
 
-        let session = match (token_requirement::<T::Authentication>(), access_token(&parts)) {
+        // The directory takes an optional token (ruma says none): it is needed to browse another
+        // server's directory through this one.
+        let requirement = if TypeId::of::<T>()
+            == TypeId::of::<ruma::api::client::directory::get_public_rooms::v3::Request>()
+        {
+            TokenRequirement::Optional
+        } else {
+            token_requirement::<T::Authentication>()
+        };
+        let session = match (requirement, access_token(&parts)) {
             (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
             (TokenRequirement::Required, None) => {
                 return Err(Error::new(ErrorKind::MissingToken, "Missing access token").into());

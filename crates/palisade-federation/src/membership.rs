@@ -178,7 +178,12 @@ impl Federation {
             && !rooms.server_in_room(room_id, origin).await?;
         match inviter {
             Some(inviter) if outside => {
-                self.leave_through(inviter.server_name(), user, room_id).await
+                if let Err(error) = self.leave_through(inviter.server_name(), user, room_id).await {
+                    // The user is not held to an invite nobody can be reached to decline.
+                    tracing::info!(%room_id, %error, "rejecting an invite locally");
+                    rooms.out_of_band_leave(room_id, user).await?;
+                }
+                Ok(())
             }
             _ => rooms.leave(user, room_id, reason).await,
         }
@@ -268,20 +273,33 @@ impl Federation {
                 format!("This server does not support room version {version}"),
             ));
         }
-        let event = self.verify_pdu(parse_pdu(event)?, version).await?;
+        let rooms = &self.services.rooms;
+        if let Some(known) = rooms.room_version(room_id).await?
+            && known != *version
+        {
+            return Err(Error::bad_json("The room is of another version"));
+        }
+        let mut sent = parse_pdu(event)?;
+        sent.remove("unsigned");
+        let event = self.verify_pdu(sent.clone(), version).await?;
+        // A content hash mismatch would leave only the redacted event, under another hash.
+        if event.object != sent {
+            return Err(Error::bad_json("The invite's content hash does not match"));
+        }
         let target = user_of(&event)?;
-        let sender = match event.object.get("sender") {
-            Some(CanonicalJsonValue::String(sender)) => {
-                ruma::OwnedUserId::try_from(sender.as_str())
-                    .map_err(|_| Error::bad_json("Invalid sender"))?
-            }
-            _ => return Err(Error::bad_json("The invite has no sender")),
+        let text = |key: &str| match event.object.get(key) {
+            Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
+            _ => None,
         };
-        let is_invite = matches!(
-            event.object.get("content"),
-            Some(CanonicalJsonValue::Object(c))
-                if matches!(c.get("membership"), Some(CanonicalJsonValue::String(m)) if m == "invite")
-        );
+        let sender = text("sender")
+            .and_then(|s| ruma::OwnedUserId::try_from(s).ok())
+            .ok_or_else(|| Error::bad_json("The invite has no valid sender"))?;
+        let is_invite = text("type") == Some("m.room.member")
+            && matches!(
+                event.object.get("content"),
+                Some(CanonicalJsonValue::Object(c))
+                    if matches!(c.get("membership"), Some(CanonicalJsonValue::String(m)) if m == "invite")
+            );
         if event.event_id != event_id
             || pdu::room_id_of(&event.object)? != room_id
             || !is_invite
@@ -292,20 +310,31 @@ impl Federation {
         if !self.is_local(&target) || self.local_profile(&target).await.is_err() {
             return Err(Error::not_found("Unknown user"));
         }
-        let rooms = &self.services.rooms;
         let countersigned = RemoteEvent {
             event_id: event.event_id.clone(),
             object: rooms.countersign(&event.object, version)?,
         };
-        if rooms.room_version(room_id).await?.is_some()
-            && rooms.server_in_room(room_id, &self.services.config.server_name).await?
-        {
+        let resident = rooms.room_version(room_id).await?.is_some()
+            && rooms.server_in_room(room_id, &self.services.config.server_name).await?;
+        let outside = if resident {
             self.ensure_acl(origin, room_id).await?;
             // This server is in the room: the invite is an event like any other.
             let no_gaps = std::collections::HashMap::new();
-            rooms.receive(room_id, countersigned.clone(), &no_gaps).await?;
+            match rooms.receive(room_id, countersigned.clone(), &no_gaps).await? {
+                Received::Accepted | Received::Known => false,
+                Received::SoftFailed => {
+                    return Err(Error::forbidden("The invite is not allowed by the room's state"));
+                }
+                // This server lags behind the inviting one: the invite is shown now, and the
+                // event takes its place in the room when the gap is filled.
+                Received::Missing(_) => true,
+            }
         } else {
-            let shown = invite_room_state.iter().filter_map(stripped_of).collect();
+            true
+        };
+        if outside {
+            let shown =
+                invite_room_state.iter().filter_map(|state| stripped_of(state, room_id)).collect();
             rooms
                 .record_outside_membership(room_id, version, countersigned.clone(), Some(shown))
                 .await?;
@@ -415,16 +444,24 @@ impl Federation {
     }
 }
 
-/// An event of an invite's room state, in the stripped form clients are shown.
-fn stripped_of(state: &RawStrippedState) -> Option<serde_json::Value> {
-    let json = match state {
-        RawStrippedState::Pdu(pdu) => pdu.get(),
+/// An event of an invite's room state, in the stripped form clients are shown; malformed
+/// entries, and full events of another room, are left out.
+fn stripped_of(state: &RawStrippedState, room_id: &RoomId) -> Option<serde_json::Value> {
+    let (json, full) = match state {
+        RawStrippedState::Pdu(pdu) => (pdu.get(), true),
         #[allow(deprecated)]
-        RawStrippedState::Stripped(raw) => raw.json().get(),
+        RawStrippedState::Stripped(raw) => (raw.json().get(), false),
         _ => return None,
     };
     let event: serde_json::Value = serde_json::from_str(json).ok()?;
-    Some(palisade_service::sync::stripped(&event))
+    let well_formed = event["type"].is_string()
+        && event["state_key"].is_string()
+        && event["sender"].is_string()
+        && event["content"].is_object();
+    let same_room = !full
+        || event["room_id"].as_str() == Some(room_id.as_str())
+        || (event["type"] == "m.room.create" && event.get("room_id").is_none());
+    (well_formed && same_room).then(|| palisade_service::sync::stripped(&event))
 }
 
 /// The user a membership event is about (its state key).

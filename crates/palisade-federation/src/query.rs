@@ -48,7 +48,14 @@ impl Federation {
             return Err(Error::not_found("Room alias not found"));
         }
         let room_id = self.services.rooms.resolve(alias.into()).await?;
-        let servers = self.services.rooms.servers_in_room(&room_id).await?;
+        let own = &self.services.config.server_name;
+        let mut servers = self.services.rooms.servers_in_room(&room_id).await?;
+        if !servers.contains(own) {
+            return Err(Error::not_found("This server is no longer in the room"));
+        }
+        // Joining servers try them in order: this one, which answered, first.
+        servers.retain(|server| server != own);
+        servers.insert(0, own.clone());
         Ok((room_id, servers))
     }
 

@@ -58,6 +58,9 @@ pub struct AccountService {
     openid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (OwnedUserId, u64)>>,
 }
 
+/// Most OpenID tokens one user holds at once.
+const MAX_OPENID_TOKENS_PER_USER: usize = 10;
+
 /// How long an OpenID token proves its user's identity to third parties.
 pub const OPENID_TOKEN_LIFETIME_MS: u64 = 3600 * 1000;
 
@@ -332,6 +335,13 @@ impl AccountService {
         let now = self.clock.now_millis();
         let mut tokens = self.openid.lock().expect("openid tokens poisoned");
         tokens.retain(|_, (_, expires)| *expires > now);
+        // A user holds a bounded number: the oldest goes.
+        let mut mine: Vec<([u8; 32], u64)> =
+            tokens.iter().filter(|(_, (u, _))| u == user).map(|(h, (_, e))| (*h, *e)).collect();
+        if mine.len() >= MAX_OPENID_TOKENS_PER_USER {
+            mine.sort_by_key(|(_, expires)| *expires);
+            tokens.remove(&mine[0].0);
+        }
         tokens.insert(hash_token(&token), (user.to_owned(), now + OPENID_TOKEN_LIFETIME_MS));
         token
     }

@@ -133,7 +133,7 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
             return Ok(Appended { stream_pos, state_group: current, current_group: current });
         }
         (StateUpdate::MembershipOnly, _, None, Some(current)) => {
-            let stream_pos = insert_event(conn, event, current, false).map_err(sql)?;
+            let stream_pos = insert_event(conn, event, current, true).map_err(sql)?;
             if let (Some(membership), Some(user_id)) = (&event.membership, &event.state_key) {
                 let id = event.event_id.as_str();
                 set_membership(conn, room_id, user_id, membership, id, stream_pos).map_err(sql)?;
@@ -390,7 +390,12 @@ impl RoomStore for Database {
         self.write(move |conn| append(conn, &event)).await
     }
 
-    async fn import_room(&self, room_id: &RoomId, version: &RoomVersionId) -> Result<()> {
+    async fn import_room(
+        &self,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        authoritative: bool,
+    ) -> Result<()> {
         let (room_id, version) = (room_id.to_string(), version.to_string());
         self.write(move |conn| {
             let exists = conn
@@ -398,6 +403,13 @@ impl RoomStore for Database {
                 .and_then(|mut s| s.exists([&room_id]))
                 .map_err(sql)?;
             if exists {
+                if authoritative {
+                    conn.execute(
+                        "UPDATE rooms SET room_version = ?2 WHERE room_id = ?1",
+                        params![room_id, version],
+                    )
+                    .map_err(sql)?;
+                }
                 return Ok(());
             }
             conn.execute(
@@ -445,6 +457,24 @@ impl RoomStore for Database {
                 .query_row("SELECT coalesce(max(stream_pos), 0) FROM events", [], |r| r.get(0))
                 .map_err(sql)?;
             update_memberships(conn, &room_id, &old, &state, position).map_err(sql)?;
+            // A membership the room's state does not have (an invite that was never real, say)
+            // is not one.
+            let members: std::collections::HashSet<&str> = state
+                .keys()
+                .filter(|(kind, _)| kind == "m.room.member")
+                .map(|(_, user)| user.as_str())
+                .collect();
+            let indexed: Vec<String> = conn
+                .prepare_cached("SELECT user_id FROM memberships WHERE room_id = ?1")
+                .and_then(|mut s| s.query_map([&room_id], |row| row.get(0))?.collect())
+                .map_err(sql)?;
+            for user in indexed.iter().filter(|u| !members.contains(u.as_str())) {
+                conn.execute(
+                    "DELETE FROM memberships WHERE room_id = ?1 AND user_id = ?2",
+                    params![room_id, user],
+                )
+                .map_err(sql)?;
+            }
             Ok(group)
         })
         .await

@@ -63,7 +63,8 @@ pub enum StateUpdate {
     /// timeline).
     History,
     /// A membership event of a local user in a room this server is not in (an invite from
-    /// another server, or its rejection): it updates the membership index only.
+    /// another server, or its rejection): stored as an outlier, it updates the membership
+    /// index only.
     MembershipOnly,
 }
 
@@ -158,12 +159,20 @@ pub trait RoomStore: Send + Sync {
     /// membership index and the redaction mark.
     async fn append_event(&self, event: NewEvent) -> Result<Appended>;
     /// Creates a room this server learns of from another server, with empty state, unless it
-    /// exists; its state arrives with its first event ([`StateUpdate::Resolved`]).
-    async fn import_room(&self, room_id: &RoomId, version: &RoomVersionId) -> Result<()>;
+    /// exists; its state comes later ([`RoomStore::reset_room_state`]). An `authoritative`
+    /// version (from the resident server this server joins through) replaces the one stored
+    /// (which may have come with an invite, from a server that could have lied about it).
+    async fn import_room(
+        &self,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        authoritative: bool,
+    ) -> Result<()>;
     /// Timeline events of every room after stream position `pos`, in stream order.
     async fn events_after(&self, pos: u64, limit: usize) -> Result<Vec<EventRow>>;
     /// Replaces a room's current state with `state` (the state a joining server learns), with
-    /// the membership index; returns the new snapshot.
+    /// the membership index (memberships the state does not have are dropped); returns the new
+    /// snapshot.
     async fn reset_room_state(&self, room_id: &RoomId, state: StateMap) -> Result<u64>;
     /// Whether an event is stored (as part of the timeline or as an outlier).
     async fn has_event(&self, event_id: &EventId) -> Result<bool>;

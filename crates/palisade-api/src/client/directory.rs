@@ -150,9 +150,11 @@ directory_response!(
     ruma::api::federation::directory::get_public_rooms_filtered::v1::Response
 );
 
-/// A page of this server's public rooms, or of another server's when `server` names one.
-async fn page_of(
+/// A page of this server's public rooms, or of another server's when `server` names one
+/// (for signed-in users only: anonymous callers do not get this server to query others).
+async fn page_of<T>(
     state: &AppState,
+    request: &Ruma<T>,
     server: Option<&ruma::ServerName>,
     since: Option<&str>,
     limit: Option<UInt>,
@@ -161,6 +163,7 @@ async fn page_of(
     let Some(server) = server.filter(|s| *s != state.config.server_name) else {
         return page(state, since, limit, search).await;
     };
+    request.session()?;
     let remote = state.federation.public_rooms(server, since, limit, search).await?;
     let total = remote.total_room_count_estimate.map_or(remote.chunk.len() as u64, u64::from);
     Ok(Page {
@@ -218,7 +221,7 @@ async fn public_rooms(
 ) -> Result<get_public_rooms::v3::Response> {
     let body = &request.body;
     let server = body.server.as_deref();
-    let page = page_of(&state, server, body.since.as_deref(), body.limit, None).await?;
+    let page = page_of(&state, &request, server, body.since.as_deref(), body.limit, None).await?;
     Ok(get_public_rooms::v3::Response::new(Vec::new()).with_page(page))
 }
 
@@ -230,6 +233,6 @@ async fn public_rooms_filtered(
     let body = &request.body;
     let search = body.filter.generic_search_term.as_deref();
     let server = body.server.as_deref();
-    let page = page_of(&state, server, body.since.as_deref(), body.limit, search).await?;
+    let page = page_of(&state, &request, server, body.since.as_deref(), body.limit, search).await?;
     Ok(get_public_rooms_filtered::v3::Response::new().with_page(page))
 }

@@ -89,7 +89,12 @@ async fn create(
         .await?;
     let remote = body.invite.iter().filter(|i| i.server_name() != state.config.server_name);
     for invitee in remote {
-        state.federation.invite(&user, &room_id, invitee, None, body.is_direct).await?;
+        // The room exists: a server that cannot be reached does not undo it.
+        if let Err(error) =
+            state.federation.invite(&user, &room_id, invitee, None, body.is_direct).await
+        {
+            tracing::info!(%room_id, %invitee, %error, "inviting a user of another server failed");
+        }
     }
     Ok(create_room::v3::Response::new(room_id))
 }

@@ -505,8 +505,13 @@ impl RoomService {
         let room_id = pdu.room()?;
         let state_key = pdu.state_key.clone().map(|k| (pdu.kind.to_string(), k));
         let before = before.unwrap_or(&room.state);
-        let unsigned = match state_key.as_ref().and_then(|key| before.get(key)) {
-            Some(previous) => match self.store.event(previous).await? {
+        let previous = state_key.as_ref().and_then(|key| before.get(key));
+        let unsigned = match (invite_state, previous) {
+            // An invite from outside keeps the room state it came with, whatever came before.
+            (Some(events), _) => {
+                Some(serde_json::json!({ "invite_room_state": events }).to_string())
+            }
+            (None, Some(previous)) => match self.store.event(previous).await? {
                 Some(prev) => {
                     let prev_pdu = Pdu::from_row(&prev)?;
                     let content: Value =
@@ -522,8 +527,7 @@ impl RoomService {
                 }
                 None => None,
             },
-            None => invite_state
-                .map(|events| serde_json::json!({ "invite_room_state": events }).to_string()),
+            (None, None) => None,
         };
         let membership = (pdu.kind == TimelineEventType::RoomMember)
             .then(|| {

@@ -110,7 +110,7 @@ impl RoomService {
     }
 
     /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part. No ACL
-    /// allows everyone; an ACL whose content cannot be read is ignored, as Synapse does.
+    /// allows everyone; entries that are not strings are skipped, the rest still apply.
     pub async fn server_allowed(
         &self,
         room_id: &RoomId,
@@ -120,10 +120,19 @@ impl RoomService {
             return Ok(true);
         };
         let content = self.event_content(&acl).await?;
-        Ok(serde_json::from_value::<ruma::events::room::server_acl::RoomServerAclEventContent>(
-            content,
-        )
-        .map_or(true, |acl| acl.is_allowed(server)))
+        let globs = |key: &str| -> Vec<String> {
+            content[key]
+                .as_array()
+                .map(|list| list.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let allow_ip_literals = content["allow_ip_literals"].as_bool().unwrap_or(true);
+        let acl = ruma::events::room::server_acl::RoomServerAclEventContent::new(
+            allow_ip_literals,
+            globs("allow"),
+            globs("deny"),
+        );
+        Ok(acl.is_allowed(server))
     }
 
     /// Whether a user is joined to the room now.
@@ -300,7 +309,7 @@ impl RoomService {
         joined: JoinedRoom,
     ) -> Result<()> {
         let JoinedRoom { state, auth_chain, history, join } = joined;
-        self.store.import_room(room_id, version).await?;
+        self.store.import_room(room_id, version, true).await?;
         self.mark_stale(room_id);
         let state_ids: Vec<OwnedEventId> = state.iter().map(|e| e.event_id.clone()).collect();
         let mut state_keys = Vec::new();
@@ -694,8 +703,8 @@ impl RoomService {
         event: RemoteEvent,
         invite_state: Option<Vec<Value>>,
     ) -> Result<()> {
-        self.store.import_room(room_id, version).await?;
-        if self.in_timeline(&event.event_id).await? {
+        self.store.import_room(room_id, version, false).await?;
+        if self.store.has_event(&event.event_id).await? {
             return Ok(());
         }
         let mut guard = self.lock_room(room_id).await?;
@@ -744,11 +753,14 @@ impl RoomService {
     ) -> Result<CanonicalJsonObject> {
         let object: CanonicalJsonObject = serde_json::from_str(&row.json)
             .map_err(|e| Error::internal(format!("stored PDU {}: {e}", row.event_id)))?;
-        if row.outlier {
+        // Outliers are state and auth events peers need whole; other outliers (soft-failed
+        // events) are not part of the history anyone may read.
+        if row.outlier && row.state_key.is_some() {
             return Ok(object);
         }
-        let visible = match view.get(&row.state_group) {
-            Some(visible) => *visible,
+        let visible = row.outlier.then_some(false);
+        let visible = match visible.or_else(|| view.get(&row.state_group).copied()) {
+            Some(visible) => visible,
             None => {
                 let visible = self.server_saw(row, server).await?;
                 view.insert(row.state_group, visible);
@@ -798,5 +810,42 @@ impl RoomService {
             }
         }
         Ok(false)
+    }
+
+    /// Rejects an invite locally when no server in the room can be reached (as Synapse's
+    /// out-of-band leave): a leave event this server signs, seen by the user's devices only.
+    pub async fn out_of_band_leave(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+        let membership = self
+            .store
+            .membership(room_id, user)
+            .await?
+            .filter(|m| m.membership == "invite")
+            .ok_or_else(|| Error::forbidden("There is no invite to reject"))?;
+        let invite = self
+            .store
+            .event(&membership.event_id)
+            .await?
+            .ok_or_else(|| Error::internal("the invite event is missing"))?;
+        let depth = u64::from(Pdu::from_row(&invite)?.depth).saturating_add(1);
+        let version =
+            self.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
+        let object: CanonicalJsonObject = serde_json::from_value(json!({
+            "type": "m.room.member",
+            "state_key": user,
+            "sender": user,
+            "room_id": room_id,
+            "content": { "membership": "leave" },
+            "auth_events": [invite.event_id],
+            "prev_events": [invite.event_id],
+            "depth": depth,
+            "origin_server_ts": self.clock.now_millis(),
+        }))
+        .map_err(|e| Error::internal(e.to_string()))?;
+        let (pdu, object) = self.sign_and_hash(object, &rules_of(&version)?)?;
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let commit = Commit { state: StateUpdate::MembershipOnly, ..Commit::default() };
+        self.persist(room, pdu, object, commit).await?;
+        Ok(())
     }
 }

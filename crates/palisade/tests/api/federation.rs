@@ -450,6 +450,27 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
     assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
     assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "intrusion"));
 
+    // An "invite" that is not a member event is not countersigned.
+    let mut fake_invite = event(
+        &mallory.user_id,
+        "m.room.message",
+        Some(&alice.user_id),
+        json!({ "membership": "invite", "body": "sign me" }),
+        &[&power_levels, &mallory_member],
+    );
+    let fake_id = evil.sign(&mut fake_invite, evil.key());
+    let path =
+        format!("/_matrix/federation/v2/invite/{}/{}", urlencode(&room_id), urlencode(&fake_id));
+    let body = json!({ "room_version": "12", "event": fake_invite, "invite_room_state": [] });
+    let answer =
+        federation_call(&a, Method::PUT, &path, Some(body), Some((evil.name(), evil.key()))).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    // Nor is one claiming the room is of another version.
+    let body = json!({ "room_version": "11", "event": {}, "invite_room_state": [] });
+    let answer =
+        federation_call(&a, Method::PUT, &path, Some(body), Some((evil.name(), evil.key()))).await;
+    assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{}", answer.1);
+
     // Banned, mallory's server replays his old join to get the room's state: refused.
     let ban = format!("/_matrix/client/v3/rooms/{room_id}/ban");
     let (status, body) = a.post(&ban, alice.token(), json!({ "user_id": mallory.user_id })).await;
@@ -596,6 +617,17 @@ async fn invites_cross_servers_and_can_be_accepted_or_rejected() {
     let nobody = format!("@nobody:{}", b.server_name());
     let (status, _) = a.post(&path, alice.token(), json!({ "user_id": nobody })).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Erin is invited, then alice's server goes away: she can still decline (locally).
+    let erin = b.register("erin").await;
+    let (status, body) = a.post(&path, alice.token(), json!({ "user_id": erin.user_id })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    drop(a.stop().await);
+    let leave = format!("/_matrix/client/v3/rooms/{room_id}/leave");
+    let (status, body) = b.post(&leave, erin.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sync = b.sync(&erin, "").await;
+    assert!(sync["rooms"]["invite"].get(&room_id).is_none(), "{sync}");
 }
 
 #[tokio::test]
