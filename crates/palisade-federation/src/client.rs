@@ -69,6 +69,7 @@ pub struct FederationClient {
     enabled: bool,
     allow_private: bool,
     policy: Arc<dyn ServerPolicy>,
+    dns: Arc<FederationDns>,
     resolved: Mutex<HashMap<OwnedServerName, (String, Instant)>>,
 }
 
@@ -87,9 +88,8 @@ impl FederationClient {
             .no_proxy()
             .user_agent(concat!("Palisade/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(!federation.verify_certificates);
-        if !federation.allow_private_addresses {
-            builder = builder.dns_resolver(Arc::new(PublicAddressesOnly));
-        }
+        let dns = Arc::new(FederationDns::new(!federation.allow_private_addresses));
+        builder = builder.dns_resolver(dns.clone());
         let http =
             builder.build().map_err(|e| Error::internal(format!("federation client: {e}")))?;
         Ok(Self {
@@ -99,6 +99,7 @@ impl FederationClient {
             enabled: config.listen.federation.is_some(),
             allow_private: federation.allow_private_addresses,
             policy,
+            dns,
             resolved: Mutex::new(HashMap::new()),
         })
     }
@@ -149,8 +150,9 @@ impl FederationClient {
         })
     }
 
-    /// The base URL requests to `server` go to, following the spec's resolution steps (an IP
-    /// literal or explicit port directly; else `.well-known` delegation; else port 8448).
+    /// The base URL requests to `server` go to, following the spec's resolution steps: an IP
+    /// literal or explicit port directly; else `.well-known` delegation (whose target is
+    /// resolved the same way); else the SRV record; else port 8448.
     async fn resolve(&self, server: &ServerName) -> Result<String> {
         if let Some((url, at)) = self.resolved.lock().expect("resolver poisoned").get(server)
             && at.elapsed() < RESOLUTION_TTL
@@ -160,9 +162,11 @@ impl FederationClient {
         let url = match direct_url(server) {
             Some(url) => url,
             None => match self.well_known(server).await {
-                Some(delegated) => direct_url(&delegated)
-                    .unwrap_or_else(|| format!("https://{}:{DEFAULT_PORT}", delegated.host())),
-                None => format!("https://{}:{DEFAULT_PORT}", server.host()),
+                Some(delegated) => match direct_url(&delegated) {
+                    Some(url) => url,
+                    None => self.via_srv(delegated.host()).await,
+                },
+                None => self.via_srv(server.host()).await,
             },
         };
         if !self.allow_private {
@@ -183,6 +187,22 @@ impl FederationClient {
         }
         resolved.insert(server.to_owned(), (url.clone(), Instant::now()));
         Ok(url)
+    }
+
+    /// The URL of a host without a port: its SRV record's port (connecting to the record's
+    /// target), else port 8448.
+    async fn via_srv(&self, host: &str) -> String {
+        match self.dns.srv(host).await {
+            Some((target, port)) => {
+                let mut targets = self.dns.srv_targets.lock().expect("dns poisoned");
+                if targets.len() >= MAX_RESOLVED {
+                    targets.clear();
+                }
+                targets.insert(host.to_owned(), target);
+                format!("https://{host}:{port}")
+            }
+            None => format!("https://{host}:{DEFAULT_PORT}"),
+        }
     }
 
     /// The server a name delegates to in `/.well-known/matrix/server`, if it does.
@@ -289,19 +309,67 @@ fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// A DNS resolver that drops private addresses, so a peer's name cannot point this server at
-/// its own network.
-struct PublicAddressesOnly;
+/// DNS for federation: SRV records for discovery, and address lookups that follow them (a
+/// name whose SRV record points elsewhere connects there, while TLS and `Host` keep the name)
+/// and, unless private addresses are allowed, drop private addresses so a peer's name cannot
+/// point this server at its own network.
+struct FederationDns {
+    resolver: Option<hickory_resolver::TokioResolver>,
+    srv_targets: Mutex<HashMap<String, String>>,
+    public_only: bool,
+}
 
-impl reqwest::dns::Resolve for PublicAddressesOnly {
+impl FederationDns {
+    fn new(public_only: bool) -> Self {
+        let resolver = hickory_resolver::TokioResolver::builder_tokio()
+            .and_then(|builder| builder.build())
+            .map_err(|error| tracing::warn!(%error, "no DNS resolver for SRV lookups"))
+            .ok();
+        Self { resolver, srv_targets: Mutex::new(HashMap::new()), public_only }
+    }
+
+    /// The target and port of a host's federation SRV record (`_matrix-fed._tcp`, then the
+    /// deprecated `_matrix._tcp`), the best by priority then weight.
+    async fn srv(&self, host: &str) -> Option<(String, u16)> {
+        let resolver = self.resolver.as_ref()?;
+        for service in ["_matrix-fed._tcp", "_matrix._tcp"] {
+            let Ok(lookup) = resolver.srv_lookup(format!("{service}.{host}.")).await else {
+                continue;
+            };
+            let best = lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    hickory_resolver::proto::rr::RData::SRV(srv) => Some(srv),
+                    _ => None,
+                })
+                .min_by_key(|srv| (srv.priority, std::cmp::Reverse(srv.weight)));
+            if let Some(srv) = best {
+                let target = srv.target.to_utf8().trim_end_matches('.').to_owned();
+                return Some((target, srv.port));
+            }
+        }
+        None
+    }
+}
+
+impl reqwest::dns::Resolve for FederationDns {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = self
+            .srv_targets
+            .lock()
+            .expect("dns poisoned")
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_else(|| name.as_str().to_owned());
+        let public_only = self.public_only;
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|address| is_public(address.ip()))
+                .filter(|address| !public_only || is_public(address.ip()))
                 .collect();
             if addresses.is_empty() {
-                return Err(format!("{} has no public address", name.as_str()).into());
+                return Err(format!("{host} has no usable address").into());
             }
             Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
         })
