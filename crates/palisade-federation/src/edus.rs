@@ -10,7 +10,8 @@ use palisade_service::receipts::READ;
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, RoomId, ServerName, UserId,
     api::federation::transactions::edu::{
-        Edu, ReceiptContent, ReceiptData, ReceiptMap, TypingContent,
+        Edu, PresenceContent, PresenceUpdate, ReceiptContent, ReceiptData, ReceiptMap,
+        TypingContent,
     },
     events::receipt::Receipt,
     serde::Raw,
@@ -29,6 +30,7 @@ impl Federation {
             let result = match raw.deserialize() {
                 Ok(Edu::Typing(typing)) => self.remote_typing(origin, typing).await,
                 Ok(Edu::Receipt(receipts)) => self.remote_receipts(origin, receipts).await,
+                Ok(Edu::Presence(presence)) => self.remote_presence(origin, presence).await,
                 Ok(Edu::DirectToDevice(content)) => self.remote_to_device(origin, content).await,
                 Ok(Edu::DeviceListUpdate(content)) => {
                     self.remote_device_list_update(origin, content).await
@@ -88,6 +90,19 @@ impl Federation {
         Ok(())
     }
 
+    /// Presence of another server's users, as it reports it: only for its own users, and
+    /// only those in a room with this server (so a peer cannot fill memory with strangers).
+    async fn remote_presence(&self, origin: &ServerName, content: PresenceContent) -> Result<()> {
+        for update in content.push.into_iter().filter(|u| u.user_id.server_name() == origin) {
+            if self.services.rooms.joined_rooms(&update.user_id).await?.is_empty() {
+                continue;
+            }
+            let state = update.presence.to_string();
+            self.services.presence.set(&update.user_id, &state, update.status_msg);
+        }
+        Ok(())
+    }
+
     /// Tells the other servers in a room that a local user started or stopped typing.
     pub async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()> {
         let edu = Edu::Typing(TypingContent::new(room_id.to_owned(), user.to_owned(), typing));
@@ -115,22 +130,35 @@ impl Federation {
 
     /// Queues an EDU for every other server in the room.
     async fn queue_edu(&self, room_id: &RoomId, edu: &Edu) -> Result<()> {
+        let servers = self.services.rooms.servers_in_room(room_id).await?;
+        self.queue_edu_to(servers, edu).await
+    }
+
+    /// Queues an EDU for `servers`, other than this one.
+    async fn queue_edu_to(&self, mut servers: Vec<ruma::OwnedServerName>, edu: &Edu) -> Result<()> {
         if self.services.config.listen.federation.is_none() {
             return Ok(());
         }
-        let origin = &self.services.config.server_name;
-        let servers: Vec<_> = self
-            .services
-            .rooms
-            .servers_in_room(room_id)
-            .await?
-            .into_iter()
-            .filter(|server| server != origin)
-            .collect();
+        servers.retain(|server| *server != self.services.config.server_name);
         if servers.is_empty() {
             return Ok(());
         }
         let json = serde_json::to_string(edu).map_err(|e| Error::internal(e.to_string()))?;
         self.sender.queue_edu(servers, json).await
+    }
+
+    /// Tells the servers sharing a room with a local user what the user says about their
+    /// presence.
+    pub async fn send_presence(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<&str>,
+    ) -> Result<()> {
+        let mut update = PresenceUpdate::new(user.to_owned(), presence.into(), ruma::UInt::MIN);
+        update.status_msg = status_msg.map(str::to_owned);
+        update.currently_active = presence == "online";
+        let servers = self.services.rooms.servers_sharing_rooms_with(user).await?;
+        self.queue_edu_to(servers, &Edu::Presence(PresenceContent::new(vec![update]))).await
     }
 }

@@ -728,3 +728,33 @@ async fn history_hidden_from_newcomers_is_hidden_from_their_server() {
     assert!(!on_disk(&b, b"said before bob's server was there"));
     assert!(on_disk(&b, b"said after"));
 }
+
+#[tokio::test]
+async fn either_server_hosts_the_room_and_presence_travels() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    // This time the room is bob's, on B, and alice on A joins it.
+    let room_id = b.create_room(&bob, json!({ "preset": "public_chat" })).await;
+    b.send_text(&bob, &room_id, "welcome to B").await;
+    join_via(&a, &alice, &room_id, &b).await;
+    assert_eq!(texts(&a, &alice, &room_id).await, ["welcome to B"]);
+    a.send_text(&alice, &room_id, "hello B").await;
+    wait_for_text(&b, &bob, &room_id, "hello B").await;
+
+    // Sharing a room, alice's server hears bob's presence.
+    let status = format!("/_matrix/client/v3/presence/{}/status", urlencode(&bob.user_id));
+    let (code, body) =
+        b.put(&status, bob.token(), json!({ "presence": "online", "status_msg": "at work" })).await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        seen = a.get(&status, alice.token()).await.1;
+        if seen["presence"] == "online" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["presence"], "online", "{seen}");
+    assert_eq!(seen["status_msg"], "at work");
+}
