@@ -43,6 +43,8 @@ pub struct Federation {
     /// The outbound queue.
     pub sender: Arc<Sender>,
     policy: Arc<dyn ServerPolicy>,
+    /// Inbound transactions in progress.
+    inbound: transactions::Inbound,
     /// The latest transactions received, with their answers.
     recent_transactions: std::sync::Mutex<
         std::collections::VecDeque<(
@@ -75,7 +77,8 @@ impl Federation {
         let recent_transactions = std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
             transactions::RECENT_TRANSACTIONS,
         ));
-        Ok(Self { services, client, keys, sender, policy, recent_transactions })
+        let inbound = transactions::Inbound::default();
+        Ok(Self { services, client, keys, sender, policy, inbound, recent_transactions })
     }
 
     /// Starts sending to other servers, when federation is on.

@@ -36,6 +36,24 @@ const MAX_UNKNOWN_PREVS: usize = 5;
 /// How many recent transactions are remembered, so a retry gets the same answer.
 pub(crate) const RECENT_TRANSACTIONS: usize = 256;
 
+/// Inbound transactions in progress, one lock per origin.
+#[derive(Default)]
+pub(crate) struct Inbound {
+    turns: std::sync::Mutex<HashMap<ruma::OwnedServerName, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Inbound {
+    /// The lock a transaction from `origin` holds while it is processed.
+    fn turn_of(&self, origin: &ServerName) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().expect("inbound poisoned");
+        // Origins are authenticated servers; locks nobody holds are dropped as the map grows.
+        if turns.len() >= 1024 {
+            turns.retain(|_, lock| std::sync::Arc::strong_count(lock) > 1);
+        }
+        turns.entry(origin.to_owned()).or_default().clone()
+    }
+}
+
 /// Per-PDU results of a transaction.
 pub type TransactionResults = BTreeMap<OwnedEventId, Result<(), String>>;
 
@@ -51,6 +69,10 @@ impl Federation {
         if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
             return Err(Error::bad_json("Too many PDUs or EDUs in one transaction"));
         }
+        // One transaction per origin at a time (as Synapse): a peer's retries and gap filling
+        // do not pile up, and a retry waits for the first attempt's answer.
+        let turn = self.inbound.turn_of(origin);
+        let _turn = turn.lock().await;
         let key = (origin.to_owned(), txn_id.to_owned());
         // A retried transaction gets the answer it got; its EDUs are not applied twice.
         if let Some((_, results)) = self
