@@ -109,6 +109,9 @@ pub struct Federation {
     pub trusted_key_servers: Vec<OwnedServerName>,
     /// Seconds an outgoing request may take.
     pub request_timeout_secs: u64,
+    /// Where other servers should connect, announced at `/.well-known/matrix/server` (for a
+    /// federation listener behind another host or port, such as a reverse proxy on 443).
+    pub delegate_to: Option<OwnedServerName>,
 }
 
 impl Default for Federation {
@@ -121,6 +124,7 @@ impl Default for Federation {
             allow_private_addresses: false,
             trusted_key_servers: Vec::new(),
             request_timeout_secs: 30,
+            delegate_to: None,
         }
     }
 }
@@ -374,6 +378,7 @@ mod tests {
         assert_eq!(federation.self_signed_certificate, defaults.self_signed_certificate);
         assert_eq!(federation.trusted_key_servers, defaults.trusted_key_servers);
         assert_eq!(federation.request_timeout_secs, defaults.request_timeout_secs);
+        assert_eq!(federation.delegate_to, defaults.delegate_to);
     }
 
     #[test]

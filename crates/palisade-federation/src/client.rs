@@ -88,7 +88,8 @@ impl FederationClient {
             .no_proxy()
             .user_agent(concat!("Palisade/", env!("CARGO_PKG_VERSION")))
             .tls_danger_accept_invalid_certs(!federation.verify_certificates);
-        let dns = Arc::new(FederationDns::new(!federation.allow_private_addresses));
+        let enabled = config.listen.federation.is_some();
+        let dns = Arc::new(FederationDns::new(!federation.allow_private_addresses, enabled));
         builder = builder.dns_resolver(dns.clone());
         let http =
             builder.build().map_err(|e| Error::internal(format!("federation client: {e}")))?;
@@ -96,7 +97,7 @@ impl FederationClient {
             http,
             origin: config.server_name.clone(),
             key,
-            enabled: config.listen.federation.is_some(),
+            enabled,
             allow_private: federation.allow_private_addresses,
             policy,
             dns,
@@ -320,11 +321,16 @@ struct FederationDns {
 }
 
 impl FederationDns {
-    fn new(public_only: bool) -> Self {
-        let resolver = hickory_resolver::TokioResolver::builder_tokio()
-            .and_then(|builder| builder.build())
-            .map_err(|error| tracing::warn!(%error, "no DNS resolver for SRV lookups"))
-            .ok();
+    fn new(public_only: bool, federating: bool) -> Self {
+        // A server that does not federate never looks up SRV records.
+        let resolver = federating
+            .then(|| {
+                hickory_resolver::TokioResolver::builder_tokio()
+                    .and_then(|builder| builder.build())
+                    .map_err(|error| tracing::warn!(%error, "no DNS resolver for SRV lookups"))
+                    .ok()
+            })
+            .flatten();
         Self { resolver, srv_targets: Mutex::new(HashMap::new()), public_only }
     }
 

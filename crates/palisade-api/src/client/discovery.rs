@@ -55,12 +55,14 @@ async fn well_known_client(
     Ok(discover_homeserver::Response::new(HomeserverInfo::new(base_url)))
 }
 
-/// `GET /.well-known/matrix/server`: federation traffic goes to the server name itself.
+/// `GET /.well-known/matrix/server`: where federation traffic goes (`delegate_to`, else the
+/// server name itself).
 async fn well_known_server(
     state: AppState,
     _: Ruma<discover_server::Request>,
 ) -> Result<discover_server::Response> {
-    Ok(discover_server::Response::new(state.config.server_name.clone()))
+    let target = state.config.federation.delegate_to.as_ref().unwrap_or(&state.config.server_name);
+    Ok(discover_server::Response::new(target.clone()))
 }
 
 /// `GET /_matrix/client/v3/capabilities`

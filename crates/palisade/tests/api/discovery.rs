@@ -38,9 +38,13 @@ async fn well_known() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["m.server"], "localhost");
 
-    let server =
-        TestServer::start_with(|c| c.public_baseurl = Some("https://matrix.example.org/".into()))
-            .await;
+    let server = TestServer::start_with(|c| {
+        c.public_baseurl = Some("https://matrix.example.org/".into());
+        c.federation.delegate_to = Some("matrix.example.org:443".try_into().unwrap());
+    })
+    .await;
+    let (_, body) = server.get("/.well-known/matrix/server", None).await;
+    assert_eq!(body["m.server"], "matrix.example.org:443");
     let (status, body) = server.get("/.well-known/matrix/client", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["m.homeserver"]["base_url"], "https://matrix.example.org/");
