@@ -21,25 +21,11 @@ use serde_json::value::RawValue;
 
 use crate::{
     Federation,
-    pdu::{self, parse_pdu, to_raw, to_raws},
+    pdu::{self, event_ids, parse_pdu, to_raw, to_raws},
 };
 
 /// How many events before the join a joining server fetches, so the user sees what led up to it.
 const JOIN_HISTORY: u32 = 50;
-
-/// The `prev_events` of a PDU.
-fn prev_events_of(object: &CanonicalJsonObject) -> Vec<ruma::OwnedEventId> {
-    match object.get("prev_events") {
-        Some(CanonicalJsonValue::Array(ids)) => ids
-            .iter()
-            .filter_map(|id| match id {
-                CanonicalJsonValue::String(id) => ruma::OwnedEventId::try_from(id.as_str()).ok(),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
 
 /// The state and auth chain a resident server answers `send_join` with.
 pub struct JoinedState {
@@ -151,7 +137,7 @@ impl Federation {
         let state = self.verify_all(&answer.state, &version).await;
         let auth_chain = self.verify_all(&answer.auth_chain, &version).await;
         // Recent history, so the joined user can read what led up to the join.
-        let prev_events = prev_events_of(&join.object);
+        let prev_events = event_ids(&join.object, "prev_events");
         let request = get_backfill::v1::Request::new(
             room_id.to_owned(),
             prev_events,

@@ -136,12 +136,8 @@ impl Sender {
         destinations: Vec<OwnedServerName>,
         edu: String,
     ) -> Result<()> {
-        let items = destinations.iter().map(|d| (d.clone(), None, Some(edu.clone()))).collect();
-        self.store.enqueue(items, QueuedUpTo::Nothing).await?;
-        for destination in &destinations {
-            self.wake(destination);
-        }
-        Ok(())
+        let items = destinations.into_iter().map(|d| (d, None, Some(edu.clone()))).collect();
+        self.enqueue(items, QueuedUpTo::Nothing).await
     }
 
     /// A peer showed it is up (it sent a request): retry it now.
@@ -163,36 +159,37 @@ impl Sender {
                 }
                 continue;
             };
+            // The servers each room's events go to: those with a member, less the ones the
+            // room's ACL denies (read once per room per round).
+            let mut recipients: HashMap<ruma::OwnedRoomId, Vec<OwnedServerName>> = HashMap::new();
             let mut items = Vec::new();
             for event in &events {
                 if event.sender.server_name() != self.origin {
                     continue;
                 }
-                let mut servers = self.rooms.servers_in_room(&event.room_id).await?;
+                if !recipients.contains_key(&event.room_id) {
+                    let acl = self.rooms.server_acl(&event.room_id).await?;
+                    let servers = self.rooms.servers_in_room(&event.room_id).await?;
+                    let allowed = servers
+                        .into_iter()
+                        .filter(|s| *s != self.origin)
+                        .filter(|s| acl.as_ref().is_none_or(|acl| acl.is_allowed(s)))
+                        .collect();
+                    recipients.insert(event.room_id.clone(), allowed);
+                }
+                let mut servers = recipients[&event.room_id].clone();
                 // A membership change also reaches the server of the user it is about.
                 if event.kind == "m.room.member"
                     && let Some(target) = event.state_key.as_deref()
                     && let Ok(target) = <&ruma::UserId>::try_from(target)
+                    && target.server_name() != self.origin
+                    && !servers.iter().any(|s| s == target.server_name())
                 {
                     servers.push(target.server_name().to_owned());
                 }
-                servers.sort();
-                servers.dedup();
-                for server in servers.into_iter().filter(|s| *s != self.origin) {
-                    // Servers the room's ACL denies get nothing of it.
-                    if self.rooms.server_allowed(&event.room_id, &server).await? {
-                        items.push((server, Some(event.event_id.clone()), None));
-                    }
-                }
+                items.extend(servers.into_iter().map(|s| (s, Some(event.event_id.clone()), None)));
             }
-            let mut touched: Vec<OwnedServerName> =
-                items.iter().map(|(s, _, _)| s.clone()).collect();
-            self.store.enqueue(items, QueuedUpTo::Events(last)).await?;
-            touched.sort();
-            touched.dedup();
-            for server in &touched {
-                self.wake(server);
-            }
+            self.enqueue(items, QueuedUpTo::Events(last)).await?;
         }
     }
 
@@ -229,15 +226,25 @@ impl Sender {
                     }
                 }
             }
-            let mut touched: Vec<OwnedServerName> =
-                items.iter().map(|(s, _, _)| s.clone()).collect();
-            self.store.enqueue(items, QueuedUpTo::DeviceLists(last)).await?;
-            touched.sort();
-            touched.dedup();
-            for server in &touched {
-                self.wake(server);
-            }
+            self.enqueue(items, QueuedUpTo::DeviceLists(last)).await?;
         }
+    }
+
+    /// Queues items in storage, then wakes the workers of their destinations.
+    async fn enqueue(
+        self: &Arc<Self>,
+        items: Vec<(OwnedServerName, Option<ruma::OwnedEventId>, Option<String>)>,
+        up_to: QueuedUpTo,
+    ) -> Result<()> {
+        let mut destinations: Vec<OwnedServerName> =
+            items.iter().map(|(s, _, _)| s.clone()).collect();
+        destinations.sort();
+        destinations.dedup();
+        self.store.enqueue(items, up_to).await?;
+        for destination in &destinations {
+            self.wake(destination);
+        }
+        Ok(())
     }
 
     /// Wakes (starting if needed) the worker of a destination.

@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Federation,
-    pdu::{parse_pdu, room_id_of},
+    pdu::{event_ids, parse_pdu, room_id_of},
 };
 
 /// Most PDUs and EDUs in one transaction (spec).
@@ -149,7 +149,7 @@ impl Federation {
 
         // The event's own auth chain, when auth events are missing.
         let known = rooms.known_events(&missing).await?;
-        let auth_ids = auth_events_of(&event);
+        let auth_ids = event_ids(&event.object, "auth_events");
         if auth_ids.iter().any(|id| missing.contains(id) && !known.contains(id)) {
             let request = get_event_authorization::v1::Request::new(
                 room_id.to_owned(),
@@ -199,7 +199,7 @@ impl Federation {
         let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
         let Received::Missing(_) = outcome else { return Ok(outcome) };
         let mut unknown = Vec::new();
-        for prev in prev_events_of(&event) {
+        for prev in event_ids(&event.object, "prev_events") {
             if !rooms.in_timeline(&prev).await? {
                 unknown.push(prev);
             }
@@ -249,25 +249,4 @@ impl Federation {
         state.extend(rooms.state_map_of(room_id, std::slice::from_ref(event_id)).await?);
         Ok(state)
     }
-}
-
-fn id_list(event: &RemoteEvent, key: &str) -> Vec<OwnedEventId> {
-    match event.object.get(key) {
-        Some(ruma::CanonicalJsonValue::Array(ids)) => ids
-            .iter()
-            .filter_map(|id| match id {
-                ruma::CanonicalJsonValue::String(id) => OwnedEventId::try_from(id.as_str()).ok(),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn prev_events_of(event: &RemoteEvent) -> Vec<OwnedEventId> {
-    id_list(event, "prev_events")
-}
-
-fn auth_events_of(event: &RemoteEvent) -> Vec<OwnedEventId> {
-    id_list(event, "auth_events")
 }

@@ -189,6 +189,14 @@ impl TestServer {
         self.call(Method::PUT, path, token, Some(body)).await
     }
 
+    /// The text messages of a room, oldest first, as `/messages` shows them to `user`.
+    pub async fn texts(&self, user: &User, room_id: &str) -> Vec<String> {
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100");
+        let (status, page) = self.get(&path, user.token()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        message_texts(&page)
+    }
+
     /// Registers `localpart` through the UIA dance; returns the login.
     pub async fn register(&self, localpart: &str) -> User {
         User::from_login(&self.register_with(localpart, false).await)
@@ -311,6 +319,19 @@ impl User {
 pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, errcode: &str) {
     assert_eq!(response.0, status, "{}", response.1);
     assert_eq!(response.1["errcode"], errcode, "{}", response.1);
+}
+
+/// The message bodies of a backward `/messages` page, oldest first (any homeserver's).
+pub fn message_texts(page: &Value) -> Vec<String> {
+    let mut texts: Vec<String> = page["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    texts.reverse();
+    texts
 }
 
 /// Asserts a 403 `M_FORBIDDEN`, the answer to most refused actions.

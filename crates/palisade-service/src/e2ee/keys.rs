@@ -41,15 +41,9 @@ fn failure(errcode: &str, error: &str) -> Value {
 }
 
 impl E2eeService {
-    /// Whether `user` is on another server; such users are reported in `failures` until
-    /// federation can ask their server.
-    fn remote(&self, user: &UserId, failures: &mut Map<String, Value>) -> bool {
-        if user.server_name() == self.accounts.server_name() {
-            return false;
-        }
-        let failure = json!({ "status": 503, "message": "Federation is not available" });
-        failures.insert(user.server_name().to_string(), failure);
-        true
+    /// Whether `user` is one of this server's.
+    fn is_local(&self, user: &UserId) -> bool {
+        user.server_name() == self.accounts.server_name()
     }
 
     /// `/keys/upload`: the device's identity keys (once; the same keys may be sent again),
@@ -133,12 +127,10 @@ impl E2eeService {
         requester: Option<&UserId>,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<Value> {
-        let (mut device_keys, mut master, mut self_signing, mut user_signing, mut failures) =
-            (Map::new(), Map::new(), Map::new(), Map::new(), Map::new());
-        for (user, devices) in wanted {
-            if self.remote(user, &mut failures) {
-                continue;
-            }
+        let (mut device_keys, mut master, mut self_signing, mut user_signing) =
+            (Map::new(), Map::new(), Map::new(), Map::new());
+        // Other servers' users are asked of their servers (palisade-federation), not here.
+        for (user, devices) in wanted.iter().filter(|(user, _)| self.is_local(user)) {
             let names: BTreeMap<_, _> = self
                 .accounts
                 .devices(user)
@@ -185,7 +177,7 @@ impl E2eeService {
             "master_keys": master,
             "self_signing_keys": self_signing,
             "user_signing_keys": user_signing,
-            "failures": failures,
+            "failures": {},
         }))
     }
 
@@ -194,11 +186,8 @@ impl E2eeService {
         &self,
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<Value> {
-        let (mut claimed, mut failures) = (Map::new(), Map::new());
-        for (user, devices) in wanted {
-            if self.remote(user, &mut failures) {
-                continue;
-            }
+        let mut claimed = Map::new();
+        for (user, devices) in wanted.iter().filter(|(user, _)| self.is_local(user)) {
             let mut user_keys = Map::new();
             for (device, algorithm) in devices {
                 if let Some(key) = self.store.claim_key(user, device, algorithm).await? {
@@ -211,7 +200,7 @@ impl E2eeService {
                 claimed.insert(user.to_string(), Value::Object(user_keys));
             }
         }
-        Ok(json!({ "one_time_keys": claimed, "failures": failures }))
+        Ok(json!({ "one_time_keys": claimed, "failures": {} }))
     }
 
     /// `/keys/device_signing/upload`: the user's cross-signing keys. Replacing existing keys

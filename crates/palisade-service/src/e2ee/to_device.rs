@@ -34,7 +34,8 @@ impl From<&DeviceIdOrAllDevices> for Recipient {
 }
 
 impl E2eeService {
-    /// `/sendToDevice`: queues the messages for local devices, once per transaction id.
+    /// `/sendToDevice`: queues the messages for local devices, once per transaction id
+    /// (other servers' users are reached through federation).
     pub async fn send_to_device(
         &self,
         session: &Session,
@@ -42,15 +43,43 @@ impl E2eeService {
         txn_id: &str,
         messages: &BTreeMap<OwnedUserId, BTreeMap<Recipient, Value>>,
     ) -> Result<()> {
-        let mut queued = Vec::new();
-        let mut recipients = Vec::new();
-        let trust_off = self.trust.mode() == TrustMode::Off;
         // Verification is how a device becomes trusted, so it passes between an account's own
         // devices; anything else (room keys, secrets) waits for both ends to be trusted.
         let verification = kind.starts_with("m.key.verification.");
+        let own = |user: &UserId| verification && *user == session.user_id;
+        self.queue(&session.user_id, &session.device_id, txn_id, kind, messages, own).await
+    }
+
+    /// To-device messages another server relays from its user `sender` to local users
+    /// (`m.direct_to_device`), once per message id.
+    pub async fn receive_to_device(
+        &self,
+        sender: &UserId,
+        kind: &str,
+        message_id: &str,
+        messages: &BTreeMap<OwnedUserId, BTreeMap<Recipient, Value>>,
+    ) -> Result<()> {
+        // Another server's user has no device here: the message id stands for the device.
+        let device = <&ruma::DeviceId>::from("federation");
+        self.queue(sender, device, message_id, kind, messages, |_| false).await
+    }
+
+    /// Queues messages for the local recipients' devices, once per (sender, device,
+    /// transaction); `exempt` says which recipients get them whatever the devices' trust.
+    async fn queue(
+        &self,
+        sender: &UserId,
+        sender_device: &ruma::DeviceId,
+        txn_id: &str,
+        kind: &str,
+        messages: &BTreeMap<OwnedUserId, BTreeMap<Recipient, Value>>,
+        exempt: impl Fn(&UserId) -> bool,
+    ) -> Result<()> {
+        let mut queued = Vec::new();
+        let mut recipients = Vec::new();
+        let trust_off = self.trust.mode() == TrustMode::Off;
         for (user, devices) in messages {
             if user.server_name() != self.accounts.server_name() {
-                // Remote devices are reached over federation, which is not there yet.
                 continue;
             }
             let known: Vec<_> =
@@ -59,76 +88,22 @@ impl E2eeService {
                 if !content.is_object() {
                     return Err(Error::bad_json("To-device content must be an object"));
                 }
-                let targets: Vec<_> = match recipient {
-                    Recipient::AllDevices => known.clone(),
-                    Recipient::Device(id) => {
-                        known.iter().filter(|d| d.as_str() == id).cloned().collect()
-                    }
-                };
-                for device_id in targets {
-                    let exempt = trust_off || (verification && *user == session.user_id);
-                    queued.push(NewToDevice {
-                        user_id: user.clone(),
-                        device_id,
-                        content: content.to_string(),
-                        exempt,
-                    });
-                }
-            }
-            recipients.push(user.clone());
-        }
-        let fresh = self
-            .store
-            .queue_to_device(&session.user_id, &session.device_id, txn_id, kind, queued)
-            .await?;
-        if fresh {
-            for user in recipients {
-                self.notifier.notify_user(&user);
-            }
-        }
-        Ok(())
-    }
-
-    /// To-device messages another server relays from its user `sender` to local users
-    /// (`m.direct_to_device`), once per message id; other servers' users are skipped.
-    pub async fn receive_to_device(
-        &self,
-        sender: &UserId,
-        kind: &str,
-        message_id: &str,
-        messages: &BTreeMap<OwnedUserId, BTreeMap<Recipient, Value>>,
-    ) -> Result<()> {
-        let mut queued = Vec::new();
-        let mut recipients = Vec::new();
-        for (user, devices) in messages {
-            if user.server_name() != self.accounts.server_name() {
-                continue;
-            }
-            let known: Vec<_> =
-                self.accounts.devices(user).await?.into_iter().map(|d| d.device_id).collect();
-            for (recipient, content) in devices {
-                if !content.is_object() {
-                    continue;
-                }
                 let targets = known.iter().filter(|d| match recipient {
                     Recipient::AllDevices => true,
                     Recipient::Device(id) => d.as_str() == id,
                 });
                 for device_id in targets {
-                    let exempt = self.trust.mode() == TrustMode::Off;
                     queued.push(NewToDevice {
                         user_id: user.clone(),
                         device_id: device_id.clone(),
                         content: content.to_string(),
-                        exempt,
+                        exempt: trust_off || exempt(user),
                     });
                 }
             }
             recipients.push(user.clone());
         }
-        // Another server's user has no device here: the message id stands for the device.
-        let device = <&ruma::DeviceId>::from("federation");
-        if self.store.queue_to_device(sender, device, message_id, kind, queued).await? {
+        if self.store.queue_to_device(sender, sender_device, txn_id, kind, queued).await? {
             for user in recipients {
                 self.notifier.notify_user(&user);
             }

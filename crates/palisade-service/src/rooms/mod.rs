@@ -3,8 +3,8 @@
 //! Every event a room stores goes through [`RoomService::append`] under the room's lock:
 //! built as a full PDU (prev/auth events, depth, content hash, signature, reference-hash id),
 //! checked against the room version's authorization rules with ruma-state-res, then committed
-//! with its state snapshot in one transaction before anyone is told about it. Federation will
-//! enter the same path after building nothing: it starts at the checks.
+//! with its state snapshot in one transaction before anyone is told about it. Events from other
+//! servers enter the same path at the checks (`remote.rs`).
 
 mod create;
 mod directory;

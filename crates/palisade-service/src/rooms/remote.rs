@@ -109,15 +109,23 @@ impl RoomService {
         Ok(room.state.get(&(kind.to_owned(), state_key.to_owned())).cloned())
     }
 
-    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part. No ACL
-    /// allows everyone; entries that are not strings are skipped, the rest still apply.
+    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part.
     pub async fn server_allowed(
         &self,
         room_id: &RoomId,
         server: &ruma::ServerName,
     ) -> Result<bool> {
+        Ok(self.server_acl(room_id).await?.is_none_or(|acl| acl.is_allowed(server)))
+    }
+
+    /// The room's server ACL, if it has one; entries that are not strings are skipped, the
+    /// rest still apply.
+    pub async fn server_acl(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<ruma::events::room::server_acl::RoomServerAclEventContent>> {
         let Some(acl) = self.current_state_id(room_id, "m.room.server_acl", "").await? else {
-            return Ok(true);
+            return Ok(None);
         };
         let content = self.event_content(&acl).await?;
         let globs = |key: &str| -> Vec<String> {
@@ -127,12 +135,11 @@ impl RoomService {
                 .unwrap_or_default()
         };
         let allow_ip_literals = content["allow_ip_literals"].as_bool().unwrap_or(true);
-        let acl = ruma::events::room::server_acl::RoomServerAclEventContent::new(
+        Ok(Some(ruma::events::room::server_acl::RoomServerAclEventContent::new(
             allow_ip_literals,
             globs("allow"),
             globs("deny"),
-        );
-        Ok(acl.is_allowed(server))
+        )))
     }
 
     /// Whether a user is joined to the room now.

@@ -131,31 +131,15 @@ async fn a_server_without_federation_neither_listens_nor_sends() {
     assert_forbidden(&local.get(&profile, Some(&alice.token)).await);
 }
 
-/// The text messages in a room, oldest first, as `/messages` shows them to `user`.
-async fn texts(server: &TestServer, user: &User, room_id: &str) -> Vec<String> {
-    let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100");
-    let (status, body) = server.get(&path, user.token()).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let mut texts: Vec<String> = body["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "m.room.message")
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect();
-    texts.reverse();
-    texts
-}
-
 /// Waits (up to 15 s) until `user` sees `text` in the room.
 async fn wait_for_text(server: &TestServer, user: &User, room_id: &str, text: &str) {
     for _ in 0..150 {
-        if texts(server, user, room_id).await.iter().any(|t| t == text) {
+        if server.texts(user, room_id).await.iter().any(|t| t == text) {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("{} never saw {text:?}; it has {:?}", user.user_id, texts(server, user, room_id).await);
+    panic!("{} never saw {text:?}; it has {:?}", user.user_id, server.texts(user, room_id).await);
 }
 
 /// Joins `user` on `server` to a room on `via`.
@@ -185,7 +169,7 @@ async fn users_on_two_servers_share_a_room() {
 
     join_via(&b, &bob, &room_id, &a).await;
     // Bob can read what was said before he joined (history fetched with the join), in order.
-    assert_eq!(texts(&b, &bob, &room_id).await, ["before bob", "still before bob"]);
+    assert_eq!(b.texts(&bob, &room_id).await, ["before bob", "still before bob"]);
     // B has the room's state: its name and both members.
     let (status, name) =
         b.get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name"), bob.token()).await;
@@ -267,7 +251,7 @@ async fn what_is_queued_for_a_down_server_arrives_after_restarts() {
     let a = TestServer::start_on(a_config).await;
     let b = TestServer::start_on(b_config).await;
     wait_for_text(&b, &bob, &room_id, "queued 3").await;
-    let seen = texts(&b, &bob, &room_id).await;
+    let seen = b.texts(&bob, &room_id).await;
     let order: Vec<&str> =
         seen.iter().map(String::as_str).filter(|t| t.starts_with("queued")).collect();
     assert_eq!(order, ["queued 1", "queued 2", "queued 3"]);
@@ -428,7 +412,7 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
         assert!(results[id]["error"].is_string(), "{id} accepted: {results}");
     }
     wait_for_text(&a, &alice, &room_id, "legit").await;
-    let seen = texts(&a, &alice, &room_id).await;
+    let seen = a.texts(&alice, &room_id).await;
     for text in ["bad signature", "tampered", "original", "forged alice"] {
         assert!(!seen.iter().any(|t| t == text), "{text:?} shown: {seen:?}");
     }
@@ -448,7 +432,43 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
 
     // None of it changed the room's state.
     assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
-    assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "intrusion"));
+    assert!(!a.texts(&alice, &room_id).await.iter().any(|t| t == "intrusion"));
+
+    // Malformed PDUs are skipped, not fatal; an oversized transaction is refused whole.
+    let results = evil.send(&a, &[]).await;
+    assert_eq!(results, json!({}));
+    let body = json!({ "origin": evil.name(), "origin_server_ts": 1, "pdus": ["not a pdu", {}, { "room_id": 5 }] });
+    let (status, answer) = federation_call(
+        &a,
+        Method::PUT,
+        "/_matrix/federation/v1/send/junk",
+        Some(body),
+        Some((evil.name(), evil.key())),
+    )
+    .await;
+    assert_eq!((status, answer["pdus"].clone()), (StatusCode::OK, json!({})), "{answer}");
+    let too_many: Vec<Value> = (0..51).map(|_| json!({})).collect();
+    let body = json!({ "origin": evil.name(), "origin_server_ts": 1, "pdus": too_many });
+    let answer = federation_call(
+        &a,
+        Method::PUT,
+        "/_matrix/federation/v1/send/big",
+        Some(body),
+        Some((evil.name(), evil.key())),
+    )
+    .await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    // A transaction claiming another origin than the signing server is refused.
+    let body = json!({ "origin": a.server_name(), "origin_server_ts": 1, "pdus": [] });
+    let answer = federation_call(
+        &a,
+        Method::PUT,
+        "/_matrix/federation/v1/send/spoof",
+        Some(body),
+        Some((evil.name(), evil.key())),
+    )
+    .await;
+    assert_forbidden(&answer);
 
     // An "invite" that is not a member event is not countersigned.
     let mut fake_invite = event(
@@ -666,7 +686,7 @@ async fn a_server_the_room_acl_denies_is_shut_out() {
     let id = evil.sign(&mut message, evil.key());
     let results = evil.send(&a, &[message]).await;
     assert!(results[&id]["error"].is_string(), "{results}");
-    assert!(!texts(&a, &alice, &room_id).await.iter().any(|t| t == "denied"));
+    assert!(!a.texts(&alice, &room_id).await.iter().any(|t| t == "denied"));
 }
 
 #[tokio::test]
@@ -715,7 +735,7 @@ async fn history_hidden_from_newcomers_is_hidden_from_their_server() {
     join_via(&b, &bob, &room_id, &a).await;
     a.send_text(&alice, &room_id, "said after").await;
     wait_for_text(&b, &bob, &room_id, "said after").await;
-    assert_eq!(texts(&b, &bob, &room_id).await, ["said after"]);
+    assert_eq!(b.texts(&bob, &room_id).await, ["said after"]);
     // B received the earlier message only redacted: its content never left A.
     let on_disk = |server: &TestServer, needle: &[u8]| {
         std::fs::read_dir(&server.config.data_dir).unwrap().any(|entry| {
@@ -738,7 +758,7 @@ async fn either_server_hosts_the_room_and_presence_travels() {
     let room_id = b.create_room(&bob, json!({ "preset": "public_chat" })).await;
     b.send_text(&bob, &room_id, "welcome to B").await;
     join_via(&a, &alice, &room_id, &b).await;
-    assert_eq!(texts(&a, &alice, &room_id).await, ["welcome to B"]);
+    assert_eq!(a.texts(&alice, &room_id).await, ["welcome to B"]);
     a.send_text(&alice, &room_id, "hello B").await;
     wait_for_text(&b, &bob, &room_id, "hello B").await;
 

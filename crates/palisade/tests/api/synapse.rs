@@ -9,7 +9,7 @@ use std::{
 };
 
 use base64::Engine;
-use palisade_testkit::{TestServer, User, urlencode};
+use palisade_testkit::{TestServer, User, message_texts, urlencode};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -193,15 +193,22 @@ database:
             format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100", urlencode(room_id));
         let (status, body) =
             self.call(reqwest::Method::GET, &path, user.token(), Value::Null).await;
+        // Before the room reaches Synapse, the user is not in it yet: nothing to show.
         if status != StatusCode::OK {
             return Vec::new();
         }
-        body["chunk"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-            .collect()
+        message_texts(&body)
+    }
+
+    /// Sends a text message as `user`.
+    async fn send_text(&self, user: &User, room_id: &str, text: &str) -> StatusCode {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            urlencode(room_id),
+            urlencode(text)
+        );
+        let body = json!({ "msgtype": "m.text", "body": text });
+        self.call(reqwest::Method::PUT, &path, user.token(), body).await.0
     }
 }
 
@@ -226,20 +233,6 @@ async fn eventually<F: Future<Output = bool>>(
     panic!("never happened: {what}\nsynapse log:\n{}", synapse.log_tail());
 }
 
-async fn palisade_texts(server: &TestServer, user: &User, room_id: &str) -> Vec<String> {
-    let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=100");
-    let (status, body) = server.get(&path, user.token()).await;
-    if status != StatusCode::OK {
-        return Vec::new();
-    }
-    body["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
-        .collect()
-}
-
 #[tokio::test]
 async fn palisade_and_synapse_share_rooms_both_ways() {
     let mut synapse = Synapse::start().await;
@@ -257,23 +250,9 @@ async fn palisade_and_synapse_share_rooms_both_ways() {
     );
     let (status, body) = synapse.call(post.clone(), &join, sam.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
-    let send = |room: &str, text: &str| {
-        (
-            format!(
-                "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
-                urlencode(room),
-                urlencode(text)
-            ),
-            json!({ "msgtype": "m.text", "body": text }),
-        )
-    };
-    let (path, body) = send(&room_on_palisade, "sam to palisade");
-    let (status, _) = synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(synapse.send_text(&sam, &room_on_palisade, "sam to palisade").await, StatusCode::OK);
     eventually("alice sees sam's message", &synapse, || async {
-        palisade_texts(&palisade, &alice, &room_on_palisade)
-            .await
-            .contains(&"sam to palisade".to_owned())
+        palisade.texts(&alice, &room_on_palisade).await.contains(&"sam to palisade".to_owned())
     })
     .await;
     palisade.send_text(&alice, &room_on_palisade, "alice to synapse").await;
@@ -293,8 +272,7 @@ async fn palisade_and_synapse_share_rooms_both_ways() {
         .await;
     assert_eq!(status, StatusCode::OK, "{room}");
     let room_on_synapse = room["room_id"].as_str().unwrap().to_owned();
-    let (path, body) = send(&room_on_synapse, "before alice");
-    synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    synapse.send_text(&sam, &room_on_synapse, "before alice").await;
     let join = format!(
         "/_matrix/client/v3/join/{}?via={}",
         urlencode(&room_on_synapse),
@@ -307,12 +285,9 @@ async fn palisade_and_synapse_share_rooms_both_ways() {
         synapse.texts(&sam, &room_on_synapse).await.contains(&"alice in synapse's room".to_owned())
     })
     .await;
-    let (path, body) = send(&room_on_synapse, "sam answers");
-    synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    synapse.send_text(&sam, &room_on_synapse, "sam answers").await;
     eventually("alice sees sam's answer", &synapse, || async {
-        palisade_texts(&palisade, &alice, &room_on_synapse)
-            .await
-            .contains(&"sam answers".to_owned())
+        palisade.texts(&alice, &room_on_synapse).await.contains(&"sam answers".to_owned())
     })
     .await;
 
@@ -325,10 +300,9 @@ async fn palisade_and_synapse_share_rooms_both_ways() {
         synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
     })
     .await;
-    let (path, body) = send(&private, "sam accepted");
-    synapse.call(reqwest::Method::PUT, &path, sam.token(), body).await;
+    synapse.send_text(&sam, &private, "sam accepted").await;
     eventually("alice hears from sam in the private room", &synapse, || async {
-        palisade_texts(&palisade, &alice, &private).await.contains(&"sam accepted".to_owned())
+        palisade.texts(&alice, &private).await.contains(&"sam accepted".to_owned())
     })
     .await;
     let (status, room) = synapse
