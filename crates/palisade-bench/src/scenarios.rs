@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -198,67 +198,147 @@ fn carries(sync: &Value, room: &str, event_id: &str) -> bool {
         .is_some_and(|events| events.iter().any(|e| e["event_id"] == event_id))
 }
 
-/// Time from a send returning to the event reaching another user's long-poll, with many
-/// long-polls open in the room.
+/// Time from a send returning to the event reaching another user's long-poll: first with many
+/// long-polls open elsewhere (what idle connections cost), then with all of them in the room
+/// (every message wakes every one of them).
 async fn delivery(server: &Server, args: &Args) -> Result<()> {
     let sender = server.register("deliver").await?;
     let observer = server.register("observer").await?;
     let room = public_room(server, &sender).await?;
     server.join(&observer, &room).await?;
+    let lobby = public_room(server, &sender).await?;
     let pollers = users(server, "poller", args.pollers).await?;
+    for poller in &pollers {
+        server.join(poller, &lobby).await?;
+    }
+    let open = args.pollers + 1;
+    let polling = LongPolls::start(server, &pollers).await?;
+    let idle = deliveries(server, args, &sender, &observer, &room).await?;
+    report(&args.name, "delivery, idle long-polls", idle.fields(open));
+    polling.stop().await;
     for poller in &pollers {
         server.join(poller, &room).await?;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for poller in pollers {
-        let (s, stop) = (server.clone(), stop.clone());
-        handles.push(tokio::spawn(async move {
-            let Ok((first, _)) = s.sync(&poller, "timeout=0").await else { return };
-            let mut since = first["next_batch"].as_str().unwrap_or_default().to_owned();
-            while !stop.load(Ordering::Relaxed) {
-                match s.sync(&poller, &format!("since={since}&timeout=5000")).await {
-                    Ok((next, _)) => {
-                        since = next["next_batch"].as_str().unwrap_or_default().to_owned()
+    EVENTS.fetch_add(2 * args.pollers as u64, Ordering::Relaxed);
+    let polling = LongPolls::start(server, &pollers).await?;
+    let fan_out = deliveries(server, args, &sender, &observer, &room).await?;
+    report(&args.name, "delivery, fan-out", fan_out.fields(open));
+    polling.stop().await;
+    Ok(())
+}
+
+/// Long-polling `/sync` loops, one per user.
+struct LongPolls(Vec<tokio::task::JoinHandle<()>>);
+
+/// Longest a long-poll of the background users waits, in milliseconds.
+const POLL_TIMEOUT_MS: u64 = 5000;
+
+impl LongPolls {
+    /// Starts the loops and returns once every one has done its initial sync.
+    async fn start(server: &Server, users: &[User]) -> Result<Self> {
+        let ready = Arc::new(AtomicU64::new(0));
+        let handles = users
+            .iter()
+            .cloned()
+            .map(|user| {
+                let (s, ready) = (server.clone(), ready.clone());
+                tokio::spawn(async move {
+                    let Ok((first, _)) = s.sync(&user, "timeout=0").await else { return };
+                    ready.fetch_add(1, Ordering::Relaxed);
+                    let mut since = first["next_batch"].as_str().unwrap_or_default().to_owned();
+                    let timeout = format!("&timeout={POLL_TIMEOUT_MS}");
+                    while let Ok((next, _)) =
+                        s.sync(&user, &format!("since={since}{timeout}")).await
+                    {
+                        since = next["next_batch"].as_str().unwrap_or_default().to_owned();
                     }
-                    Err(_) => break,
-                }
+                })
+            })
+            .collect();
+        let polls = Self(handles);
+        for _ in 0..600 {
+            if ready.load(Ordering::Relaxed) as usize == users.len() {
+                // Let the last ones reach their long-poll.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                return Ok(polls);
             }
-        }));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        polls.stop().await;
+        Err("the long-polls did not start within a minute".into())
     }
-    let (first, _) = server.sync(&observer, "timeout=0").await?;
+
+    /// Stops the loops and waits until the server has let their last requests time out.
+    async fn stop(self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(POLL_TIMEOUT_MS + 500)).await;
+    }
+}
+
+/// What [`deliveries`] measured.
+struct Deliveries {
+    delays: Samples,
+    server_cpu_ms: Option<f64>,
+}
+
+impl Deliveries {
+    fn fields(&self, open: usize) -> Value {
+        json!({ "p50_ms": round(self.delays.percentile(50.0)), "p99_ms": round(self.delays.percentile(99.0)), "open_long_polls": open, "server_cpu_ms_per_message": self.server_cpu_ms.map(round) })
+    }
+}
+
+/// Sends messages one at a time and times each until the observer's long-poll returns it;
+/// with the server's CPU time per message, when its pid is known.
+async fn deliveries(
+    server: &Server,
+    args: &Args,
+    sender: &User,
+    observer: &User,
+    room: &str,
+) -> Result<Deliveries> {
+    let (first, _) = server.sync(observer, "timeout=0").await?;
     let mut since = first["next_batch"].as_str().unwrap_or_default().to_owned();
     let rounds = 50;
     let mut delays = Vec::with_capacity(rounds);
+    let cpu_before = args.pid.and_then(cpu_seconds);
     for i in 0..rounds {
         let (s, o, query) =
             (server.clone(), observer.clone(), format!("since={since}&timeout=10000"));
         let poll = tokio::spawn(async move { s.sync(&o, &query).await });
         // Let the long-poll reach the server before sending.
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let event_id = server.send(&sender, &room, &format!("delivery {i}")).await?;
+        let event_id = server.send(sender, room, &format!("delivery {i}")).await?;
         let sent = Instant::now();
         let (mut sync, _) = poll.await.map_err(|e| e.to_string())??;
-        while !carries(&sync, &room, &event_id) {
+        while !carries(&sync, room, &event_id) {
             let query =
                 format!("since={}&timeout=10000", sync["next_batch"].as_str().unwrap_or_default());
-            sync = server.sync(&observer, &query).await?.0;
+            sync = server.sync(observer, &query).await?.0;
         }
         delays.push(sent.elapsed());
         since = sync["next_batch"].as_str().unwrap_or_default().to_owned();
     }
-    stop.store(true, Ordering::Relaxed);
-    for handle in handles {
-        let _ = handle.await;
-    }
-    EVENTS.fetch_add(rounds as u64 + args.pollers as u64, Ordering::Relaxed);
-    let samples = Samples::new(&delays);
-    report(
-        &args.name,
-        "delivery to a long-poll",
-        json!({ "p50_ms": round(samples.percentile(50.0)), "p99_ms": round(samples.percentile(99.0)), "open_long_polls": args.pollers + 1 }),
-    );
-    Ok(())
+    // The other long-polls may still be answering the last message.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_after = args.pid.and_then(cpu_seconds);
+    EVENTS.fetch_add(rounds as u64, Ordering::Relaxed);
+    let server_cpu_ms = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some((after - before) * 1000.0 / rounds as f64),
+        _ => None,
+    };
+    Ok(Deliveries { delays: Samples::new(&delays), server_cpu_ms })
+}
+
+/// CPU time (user and system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces; utime and
+    // stime are the 14th and 15th fields, in USER_HZ (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 /// The initial sync of a user in many rooms with some history.

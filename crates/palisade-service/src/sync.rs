@@ -6,7 +6,7 @@
 //! changed in between when the timeline had to be cut (`limited`).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -25,7 +25,7 @@ use crate::{
     e2ee::{DeviceListChanges, E2eeService},
     notify::Notifier,
     receipts::{READ_PRIVATE, ReceiptService},
-    rooms::{EventFilter, RoomService, stream_token},
+    rooms::{EventFilter, RoomService, Visibility, stream_token},
     typing::TypingService,
 };
 
@@ -123,6 +123,9 @@ pub struct SyncRequest {
 
 /// Most events checked for unread counts per room.
 const MAX_UNREAD_SCAN: usize = 1000;
+/// Most events between two syncs for which the rooms they touched are listed; past this,
+/// every room of the user is read.
+const MAX_CHANGED_SCAN: usize = 10_000;
 /// Longest a sync waits.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// State events an invited user sees (stripped).
@@ -168,6 +171,15 @@ struct UnreadCount {
     counted_to: u64,
     notifications: u64,
     highlights: u64,
+}
+
+/// Where a room's part of a pass starts and ends.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since: Option<SyncToken>,
+    now: SyncToken,
+    /// Nothing happened in the room's timeline or receipts in between.
+    quiet: bool,
 }
 
 /// What one pass found.
@@ -241,14 +253,18 @@ impl SyncService {
         let user = &session.user_id;
         let mut now = self.now().await?;
         let filter = &request.filter;
-        let account_data: Vec<AccountDataRow> = self
-            .account_data
-            .store()
-            .account_data_since(user, since.map_or(0, |s| s.account_data))
-            .await?
-            .into_iter()
-            .filter(|row| row.stream_pos <= now.account_data)
-            .collect();
+        // Streams that did not move since the token are not read.
+        let account_data: Vec<AccountDataRow> = match since {
+            Some(s) if s.account_data >= now.account_data => Vec::new(),
+            _ => self
+                .account_data
+                .store()
+                .account_data_since(user, since.map_or(0, |s| s.account_data))
+                .await?
+                .into_iter()
+                .filter(|row| row.stream_pos <= now.account_data)
+                .collect(),
+        };
 
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
         // Strict device trust: an unapproved device sees no rooms at all.
@@ -260,6 +276,10 @@ impl SyncService {
         }
         let memberships =
             if walled_off { Vec::new() } else { self.store.rooms_of_user(user).await? };
+        let changed_rooms = match since {
+            Some(since) if !request.full_state => self.changed_rooms(since, now).await?,
+            _ => None,
+        };
         for membership in memberships {
             let room_id = &membership.room_id;
             let wanted = filter.rooms.as_ref().is_none_or(|rooms| rooms.contains(room_id))
@@ -271,8 +291,11 @@ impl SyncService {
             let changed_since = since.is_none_or(|s| membership.stream_pos > s.events);
             match membership.membership.as_str() {
                 "join" => {
+                    let quiet = !changed_since
+                        && changed_rooms.as_ref().is_some_and(|rooms| !rooms.contains(room_id));
+                    let window = Window { since, now, quiet };
                     if let Some(room) = self
-                        .joined_room(session, &membership, since, now, request, &account_data)
+                        .joined_room(session, &membership, window, request, &account_data)
                         .await?
                     {
                         join.insert(room_id.to_string(), room);
@@ -332,18 +355,39 @@ impl SyncService {
         Ok(Pass { body, changed })
     }
 
+    /// Rooms with events or receipts between the token and this pass; `None` when too much
+    /// happened in between to list (every room is then read).
+    async fn changed_rooms(
+        &self,
+        since: SyncToken,
+        now: SyncToken,
+    ) -> Result<Option<HashSet<OwnedRoomId>>> {
+        let Some(mut rooms) = self
+            .store
+            .rooms_with_events_between(since.events, now.events, MAX_CHANGED_SCAN)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if now.receipts > since.receipts {
+            let store = self.receipts.store();
+            rooms.extend(store.rooms_with_receipts_between(since.receipts, now.receipts).await?);
+        }
+        Ok(Some(rooms))
+    }
+
     /// The timeline of a room between `to` (exclusive) and `from`, newest `limit` events, in
     /// chronological order; with whether it was cut and the position before its first event.
     async fn timeline(
         &self,
-        user: &UserId,
-        room_id: &RoomId,
+        membership: &MembershipRow,
         from: u64,
         to: Option<u64>,
         filter: &SyncFilter,
     ) -> Result<(Vec<palisade_storage::EventRow>, bool, u64)> {
+        let (user, room_id) = (&membership.user_id, membership.room_id.as_ref());
         let limit = filter.timeline_limit.clamp(1, 1000);
-        let mut viewer = self.rooms.visibility(user, room_id).await?;
+        let mut viewer = Visibility::new(user, membership.membership == "join");
         let page = self
             .rooms
             .timeline_page(
@@ -406,8 +450,7 @@ impl SyncService {
         &self,
         session: &Session,
         membership: &MembershipRow,
-        since: Option<SyncToken>,
-        now: SyncToken,
+        Window { since, now, quiet }: Window,
         request: &SyncRequest,
         account_data: &[AccountDataRow],
     ) -> Result<Option<Value>> {
@@ -415,7 +458,11 @@ impl SyncService {
         let filter = &request.filter;
         let joined_since = since.is_none_or(|s| membership.stream_pos > s.events);
         let to = if joined_since { None } else { since.map(|s| s.events) };
-        let (rows, limited, start) = self.timeline(user, room_id, now.events, to, filter).await?;
+        let (rows, limited, start) = if quiet {
+            (Vec::new(), false, now.events)
+        } else {
+            self.timeline(membership, now.events, to, filter).await?
+        };
         // Full state for a new room; the changes hidden by a cut timeline; else nothing (the
         // timeline itself carries the state changes).
         let state = if joined_since || request.full_state {
@@ -432,17 +479,21 @@ impl SyncService {
         {
             ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": typing } }));
         }
-        let receipts: Vec<ReceiptRow> = self
-            .receipts
-            .store()
-            .receipts_since(room_id, if joined_since { 0 } else { since.map_or(0, |s| s.receipts) })
-            .await?
-            .into_iter()
-            .filter(|r| {
-                r.stream_pos <= now.receipts
-                    && (r.receipt_type != READ_PRIVATE || r.user_id == *user)
-            })
-            .collect();
+        let receipts_from = if joined_since { 0 } else { since.map_or(0, |s| s.receipts) };
+        let receipts: Vec<ReceiptRow> = if quiet || receipts_from >= now.receipts {
+            Vec::new()
+        } else {
+            self.receipts
+                .store()
+                .receipts_since(room_id, receipts_from)
+                .await?
+                .into_iter()
+                .filter(|r| {
+                    r.stream_pos <= now.receipts
+                        && (r.receipt_type != READ_PRIVATE || r.user_id == *user)
+                })
+                .collect()
+        };
         if !receipts.is_empty() {
             ephemeral.push(receipt_event(&receipts));
         }
@@ -631,9 +682,8 @@ impl SyncService {
             return Ok(json!({ "timeline": { "events": timeline, "limited": false } }));
         }
         let to = since.map(|s| s.events);
-        let (rows, limited, start) = self
-            .timeline(&session.user_id, room_id, membership.stream_pos, to, &request.filter)
-            .await?;
+        let (rows, limited, start) =
+            self.timeline(membership, membership.stream_pos, to, &request.filter).await?;
         let lazy = request.filter.lazy_load_members;
         let state = if since.is_none() || limited {
             self.state(room_id, start, to, &rows, &session.user_id, lazy).await?

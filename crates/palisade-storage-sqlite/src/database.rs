@@ -16,6 +16,9 @@ use crate::{schema, sql};
 const MAX_GROUP: usize = 256;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
+/// Prepared statements kept per connection: more than the distinct queries of one `/sync`
+/// pass, so a pass never re-prepares (rusqlite keeps 16 by default).
+const STATEMENT_CACHE: usize = 256;
 
 /// A write waiting for the writer thread: runs inside the group transaction (or, given `None`,
 /// records that no transaction could be opened) and returns the completion to call once the
@@ -49,6 +52,7 @@ impl Database {
         }
         let mut conn = Connection::open(path).map_err(sql)?;
         configure(&conn).map_err(sql)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
 
         let (tx, rx) = mpsc::channel::<Job>();
@@ -94,6 +98,7 @@ impl Database {
                 .map_err(sql)?;
                 conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
                     .map_err(sql)?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 conn
             }
         };

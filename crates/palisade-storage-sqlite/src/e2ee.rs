@@ -314,11 +314,8 @@ impl E2eeStore for Database {
 
     async fn max_device_list_pos(&self) -> Result<u64> {
         self.read(|conn| {
-            conn.query_row(
-                "SELECT coalesce(max(stream_pos), 0) FROM device_list_changes",
-                [],
-                |r| r.get(0),
-            )
+            conn.prepare_cached("SELECT coalesce(max(stream_pos), 0) FROM device_list_changes")?
+                .query_row([], |r| r.get(0))
         })
     }
 
@@ -484,11 +481,10 @@ impl E2eeStore for Database {
     async fn max_to_device_pos(&self) -> Result<u64> {
         self.read(|conn| {
             // The sequence, not max(): acknowledged rows are deleted but positions must not repeat.
-            conn.query_row(
+            conn.prepare_cached(
                 "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'to_device'), 0)",
-                [],
-                |r| r.get(0),
-            )
+            )?
+            .query_row([], |r| r.get(0))
         })
     }
 

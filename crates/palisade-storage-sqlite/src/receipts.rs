@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use palisade_core::Result;
 use palisade_storage::{NewReceipt, ReceiptRow, ReceiptStore};
-use ruma::{RoomId, UserId};
+use ruma::{OwnedRoomId, RoomId, UserId};
 use rusqlite::{Row, params};
 
 use crate::{Database, parse_id, sql};
@@ -68,6 +68,20 @@ impl ReceiptStore for Database {
         })
     }
 
+    async fn rooms_with_receipts_between(
+        &self,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<OwnedRoomId>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT DISTINCT room_id FROM receipts WHERE stream_pos > ?1 AND stream_pos <= ?2",
+            )?
+            .query_map(params![after, up_to], |row| parse_id(row, 0))?
+            .collect()
+        })
+    }
+
     async fn receipts_of(&self, room_id: &RoomId, user_id: &UserId) -> Result<Vec<ReceiptRow>> {
         self.read(|conn| {
             conn.prepare_cached(&format!(
@@ -80,7 +94,8 @@ impl ReceiptStore for Database {
 
     async fn max_receipt_pos(&self) -> Result<u64> {
         self.read(|conn| {
-            conn.query_row("SELECT coalesce(max(stream_pos), 0) FROM receipts", [], |r| r.get(0))
+            conn.prepare_cached("SELECT coalesce(max(stream_pos), 0) FROM receipts")?
+                .query_row([], |r| r.get(0))
         })
     }
 }

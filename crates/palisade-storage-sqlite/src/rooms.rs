@@ -1,5 +1,7 @@
 //! `RoomStore` on SQLite.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use palisade_core::{Error, Result};
 use palisade_storage::{
@@ -58,22 +60,27 @@ fn membership_row(row: &Row<'_>) -> rusqlite::Result<MembershipRow> {
 }
 
 /// Reads the full state of a snapshot by walking its delta chain, newest first.
+/// The groups of a delta chain from `?1` back to its full snapshot, nearest first (`depth`).
+const STATE_CHAIN: &str = "WITH RECURSIVE chain(id, depth) AS (
+        SELECT ?1, 0
+        UNION ALL
+        SELECT g.prev_group, chain.depth + 1 FROM state_groups g JOIN chain ON g.id = chain.id
+        WHERE g.prev_group IS NOT NULL
+    )";
+
 fn state_of_group(conn: &Connection, group: u64) -> rusqlite::Result<StateMap> {
     let mut state = StateMap::new();
-    let mut entries = conn.prepare_cached(
-        "SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = ?1",
-    )?;
-    let mut prev = conn.prepare_cached("SELECT prev_group FROM state_groups WHERE id = ?1")?;
-    let mut next = Some(group);
-    while let Some(group) = next {
-        let rows = entries.query_map([group], |row| {
-            Ok(((row.get::<_, String>(0)?, row.get::<_, String>(1)?), parse_id(row, 2)?))
-        })?;
-        for row in rows {
-            let (key, event_id) = row?;
-            state.entry(key).or_insert(event_id);
-        }
-        next = prev.query_row([group], |row| row.get(0))?;
+    let mut entries = conn.prepare_cached(&format!(
+        "{STATE_CHAIN} SELECT e.type, e.state_key, e.event_id FROM chain
+         JOIN state_group_entries e ON e.group_id = chain.id ORDER BY chain.depth"
+    ))?;
+    let rows = entries.query_map([group], |row| {
+        Ok(((row.get::<_, String>(0)?, row.get::<_, String>(1)?), parse_id(row, 2)?))
+    })?;
+    // Nearer groups come first and override the snapshot below them.
+    for row in rows {
+        let (key, event_id) = row?;
+        state.entry(key).or_insert(event_id);
     }
     Ok(state)
 }
@@ -535,21 +542,22 @@ impl RoomStore for Database {
     async fn timeline(
         &self,
         room_id: &RoomId,
-        from: Option<u64>,
+        after: u64,
+        up_to: u64,
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>> {
-        let (comparison, order, default) = match direction {
-            Direction::Backward => ("<", "DESC", i64::MAX),
-            Direction::Forward => (">", "ASC", 0),
+        let order = match direction {
+            Direction::Backward => "DESC",
+            Direction::Forward => "ASC",
         };
-        let from = from.map(|f| f as i64).unwrap_or(default);
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
         self.read(|conn| {
             conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_pos {comparison} ?2
-                 AND outlier = 0 ORDER BY stream_pos {order} LIMIT ?3"
+                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_pos > ?2
+                 AND stream_pos <= ?3 AND outlier = 0 ORDER BY stream_pos {order} LIMIT ?4"
             ))?
-            .query_map(params![room_id.as_str(), from, limit as i64], event_row)?
+            .query_map(params![room_id.as_str(), after as i64, up_to, limit as i64], event_row)?
             .collect()
         })
     }
@@ -601,24 +609,15 @@ impl RoomStore for Database {
         kind: &str,
         state_key: &str,
     ) -> Result<Option<OwnedEventId>> {
+        // The nearest group of the delta chain that sets the key, walked inside SQLite.
         self.read(|conn| {
-            let mut entry = conn.prepare_cached(
-                "SELECT event_id FROM state_group_entries
-                 WHERE group_id = ?1 AND type = ?2 AND state_key = ?3",
-            )?;
-            let mut prev =
-                conn.prepare_cached("SELECT prev_group FROM state_groups WHERE id = ?1")?;
-            let mut next = Some(state_group);
-            while let Some(group) = next {
-                if let Some(id) = entry
-                    .query_row(params![group, kind, state_key], |row| parse_id(row, 0))
-                    .optional()?
-                {
-                    return Ok(Some(id));
-                }
-                next = prev.query_row([group], |row| row.get(0))?;
-            }
-            Ok(None)
+            conn.prepare_cached(&format!(
+                "{STATE_CHAIN} SELECT e.event_id FROM chain JOIN state_group_entries e
+                 ON e.group_id = chain.id WHERE e.type = ?2 AND e.state_key = ?3
+                 ORDER BY chain.depth LIMIT 1"
+            ))?
+            .query_row(params![state_group, kind, state_key], |row| parse_id(row, 0))
+            .optional()
         })
     }
 
@@ -631,19 +630,38 @@ impl RoomStore for Database {
         })
     }
 
-    async fn members_changed_since(
+    async fn members_changed_in_joined_rooms(
         &self,
-        room_id: &RoomId,
+        user_id: &UserId,
         since: u64,
     ) -> Result<Vec<MembershipRow>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT room_id, user_id, membership, event_id, stream_pos FROM memberships
-                 WHERE room_id = ?1 AND stream_pos > ?2",
+                "SELECT m.room_id, m.user_id, m.membership, m.event_id, m.stream_pos
+                 FROM memberships mine JOIN memberships m ON m.room_id = mine.room_id
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND m.stream_pos > ?2",
             )?
-            .query_map(params![room_id.as_str(), since], membership_row)?
+            .query_map(params![user_id.as_str(), since], membership_row)?
             .collect()
         })
+    }
+
+    async fn rooms_with_events_between(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Option<HashSet<OwnedRoomId>>> {
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        let rooms: Vec<OwnedRoomId> = self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT room_id FROM events WHERE stream_pos > ?1 AND stream_pos <= ?2
+                 AND outlier = 0 LIMIT ?3",
+            )?
+            .query_map(params![after as i64, up_to, limit as i64 + 1], |row| parse_id(row, 0))?
+            .collect()
+        })?;
+        Ok((rooms.len() <= limit).then(|| rooms.into_iter().collect()))
     }
 
     async fn rooms_of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>> {
@@ -673,7 +691,8 @@ impl RoomStore for Database {
 
     async fn max_stream_pos(&self) -> Result<u64> {
         self.read(|conn| {
-            conn.query_row("SELECT coalesce(max(stream_pos), 0) FROM events", [], |r| r.get(0))
+            conn.prepare_cached("SELECT coalesce(max(stream_pos), 0) FROM events")?
+                .query_row([], |r| r.get(0))
         })
     }
 

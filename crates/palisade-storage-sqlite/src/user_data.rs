@@ -101,9 +101,8 @@ impl UserDataStore for Database {
 
     async fn max_account_data_pos(&self) -> Result<u64> {
         self.read(|conn| {
-            conn.query_row("SELECT coalesce(max(stream_pos), 0) FROM account_data", [], |r| {
-                r.get(0)
-            })
+            conn.prepare_cached("SELECT coalesce(max(stream_pos), 0) FROM account_data")?
+                .query_row([], |r| r.get(0))
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 /// A user's receipt in a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub trait ReceiptStore: Send + Sync {
     async fn set_receipt(&self, receipt: NewReceipt<'_>) -> Result<Option<u64>>;
     /// Receipts of a room changed after `since` (all of them for 0).
     async fn receipts_since(&self, room_id: &RoomId, since: u64) -> Result<Vec<ReceiptRow>>;
+    /// Rooms with receipts changed at `after < stream_pos <= up_to`.
+    async fn rooms_with_receipts_between(&self, after: u64, up_to: u64)
+    -> Result<Vec<OwnedRoomId>>;
     /// A user's receipts in a room.
     async fn receipts_of(&self, room_id: &RoomId, user_id: &UserId) -> Result<Vec<ReceiptRow>>;
     /// The latest receipt stream position.

@@ -1,6 +1,6 @@
 //! Rooms: events (PDUs), state snapshots, forward extremities, memberships and aliases.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use palisade_core::Result;
@@ -182,11 +182,12 @@ pub trait RoomStore: Send + Sync {
     async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>>;
     /// The state snapshot after an event; `None` if the event is unknown.
     async fn state_after(&self, event_id: &EventId) -> Result<Option<StateMap>>;
-    /// Events of a room in stream order, from `from` (exclusive) in `direction`.
+    /// Events of a room with `after < stream_pos <= up_to`, walked in `direction`.
     async fn timeline(
         &self,
         room_id: &RoomId,
-        from: Option<u64>,
+        after: u64,
+        up_to: u64,
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>>;
@@ -211,12 +212,21 @@ pub trait RoomStore: Send + Sync {
     ) -> Result<Option<OwnedEventId>>;
     /// How many users are joined to a room.
     async fn joined_count(&self, room_id: &RoomId) -> Result<u64>;
-    /// Memberships of a room that changed after stream position `since`.
-    async fn members_changed_since(
+    /// Memberships that changed after stream position `since` in the rooms `user_id` is
+    /// joined to.
+    async fn members_changed_in_joined_rooms(
         &self,
-        room_id: &RoomId,
+        user_id: &UserId,
         since: u64,
     ) -> Result<Vec<MembershipRow>>;
+    /// Rooms with events at `after < stream_pos <= up_to`; `None` when more than `limit`
+    /// events lie in between (then every room may have changed).
+    async fn rooms_with_events_between(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Option<HashSet<OwnedRoomId>>>;
     /// A user's memberships (not forgotten ones).
     async fn rooms_of_user(&self, user_id: &UserId) -> Result<Vec<MembershipRow>>;
     /// Hides a left room from the user; `false` unless the user has left or been banned.

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use palisade_storage::MembershipRow;
+
 use palisade_core::Result;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
@@ -14,6 +16,23 @@ pub struct DeviceListChanges {
     pub changed: Vec<OwnedUserId>,
     /// Users no longer sharing any room with the requester.
     pub left: Vec<OwnedUserId>,
+}
+
+/// Sorts a membership into users whose keys are new to the requester and users who left.
+fn note(
+    member: MembershipRow,
+    changed: &mut BTreeSet<OwnedUserId>,
+    departed: &mut BTreeSet<OwnedUserId>,
+) {
+    match member.membership.as_str() {
+        "join" => {
+            changed.insert(member.user_id);
+        }
+        "leave" | "ban" => {
+            departed.insert(member.user_id);
+        }
+        _ => {}
+    }
 }
 
 impl E2eeService {
@@ -32,24 +51,18 @@ impl E2eeService {
         let mut changed: BTreeSet<OwnedUserId> = BTreeSet::new();
         let mut departed: BTreeSet<OwnedUserId> = BTreeSet::new();
         let mut joined_rooms: Vec<OwnedRoomId> = Vec::new();
+        // Rooms joined since: every member is new to the user; other joined rooms: only the
+        // memberships that changed, read in one query.
+        for member in self.rooms.members_changed_in_joined_rooms(user, since_events).await? {
+            note(member, &mut changed, &mut departed);
+        }
         for membership in self.rooms.rooms_of_user(user).await? {
             let mine_is_new = membership.stream_pos > since_events;
             match membership.membership.as_str() {
                 "join" => {
-                    let members = if mine_is_new {
-                        self.rooms.members(&membership.room_id).await?
-                    } else {
-                        self.rooms.members_changed_since(&membership.room_id, since_events).await?
-                    };
-                    for member in members {
-                        match member.membership.as_str() {
-                            "join" => {
-                                changed.insert(member.user_id);
-                            }
-                            "leave" | "ban" => {
-                                departed.insert(member.user_id);
-                            }
-                            _ => {}
+                    if mine_is_new {
+                        for member in self.rooms.members(&membership.room_id).await? {
+                            note(member, &mut changed, &mut departed);
                         }
                     }
                     joined_rooms.push(membership.room_id);

@@ -125,7 +125,12 @@ impl E2eeService {
         if since > 0 {
             self.store.ack_to_device(user, device, since).await?;
         }
-        let rows = self.store.to_device_since(user, device, since, MAX_PER_SYNC).await?;
+        // Nothing was queued for anyone since the token: nothing to read.
+        let rows = if since >= now {
+            Vec::new()
+        } else {
+            self.store.to_device_since(user, device, since, MAX_PER_SYNC).await?
+        };
         let next = match rows.last() {
             Some(last) if rows.len() == MAX_PER_SYNC => last.stream_pos,
             Some(last) => last.stream_pos.max(now),

@@ -37,6 +37,7 @@ use tokio::sync::Mutex;
 pub use create::{CreateRoom, Preset};
 pub use directory::PublicRoom;
 pub use pdu::Pdu;
+pub(crate) use read::Visibility;
 pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
 pub use remote::{JoinedRoom, Received, RemoteEvent};
 

@@ -74,6 +74,13 @@ pub(crate) struct Visibility {
     by_group: HashMap<u64, bool>,
 }
 
+impl Visibility {
+    /// A viewer who is (or is not) joined to the room now.
+    pub(crate) fn new(user: &UserId, joined_now: bool) -> Self {
+        Self { user: user.to_owned(), joined_now, by_group: HashMap::new() }
+    }
+}
+
 /// Events found by [`RoomService::timeline_page`].
 pub(crate) struct TimelinePage {
     /// The events, in the direction walked.
@@ -283,7 +290,7 @@ impl RoomService {
     pub(crate) async fn visibility(&self, user: &UserId, room_id: &RoomId) -> Result<Visibility> {
         let joined_now =
             self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join");
-        Ok(Visibility { user: user.to_owned(), joined_now, by_group: HashMap::new() })
+        Ok(Visibility::new(user, joined_now))
     }
 
     /// Whether the viewer may see an event, by the history visibility and their membership in
@@ -299,7 +306,9 @@ impl RoomService {
         let visibility =
             self.state_content(row.state_group, "m.room.history_visibility", "").await?;
         let visibility = visibility["history_visibility"].as_str().unwrap_or("shared").to_owned();
-        let allowed = if visibility == "world_readable" {
+        let shared = !matches!(visibility.as_str(), "invited" | "joined");
+        // Shared history is open to current members whatever they were then.
+        let allowed = if visibility == "world_readable" || (shared && viewer.joined_now) {
             true
         } else {
             let member =
@@ -352,24 +361,21 @@ impl RoomService {
         mut viewer: Option<&mut Visibility>,
     ) -> Result<TimelinePage> {
         let (mut rows, mut cursor, mut reached_end) = (Vec::new(), start, false);
+        // Pages start as small as the request and grow while filters drop events.
+        let mut size = limit.clamp(1, PAGE);
         'pages: loop {
-            let from = match direction {
-                Direction::Backward => cursor + 1,
-                Direction::Forward => cursor,
+            let (after, up_to) = match direction {
+                Direction::Backward => (to.unwrap_or(0), cursor),
+                Direction::Forward => (cursor, to.unwrap_or(u64::MAX).min(ceiling)),
             };
-            let page = self.store.timeline(room_id, Some(from), direction, PAGE).await?;
-            let full = page.len() == PAGE;
+            if after >= up_to {
+                reached_end = true;
+                break;
+            }
+            let page = self.store.timeline(room_id, after, up_to, direction, size).await?;
+            let full = page.len() == size;
+            size = (size * 2).min(PAGE);
             for row in page {
-                let past_end = match direction {
-                    Direction::Backward => to.is_some_and(|to| row.stream_pos <= to),
-                    Direction::Forward => {
-                        to.is_some_and(|to| row.stream_pos > to) || row.stream_pos > ceiling
-                    }
-                };
-                if past_end {
-                    reached_end = true;
-                    break 'pages;
-                }
                 cursor = match direction {
                     Direction::Backward => row.stream_pos - 1,
                     Direction::Forward => row.stream_pos,

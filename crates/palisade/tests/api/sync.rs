@@ -92,6 +92,42 @@ async fn initial_then_incremental_sync() {
 }
 
 #[tokio::test]
+async fn incremental_sync_reads_only_the_rooms_that_changed() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let busy = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    let quiet = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &quiet).await;
+    let (_, sent) = server.send_text(&alice, &quiet, "old news").await;
+    let old = sent["event_id"].as_str().unwrap().to_owned();
+    let since = server.sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+
+    server.send_text(&alice, &busy, "fresh").await;
+    let next = server.sync(&alice, &format!("since={since}")).await;
+    assert_eq!(messages(&next["rooms"]["join"][&busy]), ["fresh"]);
+    assert!(next["rooms"]["join"].get(&quiet).is_none(), "{next}");
+
+    // A receipt alone brings the quiet room back, without a timeline.
+    let since = next["next_batch"].as_str().unwrap().to_owned();
+    let receipt = format!("/_matrix/client/v3/rooms/{quiet}/receipt/m.read/{old}");
+    assert_eq!(server.post(&receipt, bob.token(), json!({})).await.0, StatusCode::OK);
+    let next = server.sync(&alice, &format!("since={since}")).await;
+    let room = &next["rooms"]["join"][&quiet];
+    assert!(section(room, "timeline").is_empty(), "{room}");
+    assert_eq!(room["ephemeral"]["events"][0]["type"], "m.receipt", "{room}");
+    assert!(next["rooms"]["join"].get(&busy).is_none(), "{next}");
+
+    // So does a tag, which is room account data.
+    let since = next["next_batch"].as_str().unwrap().to_owned();
+    let tag = format!("/_matrix/client/v3/user/{}/rooms/{quiet}/tags/u.work", alice.user_id);
+    assert_eq!(server.put(&tag, alice.token(), json!({})).await.0, StatusCode::OK);
+    let next = server.sync(&alice, &format!("since={since}")).await;
+    let room = &next["rooms"]["join"][&quiet];
+    assert_eq!(room["account_data"]["events"][0]["type"], "m.tag", "{next}");
+}
+
+#[tokio::test]
 async fn limited_timelines_carry_the_state_in_between() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
