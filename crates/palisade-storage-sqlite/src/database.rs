@@ -7,7 +7,7 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, config::DbConfig};
 use tokio::sync::oneshot;
 
 use crate::{schema, sql};
@@ -33,6 +33,15 @@ pub struct Database {
     readers: Mutex<Vec<Connection>>,
 }
 
+/// Settings of every connection, reader or writer.
+fn tune(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Without the planner stability guarantee, binding a value SQLite looked at while planning
+    // (a `LIMIT ?`) expires the cached statement and every execution prepares it again.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // FULL: a commit is on disk before we acknowledge it; group commit pays for the fsync.
     conn.execute_batch(
@@ -52,7 +61,7 @@ impl Database {
         }
         let mut conn = Connection::open(path).map_err(sql)?;
         configure(&conn).map_err(sql)?;
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        tune(&conn).map_err(sql)?;
         schema::migrate(&mut conn)?;
 
         let (tx, rx) = mpsc::channel::<Job>();
@@ -98,7 +107,7 @@ impl Database {
                 .map_err(sql)?;
                 conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
                     .map_err(sql)?;
-                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                tune(&conn).map_err(sql)?;
                 conn
             }
         };

@@ -105,6 +105,9 @@ pub struct RoomService {
     /// Tells listeners (the federation sender) that events were committed.
     committed: tokio::sync::watch::Sender<u64>,
     notifier: Arc<Notifier>,
+    /// History visibility of state snapshots: snapshots never change, and every reader of a
+    /// room asks about the same few.
+    visibility_by_group: SyncMutex<HashMap<u64, read::HistoryVisibility>>,
 }
 
 fn forbidden_from_auth(reason: String) -> Error {
@@ -155,6 +158,7 @@ impl RoomService {
             stream,
             committed,
             notifier,
+            visibility_by_group: SyncMutex::new(HashMap::new()),
         })
     }
 

@@ -91,6 +91,18 @@ pub(crate) struct TimelinePage {
     pub reached_end: bool,
 }
 
+/// `m.room.history_visibility`, as far as reading is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HistoryVisibility {
+    WorldReadable,
+    Shared,
+    Invited,
+    Joined,
+}
+
+/// Snapshots whose history visibility is remembered; the cache starts over when full.
+const MAX_CACHED_VISIBILITIES: usize = 100_000;
+
 /// Formats a stream position as a pagination token.
 pub fn stream_token(pos: u64) -> String {
     format!("s{pos}")
@@ -303,25 +315,45 @@ impl RoomService {
         if let Some(known) = viewer.by_group.get(&row.state_group) {
             return Ok(*known);
         }
-        let visibility =
-            self.state_content(row.state_group, "m.room.history_visibility", "").await?;
-        let visibility = visibility["history_visibility"].as_str().unwrap_or("shared").to_owned();
-        let shared = !matches!(visibility.as_str(), "invited" | "joined");
+        let visibility = self.history_visibility(row.state_group).await?;
         // Shared history is open to current members whatever they were then.
-        let allowed = if visibility == "world_readable" || (shared && viewer.joined_now) {
+        let allowed = if visibility == HistoryVisibility::WorldReadable
+            || (visibility == HistoryVisibility::Shared && viewer.joined_now)
+        {
             true
         } else {
             let member =
                 self.state_content(row.state_group, "m.room.member", viewer.user.as_str()).await?;
             let membership = member["membership"].as_str().unwrap_or_default();
-            match visibility.as_str() {
-                "invited" => matches!(membership, "join" | "invite"),
-                "joined" => membership == "join",
+            match visibility {
+                HistoryVisibility::Invited => matches!(membership, "join" | "invite"),
+                HistoryVisibility::Joined => membership == "join",
                 _ => membership == "join" || viewer.joined_now,
             }
         };
         viewer.by_group.insert(row.state_group, allowed);
         Ok(allowed)
+    }
+
+    /// The history visibility in a state snapshot, remembered across requests.
+    async fn history_visibility(&self, group: u64) -> Result<HistoryVisibility> {
+        if let Some(known) = self.visibility_by_group.lock().expect("cache poisoned").get(&group) {
+            return Ok(*known);
+        }
+        let content = self.state_content(group, "m.room.history_visibility", "").await?;
+        let visibility = match content["history_visibility"].as_str() {
+            Some("world_readable") => HistoryVisibility::WorldReadable,
+            Some("invited") => HistoryVisibility::Invited,
+            Some("joined") => HistoryVisibility::Joined,
+            // Unknown values are treated as `shared`, as Synapse does.
+            _ => HistoryVisibility::Shared,
+        };
+        let mut cache = self.visibility_by_group.lock().expect("cache poisoned");
+        if cache.len() >= MAX_CACHED_VISIBILITIES {
+            cache.clear();
+        }
+        cache.insert(group, visibility);
+        Ok(visibility)
     }
 
     /// The content of one state event of a snapshot (`null` if absent).
