@@ -67,24 +67,31 @@ impl Notifier {
                 .entry(room_id.to_owned())
                 .or_insert(members);
         }
-        let targets: Vec<OwnedUserId> = {
-            let mut rooms = self.rooms.lock().expect("notifier poisoned");
-            let members = rooms.entry(room_id.to_owned()).or_default();
-            let mut targets: Vec<_> = members.iter().cloned().collect();
-            if let Some((user, membership)) = change {
-                targets.push(user.to_owned());
-                if listens(membership) {
-                    members.insert(user.to_owned());
-                } else {
-                    members.remove(user);
+        let mut rooms = self.rooms.lock().expect("notifier poisoned");
+        let members = rooms.entry(room_id.to_owned()).or_default();
+        let users = self.users.lock().expect("notifier poisoned");
+        // Walk the smaller side: a big room with few syncing members, or the reverse.
+        if users.len() < members.len() {
+            for (user, sender) in users.iter() {
+                if members.contains(user) {
+                    sender.send_replace(());
                 }
             }
-            targets
-        };
-        let users = self.users.lock().expect("notifier poisoned");
-        for user in targets {
-            if let Some(sender) = users.get(&user) {
+        } else {
+            for user in members.iter() {
+                if let Some(sender) = users.get(user) {
+                    sender.send_replace(());
+                }
+            }
+        }
+        if let Some((user, membership)) = change {
+            if let Some(sender) = users.get(user) {
                 sender.send_replace(());
+            }
+            if listens(membership) {
+                members.insert(user.to_owned());
+            } else {
+                members.remove(user);
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use palisade_storage::{
 };
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
-    RoomId, RoomVersionId, UserId,
+    RoomId, RoomVersionId, ServerName, UserId,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -618,6 +618,17 @@ impl RoomStore for Database {
             ))?
             .query_row(params![state_group, kind, state_key], |row| parse_id(row, 0))
             .optional()
+        })
+    }
+
+    async fn server_joined(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
+        // A user id ends with `:` and its server name; the scan stops at the first match.
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT 1 FROM memberships WHERE room_id = ?1 AND membership = 'join'
+                 AND substr(user_id, -length(?2) - 1) = ':' || ?2 LIMIT 1",
+            )?
+            .exists([room_id.as_str(), server.as_str()])
         })
     }
 

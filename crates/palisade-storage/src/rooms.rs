@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use palisade_core::Result;
 use ruma::{
     DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId,
-    RoomAliasId, RoomId, RoomVersionId, UserId,
+    RoomAliasId, RoomId, RoomVersionId, ServerName, UserId,
 };
 
 /// Room state: `(event type, state key)` to the id of the state event.
@@ -212,6 +212,8 @@ pub trait RoomStore: Send + Sync {
     ) -> Result<Option<OwnedEventId>>;
     /// How many users are joined to a room.
     async fn joined_count(&self, room_id: &RoomId) -> Result<u64>;
+    /// Whether a user of `server` is joined to a room.
+    async fn server_joined(&self, room_id: &RoomId, server: &ServerName) -> Result<bool>;
     /// Memberships that changed after stream position `since` in the rooms `user_id` is
     /// joined to.
     async fn members_changed_in_joined_rooms(

@@ -153,12 +153,7 @@ impl RoomService {
         room_id: &RoomId,
         server: &ruma::ServerName,
     ) -> Result<bool> {
-        Ok(self
-            .store
-            .members(room_id)
-            .await?
-            .iter()
-            .any(|m| m.membership == "join" && m.user_id.server_name() == server))
+        self.store.server_joined(room_id, server).await
     }
 
     /// The servers with a user joined to the room.
