@@ -232,6 +232,8 @@ struct LongPolls(Vec<tokio::task::JoinHandle<()>>);
 
 /// Longest a long-poll of the background users waits, in milliseconds.
 const POLL_TIMEOUT_MS: u64 = 5000;
+/// Longest the background users' initial syncs may take, in tenths of a second.
+const START_LIMIT_TENTHS: u32 = 6000;
 
 impl LongPolls {
     /// Starts the loops and returns once every one has done its initial sync.
@@ -256,7 +258,8 @@ impl LongPolls {
             })
             .collect();
         let polls = Self(handles);
-        for _ in 0..600 {
+        // Synapse answers a thousand initial syncs in minutes, not seconds.
+        for _ in 0..START_LIMIT_TENTHS {
             if ready.load(Ordering::Relaxed) as usize == users.len() {
                 // Let the last ones reach their long-poll.
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -265,7 +268,7 @@ impl LongPolls {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         polls.stop().await;
-        Err("the long-polls did not start within a minute".into())
+        Err("the long-polls did not start within ten minutes".into())
     }
 
     /// Stops the loops and waits until the server has let their last requests time out.
