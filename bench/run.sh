@@ -2,6 +2,7 @@
 # Measures Palisade and Synapse side by side on this machine with palisade-bench.
 #
 #   bench/run.sh [palisade-bench options…]     e.g. --members 1000 --rooms 1000
+#   SERVERS=synapse bench/run.sh …               only one of the two (default: both)
 #
 # Builds Palisade in release mode, installs Synapse (PyPI matrix-synapse, SQLite) into a venv,
 # starts each on loopback with open registration and no rate limits, runs the same scenarios
@@ -16,6 +17,9 @@ trap cleanup EXIT
 
 cargo build --release -p palisade -p palisade-bench
 BIN="$CARGO_TARGET_DIR/release"
+
+SERVERS="${SERVERS:-palisade synapse}"
+wants() { [[ " $SERVERS " == *" $1 "* ]]; }
 
 ensure_free() {
   if curl -sf "$1/_matrix/client/versions" >/dev/null; then
@@ -33,6 +37,7 @@ wait_for() {
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
 
+if wants palisade; then
 # Palisade: embedded SQLite, open registration, no rate limits.
 mkdir -p "$WORK/palisade"
 cat > "$WORK/palisade.toml" <<TOML
@@ -53,7 +58,9 @@ PIDS+=($!); PALISADE_PID=$!
 wait_for http://127.0.0.1:18008
 "$BIN/palisade-bench" --name palisade --base-url http://127.0.0.1:18008 --pid "$PALISADE_PID" --data "$WORK/palisade" "$@"
 kill "$PALISADE_PID"
+fi
 
+if wants synapse; then
 # Synapse: SQLite, open registration, rate limits out of the way.
 PYTHON="$(scripts/synapse-venv.sh)"
 mkdir -p "$WORK/synapse"
@@ -85,3 +92,4 @@ PIDS+=($!); SYNAPSE_PID=$!
 cd - >/dev/null
 wait_for http://127.0.0.1:18009
 "$BIN/palisade-bench" --name synapse --base-url http://127.0.0.1:18009 --pid "$SYNAPSE_PID" --data "$WORK/synapse/homeserver.db" "$@"
+fi
