@@ -277,7 +277,9 @@ impl SyncService {
         let memberships =
             if walled_off { Vec::new() } else { self.store.rooms_of_user(user).await? };
         let changed_rooms = match since {
-            Some(since) if !request.full_state => self.changed_rooms(since, now).await?,
+            Some(since) if !request.full_state && !memberships.is_empty() => {
+                self.changed_rooms(since, now).await?
+            }
             _ => None,
         };
         for membership in memberships {

@@ -59,7 +59,6 @@ fn membership_row(row: &Row<'_>) -> rusqlite::Result<MembershipRow> {
     })
 }
 
-/// Reads the full state of a snapshot by walking its delta chain, newest first.
 /// The groups of a delta chain from `?1` back to its full snapshot, nearest first (`depth`).
 const STATE_CHAIN: &str = "WITH RECURSIVE chain(id, depth) AS (
         SELECT ?1, 0
@@ -68,6 +67,7 @@ const STATE_CHAIN: &str = "WITH RECURSIVE chain(id, depth) AS (
         WHERE g.prev_group IS NOT NULL
     )";
 
+/// Reads the full state of a snapshot by walking its delta chain, newest first.
 fn state_of_group(conn: &Connection, group: u64) -> rusqlite::Result<StateMap> {
     let mut state = StateMap::new();
     let mut entries = conn.prepare_cached(&format!(

@@ -2,9 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use palisade_storage::MembershipRow;
-
 use palisade_core::Result;
+use palisade_storage::MembershipRow;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
 
 use super::E2eeService;
