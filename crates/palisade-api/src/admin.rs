@@ -4,21 +4,21 @@
 //! `/_palisade/admin/v1/audit`.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{FromRequestParts, Path, Query, State},
-    http::request::Parts,
+    http::{Method, request::Parts},
     routing::{delete, get, post},
 };
 use palisade_core::{Error, ErrorKind, Result};
-use palisade_service::Session;
+use palisade_service::trust::Administrator;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{AppState, error::ApiError, extract::access_token};
+use crate::{AppState, error::ApiError, extract::access_token, router::Routes};
 
-/// An authenticated server administrator.
-pub(crate) struct Admin(Session);
+/// An authenticated server administrator on an approved device.
+pub(crate) struct Admin(Administrator);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -27,11 +27,7 @@ impl FromRequestParts<AppState> for Admin {
         let token = access_token(parts)
             .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
         let session = state.accounts.authenticate(&token).await?;
-        let admin = state.accounts.user(&session.user_id).await?.is_some_and(|u| u.admin);
-        if !admin {
-            return Err(Error::forbidden("You are not a server administrator").into());
-        }
-        Ok(Self(session))
+        Ok(Self(state.trust.administrator(&session).await?))
     }
 }
 
@@ -47,11 +43,15 @@ fn device_of((user, device): (String, String)) -> Result<(OwnedUserId, OwnedDevi
 type Reply = std::result::Result<Json<Value>, ApiError>;
 
 /// `GET …/users/{userId}/devices`: devices with their trust state.
-async fn devices(State(state): State<AppState>, _: Admin, Path(user): Path<String>) -> Reply {
+async fn devices(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+) -> Reply {
     let user = user_id(&user)?;
     let devices: Vec<Value> = state
         .trust
-        .devices(&user)
+        .devices(&admin, &user)
         .await?
         .into_iter()
         .map(|(d, trusted)| {
@@ -77,7 +77,7 @@ async fn approve(
     Path(target): Path<(String, String)>,
 ) -> Reply {
     let (user, device) = device_of(target)?;
-    if !state.trust.approve(&user, &device, admin.user_id.as_str()).await? {
+    if !state.trust.approve(&admin, &user, &device).await? {
         return Err(Error::not_found("No such device").into());
     }
     Ok(Json(json!({})))
@@ -91,7 +91,7 @@ async fn sign_out(
 ) -> Reply {
     let (user, device) = device_of(target)?;
     state.accounts.device(&user, &device).await?;
-    state.accounts.delete_devices(&user, &[device], Some(admin.user_id.as_str())).await?;
+    state.accounts.delete_devices(&user, &[device], Some(admin.name())).await?;
     Ok(Json(json!({})))
 }
 
@@ -102,7 +102,7 @@ async fn sign_out_all(
     Path(user): Path<String>,
 ) -> Reply {
     let user = user_id(&user)?;
-    state.accounts.logout_all(&user, None, Some(admin.user_id.as_str())).await?;
+    state.accounts.logout_all(&user, None, Some(admin.name())).await?;
     Ok(Json(json!({})))
 }
 
@@ -126,7 +126,7 @@ async fn allow_reset(
     };
     let until =
         state.trust.now().saturating_add(grant.minutes.unwrap_or(60).saturating_mul(60_000));
-    state.trust.allow_cross_signing_reset(&user, until, admin.user_id.as_str()).await?;
+    state.trust.allow_cross_signing_reset(&admin, &user, until).await?;
     Ok(Json(json!({ "expires_ts": until })))
 }
 
@@ -137,11 +137,15 @@ struct AuditQuery {
 }
 
 /// `GET …/audit?user_id=&limit=`: the security audit log, newest first.
-async fn audit(State(state): State<AppState>, _: Admin, Query(query): Query<AuditQuery>) -> Reply {
+async fn audit(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Query(query): Query<AuditQuery>,
+) -> Reply {
     let user = query.user_id.as_deref().map(user_id).transpose()?;
     let entries: Vec<Value> = state
         .trust
-        .audit_log(user.as_deref(), query.limit.unwrap_or(100).min(1000))
+        .audit_log(&admin, user.as_deref(), query.limit.unwrap_or(100).min(1000))
         .await?
         .into_iter()
         .map(|e| {
@@ -160,12 +164,13 @@ async fn audit(State(state): State<AppState>, _: Admin, Query(query): Query<Audi
 }
 
 /// Adds the administration routes.
-pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(routes: Routes) -> Routes {
     const USERS: &str = "/_palisade/admin/v1/users/{user_id}";
-    router
-        .route(&format!("{USERS}/devices"), get(devices).delete(sign_out_all))
-        .route(&format!("{USERS}/devices/{{device_id}}"), delete(sign_out))
-        .route(&format!("{USERS}/devices/{{device_id}}/approve"), post(approve))
-        .route(&format!("{USERS}/allow_cross_signing_reset"), post(allow_reset))
-        .route("/_palisade/admin/v1/audit", get(audit))
+    routes
+        .add(Method::GET, &format!("{USERS}/devices"), get(devices))
+        .add(Method::DELETE, &format!("{USERS}/devices"), delete(sign_out_all))
+        .add(Method::DELETE, &format!("{USERS}/devices/{{device_id}}"), delete(sign_out))
+        .add(Method::POST, &format!("{USERS}/devices/{{device_id}}/approve"), post(approve))
+        .add(Method::POST, &format!("{USERS}/allow_cross_signing_reset"), post(allow_reset))
+        .add(Method::GET, "/_palisade/admin/v1/audit", get(audit))
 }

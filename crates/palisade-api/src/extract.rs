@@ -12,7 +12,10 @@ use palisade_core::{Error, ErrorKind, Result};
 use palisade_service::{ClientInfo, Session};
 use ruma::api::{
     IncomingRequest, OutgoingResponse,
-    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
+    auth_scheme::{
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken,
+        NoAuthentication,
+    },
     error::{DeserializationError, FromHttpRequestError},
     federation::authentication::ServerSignatures,
     path_builder::PathBuilder,
@@ -58,25 +61,39 @@ impl<T> Ruma<T> {
     }
 }
 
-/// Whether an endpoint needs an access token.
+/// How an endpoint authenticates its caller.
 #[derive(PartialEq, Eq)]
-enum TokenRequirement {
-    Required,
-    Optional,
-    None,
+enum Authentication {
+    /// An access token is required.
+    Token,
+    /// An access token is read when given.
+    OptionalToken,
+    /// Nobody in particular: the endpoint is public.
+    Public,
+    /// An `X-Matrix` signature of another server.
+    Server,
 }
 
-fn token_requirement<A: 'static>() -> TokenRequirement {
+/// The authentication a ruma scheme asks for; a scheme this server does not know is refused
+/// (fail closed) rather than treated as public.
+fn authentication<A: 'static>() -> Result<Authentication> {
     let id = TypeId::of::<A>();
-    if id == TypeId::of::<AccessToken>() || id == TypeId::of::<AppserviceToken>() {
-        TokenRequirement::Required
+    Ok(if id == TypeId::of::<AccessToken>() || id == TypeId::of::<AppserviceToken>() {
+        Authentication::Token
     } else if id == TypeId::of::<AccessTokenOptional>()
         || id == TypeId::of::<AppserviceTokenOptional>()
     {
-        TokenRequirement::Optional
+        Authentication::OptionalToken
+    } else if id == TypeId::of::<NoAuthentication>() || id == TypeId::of::<NoAccessToken>() {
+        Authentication::Public
+    } else if id == TypeId::of::<ServerSignatures>() {
+        Authentication::Server
     } else {
-        TokenRequirement::None
-    }
+        return Err(Error::internal(format!(
+            "endpoint with an unknown authentication scheme {}",
+            std::any::type_name::<A>()
+        )));
+    })
 }
 
 /// The access token from the `Authorization` header or, deprecated, the query string.
@@ -140,23 +157,21 @@ where
 
         // The directory takes an optional token (ruma says none): it is needed to browse another
         // server's directory through this one.
-        let requirement = if TypeId::of::<T>()
+        let authentication = if TypeId::of::<T>()
             == TypeId::of::<ruma::api::client::directory::get_public_rooms::v3::Request>()
         {
-            TokenRequirement::Optional
+            Authentication::OptionalToken
         } else {
-            token_requirement::<T::Authentication>()
+            authentication::<T::Authentication>()?
         };
-        let session = match (requirement, access_token(&parts)) {
-            (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
-            (TokenRequirement::Required, None) => {
+        let session = match (&authentication, access_token(&parts)) {
+            (Authentication::Public | Authentication::Server, _)
+            | (Authentication::OptionalToken, None) => None,
+            (Authentication::Token, None) => {
                 return Err(Error::new(ErrorKind::MissingToken, "Missing access token").into());
             }
             (_, Some(token)) => Some(state.accounts.authenticate(&token).await?),
         };
-        if let Some(session) = &session {
-            trust_gate(state, session, &parts.method, parts.uri.path()).await?;
-        }
         let user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
@@ -169,8 +184,9 @@ where
         if !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
             return Err(Error::new(ErrorKind::NotJson, "Content not JSON").into());
         }
+        refuse_what_ruma_cannot_parse::<T>(&bytes)?;
         let http_request = http::Request::from_parts(parts, bytes);
-        let origin = if TypeId::of::<T::Authentication>() == TypeId::of::<ServerSignatures>() {
+        let origin = if authentication == Authentication::Server {
             Some(state.federation.authenticate(&http_request).await?)
         } else {
             None
@@ -180,37 +196,16 @@ where
     }
 }
 
-/// What an unapproved device may not do, by endpoint. In every mode that has device trust it
-/// may not invite anyone or change room state: an invited accomplice would be sent the room keys
-/// of the owner's trusted devices. In strict mode it may not touch rooms at all.
-async fn trust_gate(
-    state: &AppState,
-    session: &Session,
-    method: &http::Method,
-    path: &str,
-) -> Result<(), ApiError> {
-    let in_room = path.contains("/rooms/");
-    let changes_room = in_room
-        && ((*method == http::Method::POST && path.ends_with("/invite"))
-            || (*method == http::Method::PUT && path.contains("/state/")));
-    let strict_only = in_room
-        || path.contains("/join/")
-        || path.ends_with("/joined_rooms")
-        || path.contains("/knock/");
-    if !changes_room && !strict_only {
-        return Ok(());
-    }
-    let (user, device) = (&session.user_id, &session.device_id);
-    let refused = if changes_room {
-        !state.trust.is_trusted(user, device).await?
-    } else {
-        state.trust.is_walled_off(user, device).await?
-    };
-    if refused {
-        return Err(Error::forbidden(
-            "This device is not approved yet: verify it from one of your other devices",
-        )
-        .into());
+/// Bodies ruma's parsers panic on instead of failing: a login without a `type` (ruma-client-api
+/// 0.24 indexes the map). They get the error Synapse gives.
+fn refuse_what_ruma_cannot_parse<T: 'static>(body: &[u8]) -> Result<()> {
+    if TypeId::of::<T>() == TypeId::of::<ruma::api::client::session::login::v3::Request>() {
+        let typed = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .is_some_and(|login| login.get("type").is_some_and(serde_json::Value::is_string));
+        if !typed {
+            return Err(Error::new(ErrorKind::MissingParam, "Missing login type"));
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ mod router;
 mod server;
 
 pub use extract::Ruma;
-pub use router::{federation_router, router};
+pub use router::{Endpoint, client_endpoints, federation_router, router};
 
 use std::{ops::Deref, sync::Arc};
 

@@ -11,7 +11,10 @@ use axum::{
 };
 use palisade_core::{Error, ErrorKind, Result};
 use ruma::api::{IncomingRequest, path_builder::PathBuilder};
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{Any, CorsLayer},
+};
 
 use crate::{
     AppState, admin, client,
@@ -20,8 +23,38 @@ use crate::{
     server,
 };
 
+/// One endpoint a listener serves: its method and its newest path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The HTTP method.
+    pub method: String,
+    /// The path, with `{parameters}`.
+    pub path: String,
+}
+
+/// A router under construction, with the list of endpoints it serves.
+#[derive(Default)]
+pub(crate) struct Routes {
+    router: Router<AppState>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Routes {
+    /// Adds an axum handler at `path` for `method` (endpoints ruma has no type for).
+    pub(crate) fn add(
+        mut self,
+        method: Method,
+        path: &str,
+        handler: axum::routing::MethodRouter<AppState>,
+    ) -> Self {
+        self.endpoints.push(Endpoint { method: method.to_string(), path: path.to_owned() });
+        self.router = self.router.route(path, handler);
+        self
+    }
+}
+
 /// Registers `handler` for request type `R` at every path (r0, v3, unstable) ruma lists.
-pub(crate) fn route<R, F, Fut>(router: Router<AppState>, handler: F) -> Router<AppState>
+pub(crate) fn route<R, F, Fut>(routes: Routes, handler: F) -> Routes
 where
     R: IncomingRequest + Send + 'static,
     R::Authentication: 'static,
@@ -33,13 +66,16 @@ where
     // An empty state key may also be written as a trailing slash or left out entirely; the
     // extractor passes the missing trailing parameter as "".
     let builder = R::PATH_BUILDER;
+    let Routes { router, mut endpoints } = routes;
+    let newest = builder.all_paths().last().expect("ruma endpoints have a path");
+    endpoints.push(Endpoint { method: R::METHOD.to_string(), path: newest.to_owned() });
     let paths = builder.all_paths().flat_map(|path| {
         let short = path.strip_suffix("/{state_key}");
         [Some(path.to_owned()), short.map(str::to_owned), short.map(|p| format!("{p}/"))]
             .into_iter()
             .flatten()
     });
-    paths.fold(router, |router, path| {
+    let router = paths.fold(router, |router, path| {
         let handler = handler.clone();
         router.route(
             &path,
@@ -47,11 +83,23 @@ where
                 handler(state, request).await.map(RumaResponse).map_err(ApiError)
             }),
         )
-    })
+    });
+    Routes { router, endpoints }
 }
 
 async fn unrecognized() -> Response {
     ApiError(Error::new(ErrorKind::Unrecognized, "Unrecognized request")).into_response()
+}
+
+/// A handler that panicked answers like any internal error (logged, generic body) instead of
+/// dropping the connection.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    ApiError(Error::internal(format!("handler panicked: {what}"))).into_response()
 }
 
 async fn method_not_allowed() -> Response {
@@ -60,10 +108,23 @@ async fn method_not_allowed() -> Response {
 
 /// The Server-Server API application, served on the federation (TLS) listener.
 pub fn federation_router(state: AppState) -> Router {
-    server::routes(Router::new())
+    server::routes(Routes::default())
+        .router
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(CatchPanicLayer::custom(panicked))
+}
+
+/// What the client listener serves: the Client-Server API, the key server and the admin API.
+fn client_routes() -> Routes {
+    admin::routes(server::key_routes(client::routes(Routes::default())))
+}
+
+/// Every endpoint of the client listener, one entry per endpoint (for tests that must cover
+/// them all, such as the table of what each needs of a device).
+pub fn client_endpoints() -> Vec<Endpoint> {
+    client_routes().endpoints
 }
 
 /// The Client-Server API application (with the admin API).
@@ -78,9 +139,11 @@ pub fn router(state: AppState) -> Router {
             http::header::ACCEPT,
             http::HeaderName::from_static("x-requested-with"),
         ]);
-    admin::routes(server::key_routes(client::routes(Router::new())))
+    client_routes()
+        .router
         .fallback(unrecognized)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(CatchPanicLayer::custom(panicked))
         .layer(cors)
 }

@@ -4,7 +4,10 @@
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
-use palisade_service::rooms::{JoinedRoom, Received, RemoteEvent, RoomService};
+use palisade_service::{
+    rooms::{JoinedRoom, Received, RemoteEvent, RoomService},
+    trust::Actor,
+};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedRoomId, OwnedServerName, RoomId,
     RoomOrAliasId, RoomVersionId, ServerName, UInt, UserId,
@@ -42,7 +45,7 @@ impl Federation {
     /// room, else through a server that is (`via`, the alias's server, the room's servers).
     pub async fn join(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         room: &RoomOrAliasId,
         via: &[OwnedServerName],
         reason: Option<&str>,
@@ -66,9 +69,10 @@ impl Federation {
         if rooms.room_version(&room_id).await?.is_some()
             && rooms.server_in_room(&room_id, origin).await?
         {
-            rooms.join(user, &room_id, reason).await?;
+            rooms.join(actor, &room_id, reason).await?;
             return Ok(room_id);
         }
+        let user = actor.user();
         if let Some(server) = room_id.server_name() {
             candidates.push(server.to_owned());
         }
@@ -87,7 +91,7 @@ impl Federation {
         }
         let mut last = Error::not_found("No known servers for this room");
         for server in &candidates {
-            match self.join_through(server, user, &room_id).await {
+            match self.join_through(server, actor, &room_id).await {
                 Ok(()) => return Ok(room_id),
                 Err(error) => {
                     tracing::info!(%server, %room_id, %error, "remote join failed");
@@ -102,9 +106,10 @@ impl Federation {
     async fn join_through(
         &self,
         server: &ServerName,
-        user: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
     ) -> Result<()> {
+        let user = actor.user();
         let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         request.ver = SUPPORTED_ROOM_VERSIONS.to_vec();
         let template = self.client.send(server, request).await?;
@@ -127,7 +132,7 @@ impl Federation {
                 }
             }
         }
-        let join = self.services.rooms.complete_template(object, &version)?;
+        let join = self.services.rooms.complete_template(actor, object, &version).await?;
         let request = create_join_event::v2::Request::new(
             room_id.to_owned(),
             join.event_id.clone(),
@@ -156,7 +161,13 @@ impl Federation {
 
     /// Leaves a room (or rejects an invite): through this server's pipeline when it is in
     /// the room, else through the server that sent the invite.
-    pub async fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+    pub async fn leave(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let user = actor.user();
         let rooms = &self.services.rooms;
         let origin = &self.services.config.server_name;
         let inviter = rooms.inviter(room_id, user).await?;
@@ -164,14 +175,15 @@ impl Federation {
             && !rooms.server_in_room(room_id, origin).await?;
         match inviter {
             Some(inviter) if outside => {
-                if let Err(error) = self.leave_through(inviter.server_name(), user, room_id).await {
+                if let Err(error) = self.leave_through(inviter.server_name(), actor, room_id).await
+                {
                     // The user is not held to an invite nobody can be reached to decline.
                     tracing::info!(%room_id, %error, "rejecting an invite locally");
-                    rooms.out_of_band_leave(room_id, user).await?;
+                    rooms.out_of_band_leave(actor, room_id).await?;
                 }
                 Ok(())
             }
-            _ => rooms.leave(user, room_id, reason).await,
+            _ => rooms.leave(actor, room_id, reason).await,
         }
     }
 
@@ -179,15 +191,16 @@ impl Federation {
     async fn leave_through(
         &self,
         server: &ServerName,
-        user: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
     ) -> Result<()> {
+        let user = actor.user();
         let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         let template = self.client.send(server, request).await?;
         let version = template.room_version.unwrap_or(RoomVersionId::V1);
         let object = parse_pdu(&template.event)?;
         check_template(&object, room_id, user, "leave")?;
-        let leave = self.services.rooms.complete_template(object, &version)?;
+        let leave = self.services.rooms.complete_template(actor, object, &version).await?;
         let request = create_leave_event::v2::Request::new(
             room_id.to_owned(),
             leave.event_id.clone(),
@@ -201,7 +214,7 @@ impl Federation {
     /// user, that server countersigns the invite first (and may refuse it).
     pub async fn invite(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
@@ -209,10 +222,10 @@ impl Federation {
     ) -> Result<()> {
         let rooms = &self.services.rooms;
         if target.server_name() == self.services.config.server_name {
-            return rooms.invite(sender, room_id, target, reason).await;
+            return rooms.invite(actor, room_id, target, reason).await;
         }
         let (version, event, shown) =
-            rooms.prepare_invite(sender, room_id, target, reason, is_direct).await?;
+            rooms.prepare_invite(actor, room_id, target, reason, is_direct).await?;
         let shown = shown
             .iter()
             .map(|object| to_raw(object).map(RawStrippedState::Pdu))

@@ -7,12 +7,17 @@ use palisade_storage::UserDataStore;
 use ruma::{RoomId, UserId, push::Ruleset};
 use serde_json::{Value, json};
 
-use crate::notify::Notifier;
+use crate::{
+    DeviceTrustService,
+    notify::Notifier,
+    trust::{Actor, Need},
+};
 
 /// Account data, filters and push rules of users.
 pub struct AccountDataService {
     store: Arc<dyn UserDataStore>,
     notifier: Arc<Notifier>,
+    trust: Arc<DeviceTrustService>,
 }
 
 /// The account data type holding room tags.
@@ -22,8 +27,20 @@ pub const PUSH_RULES: &str = "m.push_rules";
 
 impl AccountDataService {
     /// The service over `store`.
-    pub fn new(store: Arc<dyn UserDataStore>, notifier: Arc<Notifier>) -> Self {
-        Self { store, notifier }
+    pub fn new(
+        store: Arc<dyn UserDataStore>,
+        notifier: Arc<Notifier>,
+        trust: Arc<DeviceTrustService>,
+    ) -> Self {
+        Self { store, notifier, trust }
+    }
+
+    /// Data about a room is part of the room for a device that may not see rooms yet.
+    async fn require_room(&self, actor: Actor<'_>, room: Option<&RoomId>) -> Result<()> {
+        match room {
+            Some(_) => self.trust.require(actor, Need::RoomAccess, "room_account_data").await,
+            None => Ok(()),
+        }
     }
 
     /// The store, for sync.
@@ -47,6 +64,18 @@ impl AccountDataService {
     /// Sets an account data entry and wakes the user's syncs.
     pub async fn set(
         &self,
+        actor: Actor<'_>,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+    ) -> Result<()> {
+        self.require_room(actor, room).await?;
+        self.write(actor.user(), room, kind, content).await
+    }
+
+    /// Stores an account data entry and wakes the user's syncs.
+    async fn write(
+        &self,
         user: &UserId,
         room: Option<&RoomId>,
         kind: &str,
@@ -61,10 +90,11 @@ impl AccountDataService {
     }
 
     /// An account data entry, or `M_NOT_FOUND`.
-    pub async fn get(&self, user: &UserId, room: Option<&RoomId>, kind: &str) -> Result<Value> {
+    pub async fn get(&self, actor: Actor<'_>, room: Option<&RoomId>, kind: &str) -> Result<Value> {
+        self.require_room(actor, room).await?;
         let json = self
             .store
-            .account_data(user, room, kind)
+            .account_data(actor.user(), room, kind)
             .await?
             .ok_or_else(|| Error::not_found("Account data not found"))?;
         serde_json::from_str(&json)
@@ -72,8 +102,8 @@ impl AccountDataService {
     }
 
     /// A room's tags for the user (`{}` when none).
-    pub async fn tags(&self, user: &UserId, room: &RoomId) -> Result<Value> {
-        match self.get(user, Some(room), TAGS).await {
+    pub async fn tags(&self, actor: Actor<'_>, room: &RoomId) -> Result<Value> {
+        match self.get(actor, Some(room), TAGS).await {
             Ok(content) => Ok(content.get("tags").cloned().unwrap_or_else(|| json!({}))),
             Err(e) if e.kind == palisade_core::ErrorKind::NotFound => Ok(json!({})),
             Err(e) => Err(e),
@@ -83,7 +113,7 @@ impl AccountDataService {
     /// Adds or replaces one tag.
     pub async fn set_tag(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         room: &RoomId,
         tag: &str,
         content: &Value,
@@ -93,21 +123,21 @@ impl AccountDataService {
         }
         // Anything but an object stored under `tags` (the generic endpoint accepts any content)
         // is replaced rather than indexed into.
-        let mut tags = match self.tags(user, room).await? {
+        let mut tags = match self.tags(actor, room).await? {
             Value::Object(tags) => tags,
             _ => serde_json::Map::new(),
         };
         tags.insert(tag.to_owned(), content.clone());
-        self.set(user, Some(room), TAGS, &json!({ "tags": tags })).await
+        self.set(actor, Some(room), TAGS, &json!({ "tags": tags })).await
     }
 
     /// Removes one tag (absent tags are fine).
-    pub async fn delete_tag(&self, user: &UserId, room: &RoomId, tag: &str) -> Result<()> {
-        let mut tags = self.tags(user, room).await?;
+    pub async fn delete_tag(&self, actor: Actor<'_>, room: &RoomId, tag: &str) -> Result<()> {
+        let mut tags = self.tags(actor, room).await?;
         if let Some(map) = tags.as_object_mut() {
             map.remove(tag);
         }
-        self.set(user, Some(room), TAGS, &json!({ "tags": tags })).await
+        self.set(actor, Some(room), TAGS, &json!({ "tags": tags })).await
     }
 
     /// Changes the user's push rules with `change`, stores them as `m.push_rules` account data
@@ -120,7 +150,7 @@ impl AccountDataService {
         let mut rules = self.push_rules(user).await?;
         change(&mut rules)?;
         let global = serde_json::to_value(&rules).map_err(|e| Error::internal(e.to_string()))?;
-        self.set(user, None, PUSH_RULES, &json!({ "global": global })).await
+        self.write(user, None, PUSH_RULES, &json!({ "global": global })).await
     }
 
     /// One push rule of the user's, as JSON, or `M_NOT_FOUND`.

@@ -91,7 +91,7 @@ impl Services {
         let notifier = Arc::new(Notifier::new(stores.rooms.clone()));
         let (notice_queue, notice_receiver) = NoticeQueue::new();
         let trust = Arc::new(DeviceTrustService::new(
-            config.device_trust.mode,
+            &config,
             stores.accounts.clone(),
             stores.e2ee.clone(),
             stores.audit,
@@ -113,13 +113,15 @@ impl Services {
                 config.clone(),
                 stores.rooms.clone(),
                 accounts.clone(),
+                trust.clone(),
                 signing_key.clone(),
                 clock.clone(),
                 notifier.clone(),
             )
             .await?,
         );
-        let account_data = Arc::new(AccountDataService::new(stores.user_data, notifier.clone()));
+        let account_data =
+            Arc::new(AccountDataService::new(stores.user_data, notifier.clone(), trust.clone()));
         let receipts = Arc::new(ReceiptService::new(
             stores.receipts,
             stores.rooms.clone(),

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use crate::{
     AccountDataService, AccountService, EventTemplate, RoomService,
     rooms::{CreateRoom, Preset},
+    trust::Actor,
 };
 
 /// A security event the account's owner must hear about.
@@ -148,15 +149,8 @@ impl ServerNoticeService {
         }
         let room_id = self.room_for(user).await?;
         let content = json!({ "msgtype": "m.server_notice", "body": body, "server_notice_type": "m.palisade.security" });
-        self.rooms
-            .send(
-                &self.notices_user,
-                None,
-                &room_id,
-                EventTemplate::message("m.room.message", content),
-                None,
-            )
-            .await?;
+        let template = EventTemplate::message("m.room.message", content);
+        self.rooms.send(Actor::server(&self.notices_user), &room_id, template, None).await?;
         Ok(())
     }
 
@@ -168,7 +162,8 @@ impl ServerNoticeService {
             }
         }
         let key = room_key(user);
-        if let Ok(stored) = self.account_data.get(&self.notices_user, None, &key).await
+        if let Ok(stored) =
+            self.account_data.get(Actor::server(&self.notices_user), None, &key).await
             && let Some(room_id) = stored["room_id"].as_str().and_then(|r| RoomId::parse(r).ok())
         {
             self.ensure_joined(user, &room_id).await?;
@@ -182,21 +177,25 @@ impl ServerNoticeService {
             encrypted: Some(false),
             ..CreateRoom::default()
         };
-        let room_id = self.rooms.create_room(&self.notices_user, request).await?;
-        self.rooms.join(user, &room_id, None).await?;
-        self.account_data.set_tag(user, &room_id, "m.server_notice", &json!({})).await?;
+        let room_id = self.rooms.create_room(Actor::server(&self.notices_user), request).await?;
+        self.rooms.join(Actor::server(user), &room_id, None).await?;
         self.account_data
-            .set(&self.notices_user, None, &key, &json!({ "room_id": room_id }))
+            .set_tag(Actor::server(user), &room_id, "m.server_notice", &json!({}))
+            .await?;
+        self.account_data
+            .set(Actor::server(&self.notices_user), None, &key, &json!({ "room_id": room_id }))
             .await?;
         Ok(room_id)
     }
 
     /// Brings the user back into their notices room if they left it.
     async fn ensure_joined(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        let user = Actor::server(user);
         if self.rooms.read_bound(user, room_id).await.ok() == Some(None) {
             return Ok(());
         }
-        match self.rooms.invite(&self.notices_user, room_id, user, None).await {
+        let notices = Actor::server(&self.notices_user);
+        match self.rooms.invite(notices, room_id, user.user(), None).await {
             Err(e) if e.kind != ErrorKind::Forbidden => return Err(e),
             _ => {}
         }

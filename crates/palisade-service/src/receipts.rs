@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use palisade_core::{Clock, Error, Result};
 use palisade_storage::{NewReceipt, ReceiptStore, RoomStore};
-use ruma::{EventId, RoomId, UserId};
+use ruma::{EventId, RoomId};
 use serde_json::json;
 
-use crate::{AccountDataService, notify::Notifier, rooms::RoomService};
+use crate::{AccountDataService, notify::Notifier, rooms::RoomService, trust::Actor};
 
 /// Receipt types a client may send.
 pub const READ: &str = "m.read";
@@ -47,13 +47,14 @@ impl ReceiptService {
     /// Records that `user` has read up to `event_id`.
     pub async fn receipt(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         receipt_type: &str,
         event_id: &EventId,
         thread_id: Option<&str>,
     ) -> Result<()> {
-        if self.rooms.read_bound(user, room_id).await?.is_some() {
+        let user = actor.user();
+        if self.rooms.read_bound(actor, room_id).await?.is_some() {
             return Err(Error::forbidden("You are not in this room"));
         }
         let event = self
@@ -68,7 +69,7 @@ impl ReceiptService {
                     return Err(Error::invalid_param("The read marker cannot be threaded"));
                 }
                 self.account_data
-                    .set(user, Some(room_id), FULLY_READ, &json!({ "event_id": event_id }))
+                    .set(actor, Some(room_id), FULLY_READ, &json!({ "event_id": event_id }))
                     .await
             }
             READ | READ_PRIVATE => {

@@ -4,23 +4,101 @@
 //! key, or was the account's first device before it had a cross-signing identity, or an
 //! administrator approved it. The rest of the server asks [`DeviceTrustService::is_trusted`]
 //! at its policy points (key queries, to-device delivery, key backup, strict-mode reads).
+//!
+//! Operations state what they need of the device asking for them ([`Need`]) and call
+//! [`DeviceTrustService::require`] themselves, so a refusal does not depend on which endpoint
+//! (or which future endpoint) reached the operation.
 
 use std::sync::Arc;
 
-use palisade_core::{Clock, Result, config::TrustMode};
+use palisade_core::{Clock, Config, Error, Result, config::TrustMode};
 use palisade_storage::{AccountStore, AuditEntry, AuditStore, DeviceRow, E2eeStore};
-use ruma::{DeviceId, UserId};
-use serde_json::Value;
+use ruma::{DeviceId, OwnedServerName, UserId};
+use serde_json::{Value, json};
 
 use crate::{
+    Session,
     e2ee::signed_by_cross_signing_key,
     notices::{NoticeQueue, SecurityNotice},
     notify::Notifier,
 };
 
+/// The answer to a device that may not do something until its owner approves it.
+pub const UNAPPROVED_DEVICE: &str =
+    "This device is not approved yet: verify it from one of your other devices";
+
+/// What an operation needs of the device that asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Reading or writing a room: refused to an unapproved device in strict mode.
+    RoomAccess,
+    /// Anything that can leak room keys or change who is in a room (invites, kicks, bans,
+    /// state changes) and the admin API: refused to an unapproved device in every mode.
+    Approval,
+}
+
+/// Who asks for an operation: a device of a local user, a user of another server (whose
+/// devices are that server's business), or this server itself acting for a user (server
+/// notices). Only the service layer can make the last kind.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    user: &'a UserId,
+    device: Option<&'a DeviceId>,
+    remote: bool,
+}
+
+impl<'a> Actor<'a> {
+    /// The server acting for `user`, with no device to check.
+    pub(crate) fn server(user: &'a UserId) -> Self {
+        Self { user, device: None, remote: false }
+    }
+
+    /// A user of another server, as its (authenticated) server speaks for them. Refused for
+    /// this server's own users, who act through a device.
+    pub fn remote(user: &'a UserId) -> Self {
+        Self { user, device: None, remote: true }
+    }
+
+    /// The user acting.
+    pub fn user(&self) -> &'a UserId {
+        self.user
+    }
+
+    /// The device acting, unless the server acts.
+    pub fn device(&self) -> Option<&'a DeviceId> {
+        self.device
+    }
+}
+
+impl<'a> From<&'a Session> for Actor<'a> {
+    fn from(session: &'a Session) -> Self {
+        Self { user: &session.user_id, device: Some(&session.device_id), remote: false }
+    }
+}
+
+/// Proof that a server administrator acts: an admin account on an approved device, or the
+/// command line on the server itself. The administration operations take one.
+#[derive(Debug, Clone)]
+pub struct Administrator {
+    name: String,
+}
+
+impl Administrator {
+    /// The command line, run by whoever holds the server's data directory.
+    pub fn console() -> Self {
+        Self { name: "admin-cli".to_owned() }
+    }
+
+    /// Who acts, as the audit log records it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Device trust decisions and transitions.
 pub struct DeviceTrustService {
     mode: TrustMode,
+    server_name: OwnedServerName,
     notices: Option<NoticeQueue>,
     accounts: Arc<dyn AccountStore>,
     e2ee: Arc<dyn E2eeStore>,
@@ -32,7 +110,7 @@ pub struct DeviceTrustService {
 impl DeviceTrustService {
     /// The service.
     pub fn new(
-        mode: TrustMode,
+        config: &Config,
         accounts: Arc<dyn AccountStore>,
         e2ee: Arc<dyn E2eeStore>,
         audit: Arc<dyn AuditStore>,
@@ -40,7 +118,8 @@ impl DeviceTrustService {
         clock: Arc<dyn Clock>,
         notices: Option<NoticeQueue>,
     ) -> Self {
-        Self { mode, notices, accounts, e2ee, audit, notifier, clock }
+        let (mode, server_name) = (config.device_trust.mode, config.server_name.clone());
+        Self { mode, server_name, notices, accounts, e2ee, audit, notifier, clock }
     }
 
     /// The configured policy.
@@ -72,6 +151,39 @@ impl DeviceTrustService {
         // The self-signing key counts only while the current master key vouches for it.
         Ok(signed_by_cross_signing_key(&ssk, user, &master)
             && signed_by_cross_signing_key(&keys, user, &ssk))
+    }
+
+    /// Refuses `operation` unless `actor`'s device meets `need`; a refused approval is
+    /// written to the audit log (it is what a phished device tries first).
+    pub async fn require(&self, actor: Actor<'_>, need: Need, operation: &str) -> Result<()> {
+        if actor.remote && actor.user.server_name() == self.server_name {
+            return Err(Error::forbidden("A local user acts through a device"));
+        }
+        let Some(device) = actor.device else { return Ok(()) };
+        let applies = match need {
+            Need::RoomAccess => self.mode == TrustMode::Strict,
+            Need::Approval => self.mode != TrustMode::Off,
+        };
+        if !applies || self.is_trusted(actor.user, device).await? {
+            return Ok(());
+        }
+        if need == Need::Approval {
+            let detail = json!({ "operation": operation });
+            self.record("unapproved_device_refused", actor.user, Some(device), None, detail)
+                .await?;
+        }
+        Err(Error::forbidden(UNAPPROVED_DEVICE))
+    }
+
+    /// The administrator behind a session: an admin account, on a device its owner approved
+    /// (a phished device of an administrator gets no admin power at all).
+    pub async fn administrator(&self, session: &Session) -> Result<Administrator> {
+        let admin = self.accounts.user(&session.user_id).await?.is_some_and(|u| u.admin);
+        if !admin {
+            return Err(Error::forbidden("You are not a server administrator"));
+        }
+        self.require(session.into(), Need::Approval, "admin_api").await?;
+        Ok(Administrator { name: session.user_id.to_string() })
     }
 
     /// Whether `device` may not yet see rooms (strict mode, untrusted).
@@ -124,17 +236,27 @@ impl DeviceTrustService {
     }
 
     /// An administrator approves a device.
-    pub async fn approve(&self, user: &UserId, device: &DeviceId, actor: &str) -> Result<bool> {
+    pub async fn approve(
+        &self,
+        admin: &Administrator,
+        user: &UserId,
+        device: &DeviceId,
+    ) -> Result<bool> {
         if !self.accounts.set_device_approval(user, device, Some("admin")).await? {
             return Ok(false);
         }
-        self.record("device_approved", user, Some(device), Some(actor), Value::Null).await?;
-        self.refresh(user, Some(actor)).await?;
+        let actor = Some(admin.name());
+        self.record("device_approved", user, Some(device), actor, Value::Null).await?;
+        self.refresh(user, actor).await?;
         Ok(true)
     }
 
     /// A user's devices with their trust state now (for administrators).
-    pub async fn devices(&self, user: &UserId) -> Result<Vec<(DeviceRow, bool)>> {
+    pub async fn devices(
+        &self,
+        _: &Administrator,
+        user: &UserId,
+    ) -> Result<Vec<(DeviceRow, bool)>> {
         let mut devices = Vec::new();
         for device in self.accounts.devices(user).await? {
             let trusted = self.is_trusted(user, &device.device_id).await?;
@@ -147,19 +269,13 @@ impl DeviceTrustService {
     /// (for someone who lost every device and the recovery key).
     pub async fn allow_cross_signing_reset(
         &self,
+        admin: &Administrator,
         user: &UserId,
         until: u64,
-        actor: &str,
     ) -> Result<()> {
         self.e2ee.grant_cross_signing_reset(user, until).await?;
-        self.record(
-            "cross_signing_reset_allowed",
-            user,
-            None,
-            Some(actor),
-            serde_json::json!({ "until": until }),
-        )
-        .await
+        let detail = json!({ "until": until });
+        self.record("cross_signing_reset_allowed", user, None, Some(admin.name()), detail).await
     }
 
     /// The time now.
@@ -202,7 +318,12 @@ impl DeviceTrustService {
     }
 
     /// The audit log, newest first.
-    pub async fn audit_log(&self, user: Option<&UserId>, limit: usize) -> Result<Vec<AuditEntry>> {
+    pub async fn audit_log(
+        &self,
+        _: &Administrator,
+        user: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
         self.audit.audit_entries(user, limit).await
     }
 }

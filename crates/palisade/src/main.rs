@@ -5,6 +5,7 @@ use std::{io::BufRead, path::PathBuf, process::ExitCode, sync::Arc};
 use clap::{Parser, Subcommand};
 use palisade::{Server, load_config, open};
 use palisade_core::{Config, Result, SystemClock};
+use palisade_service::trust::Administrator;
 use ruma::OwnedUserId;
 
 /// The allocator: glibc's keeps the memory of large freed blocks (the ~19 MiB of each
@@ -123,9 +124,6 @@ enum UserCommand {
     },
 }
 
-/// The actor recorded in the audit log for command-line actions.
-const ADMIN_CLI: &str = "admin-cli";
-
 fn read_password(given: Option<String>) -> Result<String> {
     if let Some(password) = given {
         return Ok(password);
@@ -172,13 +170,14 @@ async fn user_command(config: Config, command: UserCommand) -> Result<()> {
             let user_id = existing(&user)?;
             let password = read_password(password)?;
             accounts.set_password(&user_id, &password).await?;
-            accounts.logout_all(&user_id, None, Some(ADMIN_CLI)).await?;
+            accounts.logout_all(&user_id, None, Some(Administrator::console().name())).await?;
             println!("password reset for {user_id}; all sessions ended");
         }
         UserCommand::AllowReset { user, minutes } => {
             let user_id = existing(&user)?;
             let until = services.trust.now().saturating_add(minutes.saturating_mul(60_000));
-            services.trust.allow_cross_signing_reset(&user_id, until, ADMIN_CLI).await?;
+            let console = Administrator::console();
+            services.trust.allow_cross_signing_reset(&console, &user_id, until).await?;
             println!("{user_id} may replace their cross-signing keys for {minutes} minutes");
         }
         UserCommand::MakeAdmin { user, revoke } => {
@@ -194,9 +193,10 @@ async fn user_command(config: Config, command: UserCommand) -> Result<()> {
 async fn device_command(config: Config, command: DeviceCommand) -> Result<()> {
     let services = open(config, Arc::new(SystemClock)).await?;
     let user_id = |user: &str| services.accounts.local_user_id(user);
+    let console = Administrator::console();
     match command {
         DeviceCommand::List { user } => {
-            for (device, trusted) in services.trust.devices(&user_id(&user)?).await? {
+            for (device, trusted) in services.trust.devices(&console, &user_id(&user)?).await? {
                 let state = if trusted { "trusted" } else { "untrusted" };
                 let name = device.display_name.unwrap_or_default();
                 let approval = device.approval.unwrap_or_default();
@@ -205,7 +205,7 @@ async fn device_command(config: Config, command: DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Approve { user, device } => {
             let user_id = user_id(&user)?;
-            if !services.trust.approve(&user_id, device.as_str().into(), ADMIN_CLI).await? {
+            if !services.trust.approve(&console, &user_id, device.as_str().into()).await? {
                 return Err(palisade_core::Error::not_found("No such device"));
             }
             println!("approved {device} of {user_id}");
@@ -215,13 +215,13 @@ async fn device_command(config: Config, command: DeviceCommand) -> Result<()> {
             services.accounts.device(&user_id, device.as_str().into()).await?;
             services
                 .accounts
-                .delete_devices(&user_id, &[device.as_str().into()], Some(ADMIN_CLI))
+                .delete_devices(&user_id, &[device.as_str().into()], Some(console.name()))
                 .await?;
             println!("signed out {device} of {user_id}");
         }
         DeviceCommand::SignOutAll { user } => {
             let user_id = user_id(&user)?;
-            services.accounts.logout_all(&user_id, None, Some(ADMIN_CLI)).await?;
+            services.accounts.logout_all(&user_id, None, Some(console.name())).await?;
             println!("signed out every device of {user_id}");
         }
     }
@@ -237,7 +237,9 @@ async fn finish(services: &palisade_service::Services) {
 async fn audit_command(config: Config, user: Option<String>, limit: usize) -> Result<()> {
     let services = open(config, Arc::new(SystemClock)).await?;
     let user_id = user.map(|u| services.accounts.local_user_id(&u)).transpose()?;
-    for entry in services.trust.audit_log(user_id.as_deref(), limit).await? {
+    for entry in
+        services.trust.audit_log(&Administrator::console(), user_id.as_deref(), limit).await?
+    {
         let device = entry.device_id.map(|d| d.to_string()).unwrap_or_default();
         let actor = entry.actor.unwrap_or_default();
         println!(

@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#account-management>
 
-use axum::Router;
 use palisade_core::Result;
 use palisade_service::{UiaAuth, UiaPurpose};
 use ruma::api::client::{
@@ -10,9 +9,13 @@ use ruma::api::client::{
     uiaa::{AuthData, UserIdentifier},
 };
 
-use crate::{AppState, Ruma, json::ensure_own, router::route};
+use crate::{
+    AppState, Ruma,
+    json::ensure_own,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, change_password);
     let router = route(router, openid_token);
     route(router, deactivate)

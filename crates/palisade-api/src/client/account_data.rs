@@ -4,7 +4,6 @@
 //! <https://spec.matrix.org/v1.19/client-server-api/#room-tagging> and
 //! <https://spec.matrix.org/v1.19/client-server-api/#push-rules>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use ruma::api::client::{
     config::{
@@ -18,10 +17,10 @@ use serde_json::Value;
 use crate::{
     AppState, Ruma,
     json::{ensure_own, object, raw},
-    router::route,
+    router::{Routes, route},
 };
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, set_global);
     let router = route(router, get_global);
     let router = route(router, set_room);
@@ -40,7 +39,7 @@ async fn set_global(
     let body = &request.body;
     ensure_own(&session.user_id, &body.user_id)?;
     let content = Value::Object(object(body.data.json().get(), "Account data")?);
-    state.account_data.set(&session.user_id, None, &body.event_type.to_string(), &content).await?;
+    state.account_data.set(session.into(), None, &body.event_type.to_string(), &content).await?;
     Ok(set_global_account_data::v3::Response::new())
 }
 
@@ -53,7 +52,7 @@ async fn get_global(
     let body = &request.body;
     ensure_own(&session.user_id, &body.user_id)?;
     let content =
-        state.account_data.get(&session.user_id, None, &body.event_type.to_string()).await?;
+        state.account_data.get(session.into(), None, &body.event_type.to_string()).await?;
     Ok(get_global_account_data::v3::Response::new(raw(&content)?))
 }
 
@@ -68,7 +67,7 @@ async fn set_room(
     let content = Value::Object(object(body.data.json().get(), "Account data")?);
     state
         .account_data
-        .set(&session.user_id, Some(&body.room_id), &body.event_type.to_string(), &content)
+        .set(session.into(), Some(&body.room_id), &body.event_type.to_string(), &content)
         .await?;
     Ok(set_room_account_data::v3::Response::new())
 }
@@ -83,7 +82,7 @@ async fn get_room(
     ensure_own(&session.user_id, &body.user_id)?;
     let content = state
         .account_data
-        .get(&session.user_id, Some(&body.room_id), &body.event_type.to_string())
+        .get(session.into(), Some(&body.room_id), &body.event_type.to_string())
         .await?;
     Ok(get_room_account_data::v3::Response::new(raw(&content)?))
 }
@@ -96,7 +95,7 @@ async fn tags(
     let session = request.session()?;
     let body = &request.body;
     ensure_own(&session.user_id, &body.user_id)?;
-    let tags = state.account_data.tags(&session.user_id, &body.room_id).await?;
+    let tags = state.account_data.tags(session.into(), &body.room_id).await?;
     let tags =
         serde_json::from_value(tags).map_err(|e| Error::internal(format!("stored tags: {e}")))?;
     Ok(get_tags::v3::Response::new(tags))
@@ -112,7 +111,7 @@ async fn put_tag(
     ensure_own(&session.user_id, &body.user_id)?;
     let content =
         serde_json::to_value(&body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
-    state.account_data.set_tag(&session.user_id, &body.room_id, &body.tag, &content).await?;
+    state.account_data.set_tag(session.into(), &body.room_id, &body.tag, &content).await?;
     Ok(create_tag::v3::Response::new())
 }
 
@@ -124,6 +123,6 @@ async fn remove_tag(
     let session = request.session()?;
     let body = &request.body;
     ensure_own(&session.user_id, &body.user_id)?;
-    state.account_data.delete_tag(&session.user_id, &body.room_id, &body.tag).await?;
+    state.account_data.delete_tag(session.into(), &body.room_id, &body.tag).await?;
     Ok(delete_tag::v3::Response::new())
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::e2ee::BackupVersion;
 use ruma::{
@@ -23,10 +22,10 @@ use serde_json::{Value, json};
 use crate::{
     AppState, Ruma,
     json::{json_of, typed},
-    router::route,
+    router::{Routes, route},
 };
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, create_version);
     let router = route(router, latest_version);
     let router = route(router, get_version);

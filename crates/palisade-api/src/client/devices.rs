@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#device-management>
 
-use axum::Router;
 use palisade_core::Result;
 use palisade_service::UiaPurpose;
 use palisade_storage::DeviceRow;
@@ -13,9 +12,13 @@ use ruma::{
     },
 };
 
-use crate::{AppState, Ruma, client::account::uia_auth, router::route};
+use crate::{
+    AppState, Ruma,
+    client::account::uia_auth,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, list);
     let router = route(router, get);
     let router = route(router, update);

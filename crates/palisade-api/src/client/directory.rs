@@ -3,7 +3,6 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#room-aliases> and
 //! <https://spec.matrix.org/v1.19/client-server-api/#listing-rooms>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::rooms::PublicRoom;
 use ruma::{
@@ -19,9 +18,12 @@ use ruma::{
     directory::PublicRoomsChunk,
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, create);
     let router = route(router, get);
     let router = route(router, delete);
@@ -60,7 +62,7 @@ async fn create(
     request: Ruma<create_alias::v3::Request>,
 ) -> Result<create_alias::v3::Response> {
     let body = &request.body;
-    state.rooms.create_alias(&request.session()?.user_id, &body.room_alias, &body.room_id).await?;
+    state.rooms.create_alias(request.session()?.into(), &body.room_alias, &body.room_id).await?;
     Ok(create_alias::v3::Response::new())
 }
 
@@ -78,7 +80,7 @@ async fn delete(
     state: AppState,
     request: Ruma<delete_alias::v3::Request>,
 ) -> Result<delete_alias::v3::Response> {
-    state.rooms.delete_alias(&request.session()?.user_id, &request.body.room_alias).await?;
+    state.rooms.delete_alias(request.session()?.into(), &request.body.room_alias).await?;
     Ok(delete_alias::v3::Response::new())
 }
 
@@ -87,7 +89,7 @@ async fn room_aliases(
     state: AppState,
     request: Ruma<aliases::v3::Request>,
 ) -> Result<aliases::v3::Response> {
-    let aliases = state.rooms.aliases(&request.session()?.user_id, &request.body.room_id).await?;
+    let aliases = state.rooms.aliases(request.session()?.into(), &request.body.room_id).await?;
     Ok(aliases::v3::Response::new(aliases))
 }
 
@@ -111,7 +113,7 @@ async fn set_visibility(
 ) -> Result<set_room_visibility::v3::Response> {
     let body = &request.body;
     let public = body.visibility == Visibility::Public;
-    state.rooms.set_public(&request.session()?.user_id, &body.room_id, public).await?;
+    state.rooms.set_public(request.session()?.into(), &body.room_id, public).await?;
     Ok(set_room_visibility::v3::Response::new())
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use palisade_core::{Error, Result, SUPPORTED_ROOM_VERSIONS};
 use ruma::api::{
     client::discovery::{
@@ -18,7 +17,10 @@ use ruma::api::{
     federation::discovery::discover_homeserver as discover_server,
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    router::{Routes, route},
+};
 
 /// Spec versions whose Client-Server API clients may rely on here.
 const SPEC_VERSIONS: &[&str] = &[
@@ -26,7 +28,7 @@ const SPEC_VERSIONS: &[&str] = &[
     "v1.11", "v1.12",
 ];
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, versions);
     let router = route(router, well_known_client);
     let router = route(router, well_known_server);

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::{e2ee::Recipient, sync::SyncToken};
 use ruma::{
@@ -24,10 +23,10 @@ use crate::{
     AppState, Ruma,
     client::account::uia_auth,
     json::{json_of, one_time_key_claims, typed},
-    router::route,
+    router::{Routes, route},
 };
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, upload);
     let router = route(router, query);
     let router = route(router, claim);

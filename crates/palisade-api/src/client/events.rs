@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::{
     EventTemplate,
@@ -29,10 +28,10 @@ use serde_json::Value;
 use crate::{
     AppState, Ruma,
     json::{object, raw, raws},
-    router::route,
+    router::{Routes, route},
 };
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, send_message);
     let router = route(router, send_state);
     let router = route(router, get_state);
@@ -67,13 +66,7 @@ async fn send_message(
     let template = EventTemplate::message(body.event_type.to_string(), content);
     let event_id = state
         .rooms
-        .send(
-            &session.user_id,
-            Some(&session.device_id),
-            &body.room_id,
-            template,
-            Some(body.txn_id.as_str()),
-        )
+        .send(session.into(), &body.room_id, template, Some(body.txn_id.as_str()))
         .await?;
     Ok(send_message_event::v3::Response::new(event_id))
 }
@@ -88,7 +81,7 @@ async fn send_state(
     let content = Value::Object(object(body.body.json().get(), "Event content")?);
     let template =
         EventTemplate::state(body.event_type.to_string(), body.state_key.clone(), content);
-    let event_id = state.rooms.send(&session.user_id, None, &body.room_id, template, None).await?;
+    let event_id = state.rooms.send(session.into(), &body.room_id, template, None).await?;
     Ok(send_state_event::v3::Response::new(event_id))
 }
 
@@ -97,7 +90,7 @@ async fn get_state(
     state: AppState,
     request: Ruma<get_state_events::v3::Request>,
 ) -> Result<get_state_events::v3::Response> {
-    let events = state.rooms.state(&request.session()?.user_id, &request.body.room_id).await?;
+    let events = state.rooms.state(request.session()?.into(), &request.body.room_id).await?;
     Ok(get_state_events::v3::Response::new(raws(&events)?))
 }
 
@@ -110,7 +103,7 @@ async fn get_state_event(
     let mut event = state
         .rooms
         .state_event(
-            &request.session()?.user_id,
+            request.session()?.into(),
             &body.room_id,
             &body.event_type.to_string(),
             &body.state_key,
@@ -135,8 +128,7 @@ async fn redact(
     let event_id = state
         .rooms
         .redact(
-            &session.user_id,
-            &session.device_id,
+            session.into(),
             &body.room_id,
             &body.event_id,
             body.reason.as_deref(),
@@ -163,8 +155,7 @@ async fn messages(
     let page = state
         .rooms
         .messages(
-            &session.user_id,
-            &session.device_id,
+            session.into(),
             &body.room_id,
             from,
             to,
@@ -188,10 +179,7 @@ async fn event(
 ) -> Result<get_room_event::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    let event = state
-        .rooms
-        .event(&session.user_id, &session.device_id, &body.room_id, &body.event_id)
-        .await?;
+    let event = state.rooms.event(session.into(), &body.room_id, &body.event_id).await?;
     Ok(get_room_event::v3::Response::new(raw(&event)?))
 }
 
@@ -205,14 +193,7 @@ async fn context(
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX).min(100);
     let context = state
         .rooms
-        .context(
-            &session.user_id,
-            &session.device_id,
-            &body.room_id,
-            &body.event_id,
-            limit,
-            &event_filter(&body.filter),
-        )
+        .context(session.into(), &body.room_id, &body.event_id, limit, &event_filter(&body.filter))
         .await?;
     let mut response = get_context::v3::Response::new();
     response.start = Some(context.before.end.unwrap_or(context.before.start));
@@ -235,7 +216,7 @@ async fn members(
     let events = state
         .rooms
         .members(
-            &request.session()?.user_id,
+            request.session()?.into(),
             &body.room_id,
             membership.as_deref(),
             not_membership.as_deref(),
@@ -250,7 +231,7 @@ async fn joined(
     request: Ruma<joined_members::v3::Request>,
 ) -> Result<joined_members::v3::Response> {
     let members =
-        state.rooms.joined_members(&request.session()?.user_id, &request.body.room_id).await?;
+        state.rooms.joined_members(request.session()?.into(), &request.body.room_id).await?;
     let joined: BTreeMap<_, joined_members::v3::RoomMember> = members
         .into_iter()
         .map(|(user, profile)| {

@@ -17,12 +17,10 @@ mod rooms;
 mod session;
 mod sync;
 
-use axum::Router;
-
-use crate::AppState;
+use crate::router::Routes;
 
 /// Adds every Client-Server endpoint.
-pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Routes) -> Routes {
     let router = discovery::routes(router);
     let router = session::routes(router);
     let router = register::routes(router);

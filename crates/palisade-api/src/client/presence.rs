@@ -4,16 +4,19 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use ruma::{
     api::client::presence::{get_presence, set_presence},
     presence::PresenceState,
 };
 
-use crate::{AppState, Ruma, json::ensure_own, router::route};
+use crate::{
+    AppState, Ruma,
+    json::ensure_own,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, set);
     route(router, get)
 }

@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#profiles>
 
-use axum::Router;
 use palisade_core::Result;
 use palisade_federation::Profile;
 use ruma::{
@@ -13,9 +12,13 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::{AppState, Ruma, json::ensure_own, router::route};
+use crate::{
+    AppState, Ruma,
+    json::ensure_own,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, profile);
     let router = route(router, displayname);
     let router = route(router, avatar_url);
@@ -73,7 +76,7 @@ async fn set_displayname(
     let session = request.session()?;
     ensure_own(&session.user_id, &request.body.user_id)?;
     state.accounts.set_displayname(&session.user_id, request.body.displayname.as_deref()).await?;
-    state.rooms.propagate_profile(&session.user_id).await?;
+    state.rooms.propagate_profile(session.into()).await?;
     Ok(set_display_name::v3::Response::new())
 }
 
@@ -86,6 +89,6 @@ async fn set_avatar_url(
     ensure_own(&session.user_id, &request.body.user_id)?;
     let url = request.body.avatar_url.as_ref().map(|u| u.as_str());
     state.accounts.set_avatar_url(&session.user_id, url).await?;
-    state.rooms.propagate_profile(&session.user_id).await?;
+    state.rooms.propagate_profile(session.into()).await?;
     Ok(set_avatar_url::v3::Response::new())
 }

@@ -3,7 +3,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#push-rules-api>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use ruma::{
     api::client::push::{
@@ -13,9 +12,13 @@ use ruma::{
     push::{InsertPushRuleError, RemovePushRuleError},
 };
 
-use crate::{AppState, Ruma, json::typed, router::route};
+use crate::{
+    AppState, Ruma,
+    json::typed,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, all);
     let router = route(router, get);
     let router = route(router, set);

@@ -4,7 +4,6 @@
 //! <https://spec.matrix.org/v1.19/client-server-api/#receipts> and
 //! <https://spec.matrix.org/v1.19/client-server-api/#read-markers>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::receipts::{FULLY_READ, READ, READ_PRIVATE};
 use ruma::{
@@ -16,9 +15,12 @@ use ruma::{
     events::receipt::ReceiptThread,
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, typing);
     let router = route(router, receipt);
     route(router, read_markers)
@@ -34,7 +36,7 @@ async fn typing(
     if body.user_id != session.user_id {
         return Err(Error::forbidden("Cannot set another user's typing state"));
     }
-    if state.rooms.read_bound(&session.user_id, &body.room_id).await?.is_some() {
+    if state.rooms.read_bound(session.into(), &body.room_id).await?.is_some() {
         return Err(Error::forbidden("You are not in this room"));
     }
     let timeout = match &body.state {
@@ -63,7 +65,7 @@ async fn receipt(
         ReceiptThread::Unthreaded => None,
         thread => thread.as_str(),
     };
-    state.receipts.receipt(&session.user_id, &body.room_id, kind, &body.event_id, thread).await?;
+    state.receipts.receipt(session.into(), &body.room_id, kind, &body.event_id, thread).await?;
     if kind == READ {
         state
             .federation
@@ -87,7 +89,7 @@ async fn read_markers(
     ];
     for (kind, event_id) in markers {
         if let Some(event_id) = event_id {
-            state.receipts.receipt(&session.user_id, &body.room_id, kind, event_id, None).await?;
+            state.receipts.receipt(session.into(), &body.room_id, kind, event_id, None).await?;
             if kind == READ {
                 state
                     .federation

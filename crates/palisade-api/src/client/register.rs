@@ -3,7 +3,6 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#account-registration>
 //! Closed unless the configuration says `registration = "open"`; then `m.login.dummy` suffices.
 
-use axum::Router;
 use palisade_core::{Error, ErrorKind, Result, config::Registration};
 use palisade_service::{RateLimitedAction, UiaPurpose};
 use ruma::api::client::account::{
@@ -11,9 +10,13 @@ use ruma::api::client::account::{
     register::{self, RegistrationKind},
 };
 
-use crate::{AppState, Ruma, client::account::uia_auth, router::route};
+use crate::{
+    AppState, Ruma,
+    client::account::uia_auth,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, register);
     route(router, available)
 }

@@ -3,11 +3,11 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#rooms>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::{
     EventTemplate,
     rooms::{CreateRoom, Preset},
+    trust::Actor,
 };
 use ruma::api::client::{
     membership::{
@@ -18,9 +18,13 @@ use ruma::api::client::{
 };
 use serde_json::{Map, Value};
 
-use crate::{AppState, Ruma, json::object, router::route};
+use crate::{
+    AppState, Ruma,
+    json::object,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, create);
     let router = route(router, joined);
     let router = route(router, join_by_id);
@@ -38,9 +42,10 @@ async fn create(
     state: AppState,
     request: Ruma<create_room::v3::Request>,
 ) -> Result<create_room::v3::Response> {
-    let user = request.session()?.user_id.clone();
-    let body = request.body;
-    let preset = body.preset.map(|preset| match preset {
+    let session = request.session()?;
+    let actor = Actor::from(session);
+    let body = &request.body;
+    let preset = body.preset.as_ref().map(|preset| match preset {
         create_room::v3::RoomPreset::PublicChat => Ok(Preset::PublicChat),
         create_room::v3::RoomPreset::TrustedPrivateChat => Ok(Preset::TrustedPrivateChat),
         create_room::v3::RoomPreset::PrivateChat => Ok(Preset::PrivateChat),
@@ -70,14 +75,14 @@ async fn create(
     let room_id = state
         .rooms
         .create_room(
-            &user,
+            actor,
             CreateRoom {
-                version: body.room_version,
+                version: body.room_version.clone(),
                 preset: preset.transpose()?,
                 public: body.visibility == Visibility::Public,
-                name: body.name,
-                topic: body.topic,
-                alias_localpart: body.room_alias_name,
+                name: body.name.clone(),
+                topic: body.topic.clone(),
+                alias_localpart: body.room_alias_name.clone(),
                 invite: body.invite.clone(),
                 is_direct: body.is_direct,
                 creation_content,
@@ -91,7 +96,7 @@ async fn create(
     for invitee in remote {
         // The room exists: a server that cannot be reached does not undo it.
         if let Err(error) =
-            state.federation.invite(&user, &room_id, invitee, None, body.is_direct).await
+            state.federation.invite(actor, &room_id, invitee, None, body.is_direct).await
         {
             tracing::info!(%room_id, %invitee, %error, "inviting a user of another server failed");
         }
@@ -104,7 +109,7 @@ async fn joined(
     state: AppState,
     request: Ruma<joined_rooms::v3::Request>,
 ) -> Result<joined_rooms::v3::Response> {
-    let rooms = state.rooms.joined_rooms(&request.session()?.user_id).await?;
+    let rooms = state.rooms.joined_rooms(request.session()?.into()).await?;
     Ok(joined_rooms::v3::Response::new(rooms))
 }
 
@@ -113,10 +118,10 @@ async fn join_by_id(
     state: AppState,
     request: Ruma<join_room_by_id::v3::Request>,
 ) -> Result<join_room_by_id::v3::Response> {
-    let user = &request.session()?.user_id;
+    let actor = request.session()?.into();
     let body = &request.body;
     let room_id =
-        state.federation.join(user, (&*body.room_id).into(), &[], body.reason.as_deref()).await?;
+        state.federation.join(actor, (&*body.room_id).into(), &[], body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -125,11 +130,11 @@ async fn join_by_id_or_alias(
     state: AppState,
     request: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<join_room_by_id_or_alias::v3::Response> {
-    let user = &request.session()?.user_id;
+    let actor = request.session()?.into();
     let body = &request.body;
     let room_id = state
         .federation
-        .join(user, &body.room_id_or_alias, &body.via, body.reason.as_deref())
+        .join(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
         .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
@@ -139,14 +144,14 @@ async fn invite(
     state: AppState,
     request: Ruma<invite_user::v3::Request>,
 ) -> Result<invite_user::v3::Response> {
-    let sender = &request.session()?.user_id;
+    let actor = request.session()?.into();
     let body = &request.body;
     let invite_user::v3::InvitationRecipient::UserId(recipient) = &body.recipient else {
         return Err(Error::forbidden("Third-party invites are not supported"));
     };
     state
         .federation
-        .invite(sender, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false)
+        .invite(actor, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false)
         .await?;
     Ok(invite_user::v3::Response::new())
 }
@@ -156,8 +161,8 @@ async fn leave(
     state: AppState,
     request: Ruma<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response> {
-    let user = &request.session()?.user_id;
-    state.federation.leave(user, &request.body.room_id, request.body.reason.as_deref()).await?;
+    let actor = request.session()?.into();
+    state.federation.leave(actor, &request.body.room_id, request.body.reason.as_deref()).await?;
     Ok(leave_room::v3::Response::new())
 }
 
@@ -166,7 +171,7 @@ async fn forget(
     state: AppState,
     request: Ruma<forget_room::v3::Request>,
 ) -> Result<forget_room::v3::Response> {
-    state.rooms.forget(&request.session()?.user_id, &request.body.room_id).await?;
+    state.rooms.forget(request.session()?.into(), &request.body.room_id).await?;
     Ok(forget_room::v3::Response::new())
 }
 
@@ -175,9 +180,9 @@ async fn kick(
     state: AppState,
     request: Ruma<kick_user::v3::Request>,
 ) -> Result<kick_user::v3::Response> {
-    let sender = &request.session()?.user_id;
+    let actor = request.session()?.into();
     let body = &request.body;
-    state.rooms.kick(sender, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state.rooms.kick(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
     Ok(kick_user::v3::Response::new())
 }
 
@@ -186,9 +191,9 @@ async fn ban(
     state: AppState,
     request: Ruma<ban_user::v3::Request>,
 ) -> Result<ban_user::v3::Response> {
-    let sender = &request.session()?.user_id;
+    let actor = request.session()?.into();
     let body = &request.body;
-    state.rooms.ban(sender, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state.rooms.ban(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
     Ok(ban_user::v3::Response::new())
 }
 
@@ -197,8 +202,8 @@ async fn unban(
     state: AppState,
     request: Ruma<unban_user::v3::Request>,
 ) -> Result<unban_user::v3::Response> {
-    let sender = &request.session()?.user_id;
+    let actor = request.session()?.into();
     let body = &request.body;
-    state.rooms.unban(sender, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state.rooms.unban(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
     Ok(unban_user::v3::Response::new())
 }

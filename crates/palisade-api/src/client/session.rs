@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#login>
 
-use axum::Router;
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_service::RateLimitedAction;
 use ruma::api::client::{
@@ -18,9 +17,12 @@ use ruma::api::client::{
     uiaa::UserIdentifier,
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, login_types);
     let router = route(router, login);
     let router = route(router, logout);

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use palisade_service::sync::{SyncFilter, SyncRequest};
 use ruma::api::client::{
@@ -17,10 +16,10 @@ use crate::{
     AppState, Ruma,
     client::events::event_filter,
     json::{ensure_own, typed},
-    router::route,
+    router::{Routes, route},
 };
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, sync);
     let router = route(router, create);
     route(router, get)

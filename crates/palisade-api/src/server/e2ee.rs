@@ -2,16 +2,19 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#end-to-end-encryption>
 
-use axum::Router;
 use palisade_core::Result;
 use ruma::api::federation::{
     device::get_devices,
     keys::{claim_keys, get_keys},
 };
 
-use crate::{AppState, Ruma, json::one_time_key_claims, router::route};
+use crate::{
+    AppState, Ruma,
+    json::one_time_key_claims,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, query);
     let router = route(router, claim);
     route(router, devices)

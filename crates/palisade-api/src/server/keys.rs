@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#retrieving-server-keys>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use ruma::{
     ServerName,
@@ -12,13 +11,17 @@ use ruma::{
     serde::Raw,
 };
 
-use crate::{AppState, Ruma, json::raw, router::route};
+use crate::{
+    AppState, Ruma,
+    json::raw,
+    router::{Routes, route},
+};
 
-pub(super) fn server_key_routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn server_key_routes(router: Routes) -> Routes {
     route(router, server_keys)
 }
 
-pub(super) fn notary_routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn notary_routes(router: Routes) -> Routes {
     let router = route(router, notary_query);
     route(router, notary_batch)
 }

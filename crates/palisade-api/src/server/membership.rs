@@ -3,15 +3,17 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>
 
-use axum::Router;
 use palisade_core::Result;
 use ruma::api::federation::membership::{
     create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, make_join);
     let router = route(router, send_join);
     let router = route(router, make_leave);

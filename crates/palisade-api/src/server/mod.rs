@@ -7,17 +7,15 @@ mod membership;
 mod query;
 mod transactions;
 
-use axum::Router;
-
-use crate::AppState;
+use crate::router::Routes;
 
 /// The key server, served on every listener.
-pub(crate) fn key_routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn key_routes(router: Routes) -> Routes {
     keys::server_key_routes(router)
 }
 
 /// Every Server-Server endpoint.
-pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Routes) -> Routes {
     let router = query::routes(keys::notary_routes(key_routes(router)));
     e2ee::routes(transactions::routes(membership::routes(router)))
 }

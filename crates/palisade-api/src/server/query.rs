@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#query-types>
 
-use axum::Router;
 use palisade_core::Result;
 use ruma::api::federation::{
     directory::{get_public_rooms, get_public_rooms_filtered},
@@ -15,10 +14,10 @@ use serde_json::Value;
 use crate::{
     AppState, Ruma,
     client::directory::{DirectoryResponse, page},
-    router::route,
+    router::{Routes, route},
 };
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, version);
     let router = route(router, directory);
     let router = route(router, openid_userinfo);

@@ -2,7 +2,6 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#transactions>
 
-use axum::Router;
 use palisade_core::{Error, Result};
 use ruma::{
     MilliSecondsSinceUnixEpoch,
@@ -14,9 +13,12 @@ use ruma::{
     },
 };
 
-use crate::{AppState, Ruma, router::route};
+use crate::{
+    AppState, Ruma,
+    router::{Routes, route},
+};
 
-pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, send);
     let router = route(router, event);
     let router = route(router, state_ids);

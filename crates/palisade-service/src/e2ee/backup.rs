@@ -8,7 +8,7 @@ use ruma::UserId;
 use serde_json::{Value, json};
 
 use super::E2eeService;
-use crate::Session;
+use crate::{Session, trust::Need};
 
 /// A backup version as the API returns it.
 #[derive(Debug, Clone)]
@@ -46,12 +46,7 @@ impl E2eeService {
     /// The user behind `session`, if its device may change the key backup: an untrusted
     /// device could otherwise delete it or fill it with keys that win over the real ones.
     async fn writer<'a>(&self, session: &'a Session) -> Result<&'a UserId> {
-        if !self.trust.is_trusted(&session.user_id, &session.device_id).await? {
-            return Err(Error::forbidden(
-                "This device is not trusted yet: verify it from one of your other devices before \
-                 changing the key backup",
-            ));
-        }
+        self.trust.require(session.into(), Need::Approval, "change_key_backup").await?;
         Ok(&session.user_id)
     }
 
@@ -170,12 +165,7 @@ impl E2eeService {
         session_id: Option<&str>,
     ) -> Result<Value> {
         let user = &session.user_id;
-        if !self.trust.is_trusted(user, &session.device_id).await? {
-            return Err(Error::forbidden(
-                "This device is not trusted yet: verify it from one of your other devices before \
-                 reading the key backup",
-            ));
-        }
+        self.trust.require(session.into(), Need::Approval, "read_key_backup").await?;
         self.backup(user, Some(version)).await?;
         let rows =
             self.store.backup_keys(user, parse_version(version)?, room_id, session_id).await?;

@@ -6,6 +6,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, User
 use serde_json::{Map, Value, json};
 
 use super::{Commit, EventTemplate, RoomService, rules_of};
+use crate::trust::{Actor, Need};
 
 /// The presets of `createRoom`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +61,14 @@ impl RoomService {
             .map_err(|_| Error::invalid_param("Invalid alias"))
     }
 
-    /// Creates a room and its initial state; returns the room id.
-    pub async fn create_room(&self, creator: &UserId, request: CreateRoom) -> Result<OwnedRoomId> {
+    /// Creates a room and its initial state; returns the room id. A room with invitees (or
+    /// member events in its initial state) needs an approved device, as any invite does.
+    pub async fn create_room(&self, actor: Actor<'_>, request: CreateRoom) -> Result<OwnedRoomId> {
+        let invites = !request.invite.is_empty()
+            || request.initial_state.iter().any(|t| t.kind == "m.room.member");
+        let need = if invites { Need::Approval } else { Need::RoomAccess };
+        self.trust.require(actor, need, "create_room").await?;
+        let creator = actor.user();
         let version =
             request.version.clone().unwrap_or_else(|| self.config.default_room_version.clone());
         if !SUPPORTED_ROOM_VERSIONS.contains(&version) {

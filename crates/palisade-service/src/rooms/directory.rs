@@ -5,6 +5,7 @@ use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{EventTemplate, RoomService};
+use crate::trust::{Actor, Need};
 
 /// One room of the public directory.
 #[derive(Debug, Clone)]
@@ -44,12 +45,14 @@ impl RoomService {
     /// Maps a local alias to a room the user is in.
     pub async fn create_alias(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         alias: &RoomAliasId,
         room_id: &RoomId,
     ) -> Result<()> {
+        self.trust.require(actor, Need::RoomAccess, "create_alias").await?;
+        let user = actor.user();
         self.ensure_local_alias(alias)?;
-        if self.read_bound(user, room_id).await.ok() != Some(None) {
+        if self.bound_of(user, room_id).await.ok() != Some(None) {
             return Err(Error::forbidden("You are not in this room"));
         }
         if !self.store.create_alias(alias, room_id, user).await? {
@@ -69,7 +72,9 @@ impl RoomService {
 
     /// Removes an alias: its creator, a server admin, or a room member allowed to change the
     /// canonical alias may.
-    pub async fn delete_alias(&self, user: &UserId, alias: &RoomAliasId) -> Result<()> {
+    pub async fn delete_alias(&self, actor: Actor<'_>, alias: &RoomAliasId) -> Result<()> {
+        self.trust.require(actor, Need::RoomAccess, "delete_alias").await?;
+        let user = actor.user();
         let (room_id, creator) = self
             .store
             .alias(alias)
@@ -78,7 +83,7 @@ impl RoomService {
         let admin = self.accounts.user(user).await?.is_some_and(|u| u.admin);
         let allowed = creator == user
             || admin
-            || (self.read_bound(user, &room_id).await.ok() == Some(None)
+            || (self.bound_of(user, &room_id).await.ok() == Some(None)
                 && self
                     .is_allowed(
                         user,
@@ -94,8 +99,12 @@ impl RoomService {
     }
 
     /// The local aliases of a room the user may read.
-    pub async fn aliases(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
-        self.read_bound(user, room_id).await?;
+    pub async fn aliases(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+    ) -> Result<Vec<OwnedRoomAliasId>> {
+        self.read_bound(actor, room_id).await?;
         self.store.aliases_of_room(room_id).await
     }
 
@@ -107,12 +116,15 @@ impl RoomService {
         self.store.is_public(room_id).await
     }
 
-    /// Lists or unlists a room; needs the power to change the canonical alias.
-    pub async fn set_public(&self, user: &UserId, room_id: &RoomId, public: bool) -> Result<()> {
+    /// Lists or unlists a room; needs the power to change the canonical alias (and, as
+    /// changing who finds the room, an approved device).
+    pub async fn set_public(&self, actor: Actor<'_>, room_id: &RoomId, public: bool) -> Result<()> {
+        self.trust.require(actor, Need::Approval, "set_room_visibility").await?;
+        let user = actor.user();
         if self.current_state(room_id).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        let allowed = self.read_bound(user, room_id).await.ok() == Some(None)
+        let allowed = self.bound_of(user, room_id).await.ok() == Some(None)
             && self
                 .is_allowed(
                     user,

@@ -9,6 +9,7 @@ use ruma::{OwnedRoomId, RoomId, RoomOrAliasId, UserId};
 use serde_json::{Value, json};
 
 use super::{EventTemplate, RoomService};
+use crate::trust::{Actor, Need};
 
 impl RoomService {
     /// Member event content with the target's profile, as Synapse fills it.
@@ -37,17 +38,15 @@ impl RoomService {
 
     async fn set_membership(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         membership: &str,
         reason: Option<&str>,
     ) -> Result<()> {
         let content = self.member_content(membership, target, reason).await?;
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
         let template = EventTemplate::state("m.room.member", target.as_str(), content);
-        self.append(room, room_id, sender, template, None).await?;
+        self.send(actor, room_id, template, None).await?;
         Ok(())
     }
 
@@ -65,30 +64,36 @@ impl RoomService {
     }
 
     /// Joins a local room.
-    pub async fn join(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
-        self.set_membership(user, room_id, user, "join", reason).await
+    pub async fn join(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.set_membership(actor, room_id, actor.user(), "join", reason).await
     }
 
     /// Invites `target`.
     pub async fn invite(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.set_membership(sender, room_id, target, "invite", reason).await
+        self.set_membership(actor, room_id, target, "invite", reason).await
     }
 
     /// Re-sends the user's join event in every room they are in, so that members see a new
     /// display name or avatar (as Synapse does).
-    pub async fn propagate_profile(&self, user: &UserId) -> Result<()> {
+    pub async fn propagate_profile(&self, actor: Actor<'_>) -> Result<()> {
+        let user = actor.user();
         for membership in self.store.rooms_of_user(user).await? {
             if membership.membership != "join" {
                 continue;
             }
             if let Err(error) =
-                self.set_membership(user, &membership.room_id, user, "join", None).await
+                self.set_membership(actor, &membership.room_id, user, "join", None).await
             {
                 tracing::warn!(%error, room = %membership.room_id, "profile change not propagated");
             }
@@ -97,54 +102,62 @@ impl RoomService {
     }
 
     /// Leaves (or rejects an invite).
-    pub async fn leave(&self, user: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
-        self.set_membership(user, room_id, user, "leave", reason).await
+    pub async fn leave(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.set_membership(actor, room_id, actor.user(), "leave", reason).await
     }
 
     /// Removes `target` from the room.
     pub async fn kick(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
+        self.trust.require(actor, Need::Approval, "kick").await?;
         let current = self.store.membership(room_id, target).await?;
         if !current.is_some_and(|m| matches!(m.membership.as_str(), "join" | "invite" | "knock")) {
             return Err(Error::forbidden("The target user is not in the room"));
         }
-        self.set_membership(sender, room_id, target, "leave", reason).await
+        self.set_membership(actor, room_id, target, "leave", reason).await
     }
 
     /// Bans `target`.
     pub async fn ban(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.set_membership(sender, room_id, target, "ban", reason).await
+        self.set_membership(actor, room_id, target, "ban", reason).await
     }
 
     /// Lifts a ban on `target`.
     pub async fn unban(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
+        self.trust.require(actor, Need::Approval, "unban").await?;
         let current = self.store.membership(room_id, target).await?;
         if current.is_none_or(|m| m.membership != "ban") {
             return Err(Error::forbidden("The target user is not banned"));
         }
-        self.set_membership(sender, room_id, target, "leave", reason).await
+        self.set_membership(actor, room_id, target, "leave", reason).await
     }
 
     /// Forgets a room the user has left.
-    pub async fn forget(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
-        if !self.store.forget_room(room_id, user).await? {
+    pub async fn forget(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<()> {
+        self.trust.require(actor, Need::RoomAccess, "forget").await?;
+        if !self.store.forget_room(room_id, actor.user()).await? {
             return Err(Error::bad_state("You must leave the room before forgetting it"));
         }
         Ok(())

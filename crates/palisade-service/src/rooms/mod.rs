@@ -41,7 +41,12 @@ pub(crate) use read::Visibility;
 pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
 pub use remote::{JoinedRoom, Received, RemoteEvent};
 
-use crate::{AccountService, keys::SigningKey, notify::Notifier};
+use crate::{
+    AccountService, DeviceTrustService,
+    keys::SigningKey,
+    notify::Notifier,
+    trust::{Actor, Need},
+};
 
 /// An event a local user asks to send, before it becomes a PDU.
 #[derive(Debug, Clone)]
@@ -52,6 +57,18 @@ pub struct EventTemplate {
     pub state_key: Option<String>,
     /// Content: a JSON object.
     pub content: Value,
+}
+
+impl EventTemplate {
+    /// What sending it needs of the device: changing the room's state needs approval (an
+    /// invited accomplice, or a room opened to anyone, would be sent the owner's room keys),
+    /// except a user's own join, leave or knock, which needs only access to rooms.
+    fn need(&self, sender: &UserId) -> Need {
+        let own_membership = self.kind == "m.room.member"
+            && self.state_key.as_deref() == Some(sender.as_str())
+            && matches!(self.content["membership"].as_str(), Some("join" | "leave" | "knock"));
+        if self.state_key.is_some() && !own_membership { Need::Approval } else { Need::RoomAccess }
+    }
 }
 
 impl EventTemplate {
@@ -95,8 +112,13 @@ pub struct RoomService {
     config: Arc<Config>,
     store: Arc<dyn RoomStore>,
     accounts: Arc<AccountService>,
+    trust: Arc<DeviceTrustService>,
     key: Arc<SigningKey>,
     clock: Arc<dyn Clock>,
+    /// The latest `origin_server_ts` given to a create event: room version 12 derives the
+    /// room id from the create event's hash, so two rooms one user creates in the same
+    /// millisecond must not share a timestamp.
+    last_create_ts: AtomicU64,
     handles: SyncMutex<HashMap<OwnedRoomId, RoomHandle>>,
     /// Rooms whose cached state may lag storage: a write was started and the request that
     /// started it may have been dropped before updating the cache. Reloaded on next use.
@@ -140,6 +162,7 @@ impl RoomService {
         config: Arc<Config>,
         store: Arc<dyn RoomStore>,
         accounts: Arc<AccountService>,
+        trust: Arc<DeviceTrustService>,
         key: Arc<SigningKey>,
         clock: Arc<dyn Clock>,
         notifier: Arc<Notifier>,
@@ -151,8 +174,10 @@ impl RoomService {
             config,
             store,
             accounts,
+            trust,
             key,
             clock,
+            last_create_ts: AtomicU64::new(0),
             handles,
             stale,
             stream,
@@ -255,13 +280,14 @@ impl RoomService {
     /// Sends an event as a local user, idempotently per device and transaction id.
     pub async fn send(
         &self,
-        sender: &UserId,
-        device: Option<&ruma::DeviceId>,
+        actor: Actor<'_>,
         room_id: &RoomId,
         template: EventTemplate,
         txn_id: Option<&str>,
     ) -> Result<OwnedEventId> {
-        let txn = device.zip(txn_id).map(|(d, t)| (d.to_owned(), t.to_owned()));
+        let sender = actor.user();
+        self.trust.require(actor, template.need(sender), &template.kind).await?;
+        let txn = actor.device().zip(txn_id).map(|(d, t)| (d.to_owned(), t.to_owned()));
         if let Some((device, txn_id)) = &txn
             && let Some(existing) = self.store.event_for_txn(sender, device, txn_id).await?
         {
@@ -338,11 +364,16 @@ impl RoomService {
                 ruma::Int::try_from(depth).map_err(|_| Error::internal("depth overflow"))?,
             ),
         );
+        let now = self.clock.now_millis();
+        let ts = if kind == TimelineEventType::RoomCreate {
+            let last = self.last_create_ts.fetch_max(now, Ordering::AcqRel);
+            if last >= now { self.last_create_ts.fetch_add(1, Ordering::AcqRel) + 1 } else { now }
+        } else {
+            now
+        };
         object.insert(
             "origin_server_ts".into(),
-            CanonicalJsonValue::Integer(
-                ruma::Int::try_from(self.clock.now_millis()).unwrap_or_default(),
-            ),
+            CanonicalJsonValue::Integer(ruma::Int::try_from(ts).unwrap_or_default()),
         );
         object.insert(
             "prev_events".into(),
@@ -636,8 +667,7 @@ impl RoomService {
     /// Redacts an event (the pipeline checks the `redact` level for other users' events).
     pub async fn redact(
         &self,
-        sender: &UserId,
-        device: &ruma::DeviceId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         event_id: &EventId,
         reason: Option<&str>,
@@ -647,13 +677,7 @@ impl RoomService {
         if let Some(reason) = reason {
             content["reason"] = Value::from(reason);
         }
-        self.send(
-            sender,
-            Some(device),
-            room_id,
-            EventTemplate::message("m.room.redaction", content),
-            Some(txn_id),
-        )
-        .await
+        let template = EventTemplate::message("m.room.redaction", content);
+        self.send(actor, room_id, template, Some(txn_id)).await
     }
 }

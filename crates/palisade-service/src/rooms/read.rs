@@ -16,6 +16,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use super::{RoomService, pdu::client_event, rules_of};
+use crate::trust::{Actor, Need};
 
 /// Events fetched per round while filtering a timeline.
 const PAGE: usize = 100;
@@ -118,9 +119,15 @@ pub fn parse_stream_token(token: &str) -> Result<u64> {
 }
 
 impl RoomService {
-    /// How far `user` may read `room_id`: `None` for everything, `Some(pos)` up to a stream
+    /// How far `actor` may read `room_id`: `None` for everything, `Some(pos)` up to a stream
     /// position, or `M_FORBIDDEN`.
-    pub async fn read_bound(&self, user: &UserId, room_id: &RoomId) -> Result<Option<u64>> {
+    pub async fn read_bound(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<Option<u64>> {
+        self.trust.require(actor, Need::RoomAccess, "read_room").await?;
+        self.bound_of(actor.user(), room_id).await
+    }
+
+    /// How far `user` may read `room_id` (see [`Self::read_bound`]).
+    pub(crate) async fn bound_of(&self, user: &UserId, room_id: &RoomId) -> Result<Option<u64>> {
         match self.store.membership(room_id, user).await? {
             Some(m) if m.membership == "join" => Ok(None),
             Some(m)
@@ -206,7 +213,7 @@ impl RoomService {
 
     /// The state a user may see: current state for members, the state at their leave else.
     async fn visible_state(&self, user: &UserId, room_id: &RoomId) -> Result<StateMap> {
-        let state = match self.read_bound(user, room_id).await? {
+        let state = match self.bound_of(user, room_id).await? {
             None => self.current_state(room_id).await?,
             Some(_) => {
                 let membership = self.store.membership(room_id, user).await?;
@@ -244,8 +251,9 @@ impl RoomService {
     }
 
     /// The whole state of a room, in client format.
-    pub async fn state(&self, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
-        let state = self.visible_state(user, room_id).await?;
+    pub async fn state(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<Vec<Value>> {
+        self.trust.require(actor, Need::RoomAccess, "room_state").await?;
+        let state = self.visible_state(actor.user(), room_id).await?;
         let ids: Vec<_> = state.into_values().collect();
         self.format_ids(room_id, &ids).await
     }
@@ -253,12 +261,13 @@ impl RoomService {
     /// One state event in client format, or `M_NOT_FOUND`.
     pub async fn state_event(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         kind: &str,
         state_key: &str,
     ) -> Result<Value> {
-        let state = self.visible_state(user, room_id).await?;
+        self.trust.require(actor, Need::RoomAccess, "room_state").await?;
+        let state = self.visible_state(actor.user(), room_id).await?;
         let id = state
             .get(&(kind.to_owned(), state_key.to_owned()))
             .ok_or_else(|| Error::not_found("Event not found"))?;
@@ -274,7 +283,7 @@ impl RoomService {
         room_id: &RoomId,
         event_id: &EventId,
     ) -> Result<EventRow> {
-        let bound = self.read_bound(user, room_id).await?;
+        let bound = self.bound_of(user, room_id).await?;
         let row = self
             .store
             .event(event_id)
@@ -367,13 +376,13 @@ impl RoomService {
     /// One event, if the user may see it.
     pub async fn event(
         &self,
-        user: &UserId,
-        device: &DeviceId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         event_id: &EventId,
     ) -> Result<Value> {
-        let row = self.visible_event(user, room_id, event_id).await?;
-        let mut events = self.format_events(room_id, &[row], Some((user, device))).await?;
+        self.trust.require(actor, Need::RoomAccess, "room_event").await?;
+        let row = self.visible_event(actor.user(), room_id, event_id).await?;
+        let mut events = self.format_events(room_id, &[row], viewer_of(actor)).await?;
         Ok(events.remove(0))
     }
 
@@ -435,8 +444,7 @@ impl RoomService {
     #[allow(clippy::too_many_arguments)]
     pub async fn messages(
         &self,
-        user: &UserId,
-        device: &DeviceId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         from: Option<u64>,
         to: Option<u64>,
@@ -444,7 +452,9 @@ impl RoomService {
         limit: usize,
         filter: &EventFilter,
     ) -> Result<Messages> {
-        let bound = self.read_bound(user, room_id).await?;
+        self.trust.require(actor, Need::RoomAccess, "room_messages").await?;
+        let user = actor.user();
+        let bound = self.bound_of(user, room_id).await?;
         let latest = self.position();
         let ceiling = bound.unwrap_or(latest);
         let start = match direction {
@@ -461,7 +471,7 @@ impl RoomService {
         } else {
             Vec::new()
         };
-        let chunk = self.format_events(room_id, &rows, Some((user, device))).await?;
+        let chunk = self.format_events(room_id, &rows, viewer_of(actor)).await?;
         let end = (!reached_end).then(|| stream_token(cursor));
         Ok(Messages { chunk, start: stream_token(start), end, state })
     }
@@ -485,12 +495,13 @@ impl RoomService {
     /// membership.
     pub async fn members(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         membership: Option<&str>,
         not_membership: Option<&str>,
     ) -> Result<Vec<Value>> {
-        let state = self.visible_state(user, room_id).await?;
+        self.trust.require(actor, Need::RoomAccess, "room_members").await?;
+        let state = self.visible_state(actor.user(), room_id).await?;
         let ids: Vec<_> = state
             .into_iter()
             .filter(|((kind, _), _)| kind == "m.room.member")
@@ -510,13 +521,13 @@ impl RoomService {
     /// Joined members with their display names and avatars; only for joined members.
     pub async fn joined_members(
         &self,
-        user: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
     ) -> Result<HashMap<OwnedUserId, Value>> {
-        if self.read_bound(user, room_id).await?.is_some() {
+        if self.read_bound(actor, room_id).await?.is_some() {
             return Err(Error::forbidden("You are not in this room"));
         }
-        let members = self.members(user, room_id, Some("join"), None).await?;
+        let members = self.members(actor, room_id, Some("join"), None).await?;
         Ok(members
             .into_iter()
             .filter_map(|event| {
@@ -531,10 +542,11 @@ impl RoomService {
     }
 
     /// The rooms the user has joined.
-    pub async fn joined_rooms(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+    pub async fn joined_rooms(&self, actor: Actor<'_>) -> Result<Vec<OwnedRoomId>> {
+        self.trust.require(actor, Need::RoomAccess, "joined_rooms").await?;
         Ok(self
             .store
-            .rooms_of_user(user)
+            .rooms_of_user(actor.user())
             .await?
             .into_iter()
             .filter(|m| m.membership == "join")
@@ -560,14 +572,14 @@ impl RoomService {
     /// An event with up to `limit` events around it.
     pub async fn context(
         &self,
-        user: &UserId,
-        device: &DeviceId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         event_id: &EventId,
         limit: usize,
         filter: &EventFilter,
     ) -> Result<Context> {
-        let row = self.visible_event(user, room_id, event_id).await?;
+        self.trust.require(actor, Need::RoomAccess, "room_context").await?;
+        let row = self.visible_event(actor.user(), room_id, event_id).await?;
         let before_limit = limit / 2;
         let page = |from, direction, limit| async move {
             if limit == 0 {
@@ -578,12 +590,12 @@ impl RoomService {
                     state: Vec::new(),
                 });
             }
-            self.messages(user, device, room_id, Some(from), None, direction, limit, filter).await
+            self.messages(actor, room_id, Some(from), None, direction, limit, filter).await
         };
         let before = page(row.stream_pos - 1, Direction::Backward, before_limit).await?;
         let after = page(row.stream_pos, Direction::Forward, limit - before_limit).await?;
         let event = self
-            .format_events(room_id, std::slice::from_ref(&row), Some((user, device)))
+            .format_events(room_id, std::slice::from_ref(&row), viewer_of(actor))
             .await?
             .remove(0);
         let state = if filter.lazy_load_members {
@@ -607,4 +619,9 @@ impl RoomService {
             .collect();
         self.rows(&ids).await
     }
+}
+
+/// The user and device events are formatted for (their own transaction ids).
+fn viewer_of(actor: Actor<'_>) -> Option<(&UserId, &DeviceId)> {
+    actor.device().map(|device| (actor.user(), device))
 }

@@ -16,6 +16,7 @@ use ruma::{
 use serde_json::{Value, json};
 
 use super::{Commit, EventTemplate, Pdu, RoomService, event_id_of, rules_of};
+use crate::trust::{Actor, Need};
 
 /// What became of an event another server sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -431,13 +432,25 @@ impl RoomService {
         Ok((room.version.clone(), object))
     }
 
-    /// Completes a membership template another server gave this one: the timestamp, hashes,
-    /// this server's signature and the event id.
-    pub fn complete_template(
+    /// Completes a membership template another server gave this one for `actor`'s own join
+    /// or leave: the timestamp, hashes, this server's signature and the event id.
+    pub async fn complete_template(
         &self,
+        actor: Actor<'_>,
         mut object: CanonicalJsonObject,
         version: &RoomVersionId,
     ) -> Result<RemoteEvent> {
+        self.trust.require(actor, Need::RoomAccess, "m.room.member").await?;
+        let text = |key: &str| match object.get(key) {
+            Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
+            _ => None,
+        };
+        let own = text("sender") == Some(actor.user().as_str())
+            && text("state_key") == Some(actor.user().as_str())
+            && text("type") == Some("m.room.member");
+        if !own {
+            return Err(Error::forbidden("Only a user's own membership is signed for them"));
+        }
         let rules = rules_of(version)?;
         object.insert(
             "origin_server_ts".into(),
@@ -647,12 +660,14 @@ impl RoomService {
     /// invitee is shown (full PDUs).
     pub async fn prepare_invite(
         &self,
-        sender: &UserId,
+        actor: Actor<'_>,
         room_id: &RoomId,
         target: &UserId,
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<(RoomVersionId, RemoteEvent, Vec<CanonicalJsonObject>)> {
+        self.trust.require(actor, Need::Approval, "m.room.member").await?;
+        let sender = actor.user();
         let mut content = self.member_content("invite", target, reason).await?;
         if is_direct {
             content["is_direct"] = json!(true);
@@ -816,7 +831,9 @@ impl RoomService {
 
     /// Rejects an invite locally when no server in the room can be reached (as Synapse's
     /// out-of-band leave): a leave event this server signs, seen by the user's devices only.
-    pub async fn out_of_band_leave(&self, room_id: &RoomId, user: &UserId) -> Result<()> {
+    pub async fn out_of_band_leave(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<()> {
+        self.trust.require(actor, Need::RoomAccess, "leave").await?;
+        let user = actor.user();
         let membership = self
             .store
             .membership(room_id, user)

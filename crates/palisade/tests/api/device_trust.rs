@@ -2,6 +2,7 @@
 //! trusted, and what administrators can see and do.
 
 use palisade_core::config::TrustMode;
+use palisade_service::trust::Administrator;
 use palisade_testkit::{PASSWORD, TestServer, User, assert_error, assert_forbidden};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -192,7 +193,7 @@ async fn an_untrusted_device_is_quarantined_until_approved() {
     assert_eq!(server.get(&keys, alice.token()).await.0, StatusCode::OK);
     let (status, refused) = server.get(&keys, intruder.token()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(refused["error"].as_str().unwrap().contains("not trusted"), "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("not approved"), "{refused}");
 
     // Once approved, everything held arrives, and Bob is told to refetch Alice's devices.
     let since = server.sync(&bob, "").await["next_batch"].as_str().unwrap().to_owned();
@@ -494,7 +495,8 @@ async fn device_limit_and_expiry_of_unapproved_devices() {
     // The audit entry is written just after the device is deleted.
     let mut audited = false;
     for _ in 0..50 {
-        let audit = server.services.trust.audit_log(None, 50).await.unwrap();
+        let audit =
+            server.services.trust.audit_log(&Administrator::console(), None, 50).await.unwrap();
         audited = audit.iter().any(|e| {
             e.kind == "device_expired"
                 && e.device_id.as_deref().map(|d| d.as_str()) == Some(second.device_id.as_str())

@@ -15,3 +15,4 @@ mod room_history;
 mod rooms;
 mod synapse;
 mod sync;
+mod trust_table;
