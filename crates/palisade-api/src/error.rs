@@ -5,7 +5,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
-use palisade_core::{Error, ErrorKind};
+use palisade_core::{Error, ErrorKind, RemoteRefusal};
 use serde_json::json;
 
 /// A domain error on its way out as an HTTP response.
@@ -50,7 +50,14 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Unauthorized => (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"),
         IncompatibleRoomVersion => (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
-        RemoteUnavailable => (StatusCode::BAD_GATEWAY, "M_UNKNOWN"),
+        RemoteUnavailable | RemoteRefused(RemoteRefusal::Other) => {
+            (StatusCode::BAD_GATEWAY, "M_UNKNOWN")
+        }
+        RemoteRefused(RemoteRefusal::Forbidden) => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
+        RemoteRefused(RemoteRefusal::NotFound) => (StatusCode::NOT_FOUND, "M_NOT_FOUND"),
+        RemoteRefused(RemoteRefusal::UnsupportedRoomVersion) => {
+            (StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION")
+        }
         Internal => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN"),
     }

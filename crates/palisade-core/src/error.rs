@@ -71,8 +71,25 @@ pub enum ErrorKind {
     Unauthorized,
     /// Another server could not be reached or failed (`M_UNKNOWN`, 502).
     RemoteUnavailable,
+    /// Another server refused a request of this one. Kept apart from this server's own
+    /// answers, so no code mistakes a peer's "not found" for its own; `palisade-api` decides
+    /// what a client is told.
+    RemoteRefused(RemoteRefusal),
     /// The server failed; details are logged, never returned (`M_UNKNOWN`, 500).
     Internal,
+}
+
+/// What another server's refusal meant, by its `errcode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteRefusal {
+    /// `M_FORBIDDEN`: the peer does not allow it (an invite-only room, a ban).
+    Forbidden,
+    /// `M_NOT_FOUND`: the peer has no such room, alias, user or event.
+    NotFound,
+    /// The peer cannot serve the room version.
+    UnsupportedRoomVersion,
+    /// Anything else the peer refused: this server's request was at fault, not the client's.
+    Other,
 }
 
 /// A domain error: a kind and a message safe to show to the client.

@@ -8,7 +8,7 @@ pub mod error;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, RemoteRefusal, Result};
 
 use ruma::RoomVersionId;
 

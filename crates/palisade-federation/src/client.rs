@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use palisade_core::{Config, Error, ErrorKind, Result};
+use palisade_core::{Config, Error, ErrorKind, RemoteRefusal, Result};
 use palisade_service::SigningKey;
 use ruma::{
     OwnedServerName, ServerName,
@@ -382,7 +382,7 @@ impl reqwest::dns::Resolve for FederationDns {
     }
 }
 
-/// A peer's error answer as this server's error: known `errcode`s keep their meaning.
+/// A peer's error answer as this server's error: a refusal, by what it meant, or a failure.
 fn remote_error(destination: &ServerName, status: http::StatusCode, body: &[u8]) -> Error {
     #[derive(serde::Deserialize)]
     struct MatrixError {
@@ -396,16 +396,22 @@ fn remote_error(destination: &ServerName, status: http::StatusCode, body: &[u8])
             format!("{destination} answered {status}"),
         );
     };
-    let kind = match error.errcode.as_str() {
-        "M_FORBIDDEN" => ErrorKind::Forbidden,
-        "M_NOT_FOUND" => ErrorKind::NotFound,
+    let refusal = match error.errcode.as_str() {
+        "M_FORBIDDEN" => RemoteRefusal::Forbidden,
+        "M_NOT_FOUND" => RemoteRefusal::NotFound,
         "M_UNSUPPORTED_ROOM_VERSION" | "M_INCOMPATIBLE_ROOM_VERSION" => {
-            ErrorKind::UnsupportedRoomVersion
+            RemoteRefusal::UnsupportedRoomVersion
         }
-        "M_BAD_JSON" => ErrorKind::BadJson,
-        "M_INVALID_PARAM" => ErrorKind::InvalidParam,
-        _ => ErrorKind::RemoteUnavailable,
+        "M_BAD_JSON" | "M_NOT_JSON" | "M_INVALID_PARAM" | "M_MISSING_PARAM" => RemoteRefusal::Other,
+        // Anything else (rate limits, authentication hiccups, failures) may pass.
+        _ => {
+            return Error::new(
+                ErrorKind::RemoteUnavailable,
+                format!("{destination}: {} {}", error.errcode, error.error),
+            );
+        }
     };
+    let kind = ErrorKind::RemoteRefused(refusal);
     Error::new(kind, format!("{destination}: {} {}", error.errcode, error.error))
 }
 

@@ -315,23 +315,25 @@ impl Federation {
         };
         let resident = rooms.room_version(room_id).await?.is_some()
             && rooms.server_in_room(room_id, &self.services.config.server_name).await?;
-        let outside = if resident {
+        if resident {
             self.ensure_acl(origin, room_id).await?;
-            // This server is in the room: the invite is an event like any other.
-            let no_gaps = std::collections::HashMap::new();
-            match rooms.receive(room_id, countersigned.clone(), &no_gaps).await? {
-                Received::Accepted | Received::Known => false,
+            // This server is in the room: the invite is an event like any other, checked
+            // against the room's state once the gap before it is filled; an invite the rules
+            // refuse (of a joined user, say) is refused, never recorded on its own.
+            let received = self.receive_pdu(origin, room_id, version, countersigned.clone()).await;
+            let lacking = || Error::forbidden("The invite refers to events this server lacks");
+            match received.map_err(|e| match e.kind {
+                // Filling the gap before it failed: what the peer says of it is no answer.
+                ErrorKind::RemoteRefused(_) | ErrorKind::RemoteUnavailable => lacking(),
+                _ => e,
+            })? {
+                Received::Accepted | Received::Known => {}
                 Received::SoftFailed => {
                     return Err(Error::forbidden("The invite is not allowed by the room's state"));
                 }
-                // This server lags behind the inviting one: the invite is shown now, and the
-                // event takes its place in the room when the gap is filled.
-                Received::Missing(_) => true,
+                Received::Missing(_) => return Err(lacking()),
             }
         } else {
-            true
-        };
-        if outside {
             let shown =
                 invite_room_state.iter().filter_map(|state| stripped_of(state, room_id)).collect();
             rooms

@@ -5,7 +5,7 @@
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu>
 
 use palisade_core::{Error, ErrorKind, Result};
-use palisade_service::rooms::RemoteEvent;
+use palisade_service::rooms::{MAX_PDU_BYTES, RemoteEvent};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, RoomVersionId,
     signatures::{Verified, required_server_signatures_to_verify_event},
@@ -35,6 +35,14 @@ impl Federation {
         })?;
         // Fields other servers add in transit are not part of the event.
         object.remove("unsigned");
+        // Checked here so the answer names the limit (ruma's message leaves it out).
+        let size = serde_json::to_vec(&object).map_or(usize::MAX, |json| json.len());
+        if size > MAX_PDU_BYTES {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("PDU is {size} bytes, larger than the maximum of {MAX_PDU_BYTES}"),
+            ));
+        }
         ruma::state_res::check_pdu_format(&object, &rules.event_format).map_err(Error::bad_json)?;
         let servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
             .map_err(|e| invalid(format!("PDU signatures: {e}")))?;

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use palisade_core::{Error, Result};
 use palisade_storage::UserDataStore;
-use ruma::{RoomId, UserId, push::Ruleset};
+use ruma::{
+    RoomId, UserId,
+    push::{ConditionalPushRule, Ruleset},
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -173,6 +176,47 @@ impl AccountDataService {
         {
             return Ok(rules);
         }
-        Ok(Ruleset::server_default(user))
+        Ok(default_push_rules(user))
     }
+}
+
+/// The spec's predefined rules: ruma's defaults plus the two legacy mention rules it no
+/// longer lists but the spec still does (matrix-js-sdk warns when they are missing; the
+/// evaluator skips them for events with `m.mentions`).
+fn default_push_rules(user: &UserId) -> Ruleset {
+    let mut rules = Ruleset::server_default(user);
+    let legacy = |after: &str, rule: Value| {
+        let rule: ConditionalPushRule =
+            serde_json::from_value(rule).expect("the legacy rules are well-formed");
+        (after.to_owned(), rule)
+    };
+    let legacy_rules = [
+        legacy(
+            ".m.rule.is_user_mention",
+            json!({
+                "rule_id": ".m.rule.contains_display_name", "default": true, "enabled": true,
+                "conditions": [{ "kind": "contains_display_name" }],
+                "actions": ["notify", { "set_tweak": "sound", "value": "default" }, { "set_tweak": "highlight" }],
+            }),
+        ),
+        legacy(
+            ".m.rule.is_room_mention",
+            json!({
+                "rule_id": ".m.rule.roomnotif", "default": true, "enabled": true,
+                "conditions": [
+                    { "kind": "event_match", "key": "content.body", "pattern": "@room" },
+                    { "kind": "sender_notification_permission", "key": "room" },
+                ],
+                "actions": ["notify", { "set_tweak": "highlight" }],
+            }),
+        ),
+    ];
+    let mut overrides: Vec<ConditionalPushRule> = rules.override_.into_iter().collect();
+    for (after, rule) in legacy_rules {
+        let at =
+            overrides.iter().position(|r| r.rule_id == after).map_or(overrides.len(), |i| i + 1);
+        overrides.insert(at, rule);
+    }
+    rules.override_ = overrides.into_iter().collect();
+    rules
 }

@@ -247,6 +247,11 @@ impl AccountService {
     /// Users matching a directory search, at most `limit`, and whether there were more. The
     /// server-notices account is not listed.
     pub async fn search(&self, term: &str, limit: usize) -> Result<(Vec<UserRow>, bool)> {
+        // No user id or display name is longer; SQLite refuses patterns past 50,000 bytes.
+        const MAX_TERM_CHARS: usize = 1000;
+        if term.chars().count() > MAX_TERM_CHARS {
+            return Err(Error::invalid_param("The search term is too long"));
+        }
         let limit = limit.clamp(1, 100);
         let mut found = self.store.search_users(term.trim(), limit + 1).await?;
         found.retain(|u| u.user_id.localpart() != self.config.server_notices_user);

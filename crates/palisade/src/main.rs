@@ -266,11 +266,17 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Palisade's own notices at `info`; libraries (ruma's auth rules log every event at `info`)
+/// only when something is wrong. `RUST_LOG` overrides it.
+const DEFAULT_LOG_FILTER: &str = "warn,palisade=info,palisade_api=info,palisade_federation=info,\
+                                  palisade_service=info,palisade_storage_sqlite=info";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
         )
         .with_writer(std::io::stderr)
         .init();

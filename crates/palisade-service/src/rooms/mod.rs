@@ -100,7 +100,7 @@ struct Commit<'a> {
 }
 
 /// Largest PDU, in bytes of canonical JSON (spec: size limits).
-const MAX_PDU_BYTES: usize = 65_535;
+pub const MAX_PDU_BYTES: usize = 65_535;
 /// Most `prev_events` a new event points at.
 const MAX_PREV_EVENTS: usize = 20;
 

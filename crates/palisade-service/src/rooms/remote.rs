@@ -726,7 +726,17 @@ impl RoomService {
         }
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
+        // Only a room this server is not in: there, memberships are events of the room, and
+        // the room's rules (not a lone event) decide them.
+        if self.store.server_joined(room_id, &self.config.server_name).await? {
+            return Err(Error::forbidden("This server is in the room: the event must be received"));
+        }
         let pdu = event.pdu()?;
+        let local = <&UserId>::try_from(pdu.state_key.as_deref().unwrap_or_default())
+            .is_ok_and(|user| user.server_name() == self.config.server_name);
+        if pdu.kind != TimelineEventType::RoomMember || pdu.room()? != room_id || !local {
+            return Err(Error::bad_json("Only a local user's membership is recorded this way"));
+        }
         let commit =
             Commit { state: StateUpdate::MembershipOnly, invite_state, ..Commit::default() };
         self.persist(room, pdu, event.object, commit).await?;

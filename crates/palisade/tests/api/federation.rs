@@ -778,3 +778,59 @@ async fn either_server_hosts_the_room_and_presence_travels() {
     assert_eq!(seen["presence"], "online", "{seen}");
     assert_eq!(seen["status_msg"], "at work");
 }
+
+#[tokio::test]
+async fn a_peer_cannot_turn_a_joined_user_into_an_invitee() {
+    let a = TestServer::start_federated().await;
+    let evil = Peer { server: TestServer::start_federated().await };
+    let alice = a.register("alice").await;
+    let mallory = evil.server.register("mallory").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&evil.server, &mallory, &room_id, &a).await;
+    let power_levels = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
+    let mallory_member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
+    let state_before = state_ids(&a, &alice, &room_id).await;
+
+    // An invite of joined alice, after an event only the inviting server claims to have.
+    for prev_events in [json!(["$unknownprevevent"]), json!(a_extremities(&a, &room_id).await)] {
+        let mut invite: CanonicalJsonObject = serde_json::from_value(json!({
+            "auth_events": [power_levels, mallory_member], "depth": 1000,
+            "content": { "membership": "invite" }, "origin_server_ts": 1_700_000_000_000u64,
+            "prev_events": prev_events, "room_id": room_id, "sender": mallory.user_id,
+            "state_key": alice.user_id, "type": "m.room.member",
+        }))
+        .unwrap();
+        let invite_id = evil.sign(&mut invite, evil.key());
+        let path = format!(
+            "/_matrix/federation/v2/invite/{}/{}",
+            urlencode(&room_id),
+            urlencode(&invite_id)
+        );
+        let stripped = json!({ "type": "m.room.name", "state_key": "", "sender": mallory.user_id, "content": { "name": "Attacker's room" } });
+        let body =
+            json!({ "room_version": "12", "event": invite, "invite_room_state": [stripped] });
+        let answer =
+            federation_call(&a, Method::PUT, &path, Some(body), Some((evil.name(), evil.key())))
+                .await;
+        assert_forbidden(&answer);
+    }
+
+    // Alice is still joined and reads the room as before.
+    let (_, joined) = a.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
+    assert_eq!(joined["joined_rooms"], json!([room_id]), "{joined}");
+    let messages = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b");
+    assert_eq!(a.get(&messages, alice.token()).await.0, StatusCode::OK);
+    let members = format!("/_matrix/client/v3/rooms/{room_id}/joined_members");
+    assert_eq!(a.get(&members, alice.token()).await.0, StatusCode::OK);
+    let sync = a.sync(&alice, "").await;
+    assert!(sync["rooms"]["invite"].get(&room_id).is_none(), "{sync}");
+    assert!(sync["rooms"]["join"].get(&room_id).is_some(), "{sync}");
+    assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
+}
+
+/// The room's forward extremities on `server`.
+async fn a_extremities(server: &TestServer, room_id: &str) -> Vec<String> {
+    let parsed: ruma::OwnedRoomId = room_id.try_into().unwrap();
+    let ids = server.services.rooms.extremities(&parsed).await.unwrap();
+    ids.iter().map(ToString::to_string).collect()
+}

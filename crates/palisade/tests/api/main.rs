@@ -4,6 +4,7 @@
 
 mod accounts;
 mod cli;
+mod client_input;
 mod device_trust;
 mod devices;
 mod discovery;
