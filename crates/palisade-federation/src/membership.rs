@@ -17,7 +17,6 @@ use ruma::{
             RawStrippedState, create_invite, create_join_event, create_leave_event,
             prepare_join_event, prepare_leave_event,
         },
-        query::get_room_information,
     },
 };
 use serde_json::value::RawValue;
@@ -57,11 +56,10 @@ impl Federation {
                 self.services.rooms.resolve(room).await?
             }
             Err(alias) => {
-                let request = get_room_information::v1::Request::new(alias.to_owned());
-                let answer = self.client.send(alias.server_name(), request).await?;
-                candidates.extend(answer.servers);
+                let (room_id, servers) = self.alias(alias).await?;
+                candidates.extend(servers);
                 candidates.push(alias.server_name().to_owned());
-                answer.room_id
+                room_id
             }
         };
         let rooms = &self.services.rooms;

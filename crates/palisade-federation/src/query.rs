@@ -3,7 +3,10 @@
 use palisade_core::{Error, Result};
 use ruma::{
     UserId,
-    api::federation::{directory::get_public_rooms_filtered, query::get_profile_information},
+    api::federation::{
+        directory::get_public_rooms_filtered,
+        query::{get_profile_information, get_room_information},
+    },
 };
 
 use crate::Federation;
@@ -57,6 +60,21 @@ impl Federation {
         servers.retain(|server| server != own);
         servers.insert(0, own.clone());
         Ok((room_id, servers))
+    }
+
+    /// Where a room alias points and servers to join it through: this server's own aliases,
+    /// or the alias's server asked (`/query/directory`).
+    pub async fn alias(
+        &self,
+        alias: &ruma::RoomAliasId,
+    ) -> Result<(ruma::OwnedRoomId, Vec<ruma::OwnedServerName>)> {
+        let own = &self.services.config.server_name;
+        if alias.server_name() == own {
+            return Ok((self.services.rooms.alias(alias).await?, vec![own.clone()]));
+        }
+        let request = get_room_information::v1::Request::new(alias.to_owned());
+        let answer = self.client.send(alias.server_name(), request).await?;
+        Ok((answer.room_id, answer.servers))
     }
 
     /// A page of another server's public room directory.

@@ -71,8 +71,8 @@ async fn get(
     state: AppState,
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
-    let room_id = state.rooms.alias(&request.body.room_alias).await?;
-    Ok(get_alias::v3::Response::new(room_id, vec![state.config.server_name.clone()]))
+    let (room_id, servers) = state.federation.alias(&request.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers))
 }
 
 /// `DELETE /_matrix/client/v3/directory/room/{roomAlias}`

@@ -197,6 +197,13 @@ async fn users_on_two_servers_share_a_room() {
     let (status, body) = a.put(&directory, alice.token(), json!({ "room_id": room_id })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let dave = b.register("dave").await;
+    // B's clients resolve the alias too, through A.
+    let (status, body) = b.get(&directory, dave.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], room_id.as_str(), "{body}");
+    assert!(body["servers"].as_array().unwrap().contains(&json!(a.server_name())), "{body}");
+    let unknown = format!("/_matrix/client/v3/directory/room/%23nothing:{}", a.server_name());
+    assert_error(&b.get(&unknown, dave.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     let join = format!("/_matrix/client/v3/join/{}", urlencode(&alias));
     let (status, body) = b.post(&join, dave.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
