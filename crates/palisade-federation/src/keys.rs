@@ -23,11 +23,12 @@ use ruma::{
 
 use crate::client::FederationClient;
 
-/// Least time between two fetches of one server's keys: an unknown key id in a request does
-/// not make this server hammer the peer.
+/// Least time between two fetches of one server's keys for the same missing key id: a key id
+/// the server never published does not make this server hammer it, while a key it has just
+/// rotated to is fetched at once.
 const REFETCH_INTERVAL_MS: u64 = 30_000;
-/// Most servers whose last key fetch is remembered at once.
-const MAX_TRACKED_SERVERS: usize = 10_000;
+/// Most (server, key id) fetches remembered at once.
+const MAX_TRACKED_FETCHES: usize = 10_000;
 /// Longest a fetched key is trusted before it must be fetched again (spec: seven days).
 const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -39,7 +40,9 @@ pub struct KeyRing {
     client: Arc<FederationClient>,
     notaries: Vec<OwnedServerName>,
     clock: Arc<dyn Clock>,
-    last_fetch: Mutex<HashMap<OwnedServerName, u64>>,
+    /// When keys were last fetched, per server and the key id that was missing ("" for
+    /// any key).
+    last_fetch: Mutex<HashMap<(OwnedServerName, String), u64>>,
 }
 
 impl KeyRing {
@@ -83,14 +86,9 @@ impl KeyRing {
             return Ok(BTreeMap::from([(self.own.key_id(), key)]));
         }
         let mut rows = self.store.server_keys(server).await?;
-        // Without a key id in mind, any key valid then will do.
-        let usable = |rows: &[ServerKeyRow]| match key_ids {
-            [] => rows.iter().any(|row| row.valid_until_ts >= at),
-            ids => ids
-                .iter()
-                .all(|id| rows.iter().any(|row| &row.key_id == id && row.valid_until_ts >= at)),
-        };
-        if !usable(&rows) && self.may_fetch(server) {
+        if let Some(key_id) = lacking(&rows, key_ids, at)
+            && self.may_fetch(server, &key_id)
+        {
             match self.fetch(server).await {
                 Ok(()) => rows = self.store.server_keys(server).await?,
                 Err(error) => tracing::info!(%server, %error, "fetching server keys failed"),
@@ -103,17 +101,18 @@ impl KeyRing {
             .collect())
     }
 
-    fn may_fetch(&self, server: &ServerName) -> bool {
+    fn may_fetch(&self, server: &ServerName, key_id: &str) -> bool {
         let now = self.clock.now_millis();
         let mut last = self.last_fetch.lock().expect("key ring poisoned");
         // Any origin can make this server fetch keys: forget old entries rather than grow.
-        if last.len() >= MAX_TRACKED_SERVERS {
+        if last.len() >= MAX_TRACKED_FETCHES {
             last.retain(|_, at| now.saturating_sub(*at) < REFETCH_INTERVAL_MS);
         }
-        match last.get(server) {
+        let entry = (server.to_owned(), key_id.to_owned());
+        match last.get(&entry) {
             Some(at) if now.saturating_sub(*at) < REFETCH_INTERVAL_MS => false,
             _ => {
-                last.insert(server.to_owned(), now);
+                last.insert(entry, now);
                 true
             }
         }
@@ -217,7 +216,9 @@ impl KeyRing {
             return Ok(vec![self.own.server_key_document(server.as_str(), now)?]);
         }
         let mut rows = self.store.server_keys(server).await?;
-        if !rows.iter().any(|row| row.valid_until_ts >= now) && self.may_fetch(server) {
+        if let Some(any) = lacking(&rows, &[], now)
+            && self.may_fetch(server, &any)
+        {
             if let Err(error) = self.fetch(server).await {
                 tracing::info!(%server, %error, "fetching server keys for a notary query failed");
             }
@@ -236,5 +237,17 @@ impl KeyRing {
                 serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))
             })
             .collect()
+    }
+}
+
+/// The key id `rows` lack for a signature made at `at`: `None` when they have every one of
+/// `key_ids`, `""` when `key_ids` is empty (any key will do) and none is valid then.
+fn lacking(rows: &[ServerKeyRow], key_ids: &[String], at: u64) -> Option<String> {
+    let valid = |row: &ServerKeyRow| row.valid_until_ts >= at;
+    match key_ids {
+        [] => (!rows.iter().any(valid)).then(String::new),
+        ids => {
+            ids.iter().find(|id| !rows.iter().any(|row| &row.key_id == *id && valid(row))).cloned()
+        }
     }
 }

@@ -841,3 +841,41 @@ async fn a_extremities(server: &TestServer, room_id: &str) -> Vec<String> {
     let ids = server.services.rooms.extremities(&parsed).await.unwrap();
     ids.iter().map(ToString::to_string).collect()
 }
+
+#[tokio::test]
+async fn a_peer_that_rotates_its_key_is_heard_at_once() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&b, &bob, &room_id, &a).await;
+    b.send_text(&bob, &room_id, "with the first key").await;
+    wait_for_text(&a, &alice, &room_id, "with the first key").await;
+
+    // B comes back with a new signing key, seconds after A last fetched B's keys.
+    let old_key = b.services.signing_key.key_id();
+    let b_config = b.config.clone();
+    let b_dir = b.stop().await;
+    let (_, serialized) = palisade_service::SigningKey::generate().unwrap();
+    std::fs::write(b_config.signing_key_path(), serialized).unwrap();
+    let b = TestServer::start_on(b_config).await;
+    assert_ne!(b.services.signing_key.key_id(), old_key);
+
+    // A fetches the key it has not seen and takes B's requests and events again.
+    let (status, _) = b.send_text(&bob, &room_id, "with the new key").await;
+    assert_eq!(status, StatusCode::OK);
+    wait_for_text(&a, &alice, &room_id, "with the new key").await;
+    let seen = a.texts(&alice, &room_id).await;
+    assert!(seen.iter().any(|t| t == "with the first key"), "{seen:?}");
+    // A request signed with a key B never published is still refused.
+    let answer = federation_call(
+        &a,
+        Method::GET,
+        "/_matrix/federation/v1/query/profile?user_id=%40alice%3Aexample.org",
+        None,
+        Some((b.server_name(), &stranger_key())),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::UNAUTHORIZED, "{}", answer.1);
+    drop(b_dir);
+}
