@@ -102,6 +102,22 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError(Error::internal(format!("handler panicked: {what}"))).into_response()
 }
 
+/// One line per request at `debug`: method, path (never the query, which may carry an access
+/// token), status and time taken.
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
 async fn method_not_allowed() -> Response {
     ApiError(Error::new(ErrorKind::MethodNotAllowed, "Method not allowed")).into_response()
 }
@@ -114,6 +130,7 @@ pub fn federation_router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(log_request))
 }
 
 /// What the client listener serves: the Client-Server API, the key server and the admin API.
@@ -145,5 +162,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(log_request))
         .layer(cors)
 }

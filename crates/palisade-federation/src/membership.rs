@@ -133,14 +133,14 @@ impl Federation {
         let join = self.services.rooms.complete_template(actor, object, &version).await?;
         let request = create_join_event::v2::Request::new(
             room_id.to_owned(),
-            join.event_id.clone(),
-            to_raw(&join.object)?,
+            join.event_id().to_owned(),
+            to_raw(join.object())?,
         );
         let answer = self.client.send(server, request).await?.room_state;
         let state = self.verify_all(&answer.state, &version).await;
         let auth_chain = self.verify_all(&answer.auth_chain, &version).await;
         // Recent history, so the joined user can read what led up to the join.
-        let prev_events = event_ids(&join.object, "prev_events");
+        let prev_events = event_ids(join.object(), "prev_events");
         let request = get_backfill::v1::Request::new(
             room_id.to_owned(),
             prev_events,
@@ -201,8 +201,8 @@ impl Federation {
         let leave = self.services.rooms.complete_template(actor, object, &version).await?;
         let request = create_leave_event::v2::Request::new(
             room_id.to_owned(),
-            leave.event_id.clone(),
-            to_raw(&leave.object)?,
+            leave.event_id().to_owned(),
+            to_raw(leave.object())?,
         );
         self.client.send(server, request).await?;
         self.services.rooms.record_outside_membership(room_id, &version, leave, None).await
@@ -230,18 +230,18 @@ impl Federation {
             .collect::<Result<Vec<_>>>()?;
         let request = create_invite::v2::Request::new(
             room_id.to_owned(),
-            event.event_id.clone(),
+            event.event_id().to_owned(),
             version.clone(),
-            to_raw(&event.object)?,
+            to_raw(event.object())?,
             shown,
         );
         let answer = self.client.send(target.server_name(), request).await?;
         let signed = self.verify_pdu(parse_pdu(&answer.event)?, &version).await?;
         let countersigned = matches!(
-            signed.object.get("signatures"),
+            signed.object().get("signatures"),
             Some(CanonicalJsonValue::Object(s)) if s.contains_key(target.server_name().as_str())
         );
-        if signed.event_id != event.event_id || !countersigned {
+        if signed.event_id() != event.event_id() || !countersigned {
             return Err(Error::new(
                 ErrorKind::RemoteUnavailable,
                 "The invitee's server answered with another event",
@@ -280,11 +280,11 @@ impl Federation {
         sent.remove("unsigned");
         let event = self.verify_pdu(sent.clone(), version).await?;
         // A content hash mismatch would leave only the redacted event, under another hash.
-        if event.object != sent {
+        if *event.object() != sent {
             return Err(Error::bad_json("The invite's content hash does not match"));
         }
         let target = user_of(&event)?;
-        let text = |key: &str| match event.object.get(key) {
+        let text = |key: &str| match event.object().get(key) {
             Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
             _ => None,
         };
@@ -293,12 +293,12 @@ impl Federation {
             .ok_or_else(|| Error::bad_json("The invite has no valid sender"))?;
         let is_invite = text("type") == Some("m.room.member")
             && matches!(
-                event.object.get("content"),
+                event.object().get("content"),
                 Some(CanonicalJsonValue::Object(c))
                     if matches!(c.get("membership"), Some(CanonicalJsonValue::String(m)) if m == "invite")
             );
-        if event.event_id != event_id
-            || pdu::room_id_of(&event.object)? != room_id
+        if event.event_id() != event_id
+            || pdu::room_id_of(event.object())? != room_id
             || !is_invite
             || sender.server_name() != origin
         {
@@ -307,10 +307,7 @@ impl Federation {
         if !self.is_local(&target) || self.local_profile(&target).await.is_err() {
             return Err(Error::not_found("Unknown user"));
         }
-        let countersigned = RemoteEvent {
-            event_id: event.event_id.clone(),
-            object: rooms.countersign(&event.object, version)?,
-        };
+        let countersigned = rooms.countersign(&event, version)?;
         let resident = rooms.room_version(room_id).await?.is_some()
             && rooms.server_in_room(room_id, &self.services.config.server_name).await?;
         if resident {
@@ -338,7 +335,7 @@ impl Federation {
                 .record_outside_membership(room_id, version, countersigned.clone(), Some(shown))
                 .await?;
         }
-        to_raw(&countersigned.object)
+        to_raw(countersigned.object())
     }
 
     /// `make_join`/`make_leave` as the resident server: a template for a user of `origin`.
@@ -387,7 +384,7 @@ impl Federation {
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
         self.ensure_acl(origin, room_id).await?;
         let event = self.verify_pdu(parse_pdu(pdu)?, &version).await?;
-        if event.event_id != event_id {
+        if event.event_id() != event_id {
             return Err(Error::bad_json("The event id does not match the event"));
         }
         if !RoomService::is_membership_of(&event, origin, membership) {
@@ -402,7 +399,7 @@ impl Federation {
             // membership event (not the user's current one) gets nothing.
             Received::Known
                 if rooms.current_state_id(room_id, "m.room.member", sender.as_str()).await?
-                    == Some(event.event_id.clone()) => {}
+                    == Some(event.event_id().to_owned()) => {}
             Received::Known | Received::SoftFailed => {
                 return Err(Error::forbidden("The event is not allowed by the current state"));
             }
@@ -439,7 +436,7 @@ impl Federation {
             .into_iter()
             .filter(|server| server != own && server != origin)
             .collect();
-        self.sender.queue_pdu(others, event.event_id.clone()).await
+        self.sender.queue_pdu(others, event.event_id().to_owned()).await
     }
 }
 
@@ -465,7 +462,7 @@ fn stripped_of(state: &RawStrippedState, room_id: &RoomId) -> Option<serde_json:
 
 /// The user a membership event is about (its state key).
 fn user_of(event: &RemoteEvent) -> Result<ruma::OwnedUserId> {
-    match event.object.get("state_key") {
+    match event.object().get("state_key") {
         Some(CanonicalJsonValue::String(key)) => {
             key.as_str().try_into().map_err(|_| Error::bad_json("Invalid state key"))
         }

@@ -1,22 +1,15 @@
-//! Checks on a PDU from another server before the room pipeline sees it: format, the
-//! signatures of every server that must have signed it, and the content hash (a mismatch keeps
-//! only the redacted event).
+//! PDUs from other servers: the keys their signatures need are fetched here, the checks
+//! themselves (format, size, signatures, content hash) are the room service's
+//! (`UnverifiedPdu`), which alone makes the `RemoteEvent` the pipeline admits.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu>
 
-use palisade_core::{Error, ErrorKind, Result};
-use palisade_service::rooms::{MAX_PDU_BYTES, RemoteEvent};
-use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedServerName, RoomVersionId,
-    signatures::{Verified, required_server_signatures_to_verify_event},
-};
+use palisade_core::{Error, Result};
+use palisade_service::rooms::{RemoteEvent, UnverifiedPdu};
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, RoomVersionId};
 use serde_json::value::RawValue;
 
 use crate::Federation;
-
-fn invalid(why: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidSignature, why)
-}
 
 /// A PDU as canonical JSON.
 pub(crate) fn parse_pdu(raw: &RawValue) -> Result<CanonicalJsonObject> {
@@ -24,60 +17,17 @@ pub(crate) fn parse_pdu(raw: &RawValue) -> Result<CanonicalJsonObject> {
 }
 
 impl Federation {
-    /// Verifies a PDU of a room version: its format, signatures and content hash.
+    /// Verifies a PDU of a room version: its format and size, and, with the keys fetched
+    /// from the servers that signed it, its signatures and content hash.
     pub async fn verify_pdu(
         &self,
-        mut object: CanonicalJsonObject,
+        object: CanonicalJsonObject,
         version: &RoomVersionId,
     ) -> Result<RemoteEvent> {
-        let rules = version.rules().ok_or_else(|| {
-            Error::new(ErrorKind::UnsupportedRoomVersion, format!("Room version {version}"))
-        })?;
-        // Fields other servers add in transit are not part of the event.
-        object.remove("unsigned");
-        // Checked here so the answer names the limit (ruma's message leaves it out).
-        let size = serde_json::to_vec(&object).map_or(usize::MAX, |json| json.len());
-        if size > MAX_PDU_BYTES {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("PDU is {size} bytes, larger than the maximum of {MAX_PDU_BYTES}"),
-            ));
-        }
-        ruma::state_res::check_pdu_format(&object, &rules.event_format).map_err(Error::bad_json)?;
-        let servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
-            .map_err(|e| invalid(format!("PDU signatures: {e}")))?;
-        let signatures = match object.get("signatures") {
-            Some(CanonicalJsonValue::Object(signatures)) => signatures.clone(),
-            _ => return Err(invalid("PDU is not signed")),
-        };
-        let wanted: Vec<(OwnedServerName, Vec<String>)> = servers
-            .into_iter()
-            .map(|server| {
-                let key_ids = match signatures.get(server.as_str()) {
-                    Some(CanonicalJsonValue::Object(keys)) => keys.keys().cloned().collect(),
-                    _ => Vec::new(),
-                };
-                (server, key_ids)
-            })
-            .collect();
-        let at = match (rules.enforce_key_validity, object.get("origin_server_ts")) {
-            (true, Some(CanonicalJsonValue::Integer(ts))) => {
-                u64::try_from(i64::from(*ts)).unwrap_or(0)
-            }
-            _ => 0,
-        };
-        let keys = self.keys.public_keys(wanted, at).await?;
-        let event = RemoteEvent::new(object.clone(), version)?;
-        match ruma::signatures::verify_event(&keys, &object, &rules) {
-            Ok(Verified::All) => Ok(event),
-            Ok(Verified::Signatures) => {
-                tracing::info!(event_id = %event.event_id, "content hash mismatch: keeping the redacted event");
-                let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
-                    .map_err(|e| Error::bad_json(format!("PDU cannot be redacted: {e}")))?;
-                Ok(RemoteEvent { event_id: event.event_id, object: redacted })
-            }
-            Err(e) => Err(invalid(format!("PDU {} does not verify: {e}", event.event_id))),
-        }
+        let pdu = UnverifiedPdu::new(object, version)?;
+        let keys =
+            self.keys.public_keys(pdu.keys_needed().iter().cloned(), pdu.keys_valid_at()).await?;
+        pdu.verify(&keys)
     }
 
     /// Verifies raw PDUs of a room, dropping (and logging) those that fail.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use palisade_core::{Error, Result};
-use palisade_service::rooms::{Received, RemoteEvent};
+use palisade_service::rooms::{Received, RemoteEvent, event_id_of};
 use palisade_storage::StateMap;
 use ruma::{
     OwnedEventId, RoomId, RoomVersionId, ServerName, UInt,
@@ -109,7 +109,7 @@ impl Federation {
                 tracing::info!(%origin, %room_id, "PDU for a room this server is not in");
                 continue;
             };
-            let Ok(event_id) = RemoteEvent::new(object.clone(), &version).map(|e| e.event_id)
+            let Some(Ok(event_id)) = version.rules().map(|rules| event_id_of(&object, &rules))
             else {
                 continue;
             };
@@ -145,15 +145,15 @@ impl Federation {
         let rooms = &self.services.rooms;
         let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
         let Received::Missing(missing) = outcome else { return Ok(outcome) };
-        tracing::debug!(event_id = %event.event_id, ?missing, "filling a gap");
+        tracing::debug!(event_id = %event.event_id(), ?missing, "filling a gap");
 
         // The event's own auth chain, when auth events are missing.
         let known = rooms.known_events(&missing).await?;
-        let auth_ids = event_ids(&event.object, "auth_events");
+        let auth_ids = event_ids(event.object(), "auth_events");
         if auth_ids.iter().any(|id| missing.contains(id) && !known.contains(id)) {
             let request = get_event_authorization::v1::Request::new(
                 room_id.to_owned(),
-                event.event_id.clone(),
+                event.event_id().to_owned(),
             );
             let chain = self.client.send(origin, request).await?.auth_chain;
             let chain = self.verify_all(&chain, version).await;
@@ -164,18 +164,18 @@ impl Federation {
         let mut request = get_missing_events::v1::Request::new(
             room_id.to_owned(),
             rooms.extremities(room_id).await?,
-            vec![event.event_id.clone()],
+            vec![event.event_id().to_owned()],
         );
         request.limit = UInt::from(MISSING_EVENTS_LIMIT);
         if let Ok(answer) = self.client.send(origin, request).await {
             let events = &answer.events[..answer.events.len().min(MISSING_EVENTS_LIMIT as usize)];
             let mut gap = self.verify_all(events, version).await;
-            gap.sort_by_key(|event| match event.object.get("depth") {
+            gap.sort_by_key(|event| match event.object().get("depth") {
                 Some(ruma::CanonicalJsonValue::Integer(depth)) => i64::from(*depth),
                 _ => 0,
             });
             for gap_event in gap {
-                let gap_id = gap_event.event_id.clone();
+                let gap_id = gap_event.event_id().to_owned();
                 if let Err(error) =
                     self.receive_with_state(origin, room_id, version, gap_event).await
                 {
@@ -199,7 +199,7 @@ impl Federation {
         let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
         let Received::Missing(_) = outcome else { return Ok(outcome) };
         let mut unknown = Vec::new();
-        for prev in event_ids(&event.object, "prev_events") {
+        for prev in event_ids(event.object(), "prev_events") {
             if !rooms.in_timeline(&prev).await? {
                 unknown.push(prev);
             }
@@ -239,7 +239,7 @@ impl Federation {
         for id in unknown {
             let answer = self.client.send(origin, get_event::v1::Request::new(id.clone())).await?;
             let event = self.verify_pdu(parse_pdu(&answer.pdu)?, version).await?;
-            if &event.event_id != id {
+            if event.event_id() != id {
                 return Err(Error::bad_json("The peer answered with another event"));
             }
             fetched.push(event);

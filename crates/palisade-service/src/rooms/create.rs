@@ -5,7 +5,7 @@ use palisade_storage::RoomSnapshot;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 
-use super::{Commit, EventTemplate, RoomService, rules_of};
+use super::{EventTemplate, RoomService, admit::Incoming, rules_of};
 use crate::trust::{Actor, Need};
 
 /// The presets of `createRoom`.
@@ -110,17 +110,11 @@ impl RoomService {
         let create = EventTemplate::state("m.room.create", "", Value::Object(create_content));
         let (pdu, object) = self.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
         let room_id = pdu.room()?;
-        self.authorize(&room, &pdu, &rules).await?;
 
         let handle = self.handle(&room_id);
         let mut guard = handle.lock_owned().await;
-        self.persist(
-            &mut room,
-            pdu,
-            object,
-            Commit { creates_room: Some(version), ..Commit::default() },
-        )
-        .await?;
+        let create = Incoming::Local { pdu, object, txn: None, creates_room: Some(version) };
+        self.admit(&room_id, &mut room, create).await?;
 
         let preset = request.preset.unwrap_or(if request.public {
             Preset::PublicChat

@@ -1,11 +1,12 @@
 //! Rooms: the event pipeline and everything clients do with rooms.
 //!
-//! Every event a room stores goes through [`RoomService::append`] under the room's lock:
-//! built as a full PDU (prev/auth events, depth, content hash, signature, reference-hash id),
-//! checked against the room version's authorization rules with ruma-state-res, then committed
-//! with its state snapshot in one transaction before anyone is told about it. Events from other
-//! servers enter the same path at the checks (`remote.rs`).
+//! Every event a room stores goes through one door, `admit` (`admit.rs`), under the room's
+//! lock: local events built here as full PDUs (prev/auth events, depth, content hash,
+//! signature, reference-hash id), events from other servers once `verify.rs` checked them;
+//! both are checked against the room version's authorization rules with ruma-state-res, then
+//! committed with their state snapshot in one transaction before anyone is told about them.
 
+mod admit;
 mod create;
 mod directory;
 mod membership;
@@ -13,6 +14,7 @@ pub mod pdu;
 mod read;
 mod remote;
 mod resolve;
+mod verify;
 
 use std::{
     collections::HashMap,
@@ -23,7 +25,7 @@ use std::{
 };
 
 use palisade_core::{Clock, Config, Error, ErrorKind, Result};
-use palisade_storage::{NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate};
+use palisade_storage::{RoomSnapshot, RoomStore, StateMap};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId,
     RoomId, RoomVersionId, UserId,
@@ -34,13 +36,16 @@ use ruma::{
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+pub use admit::Received;
 pub use create::{CreateRoom, Preset};
 pub use directory::PublicRoom;
 pub use pdu::Pdu;
 pub(crate) use read::Visibility;
 pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
-pub use remote::{JoinedRoom, Received, RemoteEvent};
+pub use remote::JoinedRoom;
+pub use verify::{RemoteEvent, UnverifiedPdu};
 
+use self::admit::Incoming;
 use crate::{
     AccountService, DeviceTrustService,
     keys::SigningKey,
@@ -81,22 +86,6 @@ impl EventTemplate {
     pub fn message(kind: impl Into<String>, content: Value) -> Self {
         Self { kind: kind.into(), state_key: None, content }
     }
-}
-
-/// How a checked event is committed: everything but the event itself.
-#[derive(Default)]
-struct Commit<'a> {
-    /// The local device and transaction id it was sent with.
-    txn: Option<(OwnedDeviceId, String)>,
-    /// For a create event: the new room's version.
-    creates_room: Option<RoomVersionId>,
-    /// How the event moves the room's state.
-    state: StateUpdate,
-    /// The state before the event, when not the current state.
-    before: Option<&'a StateMap>,
-    /// For an invite from another server: the room's stripped state it came with, kept in the
-    /// event's `unsigned` for the invitee's `/sync`.
-    invite_state: Option<Vec<Value>>,
 }
 
 /// Largest PDU, in bytes of canonical JSON (spec: size limits).
@@ -242,7 +231,22 @@ impl RoomService {
         Ok(guard)
     }
 
-    /// Builds, authorizes and stores one event from a local user in a locked room.
+    /// Notes that the room's cached state may lag storage until [`Self::unmark_stale`].
+    fn mark_stale(&self, room_id: &RoomId) {
+        self.stale.lock().expect("stale rooms poisoned").insert(room_id.to_owned());
+    }
+
+    /// The room's cached state caught up with storage.
+    fn unmark_stale(&self, room_id: &RoomId) {
+        self.stale.lock().expect("stale rooms poisoned").remove(room_id);
+    }
+
+    /// Publishes that events up to stream position `pos` are committed.
+    fn advance_stream(&self, pos: u64) {
+        self.stream.fetch_max(pos, Ordering::AcqRel);
+    }
+
+    /// Builds one event of a local user in a locked room and admits it.
     async fn append(
         &self,
         room: &mut RoomSnapshot,
@@ -252,10 +256,11 @@ impl RoomService {
         txn: Option<(OwnedDeviceId, String)>,
     ) -> Result<OwnedEventId> {
         let rules = rules_of(&room.version)?;
-        let (pdu, json) = self.build(room, Some(room_id), sender, template, &rules)?;
-        self.authorize(room, &pdu, &rules).await?;
-        self.check_redaction(room, &pdu).await?;
-        self.persist(room, pdu, json, Commit { txn, ..Commit::default() }).await
+        let (pdu, object) = self.build(room, Some(room_id), sender, template, &rules)?;
+        let event_id = pdu.event_id.clone();
+        let local = Incoming::Local { pdu, object, txn, creates_room: None };
+        self.admit(room_id, room, local).await?;
+        Ok(event_id)
     }
 
     /// A local redaction of someone else's event needs the room's `redact` level. (The auth
@@ -527,106 +532,6 @@ impl RoomService {
             state_ids.get(&(t.to_string(), k.to_owned())).and_then(|id| state_pdus.get(id))
         })
         .map_err(forbidden_from_auth)
-    }
-
-    /// Commits an authorized event and moves the room's cached state forward.
-    async fn persist(
-        &self,
-        room: &mut RoomSnapshot,
-        pdu: Pdu,
-        object: CanonicalJsonObject,
-        commit: Commit<'_>,
-    ) -> Result<OwnedEventId> {
-        let Commit { txn, creates_room, state, before, invite_state } = commit;
-        let room_id = pdu.room()?;
-        let state_key = pdu.state_key.clone().map(|k| (pdu.kind.to_string(), k));
-        let before = before.unwrap_or(&room.state);
-        let previous = state_key.as_ref().and_then(|key| before.get(key));
-        let unsigned = match (invite_state, previous) {
-            // An invite from outside keeps the room state it came with, whatever came before.
-            (Some(events), _) => {
-                Some(serde_json::json!({ "invite_room_state": events }).to_string())
-            }
-            (None, Some(previous)) => match self.store.event(previous).await? {
-                Some(prev) => {
-                    let prev_pdu = Pdu::from_row(&prev)?;
-                    let content: Value =
-                        serde_json::from_str(prev_pdu.content.get()).unwrap_or_default();
-                    Some(
-                        serde_json::json!({
-                            "replaces_state": previous,
-                            "prev_content": content,
-                            "prev_sender": prev_pdu.sender,
-                        })
-                        .to_string(),
-                    )
-                }
-                None => None,
-            },
-            (None, None) => None,
-        };
-        let membership = (pdu.kind == TimelineEventType::RoomMember)
-            .then(|| {
-                serde_json::from_str::<Value>(pdu.content.get())
-                    .ok()
-                    .and_then(|c| c.get("membership").and_then(Value::as_str).map(str::to_owned))
-            })
-            .flatten();
-        let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
-        let depth = u64::from(pdu.depth);
-        let change = membership.clone().zip(pdu.state_key.clone());
-        let new = NewEvent {
-            event_id: pdu.event_id.clone(),
-            room_id,
-            kind: pdu.kind.to_string(),
-            state_key: pdu.state_key.clone(),
-            sender: pdu.sender.clone(),
-            depth,
-            origin_server_ts: u64::from(pdu.origin_server_ts.0),
-            json,
-            unsigned,
-            prev_events: pdu.prev_events.clone(),
-            membership,
-            creates_room,
-            redacts: pdu.redacted_event(),
-            txn,
-            state: state.clone(),
-        };
-        let room_id = new.room_id.clone();
-        self.stale.lock().expect("stale rooms poisoned").insert(room_id.clone());
-        let appended = self.store.append_event(new).await?;
-        let extends_room = state != StateUpdate::MembershipOnly;
-        match state {
-            StateUpdate::Linear => {
-                if let Some(key) = state_key {
-                    room.state.insert(key, pdu.event_id.clone());
-                }
-            }
-            StateUpdate::Resolved { current, .. } => room.state = current,
-            StateUpdate::Outlier => {
-                self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
-                return Ok(pdu.event_id);
-            }
-            StateUpdate::History => {
-                self.stream.fetch_max(appended.stream_pos, Ordering::AcqRel);
-                self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
-                return Ok(pdu.event_id);
-            }
-            StateUpdate::MembershipOnly => {}
-        }
-        if extends_room {
-            room.state_group = appended.current_group;
-            room.extremities.retain(|(id, _)| !pdu.prev_events.contains(id));
-            room.extremities.push((pdu.event_id.clone(), depth));
-        }
-        self.stream.fetch_max(appended.stream_pos, Ordering::AcqRel);
-        self.committed.send_replace(appended.stream_pos);
-        self.stale.lock().expect("stale rooms poisoned").remove(&room_id);
-        let change = change.as_ref().and_then(|(membership, target)| {
-            <&UserId>::try_from(target.as_str()).ok().map(|user| (user, membership.as_str()))
-        });
-        self.notifier.notify_room(&pdu.room()?, change).await?;
-        Ok(pdu.event_id)
     }
 }
 

@@ -7,29 +7,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use palisade_core::{Error, Result};
-use palisade_storage::{StateMap, StateUpdate};
+use palisade_core::{Error, ErrorKind, Result};
+use palisade_storage::{RoomSnapshot, StateMap};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId,
     ServerName, UserId, events::TimelineEventType,
 };
 use serde_json::{Value, json};
 
-use super::{Commit, EventTemplate, Pdu, RoomService, event_id_of, rules_of};
+use super::{EventTemplate, Pdu, Received, RemoteEvent, RoomService, admit::Incoming, rules_of};
 use crate::trust::{Actor, Need};
-
-/// What became of an event another server sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Received {
-    /// Stored and part of the room.
-    Accepted,
-    /// Stored, but it fails against the room's current state, so nobody sees it.
-    SoftFailed,
-    /// Already stored.
-    Known,
-    /// Its `prev_events` or `auth_events` name events this server lacks.
-    Missing(Vec<OwnedEventId>),
-}
 
 /// What a joining server learned from `send_join` (and `/backfill`), verified.
 #[derive(Debug, Clone)]
@@ -42,34 +29,6 @@ pub struct JoinedRoom {
     pub history: Vec<RemoteEvent>,
     /// The join event, signed by this server.
     pub join: RemoteEvent,
-}
-
-/// An event from another server, its signatures and hashes checked.
-#[derive(Debug, Clone)]
-pub struct RemoteEvent {
-    /// Its id (reference hash).
-    pub event_id: OwnedEventId,
-    /// The PDU (redacted if its content hash did not match).
-    pub object: CanonicalJsonObject,
-}
-
-impl RemoteEvent {
-    /// The event from a PDU of a room version, its id computed.
-    pub fn new(object: CanonicalJsonObject, version: &RoomVersionId) -> Result<Self> {
-        let event_id = event_id_of(&object, &rules_of(version)?)?;
-        Ok(Self { event_id, object })
-    }
-
-    fn pdu(&self) -> Result<Pdu> {
-        let json =
-            serde_json::to_string(&self.object).map_err(|e| Error::bad_json(e.to_string()))?;
-        serde_json::from_str::<Pdu>(&json)
-            .map(|mut pdu| {
-                pdu.event_id = self.event_id.clone();
-                pdu
-            })
-            .map_err(|e| Error::bad_json(format!("Malformed PDU {}: {e}", self.event_id)))
-    }
 }
 
 impl RoomService {
@@ -183,81 +142,7 @@ impl RoomService {
     ) -> Result<Received> {
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        // An event known only as an outlier (fetched as state, or soft-failed) goes through
-        // the checks again: it may now belong in the timeline.
-        if self.in_timeline(&event.event_id).await? {
-            return Ok(Received::Known);
-        }
-        let stored_as_outlier = self.store.has_event(&event.event_id).await?;
-        let rules = rules_of(&room.version)?;
-        let pdu = event.pdu()?;
-        if pdu.room()? != room_id {
-            return Err(Error::forbidden("The event belongs to another room"));
-        }
-        let mut missing = Vec::new();
-        for id in &pdu.auth_events {
-            if !self.store.has_event(id).await? {
-                missing.push(id.clone());
-            }
-        }
-        let mut states = Vec::with_capacity(pdu.prev_events.len());
-        for id in &pdu.prev_events {
-            match prev_states.get(id) {
-                Some(state) => states.push(state.clone()),
-                None => match self.store.event(id).await? {
-                    Some(row) if !row.outlier => states.push(
-                        self.store
-                            .state_after(id)
-                            .await?
-                            .ok_or_else(|| Error::internal("stored event without state"))?,
-                    ),
-                    _ => missing.push(id.clone()),
-                },
-            }
-        }
-        if !missing.is_empty() {
-            return Ok(Received::Missing(missing));
-        }
-
-        self.check_against_auth_events(&pdu, &rules).await?;
-        let before = self.resolve_state(&room.version, states).await?;
-        self.check_against(&pdu, &rules, &before).await?;
-        let soft_failed = self.check_against(&pdu, &rules, &room.state).await.is_err()
-            || self.check_redaction(room, &pdu).await.is_err();
-        if soft_failed {
-            tracing::info!(event_id = %pdu.event_id, "event soft-failed against current state");
-            if !stored_as_outlier {
-                let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
-                self.persist(room, pdu, event.object, commit).await?;
-            }
-            return Ok(Received::SoftFailed);
-        }
-
-        let mut after = before.clone();
-        if let Some(key) = &pdu.state_key {
-            after.insert((pdu.kind.to_string(), key.clone()), pdu.event_id.clone());
-        }
-        let others: Vec<OwnedEventId> = room
-            .extremities
-            .iter()
-            .map(|(id, _)| id.clone())
-            .filter(|id| !pdu.prev_events.contains(id))
-            .collect();
-        let state = if others.is_empty() && before == room.state {
-            StateUpdate::Linear
-        } else {
-            let mut forks = vec![after.clone()];
-            for id in &others {
-                if let Some(state) = self.store.state_after(id).await? {
-                    forks.push(state);
-                }
-            }
-            let current = self.resolve_state(&room.version, forks).await?;
-            StateUpdate::Resolved { after, current }
-        };
-        let commit = Commit { state, before: Some(&before), ..Commit::default() };
-        self.persist(room, pdu, event.object, commit).await?;
-        Ok(Received::Accepted)
+        self.admit(room_id, room, Incoming::Remote { event, prev_states }).await
     }
 
     /// Stores events another server sent as the state and auth chain of a room (outliers),
@@ -268,43 +153,47 @@ impl RoomService {
         room_id: &RoomId,
         events: Vec<RemoteEvent>,
     ) -> Result<HashSet<OwnedEventId>> {
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        self.admit_outliers(room_id, room, events).await
+    }
+
+    /// [`Self::store_outliers`] in a locked room.
+    async fn admit_outliers(
+        &self,
+        room_id: &RoomId,
+        room: &mut RoomSnapshot,
+        events: Vec<RemoteEvent>,
+    ) -> Result<HashSet<OwnedEventId>> {
         // Auth events come before the events they authorise: the create event first, then by
         // depth (an event is deeper than its ancestors). One that arrives out of that order
         // from a dishonest server fails its check and is dropped.
-        let mut pending: Vec<(bool, u64, Pdu, CanonicalJsonObject)> = Vec::new();
+        let mut pending: Vec<(bool, u64, RemoteEvent)> = Vec::new();
         for event in events {
-            let pdu = event.pdu()?;
-            if pdu.room()? == room_id {
-                let not_create = pdu.kind != TimelineEventType::RoomCreate;
-                pending.push((not_create, u64::from(pdu.depth), pdu, event.object));
-            }
+            let Ok(pdu) = event.pdu() else { continue };
+            let not_create = pdu.kind != TimelineEventType::RoomCreate;
+            pending.push((not_create, u64::from(pdu.depth), event));
         }
-        pending.sort_by_key(|(not_create, depth, _, _)| (*not_create, *depth));
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        let rules = rules_of(&room.version)?;
+        pending.sort_by_key(|(not_create, depth, _)| (*not_create, *depth));
         let mut stored = HashSet::new();
-        for (_, _, pdu, object) in pending {
-            let id = pdu.event_id.clone();
-            if self.store.has_event(&id).await? {
-                stored.insert(id);
-                continue;
+        for (_, _, event) in pending {
+            let id = event.event_id().to_owned();
+            match self.admit(room_id, room, Incoming::Outlier(event)).await {
+                Ok(_) => {
+                    stored.insert(id);
+                }
+                Err(error) if error.kind == ErrorKind::Internal => return Err(error),
+                Err(error) => {
+                    tracing::info!(event_id = %id, %error, "rejected a state or auth event")
+                }
             }
-            if let Err(error) = self.check_against_auth_events(&pdu, &rules).await {
-                tracing::info!(event_id = %id, %error, "rejected a state or auth event");
-                continue;
-            }
-            let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
-            self.persist(room, pdu, object, commit).await?;
-            stored.insert(id);
         }
         Ok(stored)
     }
 
     /// Enters a room joined through another server: creates it, stores its state and auth
-    /// chain as outliers, makes that state current, adds the recent `history` before the join
-    /// (each event checked against its auth events; those that fail are left out), then checks
-    /// the join against the state and commits it.
+    /// chain as outliers, and admits the join with that state and the recent `history` before
+    /// it, all under the room's lock.
     pub async fn import_join(
         &self,
         room_id: &RoomId,
@@ -313,59 +202,28 @@ impl RoomService {
     ) -> Result<()> {
         let JoinedRoom { state, auth_chain, history, join } = joined;
         self.store.import_room(room_id, version, true).await?;
-        self.mark_stale(room_id);
-        let state_ids: Vec<OwnedEventId> = state.iter().map(|e| e.event_id.clone()).collect();
-        let mut state_keys = Vec::new();
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let mut state_map = StateMap::new();
         for event in &state {
             let pdu = event.pdu()?;
             let key = pdu.state_key.ok_or_else(|| {
                 Error::bad_json(format!(
                     "{} in the room state is not a state event",
-                    event.event_id
+                    event.event_id()
                 ))
             })?;
-            state_keys.push(((pdu.kind.to_string(), key), event.event_id.clone()));
+            state_map.insert((pdu.kind.to_string(), key), event.event_id().to_owned());
         }
-        let stored =
-            self.store_outliers(room_id, auth_chain.into_iter().chain(state).collect()).await?;
+        let stored = self
+            .admit_outliers(room_id, room, auth_chain.into_iter().chain(state).collect())
+            .await?;
         // Every state event must check out: a room missing, say, its encryption event would
         // look unencrypted to local clients.
-        if state_ids.iter().any(|id| !stored.contains(id)) {
+        if state_map.values().any(|id| !stored.contains(id)) {
             return Err(Error::forbidden("The room's state could not be verified"));
         }
-        let before: StateMap = state_keys.into_iter().collect();
-        let rules = rules_of(version)?;
-        let pdu = join.pdu()?;
-        self.check_against_auth_events(&pdu, &rules).await?;
-        self.check_against(&pdu, &rules, &before).await?;
-        self.mark_stale(room_id);
-        self.store.reset_room_state(room_id, before.clone()).await?;
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        let mut history: Vec<(u64, Pdu, CanonicalJsonObject)> = history
-            .into_iter()
-            .filter_map(|event| Some((event.pdu().ok()?, event.object)))
-            .map(|(pdu, object)| (u64::from(pdu.depth), pdu, object))
-            .collect();
-        history.sort_by_key(|(depth, _, _)| *depth);
-        for (_, pdu, object) in history {
-            if self.in_timeline(&pdu.event_id).await? || pdu.room()? != room_id {
-                continue;
-            }
-            // Its own auth events, and the state at the join (as a soft-failure check: what the
-            // room's rules refuse now is not shown).
-            let checked = match self.check_against_auth_events(&pdu, &rules).await {
-                Ok(()) => self.check_against(&pdu, &rules, &before).await,
-                Err(e) => Err(e),
-            };
-            if let Err(error) = checked {
-                tracing::debug!(event_id = %pdu.event_id, %error, "left out an event of history");
-                continue;
-            }
-            let commit = Commit { state: StateUpdate::History, ..Commit::default() };
-            self.persist(room, pdu, object, commit).await?;
-        }
-        self.persist(room, pdu, join.object, Commit::default()).await?;
+        self.admit(room_id, room, Incoming::Join { join, state: state_map, history }).await?;
         Ok(())
     }
 
@@ -400,10 +258,6 @@ impl RoomService {
         }
         found.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
         Ok(found.into_iter().map(|(_, object)| object).collect())
-    }
-
-    fn mark_stale(&self, room_id: &RoomId) {
-        self.stale.lock().expect("stale rooms poisoned").insert(room_id.to_owned());
     }
 
     /// An unsigned membership event for a user of another server, on top of the current
@@ -462,7 +316,7 @@ impl RoomService {
         object.remove("hashes");
         object.remove("event_id");
         let (pdu, object) = self.sign_and_hash(object, &rules)?;
-        Ok(RemoteEvent { event_id: pdu.event_id, object })
+        Ok(RemoteEvent::signed_here(pdu.event_id, object))
     }
 
     /// The room's current state and its auth chain, as PDUs (for `send_join` and `/state`).
@@ -688,18 +542,14 @@ impl RoomService {
                 shown.extend(self.pdu_object(id).await?);
             }
         }
-        Ok((room.version.clone(), RemoteEvent { event_id: pdu.event_id, object }, shown))
+        Ok((room.version.clone(), RemoteEvent::signed_here(pdu.event_id, object), shown))
     }
 
     /// Adds this server's signature to an event another server made (an invite of a local
     /// user, which the inviting server needs countersigned).
-    pub fn countersign(
-        &self,
-        object: &CanonicalJsonObject,
-        version: &RoomVersionId,
-    ) -> Result<CanonicalJsonObject> {
+    pub fn countersign(&self, event: &RemoteEvent, version: &RoomVersionId) -> Result<RemoteEvent> {
         let rules = rules_of(version)?;
-        let mut object = object.clone();
+        let mut object = event.object().clone();
         ruma::signatures::hash_and_sign_event(
             self.config.server_name.as_str(),
             self.key.pair(),
@@ -707,7 +557,8 @@ impl RoomService {
             &rules.redaction,
         )
         .map_err(|e| Error::internal(format!("countersigning: {e}")))?;
-        Ok(object)
+        // Signatures are not part of the reference hash: the id stays.
+        Ok(RemoteEvent::signed_here(event.event_id().to_owned(), object))
     }
 
     /// Records a membership event of a local user in a room this server is not in: an
@@ -721,25 +572,12 @@ impl RoomService {
         invite_state: Option<Vec<Value>>,
     ) -> Result<()> {
         self.store.import_room(room_id, version, false).await?;
-        if self.store.has_event(&event.event_id).await? {
-            return Ok(());
-        }
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        // Only a room this server is not in: there, memberships are events of the room, and
-        // the room's rules (not a lone event) decide them.
-        if self.store.server_joined(room_id, &self.config.server_name).await? {
-            return Err(Error::forbidden("This server is in the room: the event must be received"));
+        if room.version != *version {
+            return Err(Error::bad_json("The room is of another version"));
         }
-        let pdu = event.pdu()?;
-        let local = <&UserId>::try_from(pdu.state_key.as_deref().unwrap_or_default())
-            .is_ok_and(|user| user.server_name() == self.config.server_name);
-        if pdu.kind != TimelineEventType::RoomMember || pdu.room()? != room_id || !local {
-            return Err(Error::bad_json("Only a local user's membership is recorded this way"));
-        }
-        let commit =
-            Commit { state: StateUpdate::MembershipOnly, invite_state, ..Commit::default() };
-        self.persist(room, pdu, event.object, commit).await?;
+        self.admit(room_id, room, Incoming::Outside { event, invite_state }).await?;
         Ok(())
     }
 
@@ -871,10 +709,10 @@ impl RoomService {
         }))
         .map_err(|e| Error::internal(e.to_string()))?;
         let (pdu, object) = self.sign_and_hash(object, &rules_of(&version)?)?;
+        let event = RemoteEvent::signed_here(pdu.event_id, object);
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        let commit = Commit { state: StateUpdate::MembershipOnly, ..Commit::default() };
-        self.persist(room, pdu, object, commit).await?;
+        self.admit(room_id, room, Incoming::Outside { event, invite_state: None }).await?;
         Ok(())
     }
 }

@@ -248,6 +248,24 @@ async fn login_and_registration_are_rate_limited() {
 }
 
 #[tokio::test]
+async fn passwords_and_tokens_are_stored_only_as_hashes() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let config = server.config.clone();
+    let dir = server.stop().await;
+    // Everything the server keeps, write-ahead log included.
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(&config.data_dir).unwrap() {
+        stored.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+    }
+    let contains = |needle: &str| stored.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(contains("$argon2id$"), "no argon2id hash stored");
+    assert!(!contains(PASSWORD), "the password is stored");
+    assert!(!contains(&alice.token), "the access token is stored");
+    drop(dir);
+}
+
+#[tokio::test]
 async fn sessions_survive_a_restart() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
