@@ -575,3 +575,30 @@ async fn after_approval_a_strict_device_gets_its_rooms_incrementally() {
     let joined = &next["rooms"]["join"][&room];
     assert!(joined.is_object(), "{next}");
 }
+
+#[tokio::test]
+async fn a_phished_administrator_device_cannot_approve_itself() {
+    let server = TestServer::start().await;
+    let boss = server.register("boss").await;
+    make_admin(&server, &boss).await;
+    let phished = server.login("boss", Some("phished")).await;
+
+    let approve = admin_path(&boss, &format!("/devices/{}/approve", phished.device_id));
+    let refused = server.post(&approve, phished.token(), json!({})).await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_forbidden(&server.get(&admin_path(&boss, "/devices"), phished.token()).await);
+    assert!(!trust_of(&server, &boss, &boss, &phished.device_id).await);
+
+    let (_, audit) = server
+        .get(&format!("/_palisade/admin/v1/audit?user_id={}", boss.user_id), boss.token())
+        .await;
+    let refusal = audit["entries"].as_array().unwrap().iter().find(|e| {
+        e["kind"] == "unapproved_device_refused" && e["device_id"] == phished.device_id.as_str()
+    });
+    assert_eq!(refusal.unwrap()["detail"]["operation"], "admin_api", "{audit}");
+
+    // From the approved device, the administrator approves it.
+    let (status, body) = server.post(&approve, boss.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(trust_of(&server, &boss, &boss, &phished.device_id).await);
+}

@@ -1,7 +1,7 @@
-//! Every endpoint of the client listener with what it needs of the device calling it. The
-//! test walks the router's own list with an unapproved device's token, so an endpoint cannot
-//! be added without deciding, and checks that the services refuse what the table says
-//! (whatever the endpoint, the refusal comes from the operation behind it).
+//! Every endpoint of the client listener, walked from the router's own list: with what each
+//! needs of the device calling it (an unapproved device's token is refused what the table
+//! says, and an endpoint cannot be added without deciding; whatever the endpoint, the refusal
+//! comes from the operation behind it), and with malformed bodies, which never get a 5xx.
 
 use palisade_core::config::TrustMode;
 use palisade_service::trust::UNAPPROVED_DEVICE;
@@ -340,4 +340,33 @@ async fn with_device_trust_off_nothing_is_refused() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn no_endpoint_answers_malformed_input_with_a_server_error() {
+    let scene = scene(TrustMode::Quarantine).await;
+    let bodies = [
+        "[]",
+        "\"text\"",
+        "-5",
+        "{",
+        r#"{"room_id": 5, "user_id": [], "type": {}, "auth": 7, "device_keys": "x"}"#,
+        r#"{"content": null, "visibility": "sideways", "presence": 1, "typing": "yes"}"#,
+    ];
+    let mut failures = Vec::new();
+    for (n, (method, path, _)) in TABLE.iter().enumerate() {
+        if !matches!(*method, "POST" | "PUT") {
+            continue;
+        }
+        let (filled, _) = request(&scene, method, path, n);
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        for body in bodies {
+            let (status, answer) =
+                scene.server.call_raw(method.clone(), &filled, scene.ada.token(), body).await;
+            if status.is_server_error() {
+                failures.push(format!("{method} {path} with {body}: {status} {answer}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
