@@ -137,7 +137,9 @@ impl Federation {
             to_raw(join.object())?,
         );
         let answer = self.client.send(server, request).await?.room_state;
-        let state = self.verify_all(&answer.state, &version).await;
+        // Every state event must verify: a room missing, say, its encryption event would look
+        // unencrypted to local clients.
+        let state = self.verify_every(&answer.state, &version).await?;
         let auth_chain = self.verify_all(&answer.auth_chain, &version).await;
         // Recent history, so the joined user can read what led up to the join.
         let prev_events = event_ids(join.object(), "prev_events");

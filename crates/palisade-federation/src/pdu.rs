@@ -30,6 +30,19 @@ impl Federation {
         pdu.verify(&keys)
     }
 
+    /// Verifies raw PDUs of a room, all or none.
+    pub(crate) async fn verify_every(
+        &self,
+        raws: &[Box<RawValue>],
+        version: &RoomVersionId,
+    ) -> Result<Vec<RemoteEvent>> {
+        let mut verified = Vec::with_capacity(raws.len());
+        for raw in raws {
+            verified.push(self.verify_pdu(parse_pdu(raw)?, version).await?);
+        }
+        Ok(verified)
+    }
+
     /// Verifies raw PDUs of a room, dropping (and logging) those that fail.
     pub(crate) async fn verify_all(
         &self,

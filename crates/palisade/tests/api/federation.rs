@@ -879,3 +879,69 @@ async fn a_peer_that_rotates_its_key_is_heard_at_once() {
     assert_eq!(answer.0, StatusCode::UNAUTHORIZED, "{}", answer.1);
     drop(b_dir);
 }
+
+/// Replaces the signatures `signer` made on a stored event of `server` (stopped) with ones
+/// that do not verify.
+fn forge_signatures(config: &palisade_core::Config, event_id: &str, signer: &str) {
+    let db = rusqlite::Connection::open(config.database_path()).unwrap();
+    let json: String = db
+        .query_row("SELECT json FROM events WHERE event_id = ?1", [event_id], |r| r.get(0))
+        .unwrap();
+    let mut pdu: Value = serde_json::from_str(&json).unwrap();
+    for signature in pdu["signatures"][signer].as_object_mut().unwrap().values_mut() {
+        *signature = json!("A".repeat(86));
+    }
+    let forged = serde_json::to_string(&pdu).unwrap();
+    db.execute("UPDATE events SET json = ?1 WHERE event_id = ?2", [&forged, event_id]).unwrap();
+}
+
+#[tokio::test]
+async fn a_joining_server_checks_everything_the_resident_server_sends() {
+    let a = TestServer::start_federated().await;
+    let evil = TestServer::start_federated().await;
+    let alice = a.register("alice").await;
+    let mallory = evil.register("mallory").await;
+    let room_id = evil.create_room(&mallory, json!({ "preset": "public_chat" })).await;
+    evil.send_text(&mallory, &room_id, "genuine history").await;
+    let (_, forged_text) = evil.send_text(&mallory, &room_id, "forged history").await;
+
+    // The resident server's copies of a history event and of a state event stop verifying.
+    let config = evil.config.clone();
+    let dir = evil.stop().await;
+    forge_signatures(
+        &config,
+        forged_text["event_id"].as_str().unwrap(),
+        config.server_name.as_str(),
+    );
+    let evil = TestServer::start_on(config.clone()).await;
+
+    // The history event is left out; the room itself still checks out.
+    join_via(&a, &alice, &room_id, &evil).await;
+    let seen = a.texts(&alice, &room_id).await;
+    assert!(seen.iter().any(|t| t == "genuine history"), "{seen:?}");
+    assert!(!seen.iter().any(|t| t == "forged history"), "{seen:?}");
+
+    // A room whose state does not verify is not joined at all.
+    let other = evil.create_room(&mallory, json!({ "preset": "public_chat" })).await;
+    let (_, name) = evil
+        .put(
+            &format!("/_matrix/client/v3/rooms/{other}/state/m.room.name/"),
+            mallory.token(),
+            json!({ "name": "Forged" }),
+        )
+        .await;
+    let config = evil.config.clone();
+    drop(evil.stop().await);
+    forge_signatures(&config, name["event_id"].as_str().unwrap(), config.server_name.as_str());
+    let evil = TestServer::start_on(config).await;
+    let path = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(&other),
+        urlencode(evil.server_name())
+    );
+    let (status, body) = a.post(&path, alice.token(), json!({})).await;
+    assert!(!status.is_success(), "{body}");
+    let (_, joined) = a.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
+    assert_eq!(joined["joined_rooms"], json!([room_id]), "{joined}");
+    drop(dir);
+}
