@@ -15,7 +15,7 @@ use ruma::{OwnedDeviceId, OwnedUserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{AppState, error::ApiError, extract::access_token, router::Routes};
+use crate::{AppState, error::ApiError, extract::access_token, routes::Routes};
 
 /// An authenticated server administrator on an approved device.
 pub(crate) struct Admin(Administrator);

@@ -1,7 +1,12 @@
 //! Moving between the services' JSON and ruma's wire types, and checks shared by handlers.
 
 use palisade_core::{Error, Result};
-use ruma::{UserId, serde::Raw};
+use palisade_service::UiaAuth;
+use ruma::{
+    UserId,
+    api::client::uiaa::{AuthData, UserIdentifier},
+    serde::Raw,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -56,4 +61,19 @@ pub(crate) fn one_time_key_claims(
             (user.clone(), devices.iter().map(|(d, a)| (d.clone(), a.to_string())).collect())
         })
         .collect()
+}
+
+/// Turns the client's `auth` object into the service's view of it.
+pub(crate) fn uia_auth(auth: AuthData) -> UiaAuth {
+    let session = auth.session().map(str::to_owned);
+    match auth {
+        AuthData::Dummy(_) => UiaAuth::Dummy { session },
+        AuthData::Password(password) => match password.identifier {
+            UserIdentifier::Matrix(id) => {
+                UiaAuth::Password { session, user: id.user, password: password.password }
+            }
+            _ => UiaAuth::Unsupported { session },
+        },
+        _ => UiaAuth::Unsupported { session },
+    }
 }

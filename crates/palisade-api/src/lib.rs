@@ -9,11 +9,14 @@ mod client;
 pub mod error;
 mod extract;
 mod json;
+mod public_rooms;
 mod router;
+mod routes;
 mod server;
 
 pub use extract::Ruma;
-pub use router::{Endpoint, client_endpoints, federation_router, router};
+pub use router::{client_endpoints, federation_router, router};
+pub use routes::Endpoint;
 
 use std::{ops::Deref, sync::Arc};
 

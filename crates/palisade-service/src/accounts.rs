@@ -13,7 +13,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use palisade_core::{Clock, Config, Error, ErrorKind, Result, config::TrustMode};
 use palisade_storage::{AccountStore, DeviceRow, NewDevice, UserRow};
 use rand::{Rng, RngCore, distributions::Uniform};
-use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+use ruma::{
+    DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedUserId, UInt, UserId,
+    api::client::device::Device,
+};
 use serde_json::json;
 
 use crate::DeviceTrustService;
@@ -436,6 +439,16 @@ impl AccountService {
         self.store.devices(user_id).await
     }
 
+    /// A user's devices as their owner's clients see them.
+    pub async fn client_devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
+        Ok(self.devices(user_id).await?.into_iter().map(client_device).collect())
+    }
+
+    /// One device as its owner's clients see it, or `M_NOT_FOUND`.
+    pub async fn client_device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Device> {
+        self.device(user_id, device_id).await.map(client_device)
+    }
+
     /// One device of a user, or `M_NOT_FOUND`.
     pub async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<DeviceRow> {
         self.store
@@ -481,4 +494,13 @@ fn check_password_strength(password: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A device in the Client-Server API's shape.
+fn client_device(row: DeviceRow) -> Device {
+    let mut device = Device::new(row.device_id);
+    device.display_name = row.display_name;
+    device.last_seen_ip = row.last_seen_ip;
+    device.last_seen_ts = row.last_seen_ts.and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
+    device
 }

@@ -12,7 +12,8 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use palisade_storage::{AccountDataRow, Direction, MembershipRow, ReceiptRow, RoomStore, StateMap};
+use palisade_storage::{AccountDataRow, MembershipRow, ReceiptRow, RoomStore, StateMap};
+use ruma::api::Direction;
 use ruma::{
     OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId, push::PushConditionRoomCtx,
     serde::Raw,

@@ -5,12 +5,11 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use palisade_core::{Error, Result};
 use palisade_storage::{
-    Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
-    StateUpdate,
+    Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
 };
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
-    RoomId, RoomVersionId, ServerName, UserId,
+    RoomId, RoomVersionId, ServerName, UserId, api::Direction,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 

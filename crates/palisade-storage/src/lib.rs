@@ -20,8 +20,7 @@ pub use e2ee::{
 pub use federation::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
-    Appended, Direction, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
-    StateUpdate,
+    Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
 };
 pub use user_data::{AccountDataRow, UserDataStore};
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use palisade_core::Result;
 use ruma::{
     DeviceId, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId,
-    RoomAliasId, RoomId, RoomVersionId, ServerName, UserId,
+    RoomAliasId, RoomId, RoomVersionId, ServerName, UserId, api::Direction,
 };
 
 /// Room state: `(event type, state key)` to the id of the state event.
@@ -140,15 +140,6 @@ pub struct MembershipRow {
     pub event_id: OwnedEventId,
     /// Stream position of the membership event.
     pub stream_pos: u64,
-}
-
-/// Direction of a timeline read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// From newer to older.
-    Backward,
-    /// From older to newer.
-    Forward,
 }
 
 /// Rooms and their events.

@@ -3,16 +3,15 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#account-management>
 
 use palisade_core::Result;
-use palisade_service::{UiaAuth, UiaPurpose};
-use ruma::api::client::{
-    account::{ThirdPartyIdRemovalStatus, change_password, deactivate, request_openid_token},
-    uiaa::{AuthData, UserIdentifier},
+use palisade_service::UiaPurpose;
+use ruma::api::client::account::{
+    ThirdPartyIdRemovalStatus, change_password, deactivate, request_openid_token,
 };
 
 use crate::{
     AppState, Ruma,
-    json::ensure_own,
-    router::{Routes, route},
+    json::{ensure_own, uia_auth},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
@@ -35,21 +34,6 @@ async fn openid_token(
         state.config.server_name.clone(),
         std::time::Duration::from_millis(palisade_service::accounts::OPENID_TOKEN_LIFETIME_MS),
     ))
-}
-
-/// Turns the client's `auth` object into the service's view of it.
-pub(super) fn uia_auth(auth: AuthData) -> UiaAuth {
-    let session = auth.session().map(str::to_owned);
-    match auth {
-        AuthData::Dummy(_) => UiaAuth::Dummy { session },
-        AuthData::Password(password) => match password.identifier {
-            UserIdentifier::Matrix(id) => {
-                UiaAuth::Password { session, user: id.user, password: password.password }
-            }
-            _ => UiaAuth::Unsupported { session },
-        },
-        _ => UiaAuth::Unsupported { session },
-    }
 }
 
 /// `POST /_matrix/client/v3/account/password`

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::{
     AppState, Ruma,
     json::{ensure_own, object, raw},
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

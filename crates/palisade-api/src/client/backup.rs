@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use crate::{
     AppState, Ruma,
     json::{json_of, typed},
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

@@ -4,18 +4,14 @@
 
 use palisade_core::Result;
 use palisade_service::UiaPurpose;
-use palisade_storage::DeviceRow;
-use ruma::{
-    MilliSecondsSinceUnixEpoch, UInt,
-    api::client::device::{
-        Device, delete_device, delete_devices, get_device, get_devices, update_device,
-    },
+use ruma::api::client::device::{
+    delete_device, delete_devices, get_device, get_devices, update_device,
 };
 
 use crate::{
     AppState, Ruma,
-    client::account::uia_auth,
-    router::{Routes, route},
+    json::uia_auth,
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
@@ -26,21 +22,13 @@ pub(super) fn routes(router: Routes) -> Routes {
     route(router, delete_many)
 }
 
-fn to_device(row: DeviceRow) -> Device {
-    let mut device = Device::new(row.device_id);
-    device.display_name = row.display_name;
-    device.last_seen_ip = row.last_seen_ip;
-    device.last_seen_ts = row.last_seen_ts.and_then(UInt::new).map(MilliSecondsSinceUnixEpoch);
-    device
-}
-
 /// `GET /_matrix/client/v3/devices`
 async fn list(
     state: AppState,
     request: Ruma<get_devices::v3::Request>,
 ) -> Result<get_devices::v3::Response> {
-    let devices = state.accounts.devices(&request.session()?.user_id).await?;
-    Ok(get_devices::v3::Response::new(devices.into_iter().map(to_device).collect()))
+    let devices = state.accounts.client_devices(&request.session()?.user_id).await?;
+    Ok(get_devices::v3::Response::new(devices))
 }
 
 /// `GET /_matrix/client/v3/devices/{deviceId}`
@@ -48,8 +36,9 @@ async fn get(
     state: AppState,
     request: Ruma<get_device::v3::Request>,
 ) -> Result<get_device::v3::Response> {
-    let row = state.accounts.device(&request.session()?.user_id, &request.body.device_id).await?;
-    Ok(get_device::v3::Response::new(to_device(row)))
+    let session = request.session()?;
+    let device = state.accounts.client_device(&session.user_id, &request.body.device_id).await?;
+    Ok(get_device::v3::Response::new(device))
 }
 
 /// `PUT /_matrix/client/v3/devices/{deviceId}`

@@ -19,7 +19,7 @@ use ruma::api::{
 
 use crate::{
     AppState, Ruma,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 /// Spec versions whose Client-Server API clients may rely on here.

@@ -21,9 +21,8 @@ use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    client::account::uia_auth,
-    json::{json_of, one_time_key_claims, typed},
-    router::{Routes, route},
+    json::{json_of, one_time_key_claims, typed, uia_auth},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

@@ -10,25 +10,21 @@ use palisade_service::{
     EventTemplate,
     rooms::{EventFilter, parse_stream_token},
 };
-use palisade_storage::Direction;
-use ruma::api::{
-    Direction as ApiDirection,
-    client::{
-        context::get_context,
-        filter::{LazyLoadOptions, RoomEventFilter},
-        membership::{get_member_events, joined_members},
-        message::{get_message_events, send_message_event},
-        redact::redact_event,
-        room::get_room_event,
-        state::{get_state_event_for_key, get_state_events, send_state_event},
-    },
+use ruma::api::client::{
+    context::get_context,
+    filter::{LazyLoadOptions, RoomEventFilter},
+    membership::{get_member_events, joined_members},
+    message::{get_message_events, send_message_event},
+    redact::redact_event,
+    room::get_room_event,
+    state::{get_state_event_for_key, get_state_events, send_state_event},
 };
 use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
     json::{object, raw, raws},
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
@@ -145,10 +141,6 @@ async fn messages(
 ) -> Result<get_message_events::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    let direction = match body.dir {
-        ApiDirection::Backward => Direction::Backward,
-        ApiDirection::Forward => Direction::Forward,
-    };
     let from = body.from.as_deref().map(parse_stream_token).transpose()?;
     let to = body.to.as_deref().map(parse_stream_token).transpose()?;
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
@@ -159,7 +151,7 @@ async fn messages(
             &body.room_id,
             from,
             to,
-            direction,
+            body.dir,
             limit,
             &event_filter(&body.filter),
         )

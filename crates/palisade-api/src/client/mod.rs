@@ -4,7 +4,7 @@ mod account;
 mod account_data;
 mod backup;
 mod devices;
-pub(crate) mod directory;
+mod directory;
 mod discovery;
 mod e2ee;
 mod events;
@@ -17,7 +17,7 @@ mod rooms;
 mod session;
 mod sync;
 
-use crate::router::Routes;
+use crate::routes::Routes;
 
 /// Adds every Client-Server endpoint.
 pub(crate) fn routes(router: Routes) -> Routes {

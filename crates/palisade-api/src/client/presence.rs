@@ -13,7 +13,7 @@ use ruma::{
 use crate::{
     AppState, Ruma,
     json::ensure_own,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

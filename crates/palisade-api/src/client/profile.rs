@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::{
     AppState, Ruma,
     json::ensure_own,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

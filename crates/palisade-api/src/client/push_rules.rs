@@ -15,7 +15,7 @@ use ruma::{
 use crate::{
     AppState, Ruma,
     json::typed,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

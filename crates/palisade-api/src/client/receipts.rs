@@ -17,7 +17,7 @@ use ruma::{
 
 use crate::{
     AppState, Ruma,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

@@ -12,8 +12,8 @@ use ruma::api::client::account::{
 
 use crate::{
     AppState, Ruma,
-    client::account::uia_auth,
-    router::{Routes, route},
+    json::uia_auth,
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

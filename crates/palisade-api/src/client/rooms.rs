@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::{
     AppState, Ruma,
     json::object,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

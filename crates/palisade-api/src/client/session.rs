@@ -19,7 +19,7 @@ use ruma::api::client::{
 
 use crate::{
     AppState, Ruma,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

@@ -16,7 +16,7 @@ use crate::{
     AppState, Ruma,
     client::events::event_filter,
     json::{ensure_own, typed},
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

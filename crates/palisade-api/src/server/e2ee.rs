@@ -11,7 +11,7 @@ use ruma::api::federation::{
 use crate::{
     AppState, Ruma,
     json::one_time_key_claims,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

@@ -14,7 +14,7 @@ use ruma::{
 use crate::{
     AppState, Ruma,
     json::raw,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn server_key_routes(router: Routes) -> Routes {

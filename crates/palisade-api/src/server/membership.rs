@@ -10,7 +10,7 @@ use ruma::api::federation::membership::{
 
 use crate::{
     AppState, Ruma,
-    router::{Routes, route},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

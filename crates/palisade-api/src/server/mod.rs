@@ -7,7 +7,7 @@ mod membership;
 mod query;
 mod transactions;
 
-use crate::router::Routes;
+use crate::routes::Routes;
 
 /// The key server, served on every listener.
 pub(crate) fn key_routes(router: Routes) -> Routes {

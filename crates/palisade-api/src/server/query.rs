@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    client::directory::{DirectoryResponse, page},
-    router::{Routes, route},
+    public_rooms::{DirectoryResponse, page},
+    routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {

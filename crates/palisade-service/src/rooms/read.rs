@@ -9,9 +9,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use palisade_core::{Error, Result};
-use palisade_storage::{Direction, EventRow, MembershipRow, StateMap};
+use palisade_storage::{EventRow, MembershipRow, StateMap};
 use ruma::{
-    DeviceId, EventId, OwnedRoomId, OwnedUserId, RoomId, UserId, room_version_rules::RedactionRules,
+    DeviceId, EventId, OwnedRoomId, OwnedUserId, RoomId, UserId, api::Direction,
+    room_version_rules::RedactionRules,
 };
 use serde_json::{Value, json};
 

@@ -1,0 +1,91 @@
+//! The crate graph's invariants, as ARCHITECTURE.md states them: read from each crate's
+//! `Cargo.toml`, so a new dependency edge that breaks one fails here rather than in review.
+
+use std::{collections::BTreeMap, path::Path};
+
+/// Each workspace crate's normal (non-dev) dependencies.
+fn dependencies() -> BTreeMap<String, Vec<String>> {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut graph = BTreeMap::new();
+    for entry in std::fs::read_dir(crates).unwrap() {
+        let manifest = entry.unwrap().path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let parsed: toml::Table = text.parse().unwrap();
+        let name = parsed["package"]["name"].as_str().unwrap().to_owned();
+        let deps = parsed
+            .get("dependencies")
+            .and_then(toml::Value::as_table)
+            .map(|deps| deps.keys().cloned().collect())
+            .unwrap_or_default();
+        graph.insert(name, deps);
+    }
+    graph
+}
+
+/// Crates in layers: a crate may depend only on crates of lower layers.
+const LAYERS: &[&[&str]] = &[
+    &["palisade-core"],
+    &["palisade-storage"],
+    &["palisade-storage-sqlite", "palisade-service"],
+    &["palisade-federation"],
+    &["palisade-api"],
+    &["palisade"],
+    &["palisade-testkit"],
+];
+
+/// Dependencies a crate must not have, and why.
+const ABSENT: &[(&str, &[&str], &str)] = &[
+    ("palisade-core", &["axum", "rusqlite", "tokio", "reqwest"], "no HTTP, SQL or runtime"),
+    ("palisade-storage", &["rusqlite", "axum", "reqwest"], "no engine behind the traits"),
+    ("palisade-service", &["axum", "rusqlite", "reqwest"], "the domain knows no HTTP or SQL"),
+    ("palisade-federation", &["axum", "rusqlite"], "federation talks to services, not SQL"),
+    (
+        "palisade-api",
+        &["rusqlite", "palisade-storage", "palisade-storage-sqlite"],
+        "handlers see services, not storage",
+    ),
+    ("palisade-storage-sqlite", &["axum", "reqwest"], "storage only"),
+];
+
+#[test]
+fn crates_depend_only_downwards() {
+    let graph = dependencies();
+    let layer = |name: &str| LAYERS.iter().position(|layer| layer.contains(&name));
+    for (name, deps) in &graph {
+        let Some(own) = layer(name) else { continue };
+        for dep in deps {
+            if let Some(theirs) = layer(dep) {
+                assert!(theirs < own, "{name} depends on {dep}, which is not below it");
+            }
+        }
+    }
+    for name in LAYERS.iter().flat_map(|layer| layer.iter()) {
+        assert!(graph.contains_key(*name), "{name} is not in the workspace any more");
+    }
+}
+
+#[test]
+fn crates_lack_what_their_invariants_exclude() {
+    let graph = dependencies();
+    for (name, absent, why) in ABSENT {
+        let deps = &graph[*name];
+        for dep in *absent {
+            assert!(!deps.iter().any(|d| d == dep), "{name} depends on {dep}: {why}");
+        }
+    }
+}
+
+#[test]
+fn only_the_sqlite_crate_speaks_sql_and_nothing_depends_on_test_or_bench_crates() {
+    let graph = dependencies();
+    for (name, deps) in &graph {
+        if name != "palisade-storage-sqlite" {
+            assert!(!deps.iter().any(|d| d == "rusqlite"), "{name} links SQLite");
+        }
+        for outside in ["palisade-sdk-tests", "palisade-bench"] {
+            assert!(!deps.iter().any(|d| d == outside), "{name} depends on {outside}");
+        }
+    }
+    let bench = &graph["palisade-bench"];
+    assert!(!bench.iter().any(|d| d.starts_with("palisade")), "the bench measures any server");
+}
