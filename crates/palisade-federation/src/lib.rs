@@ -10,6 +10,7 @@ mod edus;
 mod events;
 pub mod keys;
 pub mod membership;
+mod outbound;
 mod pdu;
 pub mod policy;
 pub mod query;

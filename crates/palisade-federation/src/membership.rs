@@ -9,8 +9,8 @@ use palisade_service::{
     trust::Actor,
 };
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedRoomId, OwnedServerName, RoomId,
-    RoomOrAliasId, RoomVersionId, ServerName, UInt, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedServerName, RoomId, RoomVersionId,
+    ServerName, UInt, UserId,
     api::federation::{
         backfill::get_backfill,
         membership::{
@@ -40,72 +40,12 @@ pub struct JoinedState {
 }
 
 impl Federation {
-    /// Joins a room for a local user: through this server's own pipeline when it is in the
-    /// room, else through a server that is (`via`, the alias's server, the room's servers).
-    pub async fn join(
-        &self,
-        actor: Actor<'_>,
-        room: &RoomOrAliasId,
-        via: &[OwnedServerName],
-        reason: Option<&str>,
-    ) -> Result<OwnedRoomId> {
-        let mut candidates = via.to_vec();
-        let room_id = match <&RoomId>::try_from(room) {
-            Ok(room_id) => room_id.to_owned(),
-            Err(alias) if alias.server_name() == self.services.config.server_name => {
-                self.services.rooms.resolve(room).await?
-            }
-            Err(alias) => {
-                let (room_id, servers) = self.alias(alias).await?;
-                candidates.extend(servers);
-                candidates.push(alias.server_name().to_owned());
-                room_id
-            }
-        };
-        let rooms = &self.services.rooms;
-        let origin = &self.services.config.server_name;
-        if rooms.room_version(&room_id).await?.is_some()
-            && rooms.server_in_room(&room_id, origin).await?
-        {
-            rooms.join(actor, &room_id, reason).await?;
-            return Ok(room_id);
-        }
-        let user = actor.user();
-        if let Some(server) = room_id.server_name() {
-            candidates.push(server.to_owned());
-        }
-        if rooms.room_version(&room_id).await?.is_some() {
-            // The server that invited the user is in the room.
-            if let Some(inviter) = rooms.inviter(&room_id, user).await? {
-                candidates.push(inviter.server_name().to_owned());
-            }
-            candidates.extend(rooms.servers_in_room(&room_id).await?);
-        }
-        candidates.retain(|server| server != origin);
-        let mut seen = std::collections::HashSet::new();
-        candidates.retain(|server| seen.insert(server.clone()));
-        if candidates.is_empty() {
-            return Err(Error::not_found("No known servers for this room"));
-        }
-        let mut last = Error::not_found("No known servers for this room");
-        for server in &candidates {
-            match self.join_through(server, actor, &room_id).await {
-                Ok(()) => return Ok(room_id),
-                Err(error) => {
-                    tracing::info!(%server, %room_id, %error, "remote join failed");
-                    last = error;
-                }
-            }
-        }
-        Err(last)
-    }
-
     /// `make_join` and `send_join` through one resident server.
-    async fn join_through(
+    pub(crate) async fn join_through(
         &self,
-        server: &ServerName,
         actor: Actor<'_>,
         room_id: &RoomId,
+        server: &ServerName,
     ) -> Result<()> {
         let user = actor.user();
         let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
@@ -159,40 +99,12 @@ impl Federation {
         self.services.rooms.import_join(room_id, &version, joined).await
     }
 
-    /// Leaves a room (or rejects an invite): through this server's pipeline when it is in
-    /// the room, else through the server that sent the invite.
-    pub async fn leave(
-        &self,
-        actor: Actor<'_>,
-        room_id: &RoomId,
-        reason: Option<&str>,
-    ) -> Result<()> {
-        let user = actor.user();
-        let rooms = &self.services.rooms;
-        let origin = &self.services.config.server_name;
-        let inviter = rooms.inviter(room_id, user).await?;
-        let outside = inviter.as_ref().is_some_and(|inviter| inviter.server_name() != origin)
-            && !rooms.server_in_room(room_id, origin).await?;
-        match inviter {
-            Some(inviter) if outside => {
-                if let Err(error) = self.leave_through(inviter.server_name(), actor, room_id).await
-                {
-                    // The user is not held to an invite nobody can be reached to decline.
-                    tracing::info!(%room_id, %error, "rejecting an invite locally");
-                    rooms.out_of_band_leave(actor, room_id).await?;
-                }
-                Ok(())
-            }
-            _ => rooms.leave(actor, room_id, reason).await,
-        }
-    }
-
     /// `make_leave` and `send_leave` through a server in the room, then records the leave.
-    async fn leave_through(
+    pub(crate) async fn leave_through(
         &self,
-        server: &ServerName,
         actor: Actor<'_>,
         room_id: &RoomId,
+        server: &ServerName,
     ) -> Result<()> {
         let user = actor.user();
         let request = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
@@ -210,49 +122,40 @@ impl Federation {
         self.services.rooms.record_outside_membership(room_id, &version, leave, None).await
     }
 
-    /// Invites a user: through this server's pipeline for a local user; for another server's
-    /// user, that server countersigns the invite first (and may refuse it).
-    pub async fn invite(
+    /// Has the invitee's server countersign an invite built here (`/invite` v2); returns it
+    /// verified, or an error when the server refused it or answered with another event.
+    pub(crate) async fn countersign_invite(
         &self,
-        actor: Actor<'_>,
-        room_id: &RoomId,
-        target: &UserId,
-        reason: Option<&str>,
-        is_direct: bool,
-    ) -> Result<()> {
-        let rooms = &self.services.rooms;
-        if target.server_name() == self.services.config.server_name {
-            return rooms.invite(actor, room_id, target, reason).await;
-        }
-        let (version, event, shown) =
-            rooms.prepare_invite(actor, room_id, target, reason, is_direct).await?;
+        invite: &RemoteEvent,
+        version: &RoomVersionId,
+        shown: &[CanonicalJsonObject],
+    ) -> Result<RemoteEvent> {
+        let target = user_of(invite)?;
+        let room_id = pdu::room_id_of(invite.object())?;
         let shown = shown
             .iter()
             .map(|object| to_raw(object).map(RawStrippedState::Pdu))
             .collect::<Result<Vec<_>>>()?;
         let request = create_invite::v2::Request::new(
-            room_id.to_owned(),
-            event.event_id().to_owned(),
+            room_id,
+            invite.event_id().to_owned(),
             version.clone(),
-            to_raw(event.object())?,
+            to_raw(invite.object())?,
             shown,
         );
         let answer = self.client.send(target.server_name(), request).await?;
-        let signed = self.verify_pdu(parse_pdu(&answer.event)?, &version).await?;
+        let signed = self.verify_pdu(parse_pdu(&answer.event)?, version).await?;
         let countersigned = matches!(
             signed.object().get("signatures"),
             Some(CanonicalJsonValue::Object(s)) if s.contains_key(target.server_name().as_str())
         );
-        if signed.event_id() != event.event_id() || !countersigned {
+        if signed.event_id() != invite.event_id() || !countersigned {
             return Err(Error::new(
                 ErrorKind::RemoteUnavailable,
                 "The invitee's server answered with another event",
             ));
         }
-        match rooms.receive(room_id, signed, &std::collections::HashMap::new()).await? {
-            Received::Accepted | Received::Known => Ok(()),
-            _ => Err(Error::forbidden("The invite is not allowed by the room's current state")),
-        }
+        Ok(signed)
     }
 
     /// An invite from another server for a local user (`/invite` v2): checked, countersigned,

@@ -62,16 +62,12 @@ impl Federation {
         Ok((room_id, servers))
     }
 
-    /// Where a room alias points and servers to join it through: this server's own aliases,
-    /// or the alias's server asked (`/query/directory`).
-    pub async fn alias(
+    /// Where an alias of another server points, and servers to join the room through
+    /// (`/query/directory`).
+    pub(crate) async fn remote_alias(
         &self,
         alias: &ruma::RoomAliasId,
     ) -> Result<(ruma::OwnedRoomId, Vec<ruma::OwnedServerName>)> {
-        let own = &self.services.config.server_name;
-        if alias.server_name() == own {
-            return Ok((self.services.rooms.alias(alias).await?, vec![own.clone()]));
-        }
         let request = get_room_information::v1::Request::new(alias.to_owned());
         let answer = self.client.send(alias.server_name(), request).await?;
         Ok((answer.room_id, answer.servers))

@@ -10,6 +10,7 @@ pub mod e2ee;
 pub mod keys;
 pub mod notices;
 pub mod notify;
+pub mod outbound;
 pub mod presence;
 pub mod ratelimit;
 pub mod receipts;

@@ -103,9 +103,14 @@ impl Server {
             _ => None,
         };
         let (services, stores) = open_stores(config, clock).await?;
-        let federation =
-            Federation::new(services.clone(), stores.federation, Arc::new(OpenFederation))?;
-        let state = AppState::new(services, Arc::new(federation));
+        let federation = Arc::new(Federation::new(
+            services.clone(),
+            stores.federation,
+            Arc::new(OpenFederation),
+        )?);
+        // The services reach other servers through the port federation implements.
+        services.rooms.outbound().connect(federation.clone());
+        let state = AppState::new(services, federation);
         Ok(Self { state, listener, federation: tls })
     }
 

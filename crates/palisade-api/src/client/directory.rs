@@ -70,7 +70,7 @@ async fn get(
     state: AppState,
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
-    let (room_id, servers) = state.federation.alias(&request.body.room_alias).await?;
+    let (room_id, servers) = state.rooms.resolve_alias(&request.body.room_alias).await?;
     Ok(get_alias::v3::Response::new(room_id, servers))
 }
 

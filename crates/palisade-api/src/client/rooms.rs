@@ -92,15 +92,6 @@ async fn create(
             },
         )
         .await?;
-    let remote = body.invite.iter().filter(|i| i.server_name() != state.config.server_name);
-    for invitee in remote {
-        // The room exists: a server that cannot be reached does not undo it.
-        if let Err(error) =
-            state.federation.invite(actor, &room_id, invitee, None, body.is_direct).await
-        {
-            tracing::info!(%room_id, %invitee, %error, "inviting a user of another server failed");
-        }
-    }
     Ok(create_room::v3::Response::new(room_id))
 }
 
@@ -121,7 +112,7 @@ async fn join_by_id(
     let actor = request.session()?.into();
     let body = &request.body;
     let room_id =
-        state.federation.join(actor, (&*body.room_id).into(), &[], body.reason.as_deref()).await?;
+        state.rooms.join_room(actor, (&*body.room_id).into(), &[], body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -133,8 +124,8 @@ async fn join_by_id_or_alias(
     let actor = request.session()?.into();
     let body = &request.body;
     let room_id = state
-        .federation
-        .join(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
+        .rooms
+        .join_room(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
         .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
@@ -150,8 +141,8 @@ async fn invite(
         return Err(Error::forbidden("Third-party invites are not supported"));
     };
     state
-        .federation
-        .invite(actor, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false)
+        .rooms
+        .invite_user(actor, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false)
         .await?;
     Ok(invite_user::v3::Response::new())
 }
@@ -162,7 +153,7 @@ async fn leave(
     request: Ruma<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response> {
     let actor = request.session()?.into();
-    state.federation.leave(actor, &request.body.room_id, request.body.reason.as_deref()).await?;
+    state.rooms.leave_room(actor, &request.body.room_id, request.body.reason.as_deref()).await?;
     Ok(leave_room::v3::Response::new())
 }
 

@@ -135,6 +135,15 @@ impl RoomService {
             self.store.set_public(&room_id, true).await?;
         }
         tracing::info!(%room_id, %creator, "room created");
+        // Users of other servers are invited once the room exists; a server that cannot be
+        // reached does not undo it.
+        let remote = request.invite.iter().filter(|i| i.server_name() != self.config.server_name);
+        for invitee in remote {
+            let invited = self.invite_user(actor, &room_id, invitee, None, request.is_direct).await;
+            if let Err(error) = invited {
+                tracing::info!(%room_id, %invitee, %error, "inviting a user of another server failed");
+            }
+        }
         Ok(room_id)
     }
 

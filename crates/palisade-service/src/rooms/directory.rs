@@ -1,7 +1,7 @@
 //! Room aliases and the public room directory.
 
 use palisade_core::{Error, ErrorKind, Result};
-use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, UserId};
+use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId};
 use serde_json::{Value, json};
 
 use super::{EventTemplate, RoomService};
@@ -61,7 +61,20 @@ impl RoomService {
         Ok(())
     }
 
-    /// The room an alias points to.
+    /// Where an alias points and servers to join the room through: this server's own
+    /// aliases, or the alias's server asked.
+    pub async fn resolve_alias(
+        &self,
+        alias: &RoomAliasId,
+    ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+        let own = &self.config.server_name;
+        if alias.server_name() == own {
+            return Ok((self.alias(alias).await?, vec![own.clone()]));
+        }
+        self.outbound.get()?.resolve_alias(alias).await
+    }
+
+    /// The room one of this server's aliases points to.
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
         self.store
             .alias(alias)

@@ -2,13 +2,16 @@
 //!
 //! Each builds an `m.room.member` event; whether it is allowed is decided by the room
 //! version's authorization rules in the pipeline, not here. The few checks here are the ones
-//! Synapse makes before the rules, so clients get the same answers.
+//! Synapse makes before the rules, so clients get the same answers. Joins, leaves and invites
+//! that involve another server go through the outbound port; deciding when is done here.
+
+use std::collections::{HashMap, HashSet};
 
 use palisade_core::{Error, Result};
-use ruma::{OwnedRoomId, RoomId, RoomOrAliasId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
 use serde_json::{Value, json};
 
-use super::{EventTemplate, RoomService};
+use super::{EventTemplate, Received, RoomService};
 use crate::trust::{Actor, Need};
 
 impl RoomService {
@@ -63,8 +66,110 @@ impl RoomService {
         }
     }
 
-    /// Joins a local room.
-    pub async fn join(
+    /// Joins a room by id or alias: through this server's pipeline when it is in the room, else
+    /// through a server that is (`via`, the alias's server, the room's own, the inviter's, the
+    /// servers of its members this server knows).
+    pub async fn join_room(
+        &self,
+        actor: Actor<'_>,
+        room: &RoomOrAliasId,
+        via: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId> {
+        self.trust.require(actor, Need::RoomAccess, "join").await?;
+        let own = &self.config.server_name;
+        let mut candidates = via.to_vec();
+        let room_id = match <&RoomId>::try_from(room) {
+            Ok(room_id) => room_id.to_owned(),
+            Err(alias) => {
+                let (room_id, servers) = self.resolve_alias(alias).await?;
+                candidates.extend(servers);
+                candidates.push(alias.server_name().to_owned());
+                room_id
+            }
+        };
+        let known = self.room_version(&room_id).await?.is_some();
+        if known && self.server_in_room(&room_id, own).await? {
+            self.join(actor, &room_id, reason).await?;
+            return Ok(room_id);
+        }
+        if let Some(server) = room_id.server_name() {
+            candidates.push(server.to_owned());
+        }
+        if known {
+            if let Some(inviter) = self.inviter(&room_id, actor.user()).await? {
+                candidates.push(inviter.server_name().to_owned());
+            }
+            candidates.extend(self.servers_in_room(&room_id).await?);
+        }
+        let mut seen = HashSet::new();
+        candidates.retain(|server| server != own && seen.insert(server.clone()));
+        let mut last = Error::not_found("No known servers for this room");
+        for server in &candidates {
+            match self.outbound.get()?.join_through(actor, &room_id, server).await {
+                Ok(()) => return Ok(room_id),
+                Err(error) => {
+                    tracing::info!(%server, %room_id, %error, "remote join failed");
+                    last = error;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Leaves a room, or rejects an invite: through this server's pipeline when it is in the
+    /// room, else through the server that sent the invite (or, when that server cannot be
+    /// reached, locally: the user is not held to an invite nobody can be told of).
+    pub async fn leave_room(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let own = &self.config.server_name;
+        let inviter = self.inviter(room_id, actor.user()).await?;
+        let outside = inviter.as_ref().is_some_and(|inviter| inviter.server_name() != own)
+            && !self.server_in_room(room_id, own).await?;
+        match inviter {
+            Some(inviter) if outside => {
+                let through = match self.outbound.get() {
+                    Ok(port) => port.leave_through(actor, room_id, inviter.server_name()).await,
+                    Err(error) => Err(error),
+                };
+                if let Err(error) = through {
+                    tracing::info!(%room_id, %error, "rejecting an invite locally");
+                    self.out_of_band_leave(actor, room_id).await?;
+                }
+                Ok(())
+            }
+            _ => self.leave(actor, room_id, reason).await,
+        }
+    }
+
+    /// Invites a user: through this server's pipeline for a local user; another server's user
+    /// is invited once their server countersigned the invite (it may refuse).
+    pub async fn invite_user(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        target: &UserId,
+        reason: Option<&str>,
+        is_direct: bool,
+    ) -> Result<()> {
+        if target.server_name() == self.config.server_name {
+            return self.invite(actor, room_id, target, reason).await;
+        }
+        let (version, event, shown) =
+            self.prepare_invite(actor, room_id, target, reason, is_direct).await?;
+        let signed = self.outbound.get()?.countersign_invite(&event, &version, &shown).await?;
+        match self.receive(room_id, signed, &HashMap::new()).await? {
+            Received::Accepted | Received::Known => Ok(()),
+            _ => Err(Error::forbidden("The invite is not allowed by the room's current state")),
+        }
+    }
+
+    /// Joins a room this server is in.
+    pub(crate) async fn join(
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
@@ -73,8 +178,8 @@ impl RoomService {
         self.set_membership(actor, room_id, actor.user(), "join", reason).await
     }
 
-    /// Invites `target`.
-    pub async fn invite(
+    /// Invites a local user.
+    pub(crate) async fn invite(
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
@@ -101,13 +206,8 @@ impl RoomService {
         Ok(())
     }
 
-    /// Leaves (or rejects an invite).
-    pub async fn leave(
-        &self,
-        actor: Actor<'_>,
-        room_id: &RoomId,
-        reason: Option<&str>,
-    ) -> Result<()> {
+    /// Leaves a room this server is in (or rejects an invite).
+    async fn leave(&self, actor: Actor<'_>, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
         self.set_membership(actor, room_id, actor.user(), "leave", reason).await
     }
 

@@ -50,6 +50,7 @@ use crate::{
     AccountService, DeviceTrustService,
     keys::SigningKey,
     notify::Notifier,
+    outbound::OutboundSlot,
     trust::{Actor, Need},
 };
 
@@ -116,6 +117,8 @@ pub struct RoomService {
     /// Tells listeners (the federation sender) that events were committed.
     committed: tokio::sync::watch::Sender<u64>,
     notifier: Arc<Notifier>,
+    /// Other servers, for rooms this server is not (yet) in.
+    outbound: OutboundSlot,
     /// History visibility of state snapshots: snapshots never change, and every reader of a
     /// room asks about the same few.
     visibility_by_group: SyncMutex<HashMap<u64, read::HistoryVisibility>>,
@@ -172,8 +175,14 @@ impl RoomService {
             stream,
             committed,
             notifier,
+            outbound: OutboundSlot::default(),
             visibility_by_group: SyncMutex::new(HashMap::new()),
         })
+    }
+
+    /// Where the port to other servers is connected.
+    pub fn outbound(&self) -> &OutboundSlot {
+        &self.outbound
     }
 
     /// The room store, for services that read rooms (sync).

@@ -512,7 +512,7 @@ impl RoomService {
     /// Builds and authorizes an invite of a user of another server without storing it: that
     /// server countersigns it first. Returns it with the room's version and the state the
     /// invitee is shown (full PDUs).
-    pub async fn prepare_invite(
+    pub(crate) async fn prepare_invite(
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
@@ -679,7 +679,7 @@ impl RoomService {
 
     /// Rejects an invite locally when no server in the room can be reached (as Synapse's
     /// out-of-band leave): a leave event this server signs, seen by the user's devices only.
-    pub async fn out_of_band_leave(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<()> {
+    pub(crate) async fn out_of_band_leave(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<()> {
         self.trust.require(actor, Need::RoomAccess, "leave").await?;
         let user = actor.user();
         let membership = self
