@@ -104,13 +104,18 @@ impl Federation {
     }
 
     /// Tells the other servers in a room that a local user started or stopped typing.
-    pub async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()> {
+    pub(crate) async fn send_typing(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        typing: bool,
+    ) -> Result<()> {
         let edu = Edu::Typing(TypingContent::new(room_id.to_owned(), user.to_owned(), typing));
         self.queue_edu(room_id, &edu).await
     }
 
     /// Tells the other servers in a room about a local user's public read receipt.
-    pub async fn send_receipt(
+    pub(crate) async fn send_receipt(
         &self,
         room_id: &RoomId,
         user: &UserId,
@@ -149,7 +154,7 @@ impl Federation {
 
     /// Tells the servers sharing a room with a local user what the user says about their
     /// presence.
-    pub async fn send_presence(
+    pub(crate) async fn send_presence(
         &self,
         user: &UserId,
         presence: &str,

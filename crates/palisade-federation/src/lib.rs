@@ -30,7 +30,6 @@ use ruma::{
 pub use client::FederationClient;
 pub use keys::KeyRing;
 pub use policy::{OpenFederation, ServerPolicy};
-pub use query::Profile;
 pub use sender::Sender;
 
 /// Everything federation needs, built once at start-up.

@@ -2,10 +2,12 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use palisade_service::{outbound::OutboundFederation, rooms::RemoteEvent, trust::Actor};
+use palisade_service::{
+    accounts::Profile, outbound::OutboundFederation, rooms::RemoteEvent, trust::Actor,
+};
 use ruma::{
-    CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
-    ServerName,
+    CanonicalJsonObject, EventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
+    ServerName, UInt, UserId, api::federation::directory::get_public_rooms_filtered,
 };
 
 use crate::Federation;
@@ -44,5 +46,42 @@ impl OutboundFederation for Federation {
         alias: &RoomAliasId,
     ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
         self.remote_alias(alias).await
+    }
+
+    async fn query_profile(&self, user: &UserId) -> Result<Profile> {
+        self.remote_profile(user).await
+    }
+
+    async fn public_rooms(
+        &self,
+        server: &ServerName,
+        since: Option<&str>,
+        limit: Option<UInt>,
+        search: Option<&str>,
+    ) -> Result<get_public_rooms_filtered::v1::Response> {
+        Federation::public_rooms(self, server, since, limit, search).await
+    }
+
+    async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()> {
+        Federation::send_typing(self, room_id, user, typing).await
+    }
+
+    async fn send_receipt(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        event_id: &EventId,
+        thread: Option<&str>,
+    ) -> Result<()> {
+        Federation::send_receipt(self, room_id, user, event_id, thread).await
+    }
+
+    async fn send_presence(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<&str>,
+    ) -> Result<()> {
+        Federation::send_presence(self, user, presence, status_msg).await
     }
 }

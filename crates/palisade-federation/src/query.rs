@@ -9,37 +9,25 @@ use ruma::{
     },
 };
 
+use palisade_service::accounts::Profile;
+
 use crate::Federation;
 
-/// What anyone may see of a user's profile.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Profile {
-    /// Display name.
-    pub displayname: Option<String>,
-    /// Avatar (an `mxc://` URI).
-    pub avatar_url: Option<String>,
-}
-
 impl Federation {
-    /// A user's profile: from the accounts of this server, or asked of the user's server.
-    pub async fn profile(&self, user_id: &UserId) -> Result<Profile> {
-        if self.is_local(user_id) {
-            return self.local_profile(user_id).await;
-        }
+    /// Another server's user's profile, asked of their server.
+    pub(crate) async fn remote_profile(&self, user_id: &UserId) -> Result<Profile> {
         let request = get_profile_information::v1::Request::new(user_id.to_owned());
         let response = self.client.send(user_id.server_name(), request).await?;
         let text = |field: &str| response.get(field).and_then(|v| v.as_str()).map(str::to_owned);
         Ok(Profile { displayname: text("displayname"), avatar_url: text("avatar_url") })
     }
 
-    /// The profile of a user of this server; `404` for unknown and deactivated users.
+    /// The profile of a user of this server, for other servers; `404` for anyone else.
     pub async fn local_profile(&self, user_id: &UserId) -> Result<Profile> {
-        match self.services.accounts.user(user_id).await? {
-            Some(user) if !user.deactivated && self.is_local(user_id) => {
-                Ok(Profile { displayname: user.displayname, avatar_url: user.avatar_url })
-            }
-            _ => Err(Error::not_found("Profile was not found")),
+        if !self.is_local(user_id) {
+            return Err(Error::not_found("Profile was not found"));
         }
+        self.services.accounts.profile(user_id).await
     }
 
     /// A local alias's room and the servers in it (`/query/directory`).
@@ -74,7 +62,7 @@ impl Federation {
     }
 
     /// A page of another server's public room directory.
-    pub async fn public_rooms(
+    pub(crate) async fn public_rooms(
         &self,
         server: &ruma::ServerName,
         since: Option<&str>,

@@ -19,7 +19,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::DeviceTrustService;
+use crate::{DeviceTrustService, outbound::OutboundSlot};
 use sha2::{Digest, Sha256};
 
 /// Who is making a request: the owner of a valid access token.
@@ -29,6 +29,15 @@ pub struct Session {
     pub user_id: OwnedUserId,
     /// The device the access token belongs to.
     pub device_id: OwnedDeviceId,
+}
+
+/// What anyone may see of a user's profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    /// Display name.
+    pub displayname: Option<String>,
+    /// Avatar (an `mxc://` URI).
+    pub avatar_url: Option<String>,
 }
 
 /// Where a request came from, as recorded in the audit log.
@@ -57,6 +66,8 @@ pub struct AccountService {
     store: Arc<dyn AccountStore>,
     trust: Arc<DeviceTrustService>,
     clock: Arc<dyn Clock>,
+    /// Other servers, for other servers' users' profiles.
+    outbound: OutboundSlot,
     /// OpenID tokens (by hash) with their user and expiry: short-lived, so kept in memory.
     openid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (OwnedUserId, u64)>>,
 }
@@ -146,8 +157,28 @@ impl AccountService {
         store: Arc<dyn AccountStore>,
         trust: Arc<DeviceTrustService>,
         clock: Arc<dyn Clock>,
+        outbound: OutboundSlot,
     ) -> Self {
-        Self { config, store, trust, clock, openid: Default::default() }
+        Self { config, store, trust, clock, outbound, openid: Default::default() }
+    }
+
+    /// Whether a user is of this server.
+    pub fn is_local(&self, user_id: &UserId) -> bool {
+        user_id.server_name() == self.config.server_name
+    }
+
+    /// A user's profile: from this server's accounts (`M_NOT_FOUND` for unknown and
+    /// deactivated users), or asked of the user's server.
+    pub async fn profile(&self, user_id: &UserId) -> Result<Profile> {
+        if !self.is_local(user_id) {
+            return self.outbound.get()?.query_profile(user_id).await;
+        }
+        match self.store.user(user_id).await? {
+            Some(user) if !user.deactivated => {
+                Ok(Profile { displayname: user.displayname, avatar_url: user.avatar_url })
+            }
+            _ => Err(Error::not_found("Profile was not found")),
+        }
     }
 
     /// The time now, from the service clock.

@@ -28,6 +28,7 @@ use palisade_storage::Stores;
 use crate::{
     notices::{NoticeQueue, ServerNoticeService},
     notify::Notifier,
+    outbound::OutboundSlot,
 };
 
 pub use account_data::AccountDataService;
@@ -78,6 +79,8 @@ pub struct Services {
     pub notice_queue: NoticeQueue,
     /// What users say about their presence.
     pub presence: Arc<PresenceService>,
+    /// Where federation connects the port the services reach other servers through.
+    pub outbound: OutboundSlot,
 }
 
 impl Services {
@@ -100,11 +103,13 @@ impl Services {
             clock.clone(),
             config.device_trust.notify_user.then(|| notice_queue.clone()),
         ));
+        let outbound = OutboundSlot::default();
         let accounts = Arc::new(AccountService::new(
             config.clone(),
             stores.accounts.clone(),
             trust.clone(),
             clock.clone(),
+            outbound.clone(),
         ));
         let uia = Arc::new(UiaService::new(accounts.clone(), clock.clone()));
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone(), clock.clone()));
@@ -118,6 +123,7 @@ impl Services {
                 signing_key.clone(),
                 clock.clone(),
                 notifier.clone(),
+                outbound.clone(),
             )
             .await?,
         );
@@ -131,7 +137,7 @@ impl Services {
             notifier.clone(),
             clock.clone(),
         ));
-        let typing = Arc::new(TypingService::new(clock.clone(), notifier.clone()));
+        let typing = Arc::new(TypingService::new(clock.clone(), notifier.clone(), rooms.clone()));
         let notices_user = accounts.new_user_id(&config.server_notices_user)?;
         let notices = Arc::new(ServerNoticeService::new(
             notices_user,
@@ -157,7 +163,7 @@ impl Services {
             e2ee.clone(),
             notifier,
         ));
-        let presence = Arc::new(PresenceService::new(clock.clone()));
+        let presence = Arc::new(PresenceService::new(clock.clone(), outbound.clone()));
         Ok(Self {
             config,
             accounts,
@@ -175,6 +181,7 @@ impl Services {
             notices,
             notice_queue,
             presence,
+            outbound,
         })
     }
 }

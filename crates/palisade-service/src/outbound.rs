@@ -7,11 +7,11 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
-    CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
-    ServerName,
+    CanonicalJsonObject, EventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
+    ServerName, UInt, UserId, api::federation::directory::get_public_rooms_filtered,
 };
 
-use crate::{rooms::RemoteEvent, trust::Actor};
+use crate::{accounts::Profile, rooms::RemoteEvent, trust::Actor};
 
 /// Requests to other servers that the services make.
 #[async_trait]
@@ -48,6 +48,38 @@ pub trait OutboundFederation: Send + Sync {
         &self,
         alias: &RoomAliasId,
     ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)>;
+
+    /// Another server's user's profile, asked of their server.
+    async fn query_profile(&self, user: &UserId) -> Result<Profile>;
+
+    /// A page of another server's public room directory.
+    async fn public_rooms(
+        &self,
+        server: &ServerName,
+        since: Option<&str>,
+        limit: Option<UInt>,
+        search: Option<&str>,
+    ) -> Result<get_public_rooms_filtered::v1::Response>;
+
+    /// Tells the other servers in a room that a local user started or stopped typing.
+    async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()>;
+
+    /// Tells the other servers in a room about a local user's public read receipt.
+    async fn send_receipt(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        event_id: &EventId,
+        thread: Option<&str>,
+    ) -> Result<()>;
+
+    /// Tells the servers sharing a room with a local user what they said of their presence.
+    async fn send_presence(
+        &self,
+        user: &UserId,
+        presence: &str,
+        status_msg: Option<&str>,
+    ) -> Result<()>;
 }
 
 /// Where the services find the port, connected once federation is built (it is built on the
@@ -66,5 +98,10 @@ impl OutboundSlot {
         self.0.get().ok_or_else(|| {
             Error::new(ErrorKind::RemoteUnavailable, "This server does not talk to other servers")
         })
+    }
+
+    /// The port, for news other servers get if there are any (typing, receipts, presence).
+    pub(crate) fn connected(&self) -> Option<&Arc<dyn OutboundFederation>> {
+        self.0.get()
     }
 }

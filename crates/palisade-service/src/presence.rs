@@ -1,12 +1,14 @@
 //! Presence, minimal: what each user last said about themselves, kept in memory.
 //!
-//! Clients set it on start-up and read it for their contacts; nothing is federated or pushed
-//! through `/sync` yet.
+//! Clients set it on start-up and read it for their contacts; servers sharing a room with a
+//! user hear of it. Nothing is pushed through `/sync` yet.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
-use palisade_core::Clock;
+use palisade_core::{Clock, Result};
 use ruma::{OwnedUserId, UserId};
+
+use crate::{outbound::OutboundSlot, trust::Actor};
 
 /// A user's presence as they set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,16 +24,33 @@ pub struct Presence {
 /// In-memory presence.
 pub struct PresenceService {
     clock: Arc<dyn Clock>,
+    outbound: OutboundSlot,
     users: Mutex<HashMap<OwnedUserId, Presence>>,
 }
 
 impl PresenceService {
     /// An empty service.
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock, users: Mutex::new(HashMap::new()) }
+    pub fn new(clock: Arc<dyn Clock>, outbound: OutboundSlot) -> Self {
+        Self { clock, outbound, users: Mutex::new(HashMap::new()) }
     }
 
-    /// Records what `user` says about themselves.
+    /// A local user sets their presence: recorded, and told to the servers sharing a room
+    /// with them.
+    pub async fn set_own(
+        &self,
+        actor: Actor<'_>,
+        state: &str,
+        status_msg: Option<String>,
+    ) -> Result<()> {
+        let user = actor.user();
+        self.set(user, state, status_msg.clone());
+        if let Some(port) = self.outbound.connected() {
+            port.send_presence(user, state, status_msg.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records what `user` says about themselves (or their server says for them).
     pub fn set(&self, user: &UserId, state: &str, status_msg: Option<String>) {
         let presence =
             Presence { state: state.to_owned(), status_msg, set_at: self.clock.now_millis() };

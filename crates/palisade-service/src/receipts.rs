@@ -92,6 +92,11 @@ impl ReceiptService {
                         self.notifier.notify_user(user);
                     }
                 }
+                // A local user's public receipt is news for the room's other servers.
+                let public_and_local = receipt_type == READ && !actor.is_remote();
+                if let (true, Some(port)) = (public_and_local, self.rooms.outbound().connected()) {
+                    port.send_receipt(room_id, user, event_id, thread_id).await?;
+                }
                 Ok(())
             }
             other => Err(Error::invalid_param(format!("Unknown receipt type {other}"))),

@@ -68,6 +68,11 @@ impl<'a> Actor<'a> {
     pub fn device(&self) -> Option<&'a DeviceId> {
         self.device
     }
+
+    /// Whether the user is another server's.
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
 }
 
 impl<'a> From<&'a Session> for Actor<'a> {

@@ -9,10 +9,10 @@ use std::{
     time::Duration,
 };
 
-use palisade_core::Clock;
+use palisade_core::{Clock, Error, Result};
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
-use crate::notify::Notifier;
+use crate::{RoomService, notify::Notifier, trust::Actor};
 
 /// Longest a typing notification lasts without renewal.
 const MAX_TIMEOUT_MS: u64 = 120_000;
@@ -29,14 +29,43 @@ struct RoomTyping {
 pub struct TypingService {
     clock: Arc<dyn Clock>,
     notifier: Arc<Notifier>,
+    room_service: Arc<RoomService>,
     rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
     position: AtomicU64,
 }
 
 impl TypingService {
     /// An empty service.
-    pub fn new(clock: Arc<dyn Clock>, notifier: Arc<Notifier>) -> Self {
-        Self { clock, notifier, rooms: Mutex::new(HashMap::new()), position: AtomicU64::new(0) }
+    pub fn new(clock: Arc<dyn Clock>, notifier: Arc<Notifier>, rooms: Arc<RoomService>) -> Self {
+        Self {
+            clock,
+            notifier,
+            room_service: rooms,
+            rooms: Mutex::new(HashMap::new()),
+            position: AtomicU64::new(0),
+        }
+    }
+
+    /// A local user starts (`Some(timeout)`) or stops typing in a room they are joined to;
+    /// the room's other servers are told.
+    pub async fn user_typing(
+        self: &Arc<Self>,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        user: &UserId,
+        timeout_ms: Option<u64>,
+    ) -> Result<()> {
+        if user != actor.user() {
+            return Err(Error::forbidden("Cannot set another user's typing state"));
+        }
+        if self.room_service.read_bound(actor, room_id).await?.is_some() {
+            return Err(Error::forbidden("You are not in this room"));
+        }
+        self.set_typing(room_id, user, timeout_ms).await;
+        if let Some(port) = self.room_service.outbound().connected() {
+            port.send_typing(room_id, user, timeout_ms.is_some()).await?;
+        }
+        Ok(())
     }
 
     /// The typing stream position.
@@ -44,7 +73,8 @@ impl TypingService {
         self.position.load(Ordering::Acquire)
     }
 
-    /// Starts or stops `user` typing in a room; the caller has checked membership.
+    /// Starts or stops `user` typing in a room; the caller checked the user may (another
+    /// server's user: that server is in the room).
     pub async fn set_typing(
         self: &Arc<Self>,
         room_id: &RoomId,

@@ -109,7 +109,7 @@ impl Server {
             Arc::new(OpenFederation),
         )?);
         // The services reach other servers through the port federation implements.
-        services.rooms.outbound().connect(federation.clone());
+        services.outbound.connect(federation.clone());
         let state = AppState::new(services, federation);
         Ok(Self { state, listener, federation: tls })
     }

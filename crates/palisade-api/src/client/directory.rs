@@ -130,7 +130,7 @@ async fn page_of<T>(
         return page(state, since, limit, search).await;
     };
     request.session()?;
-    let remote = state.federation.public_rooms(server, since, limit, search).await?;
+    let remote = state.rooms.remote_public_rooms(server, since, limit, search).await?;
     let total = remote.total_room_count_estimate.map_or(remote.chunk.len() as u64, u64::from);
     Ok(Page {
         chunk: remote.chunk,

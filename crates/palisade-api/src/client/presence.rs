@@ -29,9 +29,8 @@ async fn set(
     let session = request.session()?;
     let body = &request.body;
     ensure_own(&session.user_id, &body.user_id)?;
-    state.presence.set(&session.user_id, body.presence.as_str(), body.status_msg.clone());
-    let (user, status) = (&session.user_id, body.status_msg.as_deref());
-    state.federation.send_presence(user, body.presence.as_str(), status).await?;
+    let (presence, status) = (body.presence.as_str(), body.status_msg.clone());
+    state.presence.set_own(session.into(), presence, status).await?;
     Ok(set_presence::v3::Response::new())
 }
 
@@ -43,7 +42,7 @@ async fn get(
     request.session()?;
     let user = &request.body.user_id;
     // Another server's users: what their server said, if anything (offline otherwise).
-    if state.federation.is_local(user) && state.accounts.user(user).await?.is_none() {
+    if state.accounts.is_local(user) && state.accounts.user(user).await?.is_none() {
         return Err(Error::not_found("No such user"));
     }
     let (presence, ago) = state.presence.get(user);

@@ -3,7 +3,7 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#profiles>
 
 use palisade_core::Result;
-use palisade_federation::Profile;
+use palisade_service::accounts::Profile;
 use ruma::{
     UserId,
     api::client::profile::{
@@ -27,7 +27,7 @@ pub(super) fn routes(router: Routes) -> Routes {
 }
 
 async fn profile_of(state: &AppState, user_id: &UserId) -> Result<Profile> {
-    state.federation.profile(user_id).await
+    state.accounts.profile(user_id).await
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}`

@@ -31,20 +31,13 @@ async fn typing(
     state: AppState,
     request: Ruma<create_typing_event::v3::Request>,
 ) -> Result<create_typing_event::v3::Response> {
-    let session = request.session()?;
     let body = &request.body;
-    if body.user_id != session.user_id {
-        return Err(Error::forbidden("Cannot set another user's typing state"));
-    }
-    if state.rooms.read_bound(session.into(), &body.room_id).await?.is_some() {
-        return Err(Error::forbidden("You are not in this room"));
-    }
     let timeout = match &body.state {
         Typing::Yes(info) => Some(u64::try_from(info.timeout.as_millis()).unwrap_or(u64::MAX)),
         _ => None,
     };
-    state.typing.set_typing(&body.room_id, &session.user_id, timeout).await;
-    state.federation.send_typing(&body.room_id, &session.user_id, timeout.is_some()).await?;
+    let actor = request.session()?.into();
+    state.typing.user_typing(actor, &body.room_id, &body.user_id, timeout).await?;
     Ok(create_typing_event::v3::Response::new())
 }
 
@@ -66,12 +59,6 @@ async fn receipt(
         thread => thread.as_str(),
     };
     state.receipts.receipt(session.into(), &body.room_id, kind, &body.event_id, thread).await?;
-    if kind == READ {
-        state
-            .federation
-            .send_receipt(&body.room_id, &session.user_id, &body.event_id, thread)
-            .await?;
-    }
     Ok(create_receipt::v3::Response::new())
 }
 
@@ -90,12 +77,6 @@ async fn read_markers(
     for (kind, event_id) in markers {
         if let Some(event_id) = event_id {
             state.receipts.receipt(session.into(), &body.room_id, kind, event_id, None).await?;
-            if kind == READ {
-                state
-                    .federation
-                    .send_receipt(&body.room_id, &session.user_id, event_id, None)
-                    .await?;
-            }
         }
     }
     Ok(set_read_marker::v3::Response::new())

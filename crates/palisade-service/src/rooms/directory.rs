@@ -74,6 +74,17 @@ impl RoomService {
         self.outbound.get()?.resolve_alias(alias).await
     }
 
+    /// A page of another server's public room directory.
+    pub async fn remote_public_rooms(
+        &self,
+        server: &ruma::ServerName,
+        since: Option<&str>,
+        limit: Option<ruma::UInt>,
+        search: Option<&str>,
+    ) -> Result<ruma::api::federation::directory::get_public_rooms_filtered::v1::Response> {
+        self.outbound.get()?.public_rooms(server, since, limit, search).await
+    }
+
     /// The room one of this server's aliases points to.
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
         self.store

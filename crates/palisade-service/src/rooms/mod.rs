@@ -150,6 +150,10 @@ pub(crate) fn rules_of(version: &RoomVersionId) -> Result<RoomVersionRules> {
 
 impl RoomService {
     /// The service over `store`, signing with `key`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the pipeline sits on accounts, trust, signing, the clock, wake-ups and the port"
+    )]
     pub async fn new(
         config: Arc<Config>,
         store: Arc<dyn RoomStore>,
@@ -158,6 +162,7 @@ impl RoomService {
         key: Arc<SigningKey>,
         clock: Arc<dyn Clock>,
         notifier: Arc<Notifier>,
+        outbound: OutboundSlot,
     ) -> Result<Self> {
         let stream = AtomicU64::new(store.max_stream_pos().await?);
         let (handles, stale) = (SyncMutex::new(HashMap::new()), SyncMutex::new(Default::default()));
@@ -175,13 +180,13 @@ impl RoomService {
             stream,
             committed,
             notifier,
-            outbound: OutboundSlot::default(),
+            outbound,
             visibility_by_group: SyncMutex::new(HashMap::new()),
         })
     }
 
-    /// Where the port to other servers is connected.
-    pub fn outbound(&self) -> &OutboundSlot {
+    /// The port to other servers, for services that tell them about rooms.
+    pub(crate) fn outbound(&self) -> &OutboundSlot {
         &self.outbound
     }
 
