@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use palisade_core::{Error, Result, config::TrustMode};
-use palisade_service::e2ee::Recipient;
+use palisade_core::{Error, Result};
+use palisade_service::e2ee::{Recipient, split_by_server};
 use ruma::{
-    OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UInt, UserId,
+    OwnedDeviceId, OwnedUserId, ServerName, UInt, UserId,
     api::federation::{
         device::get_devices,
         keys::{claim_keys, get_keys},
@@ -22,24 +22,6 @@ use serde_json::{Map, Value, json};
 
 use crate::Federation;
 
-/// A user map split into this server's users and, per server, the others.
-type Split<T> = (BTreeMap<OwnedUserId, T>, BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, T>>);
-
-fn split_by_server<T: Clone>(origin: &ServerName, wanted: &BTreeMap<OwnedUserId, T>) -> Split<T> {
-    let (mut local, mut remote) = (BTreeMap::new(), BTreeMap::<_, BTreeMap<_, _>>::new());
-    for (user, value) in wanted {
-        if user.server_name() == origin {
-            local.insert(user.clone(), value.clone());
-        } else {
-            remote
-                .entry(user.server_name().to_owned())
-                .or_default()
-                .insert(user.clone(), value.clone());
-        }
-    }
-    (local, remote)
-}
-
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value> {
     serde_json::to_value(value).map_err(|e| Error::internal(e.to_string()))
 }
@@ -48,63 +30,24 @@ fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
     serde_json::from_value(value).map_err(|e| Error::internal(format!("key answer: {e}")))
 }
 
-/// A failure entry for a server that did not answer.
-fn unreachable(error: &Error) -> Value {
-    json!({ "status": 503, "message": error.message })
-}
-
 impl Federation {
-    /// `/keys/query` for a local user: this server's users from storage, every other user
-    /// asked of their own server (which may only speak for its own users).
-    pub async fn query_keys(
+    /// Another server's users' keys, asked of that server (`/user/keys/query`).
+    pub(crate) async fn remote_keys(
         &self,
-        requester: &UserId,
-        wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-    ) -> Result<Value> {
-        let (local, remote) = split_by_server(&self.services.config.server_name, wanted);
-        let mut found = self.services.e2ee.query_keys(Some(requester), &local).await?;
-        for (server, users) in remote {
-            match self.client.send(&server, get_keys::v1::Request::new(users)).await {
-                Ok(answer) => {
-                    let own = |user: &OwnedUserId| user.server_name() == server;
-                    for (user, devices) in answer.device_keys.iter().filter(|(u, _)| own(u)) {
-                        found["device_keys"][user.as_str()] = to_value(devices)?;
-                    }
-                    for (user, key) in answer.master_keys.iter().filter(|(u, _)| own(u)) {
-                        found["master_keys"][user.as_str()] = to_value(key)?;
-                    }
-                    for (user, key) in answer.self_signing_keys.iter().filter(|(u, _)| own(u)) {
-                        found["self_signing_keys"][user.as_str()] = to_value(key)?;
-                    }
-                }
-                Err(error) => found["failures"][server.as_str()] = unreachable(&error),
-            }
-        }
-        Ok(found)
+        server: &ServerName,
+        users: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<get_keys::v1::Response> {
+        self.client.send(server, get_keys::v1::Request::new(users)).await
     }
 
-    /// `/keys/claim` for a local user: one-time keys of this server's users from storage, the
-    /// others claimed from their servers.
-    pub async fn claim_keys(
+    /// One-time keys claimed from another server's users' devices (`/user/keys/claim`).
+    pub(crate) async fn remote_claim(
         &self,
-        wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-    ) -> Result<Value> {
-        let (local, remote) = split_by_server(&self.services.config.server_name, wanted);
-        let mut claimed = self.services.e2ee.claim_keys(&local).await?;
-        for (server, users) in remote {
-            let request = claim_keys::v1::Request::new(typed(to_value(&users)?)?);
-            match self.client.send(&server, request).await {
-                Ok(answer) => {
-                    for (user, keys) in answer.one_time_keys {
-                        if user.server_name() == server {
-                            claimed["one_time_keys"][user.as_str()] = to_value(&keys)?;
-                        }
-                    }
-                }
-                Err(error) => claimed["failures"][server.as_str()] = unreachable(&error),
-            }
-        }
-        Ok(claimed)
+        server: &ServerName,
+        users: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    ) -> Result<claim_keys::v1::Response> {
+        let request = claim_keys::v1::Request::new(typed(to_value(&users)?)?);
+        self.client.send(server, request).await
     }
 
     /// `/user/keys/query` from another server: this server's users only.
@@ -113,7 +56,7 @@ impl Federation {
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<get_keys::v1::Response> {
         let (local, _) = split_by_server(&self.services.config.server_name, wanted);
-        let mut found = self.services.e2ee.query_keys(None, &local).await?;
+        let mut found = self.services.e2ee.query_local_keys(None, &local).await?;
         let mut response = get_keys::v1::Response::new(typed(found["device_keys"].take())?);
         response.master_keys = typed(found["master_keys"].take())?;
         response.self_signing_keys = typed(found["self_signing_keys"].take())?;
@@ -126,7 +69,7 @@ impl Federation {
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<claim_keys::v1::Response> {
         let (local, _) = split_by_server(&self.services.config.server_name, wanted);
-        let mut claimed = self.services.e2ee.claim_keys(&local).await?;
+        let mut claimed = self.services.e2ee.claim_local_keys(&local).await?;
         Ok(claim_keys::v1::Response::new(typed(claimed["one_time_keys"].take())?))
     }
 
@@ -137,7 +80,7 @@ impl Federation {
             return Err(Error::not_found("Not a user of this server"));
         }
         let wanted = BTreeMap::from([(user.to_owned(), Vec::new())]);
-        let mut found = self.services.e2ee.query_keys(None, &wanted).await?;
+        let mut found = self.services.e2ee.query_local_keys(None, &wanted).await?;
         let position = self.services.e2ee.device_list_position().await?;
         let mut response = get_devices::v1::Response::new(
             user.to_owned(),
@@ -159,53 +102,24 @@ impl Federation {
         Ok(response)
     }
 
-    /// Relays a local device's to-device messages to other servers' users, one
-    /// `m.direct_to_device` EDU per server. A device its owner has not approved reaches no
-    /// one elsewhere (as it reaches no one here until approved).
-    pub async fn send_to_device(
+    /// Queues a local user's to-device messages for `server`'s users as one
+    /// `m.direct_to_device` EDU (nothing when this server does not federate).
+    pub(crate) async fn relay_to_device(
         &self,
+        server: &ServerName,
         sender: &UserId,
-        sender_device: &ruma::DeviceId,
         kind: &str,
-        txn_id: &str,
-        messages: &BTreeMap<OwnedUserId, BTreeMap<Recipient, Value>>,
+        message_id: &str,
+        messages: Map<String, Value>,
     ) -> Result<()> {
-        let (_, remote) = split_by_server(&self.services.config.server_name, messages);
-        if remote.is_empty() || self.services.config.listen.federation.is_none() {
+        if self.services.config.listen.federation.is_none() {
             return Ok(());
         }
-        let trust = &self.services.trust;
-        if trust.mode() != TrustMode::Off && !trust.is_trusted(sender, sender_device).await? {
-            tracing::info!(%sender, "not relaying to-device messages of an unapproved device");
-            return Ok(());
-        }
-        for (server, users) in remote {
-            let mut per_user = Map::new();
-            for (user, devices) in users {
-                let devices: Map<String, Value> = devices
-                    .into_iter()
-                    .map(|(recipient, content)| {
-                        let device = match recipient {
-                            Recipient::Device(id) => id,
-                            Recipient::AllDevices => "*".to_owned(),
-                        };
-                        (device, content)
-                    })
-                    .collect();
-                per_user.insert(user.to_string(), Value::Object(devices));
-            }
-            let edu = json!({
-                "edu_type": "m.direct_to_device",
-                "content": {
-                    "sender": sender,
-                    "type": kind,
-                    "message_id": format!("{sender_device}/{txn_id}"),
-                    "messages": per_user,
-                },
-            });
-            self.sender.queue_edu(vec![server], edu.to_string()).await?;
-        }
-        Ok(())
+        let edu = json!({
+            "edu_type": "m.direct_to_device",
+            "content": { "sender": sender, "type": kind, "message_id": message_id, "messages": messages },
+        });
+        self.sender.queue_edu(vec![server.to_owned()], edu.to_string()).await
     }
 
     /// An `m.direct_to_device` EDU: messages from another server's user to local devices.

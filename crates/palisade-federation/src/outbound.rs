@@ -1,14 +1,21 @@
 //! The outbound-federation port of the services, implemented with this crate's requests.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use palisade_core::Result;
 use palisade_service::{
     accounts::Profile, outbound::OutboundFederation, rooms::RemoteEvent, trust::Actor,
 };
 use ruma::{
-    CanonicalJsonObject, EventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
-    ServerName, UInt, UserId, api::federation::directory::get_public_rooms_filtered,
+    CanonicalJsonObject, EventId, OwnedDeviceId, OwnedRoomId, OwnedServerName, OwnedUserId,
+    RoomAliasId, RoomId, RoomVersionId, ServerName, UInt, UserId,
+    api::federation::{
+        directory::get_public_rooms_filtered,
+        keys::{claim_keys, get_keys},
+    },
 };
+use serde_json::{Map, Value};
 
 use crate::Federation;
 
@@ -74,6 +81,33 @@ impl OutboundFederation for Federation {
         thread: Option<&str>,
     ) -> Result<()> {
         Federation::send_receipt(self, room_id, user, event_id, thread).await
+    }
+
+    async fn query_keys(
+        &self,
+        server: &ServerName,
+        users: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<get_keys::v1::Response> {
+        self.remote_keys(server, users).await
+    }
+
+    async fn claim_keys(
+        &self,
+        server: &ServerName,
+        users: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    ) -> Result<claim_keys::v1::Response> {
+        self.remote_claim(server, users).await
+    }
+
+    async fn send_to_device(
+        &self,
+        server: &ServerName,
+        sender: &UserId,
+        kind: &str,
+        message_id: &str,
+        messages: Map<String, Value>,
+    ) -> Result<()> {
+        self.relay_to_device(server, sender, kind, message_id, messages).await
     }
 
     async fn send_presence(

@@ -153,6 +153,7 @@ impl Services {
             uia.clone(),
             notifier.clone(),
             trust.clone(),
+            outbound.clone(),
         ));
         let sync = Arc::new(SyncService::new(
             rooms.clone(),

@@ -2,14 +2,22 @@
 //! when another server is needed; `palisade-federation` implements the port (requests,
 //! signatures, keys, retries). Until it is connected, other servers are out of reach.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
 
 use async_trait::async_trait;
 use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
-    CanonicalJsonObject, EventId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, RoomVersionId,
-    ServerName, UInt, UserId, api::federation::directory::get_public_rooms_filtered,
+    CanonicalJsonObject, EventId, OwnedDeviceId, OwnedRoomId, OwnedServerName, OwnedUserId,
+    RoomAliasId, RoomId, RoomVersionId, ServerName, UInt, UserId,
+    api::federation::{
+        directory::get_public_rooms_filtered,
+        keys::{claim_keys, get_keys},
+    },
 };
+use serde_json::{Map, Value};
 
 use crate::{accounts::Profile, rooms::RemoteEvent, trust::Actor};
 
@@ -71,6 +79,31 @@ pub trait OutboundFederation: Send + Sync {
         user: &UserId,
         event_id: &EventId,
         thread: Option<&str>,
+    ) -> Result<()>;
+
+    /// Another server's users' device and cross-signing keys, asked of that server.
+    async fn query_keys(
+        &self,
+        server: &ServerName,
+        users: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<get_keys::v1::Response>;
+
+    /// One-time keys of another server's users' devices, claimed from that server.
+    async fn claim_keys(
+        &self,
+        server: &ServerName,
+        users: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    ) -> Result<claim_keys::v1::Response>;
+
+    /// Relays a local user's to-device messages to `server`'s users (`m.direct_to_device`);
+    /// `messages` maps each user to device ids (`*` for all) and contents.
+    async fn send_to_device(
+        &self,
+        server: &ServerName,
+        sender: &UserId,
+        kind: &str,
+        message_id: &str,
+        messages: Map<String, Value>,
     ) -> Result<()>;
 
     /// Tells the servers sharing a room with a local user what they said of their presence.

@@ -89,3 +89,15 @@ fn only_the_sqlite_crate_speaks_sql_and_nothing_depends_on_test_or_bench_crates(
     let bench = &graph["palisade-bench"];
     assert!(!bench.iter().any(|d| d.starts_with("palisade")), "the bench measures any server");
 }
+
+#[test]
+fn client_handlers_reach_other_servers_only_through_services() {
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../palisade-api/src/client");
+    for entry in std::fs::read_dir(client).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for needle in ["palisade_federation", "state.federation"] {
+            assert!(!text.contains(needle), "{} uses federation ({needle})", path.display());
+        }
+    }
+}

@@ -63,8 +63,7 @@ async fn query(
     request: Ruma<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response> {
     let session = request.session()?;
-    let mut found =
-        state.federation.query_keys(&session.user_id, &request.body.device_keys).await?;
+    let mut found = state.e2ee.query_keys(&session.user_id, &request.body.device_keys).await?;
     let mut response = get_keys::v3::Response::new();
     response.device_keys = typed(found["device_keys"].take())?;
     response.master_keys = typed(found["master_keys"].take())?;
@@ -81,7 +80,7 @@ async fn claim(
 ) -> Result<claim_keys::v3::Response> {
     request.session()?;
     let wanted = one_time_key_claims(&request.body.one_time_keys);
-    let mut claimed = state.federation.claim_keys(&wanted).await?;
+    let mut claimed = state.e2ee.claim_keys(&wanted).await?;
     let mut response = claim_keys::v3::Response::new(typed(claimed["one_time_keys"].take())?);
     response.failures = typed(claimed["failures"].take())?;
     Ok(response)
@@ -151,7 +150,5 @@ async fn send_to_device(
     }
     let kind = body.event_type.to_string();
     state.e2ee.send_to_device(session, &kind, body.txn_id.as_str(), &messages).await?;
-    let (user, device) = (&session.user_id, &session.device_id);
-    state.federation.send_to_device(user, device, &kind, body.txn_id.as_str(), &messages).await?;
     Ok(send_event_to_device::v3::Response::new())
 }

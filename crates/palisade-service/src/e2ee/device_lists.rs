@@ -114,7 +114,7 @@ impl E2eeService {
     /// (the stream does not say which of the two changed).
     pub async fn device_list_updates(&self, user: &UserId, position: u64) -> Result<Vec<String>> {
         let wanted = std::collections::BTreeMap::from([(user.to_owned(), Vec::new())]);
-        let keys = self.query_keys(None, &wanted).await?;
+        let keys = self.query_local_keys(None, &wanted).await?;
         let names: std::collections::BTreeMap<_, _> = self
             .accounts
             .devices(user)

@@ -122,7 +122,7 @@ impl E2eeService {
     /// `/keys/query` for local users: device keys (with display names), master and
     /// self-signing keys, and the requester's own user-signing key. Another server asking
     /// has no requester.
-    pub async fn query_keys(
+    pub async fn query_local_keys(
         &self,
         requester: Option<&UserId>,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
@@ -182,7 +182,7 @@ impl E2eeService {
     }
 
     /// `/keys/claim`: one one-time key per device (each handed out once), else its fallback key.
-    pub async fn claim_keys(
+    pub async fn claim_local_keys(
         &self,
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<Value> {

@@ -9,6 +9,7 @@
 mod backup;
 mod device_lists;
 mod keys;
+mod remote;
 mod to_device;
 
 use std::sync::Arc;
@@ -18,10 +19,13 @@ use palisade_storage::{E2eeStore, RoomStore};
 use ruma::{CanonicalJsonObject, UserId};
 use serde_json::Value;
 
-use crate::{AccountService, DeviceTrustService, UiaService, notify::Notifier};
+use crate::{
+    AccountService, DeviceTrustService, UiaService, notify::Notifier, outbound::OutboundSlot,
+};
 
 pub use backup::BackupVersion;
 pub use device_lists::DeviceListChanges;
+pub use remote::{Split, split_by_server};
 pub use to_device::Recipient;
 
 /// End-to-end encryption support.
@@ -32,6 +36,7 @@ pub struct E2eeService {
     uia: Arc<UiaService>,
     notifier: Arc<Notifier>,
     trust: Arc<DeviceTrustService>,
+    outbound: OutboundSlot,
 }
 
 impl E2eeService {
@@ -43,8 +48,9 @@ impl E2eeService {
         uia: Arc<UiaService>,
         notifier: Arc<Notifier>,
         trust: Arc<DeviceTrustService>,
+        outbound: OutboundSlot,
     ) -> Self {
-        Self { store, rooms, accounts, uia, notifier, trust }
+        Self { store, rooms, accounts, uia, notifier, trust, outbound }
     }
 
     /// The trust policy these operations apply, for sync.

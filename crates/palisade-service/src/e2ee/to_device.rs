@@ -34,9 +34,9 @@ impl From<&DeviceIdOrAllDevices> for Recipient {
 }
 
 impl E2eeService {
-    /// `/sendToDevice`: queues the messages for local devices, once per transaction id
-    /// (other servers' users are reached through federation).
-    pub async fn send_to_device(
+    /// Queues a local device's to-device messages for local devices, once per transaction
+    /// id (other servers' users are reached through federation).
+    pub(super) async fn send_to_local_devices(
         &self,
         session: &Session,
         kind: &str,
