@@ -36,6 +36,9 @@ fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// One line per request at `debug`: method, path (never the query, which may carry an access
 /// token), status and time taken.
 async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return next.run(request).await;
+    }
     let (method, path) = (request.method().clone(), request.uri().path().to_owned());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
