@@ -283,6 +283,9 @@ impl SyncService {
             }
             _ => None,
         };
+        // A room new to this token gets all of its account data (tags included), not only
+        // what changed since: it may have been set while the device could not see the room.
+        let mut all_account_data: Option<Vec<AccountDataRow>> = None;
         for membership in memberships {
             let room_id = &membership.room_id;
             let wanted = filter.rooms.as_ref().is_none_or(|rooms| rooms.contains(room_id))
@@ -297,9 +300,24 @@ impl SyncService {
                     let quiet = !changed_since
                         && changed_rooms.as_ref().is_some_and(|rooms| !rooms.contains(room_id));
                     let window = Window { since, now, quiet };
-                    if let Some(room) = self
-                        .joined_room(session, &membership, window, request, &account_data)
-                        .await?
+                    let room_data = match since {
+                        Some(since) if membership.stream_pos <= since.events => &account_data,
+                        Some(_) => match &mut all_account_data {
+                            Some(rows) => rows,
+                            all => all.insert(
+                                self.account_data
+                                    .store()
+                                    .account_data_since(user, 0)
+                                    .await?
+                                    .into_iter()
+                                    .filter(|row| row.stream_pos <= now.account_data)
+                                    .collect(),
+                            ),
+                        },
+                        None => &account_data,
+                    };
+                    if let Some(room) =
+                        self.joined_room(session, &membership, window, request, room_data).await?
                     {
                         join.insert(room_id.to_string(), room);
                     }

@@ -568,12 +568,24 @@ async fn after_approval_a_strict_device_gets_its_rooms_incrementally() {
     let first = server.sync(&phone, "").await;
     assert!(first["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()));
     assert_forbidden(&server.get("/_matrix/client/v3/joined_rooms", phone.token()).await);
+    // While the phone waits, alice tags the room from her approved device.
+    let tag = format!("/_matrix/client/v3/user/{}/rooms/{room}/tags/m.favourite", alice.user_id);
+    assert_eq!(server.put(&tag, alice.token(), json!({ "order": 0.5 })).await.0, StatusCode::OK);
+    let waiting = first["next_batch"].as_str().unwrap();
+    let second = server.sync(&phone, &format!("since={waiting}")).await;
     let path = admin_path(&alice, &format!("/devices/{}/approve", phone.device_id));
     assert_eq!(server.post(&path, admin.token(), json!({})).await.0, StatusCode::OK);
-    let since = first["next_batch"].as_str().unwrap();
+    let since = second["next_batch"].as_str().unwrap();
     let next = server.sync(&phone, &format!("since={since}")).await;
     let joined = &next["rooms"]["join"][&room];
     assert!(joined.is_object(), "{next}");
+    // The tag set while it could not see the room arrives with the room.
+    let data = joined["account_data"]["events"].as_array().unwrap();
+    assert!(
+        data.iter()
+            .any(|e| e["type"] == "m.tag" && e["content"]["tags"]["m.favourite"].is_object()),
+        "{joined}"
+    );
 }
 
 #[tokio::test]
