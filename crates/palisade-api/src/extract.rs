@@ -155,10 +155,12 @@ where
             path_args.resize(expected, String::new());
         }
 
-        // The directory takes an optional token (ruma says none): it is needed to browse another
-        // server's directory through this one.
-        let authentication = if TypeId::of::<T>()
+        // The directory and alias lookups take an optional token (ruma says none): it is
+        // needed to ask another server through this one.
+        let id = TypeId::of::<T>();
+        let authentication = if id
             == TypeId::of::<ruma::api::client::directory::get_public_rooms::v3::Request>()
+            || id == TypeId::of::<ruma::api::client::alias::get_alias::v3::Request>()
         {
             Authentication::OptionalToken
         } else {
@@ -185,13 +187,14 @@ where
             return Err(Error::new(ErrorKind::NotJson, "Content not JSON").into());
         }
         // Clients leave the body out where every field is optional (matrix-nio's join, many
-        // logouts); Synapse reads that as `{}`. A server's signed request keeps its bytes.
+        // logouts); Synapse reads that as `{}`. Where the body is itself the content (an
+        // event, account data) it is not optional; a server's signed request keeps its bytes.
         let body_method = matches!(parts.method, http::Method::POST | http::Method::PUT);
-        let bytes = if bytes.is_empty() && body_method && authentication != Authentication::Server {
-            Bytes::from_static(b"{}")
-        } else {
-            bytes
-        };
+        let empty = bytes.is_empty() && body_method && authentication != Authentication::Server;
+        if empty && body_is_content::<T>() {
+            return Err(Error::new(ErrorKind::NotJson, "Content not JSON").into());
+        }
+        let bytes = if empty { Bytes::from_static(b"{}") } else { bytes };
         refuse_what_ruma_cannot_parse::<T>(&bytes)?;
         let http_request = http::Request::from_parts(parts, bytes);
         let origin = if authentication == Authentication::Server {
@@ -202,6 +205,17 @@ where
         let body = T::try_from_http_request(http_request, &path_args).map_err(parse_error)?;
         Ok(Self { body, session, client_ip, user_agent, origin })
     }
+}
+
+/// Whether the endpoint's whole body is content the client chose (an event's, account
+/// data's), which an empty body does not stand for.
+fn body_is_content<T: 'static>() -> bool {
+    use ruma::api::client::{config, message::send_message_event, state::send_state_event};
+    let id = TypeId::of::<T>();
+    id == TypeId::of::<send_message_event::v3::Request>()
+        || id == TypeId::of::<send_state_event::v3::Request>()
+        || id == TypeId::of::<config::set_global_account_data::v3::Request>()
+        || id == TypeId::of::<config::set_room_account_data::v3::Request>()
 }
 
 /// Bodies ruma's parsers panic on instead of failing: a login without a `type` (ruma-client-api

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use palisade_core::{Error, Result};
-use palisade_service::{receipts::READ, trust::Actor};
 use ruma::{
     EventId, MilliSecondsSinceUnixEpoch, RoomId, ServerName, UserId,
     api::federation::transactions::edu::{
@@ -79,7 +78,7 @@ impl Federation {
                     if let Err(error) = self
                         .services
                         .receipts
-                        .receipt(Actor::remote(&user), &room_id, READ, event_id, thread)
+                        .remote_receipt(&user, &room_id, event_id, thread)
                         .await
                     {
                         tracing::debug!(%origin, %error, "dropped a remote receipt");
@@ -94,7 +93,7 @@ impl Federation {
     /// only those in a room with this server (so a peer cannot fill memory with strangers).
     async fn remote_presence(&self, origin: &ServerName, content: PresenceContent) -> Result<()> {
         for update in content.push.into_iter().filter(|u| u.user_id.server_name() == origin) {
-            if self.services.rooms.joined_rooms(Actor::remote(&update.user_id)).await?.is_empty() {
+            if !self.services.rooms.in_any_room(&update.user_id).await? {
                 continue;
             }
             let state = update.presence.to_string();

@@ -24,10 +24,14 @@ use ruma::{
 use crate::client::FederationClient;
 
 /// Least time between two fetches of one server's keys for the same missing key id: a key id
-/// the server never published does not make this server hammer it, while a key it has just
-/// rotated to is fetched at once.
+/// the server never published does not make this server ask again and again, while a key it
+/// has just rotated to is fetched at once.
 const REFETCH_INTERVAL_MS: u64 = 30_000;
-/// Most (server, key id) fetches remembered at once.
+/// Least time between any two fetches of one server's keys, whatever key ids requests name
+/// (anyone can name new ones without a valid signature).
+const PER_SERVER_INTERVAL_MS: u64 = 2_000;
+/// Most (server, key id) fetches remembered at once; past it, nothing more is fetched until
+/// entries age out.
 const MAX_TRACKED_FETCHES: usize = 10_000;
 /// Longest a fetched key is trusted before it must be fetched again (spec: seven days).
 const MAX_KEY_VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
@@ -101,21 +105,28 @@ impl KeyRing {
             .collect())
     }
 
+    /// Whether to fetch `server`'s keys now for `key_id` ("" for any key), and notes it.
     fn may_fetch(&self, server: &ServerName, key_id: &str) -> bool {
         let now = self.clock.now_millis();
         let mut last = self.last_fetch.lock().expect("key ring poisoned");
         // Any origin can make this server fetch keys: forget old entries rather than grow.
         if last.len() >= MAX_TRACKED_FETCHES {
             last.retain(|_, at| now.saturating_sub(*at) < REFETCH_INTERVAL_MS);
-        }
-        let entry = (server.to_owned(), key_id.to_owned());
-        match last.get(&entry) {
-            Some(at) if now.saturating_sub(*at) < REFETCH_INTERVAL_MS => false,
-            _ => {
-                last.insert(entry, now);
-                true
+            if last.len() >= MAX_TRACKED_FETCHES {
+                return false;
             }
         }
+        let recent = |entry: &(OwnedServerName, String), interval: u64| {
+            last.get(entry).is_some_and(|at| now.saturating_sub(*at) < interval)
+        };
+        let any = (server.to_owned(), String::new());
+        let this = (server.to_owned(), key_id.to_owned());
+        if recent(&any, PER_SERVER_INTERVAL_MS) || recent(&this, REFETCH_INTERVAL_MS) {
+            return false;
+        }
+        last.insert(any, now);
+        last.insert(this, now);
+        true
     }
 
     /// Fetches a server's keys from the server itself, then from each notary in turn.

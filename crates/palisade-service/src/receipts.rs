@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use palisade_core::{Clock, Error, Result};
-use palisade_storage::{NewReceipt, ReceiptStore, RoomStore};
-use ruma::{EventId, RoomId};
+use palisade_storage::{EventRow, NewReceipt, ReceiptStore, RoomStore};
+use ruma::{EventId, RoomId, UserId};
 use serde_json::json;
 
 use crate::{AccountDataService, notify::Notifier, rooms::RoomService, trust::Actor};
@@ -44,7 +44,8 @@ impl ReceiptService {
         &self.store
     }
 
-    /// Records that `user` has read up to `event_id`.
+    /// Records that a local user has read up to `event_id` (a public receipt is news for the
+    /// room's other servers too).
     pub async fn receipt(
         &self,
         actor: Actor<'_>,
@@ -57,49 +58,76 @@ impl ReceiptService {
         if self.rooms.read_bound(actor, room_id).await?.is_some() {
             return Err(Error::forbidden("You are not in this room"));
         }
-        let event = self
-            .events
+        if receipt_type == FULLY_READ {
+            if thread_id.is_some() {
+                return Err(Error::invalid_param("The read marker cannot be threaded"));
+            }
+            self.event_of(room_id, event_id).await?;
+            let marker = json!({ "event_id": event_id });
+            return self.account_data.set(actor, Some(room_id), FULLY_READ, &marker).await;
+        }
+        self.record(user, room_id, receipt_type, event_id, thread_id).await?;
+        if let (READ, Some(port)) = (receipt_type, self.rooms.outbound().connected()) {
+            port.send_receipt(room_id, user, event_id, thread_id).await?;
+        }
+        Ok(())
+    }
+
+    /// A public read receipt another server sent for its user, who must be joined to the room.
+    pub async fn remote_receipt(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        event_id: &EventId,
+        thread_id: Option<&str>,
+    ) -> Result<()> {
+        if self.rooms.bound_of(user, room_id).await?.is_some() {
+            return Err(Error::forbidden("The user is not in this room"));
+        }
+        self.record(user, room_id, READ, event_id, thread_id).await
+    }
+
+    /// The event a receipt points at, which must be in the room.
+    async fn event_of(&self, room_id: &RoomId, event_id: &EventId) -> Result<EventRow> {
+        self.events
             .event(event_id)
             .await?
             .filter(|row| row.room_id == room_id)
-            .ok_or_else(|| Error::not_found("Event not found"))?;
-        match receipt_type {
-            FULLY_READ => {
-                if thread_id.is_some() {
-                    return Err(Error::invalid_param("The read marker cannot be threaded"));
-                }
-                self.account_data
-                    .set(actor, Some(room_id), FULLY_READ, &json!({ "event_id": event_id }))
-                    .await
-            }
-            READ | READ_PRIVATE => {
-                let stored = self
-                    .store
-                    .set_receipt(NewReceipt {
-                        room_id,
-                        user_id: user,
-                        receipt_type,
-                        thread_id,
-                        event_id: event_id.to_owned(),
-                        event_stream_pos: event.stream_pos,
-                        ts: self.clock.now_millis(),
-                    })
-                    .await?;
-                if stored.is_some() {
-                    if receipt_type == READ {
-                        self.notifier.notify_room(room_id, None).await?;
-                    } else {
-                        self.notifier.notify_user(user);
-                    }
-                }
-                // A local user's public receipt is news for the room's other servers.
-                let public_and_local = receipt_type == READ && !actor.is_remote();
-                if let (true, Some(port)) = (public_and_local, self.rooms.outbound().connected()) {
-                    port.send_receipt(room_id, user, event_id, thread_id).await?;
-                }
-                Ok(())
-            }
-            other => Err(Error::invalid_param(format!("Unknown receipt type {other}"))),
+            .ok_or_else(|| Error::not_found("Event not found"))
+    }
+
+    /// Stores a (public or private) read receipt and wakes who should hear of it.
+    async fn record(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        receipt_type: &str,
+        event_id: &EventId,
+        thread_id: Option<&str>,
+    ) -> Result<()> {
+        if !matches!(receipt_type, READ | READ_PRIVATE) {
+            return Err(Error::invalid_param(format!("Unknown receipt type {receipt_type}")));
         }
+        let event = self.event_of(room_id, event_id).await?;
+        let stored = self
+            .store
+            .set_receipt(NewReceipt {
+                room_id,
+                user_id: user,
+                receipt_type,
+                thread_id,
+                event_id: event_id.to_owned(),
+                event_stream_pos: event.stream_pos,
+                ts: self.clock.now_millis(),
+            })
+            .await?;
+        if stored.is_some() {
+            if receipt_type == READ {
+                self.notifier.notify_room(room_id, None).await?;
+            } else {
+                self.notifier.notify_user(user);
+            }
+        }
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use palisade_core::{Clock, Config, Error, Result, config::TrustMode};
 use palisade_storage::{AccountStore, AuditEntry, AuditStore, DeviceRow, E2eeStore};
-use ruma::{DeviceId, OwnedServerName, UserId};
+use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
 
 use crate::{
@@ -37,26 +37,19 @@ pub enum Need {
     Approval,
 }
 
-/// Who asks for an operation: a device of a local user, a user of another server (whose
-/// devices are that server's business), or this server itself acting for a user (server
-/// notices). Only the service layer can make the last kind.
+/// Who asks for an operation: a device of a local user (made from its `Session`), or this
+/// server itself acting for a user (server notices), which only the service layer can make.
+/// Other servers' users are not actors: what their servers send has operations of its own.
 #[derive(Debug, Clone, Copy)]
 pub struct Actor<'a> {
     user: &'a UserId,
     device: Option<&'a DeviceId>,
-    remote: bool,
 }
 
 impl<'a> Actor<'a> {
     /// The server acting for `user`, with no device to check.
     pub(crate) fn server(user: &'a UserId) -> Self {
-        Self { user, device: None, remote: false }
-    }
-
-    /// A user of another server, as its (authenticated) server speaks for them. Refused for
-    /// this server's own users, who act through a device.
-    pub fn remote(user: &'a UserId) -> Self {
-        Self { user, device: None, remote: true }
+        Self { user, device: None }
     }
 
     /// The user acting.
@@ -68,16 +61,11 @@ impl<'a> Actor<'a> {
     pub fn device(&self) -> Option<&'a DeviceId> {
         self.device
     }
-
-    /// Whether the user is another server's.
-    pub fn is_remote(&self) -> bool {
-        self.remote
-    }
 }
 
 impl<'a> From<&'a Session> for Actor<'a> {
     fn from(session: &'a Session) -> Self {
-        Self { user: &session.user_id, device: Some(&session.device_id), remote: false }
+        Self { user: &session.user_id, device: Some(&session.device_id) }
     }
 }
 
@@ -103,7 +91,6 @@ impl Administrator {
 /// Device trust decisions and transitions.
 pub struct DeviceTrustService {
     mode: TrustMode,
-    server_name: OwnedServerName,
     notices: Option<NoticeQueue>,
     accounts: Arc<dyn AccountStore>,
     e2ee: Arc<dyn E2eeStore>,
@@ -123,8 +110,7 @@ impl DeviceTrustService {
         clock: Arc<dyn Clock>,
         notices: Option<NoticeQueue>,
     ) -> Self {
-        let (mode, server_name) = (config.device_trust.mode, config.server_name.clone());
-        Self { mode, server_name, notices, accounts, e2ee, audit, notifier, clock }
+        Self { mode: config.device_trust.mode, notices, accounts, e2ee, audit, notifier, clock }
     }
 
     /// The configured policy.
@@ -161,9 +147,6 @@ impl DeviceTrustService {
     /// Refuses `operation` unless `actor`'s device meets `need`; a refused approval is
     /// written to the audit log (it is what a phished device tries first).
     pub async fn require(&self, actor: Actor<'_>, need: Need, operation: &str) -> Result<()> {
-        if actor.remote && actor.user.server_name() == self.server_name {
-            return Err(Error::forbidden("A local user acts through a device"));
-        }
         let Some(device) = actor.device else { return Ok(()) };
         let applies = match need {
             Need::RoomAccess => self.mode == TrustMode::Strict,

@@ -4,6 +4,7 @@
 //! <https://spec.matrix.org/v1.19/client-server-api/#listing-rooms>
 
 use palisade_core::Result;
+use palisade_service::trust::Actor;
 use ruma::{
     UInt,
     api::client::{
@@ -70,7 +71,10 @@ async fn get(
     state: AppState,
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
-    let (room_id, servers) = state.rooms.resolve_alias(&request.body.room_alias).await?;
+    let (room_id, servers) = state
+        .rooms
+        .resolve_alias(&request.body.room_alias, request.session.as_ref().map(Actor::from))
+        .await?;
     Ok(get_alias::v3::Response::new(room_id, servers))
 }
 

@@ -139,10 +139,22 @@ impl RoomService {
                     ));
                 }
                 let pdu = self.pdu_in(room_id, &event)?;
-                let local = <&UserId>::try_from(pdu.state_key.as_deref().unwrap_or_default())
+                let target = pdu.state_key.as_deref().unwrap_or_default();
+                let local = <&UserId>::try_from(target)
                     .is_ok_and(|user| user.server_name() == self.config.server_name);
-                if pdu.kind != TimelineEventType::RoomMember || !local {
-                    return Err(Error::bad_json("Only a local user's membership is recorded"));
+                // An invite of a local user, or that user's own leave (rejecting it).
+                let membership = serde_json::from_str::<Value>(pdu.content.get())
+                    .ok()
+                    .and_then(|c| c.get("membership").and_then(Value::as_str).map(str::to_owned));
+                let allowed = match membership.as_deref() {
+                    Some("invite") => true,
+                    Some("leave") => pdu.sender.as_str() == target,
+                    _ => false,
+                };
+                if pdu.kind != TimelineEventType::RoomMember || !local || !allowed {
+                    return Err(Error::bad_json(
+                        "Only a local user's invite, or their leave, is recorded outside a room",
+                    ));
                 }
                 let commit = Commit {
                     state: StateUpdate::MembershipOnly,
@@ -258,6 +270,14 @@ impl RoomService {
         state: StateMap,
         history: Vec<RemoteEvent>,
     ) -> Result<Received> {
+        // Another local user's join may have brought this server in meanwhile: the room's own
+        // state then stands, and joining is an event like any other.
+        if self.store.server_joined(room_id, &self.config.server_name).await? {
+            return Err(Error::new(
+                palisade_core::ErrorKind::BadState,
+                "This server joined the room meanwhile: join it again",
+            ));
+        }
         let rules = rules_of(&room.version)?;
         let pdu = self.pdu_in(room_id, &join)?;
         self.check_against_auth_events(&pdu, &rules).await?;

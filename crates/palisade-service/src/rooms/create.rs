@@ -62,11 +62,21 @@ impl RoomService {
     }
 
     /// Creates a room and its initial state; returns the room id. A room with invitees (or
-    /// member events in its initial state) needs an approved device, as any invite does.
+    /// member events in its initial state), or one opened to others (public, published, join
+    /// rules or power levels of the client's choosing), needs an approved device.
     pub async fn create_room(&self, actor: Actor<'_>, request: CreateRoom) -> Result<OwnedRoomId> {
         let invites = !request.invite.is_empty()
             || request.initial_state.iter().any(|t| t.kind == "m.room.member");
-        let need = if invites { Need::Approval } else { Need::RoomAccess };
+        // As an invite would, a room anyone may join (or find, or be given power in) lets an
+        // accomplice in.
+        let opens = request.public
+            || request.preset == Some(Preset::PublicChat)
+            || request.power_level_override.is_some()
+            || request
+                .initial_state
+                .iter()
+                .any(|t| matches!(t.kind.as_str(), "m.room.join_rules" | "m.room.power_levels"));
+        let need = if invites || opens { Need::Approval } else { Need::RoomAccess };
         self.trust.require(actor, need, "create_room").await?;
         let creator = actor.user();
         let version =

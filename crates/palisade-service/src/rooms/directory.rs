@@ -62,14 +62,22 @@ impl RoomService {
     }
 
     /// Where an alias points and servers to join the room through: this server's own
-    /// aliases, or the alias's server asked.
+    /// aliases, or, for a signed-in `asker` (anonymous callers do not get this server to
+    /// query others), the alias's server asked.
     pub async fn resolve_alias(
         &self,
         alias: &RoomAliasId,
+        asker: Option<Actor<'_>>,
     ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
         let own = &self.config.server_name;
         if alias.server_name() == own {
             return Ok((self.alias(alias).await?, vec![own.clone()]));
+        }
+        if asker.is_none() {
+            return Err(Error::new(
+                ErrorKind::MissingToken,
+                "Sign in to look up other servers' aliases",
+            ));
         }
         self.outbound.get()?.resolve_alias(alias).await
     }

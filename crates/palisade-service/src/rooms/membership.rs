@@ -82,7 +82,7 @@ impl RoomService {
         let room_id = match <&RoomId>::try_from(room) {
             Ok(room_id) => room_id.to_owned(),
             Err(alias) => {
-                let (room_id, servers) = self.resolve_alias(alias).await?;
+                let (room_id, servers) = self.resolve_alias(alias, Some(actor)).await?;
                 candidates.extend(servers);
                 candidates.push(alias.server_name().to_owned());
                 room_id
@@ -126,6 +126,7 @@ impl RoomService {
         room_id: &RoomId,
         reason: Option<&str>,
     ) -> Result<()> {
+        self.trust.require(actor, Need::RoomAccess, "leave").await?;
         let own = &self.config.server_name;
         let inviter = self.inviter(room_id, actor.user()).await?;
         let outside = inviter.as_ref().is_some_and(|inviter| inviter.server_name() != own)

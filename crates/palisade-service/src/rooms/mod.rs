@@ -90,7 +90,7 @@ impl EventTemplate {
 }
 
 /// Largest PDU, in bytes of canonical JSON (spec: size limits).
-pub const MAX_PDU_BYTES: usize = 65_535;
+pub const MAX_PDU_BYTES: usize = 65_536;
 /// Most `prev_events` a new event points at.
 const MAX_PREV_EVENTS: usize = 20;
 

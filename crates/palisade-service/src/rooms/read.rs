@@ -542,6 +542,11 @@ impl RoomService {
             .collect())
     }
 
+    /// Whether a user (of any server) is joined to any room this server knows.
+    pub async fn in_any_room(&self, user: &UserId) -> Result<bool> {
+        Ok(self.store.rooms_of_user(user).await?.iter().any(|m| m.membership == "join"))
+    }
+
     /// The rooms the user has joined.
     pub async fn joined_rooms(&self, actor: Actor<'_>) -> Result<Vec<OwnedRoomId>> {
         self.trust.require(actor, Need::RoomAccess, "joined_rooms").await?;

@@ -202,8 +202,16 @@ impl RoomService {
     ) -> Result<()> {
         let JoinedRoom { state, auth_chain, history, join } = joined;
         self.store.import_room(room_id, version, true).await?;
+        // A room known only from an invite may be cached; the next lock reads it again.
+        self.mark_stale(room_id);
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
+        if room.version != *version {
+            return Err(Error::bad_json(format!(
+                "The room is of version {}, not {version}",
+                room.version
+            )));
+        }
         let mut state_map = StateMap::new();
         for event in &state {
             let pdu = event.pdu()?;

@@ -97,9 +97,11 @@ impl UnverifiedPdu {
             .collect();
         // Room versions that enforce key validity check keys at the event's own time.
         let keys_valid_at = match (rules.enforce_key_validity, object.get("origin_server_ts")) {
-            (true, Some(CanonicalJsonValue::Integer(ts))) => {
-                u64::try_from(i64::from(*ts)).unwrap_or(0)
-            }
+            // 0 would mean "any time": a negative timestamp must not switch the check off.
+            (true, Some(CanonicalJsonValue::Integer(ts))) => u64::try_from(i64::from(*ts))
+                .ok()
+                .filter(|ts| *ts > 0)
+                .ok_or_else(|| Error::bad_json("PDU has no valid origin_server_ts"))?,
             _ => 0,
         };
         let event_id = event_id_of(&object, &rules)?;

@@ -43,6 +43,15 @@ async fn an_empty_body_reads_as_an_empty_object() {
     assert_error(&answer, StatusCode::BAD_REQUEST, "M_BAD_JSON");
     let answer = empty(format!("{C}/login"), None).await;
     assert_error(&answer, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+    // Where the body is the content itself, an empty one is no content.
+    for path in [
+        format!("{C}/rooms/{room}/send/m.room.message/empty1"),
+        format!("{C}/rooms/{room}/state/m.room.power_levels/"),
+        format!("{C}/user/{}/account_data/org.example.empty", alice.user_id),
+    ] {
+        let answer = server.call_raw(Method::PUT, &path, alice.token(), "").await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "M_NOT_JSON");
+    }
     // Neither changed anything: alice and bob are the members, nobody else is invited.
     let members = format!("{C}/rooms/{room}/members");
     let (_, members) = server.get(&members, alice.token()).await;

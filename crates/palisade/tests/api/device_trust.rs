@@ -614,3 +614,24 @@ async fn a_phished_administrator_device_cannot_approve_itself() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(trust_of(&server, &boss, &boss, &phished.device_id).await);
 }
+
+#[tokio::test]
+async fn an_unapproved_device_cannot_open_a_room_to_others() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let intruder = server.login("alice", Some("phished")).await;
+    let create = "/_matrix/client/v3/createRoom";
+    let join_rules = json!({ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "public" } });
+    for body in [
+        json!({ "preset": "public_chat" }),
+        json!({ "visibility": "public" }),
+        json!({ "initial_state": [join_rules] }),
+        json!({ "power_level_content_override": { "invite": 0 } }),
+    ] {
+        let refused = server.post(create, intruder.token(), body.clone()).await;
+        assert_forbidden(&refused);
+    }
+    // A room of its own, closed to others, it may create.
+    let (status, body) = server.post(create, intruder.token(), json!({ "name": "Notes" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

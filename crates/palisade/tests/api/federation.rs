@@ -202,6 +202,8 @@ async fn users_on_two_servers_share_a_room() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["room_id"], room_id.as_str(), "{body}");
     assert!(body["servers"].as_array().unwrap().contains(&json!(a.server_name())), "{body}");
+    // Anonymous callers do not get B to ask other servers.
+    assert_error(&b.get(&directory, None).await, StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
     let unknown = format!("/_matrix/client/v3/directory/room/%23nothing:{}", a.server_name());
     assert_error(&b.get(&unknown, dave.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     let join = format!("/_matrix/client/v3/join/{}", urlencode(&alias));
