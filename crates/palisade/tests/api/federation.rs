@@ -591,6 +591,17 @@ async fn invites_cross_servers_and_can_be_accepted_or_rejected() {
         )
         .await;
 
+    // Carol, not invited, is refused by A; B tells her so as A's answer, not as its own.
+    let join = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(&room_id),
+        urlencode(a.server_name())
+    );
+    let refused = b.post(&join, carol.token(), json!({})).await;
+    assert_forbidden(&refused);
+    let error = refused.1["error"].as_str().unwrap();
+    assert!(error.starts_with(a.server_name()), "{error}");
+
     // Bob's server shows him the invite, with the room's name.
     let mut invite = Value::Null;
     for _ in 0..50 {
