@@ -22,13 +22,25 @@ use serde_json::json;
 use crate::{DeviceTrustService, outbound::OutboundSlot};
 use sha2::{Digest, Sha256};
 
-/// Who is making a request: the owner of a valid access token.
+/// Who is making a request: the owner of a valid access token. Only
+/// [`AccountService::authenticate`] makes one, so holding one (or an `Actor` made from it)
+/// proves the token was checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    user_id: OwnedUserId,
+    device_id: OwnedDeviceId,
+}
+
+impl Session {
     /// The user.
-    pub user_id: OwnedUserId,
+    pub fn user_id(&self) -> &UserId {
+        &self.user_id
+    }
+
     /// The device the access token belongs to.
-    pub device_id: OwnedDeviceId,
+    pub fn device_id(&self) -> &DeviceId {
+        &self.device_id
+    }
 }
 
 /// What anyone may see of a user's profile.
@@ -404,8 +416,8 @@ impl AccountService {
 
     /// Ends one session: its device and token go.
     pub async fn logout(&self, session: &Session) -> Result<()> {
-        let device = Some(session.device_id.as_ref());
-        self.trust.record("device_signed_out", &session.user_id, device, None, json!({})).await?;
+        let device = Some(session.device_id());
+        self.trust.record("device_signed_out", session.user_id(), device, None, json!({})).await?;
         self.store
             .delete_devices(&session.user_id, std::slice::from_ref(&session.device_id))
             .await?;

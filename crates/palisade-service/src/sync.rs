@@ -220,7 +220,7 @@ impl SyncService {
     pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<Value> {
         let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
-        let mut wake = self.notifier.subscribe(&session.user_id);
+        let mut wake = self.notifier.subscribe(session.user_id());
         loop {
             wake.borrow_and_update();
             let pass = self.pass(session, since, request).await?;
@@ -251,7 +251,7 @@ impl SyncService {
         since: Option<SyncToken>,
         request: &SyncRequest,
     ) -> Result<Pass> {
-        let user = &session.user_id;
+        let user = session.user_id();
         let mut now = self.now().await?;
         let filter = &request.filter;
         // Streams that did not move since the token are not read.
@@ -269,7 +269,7 @@ impl SyncService {
 
         let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
         // Strict device trust: an unapproved device sees no rooms at all.
-        let walled_off = self.e2ee.trust().is_walled_off(user, &session.device_id).await?;
+        let walled_off = self.e2ee.trust().is_walled_off(user, session.device_id()).await?;
         if walled_off {
             // Its token must not move past rooms it has not seen, or they would never arrive
             // once it is approved.
@@ -475,7 +475,7 @@ impl SyncService {
         request: &SyncRequest,
         account_data: &[AccountDataRow],
     ) -> Result<Option<Value>> {
-        let (user, room_id) = (&session.user_id, membership.room_id.as_ref());
+        let (user, room_id) = (session.user_id(), membership.room_id.as_ref());
         let filter = &request.filter;
         let joined_since = since.is_none_or(|s| membership.stream_pos > s.events);
         let to = if joined_since { None } else { since.map(|s| s.events) };
@@ -534,7 +534,7 @@ impl SyncService {
             return Ok(None);
         }
         let timeline =
-            self.rooms.format_events(room_id, &rows, Some((user, &session.device_id))).await?;
+            self.rooms.format_events(room_id, &rows, Some((user, session.device_id()))).await?;
         let (notifications, highlights) =
             self.unread(user, room_id, membership, now.events).await?;
         let mut room = json!({
@@ -707,13 +707,13 @@ impl SyncService {
             self.timeline(membership, membership.stream_pos, to, &request.filter).await?;
         let lazy = request.filter.lazy_load_members;
         let state = if since.is_none() || limited {
-            self.state(room_id, start, to, &rows, &session.user_id, lazy).await?
+            self.state(room_id, start, to, &rows, session.user_id(), lazy).await?
         } else {
             Vec::new()
         };
         let timeline = self
             .rooms
-            .format_events(room_id, &rows, Some((&session.user_id, &session.device_id)))
+            .format_events(room_id, &rows, Some((session.user_id(), session.device_id())))
             .await?;
         Ok(json!({
             "state": { "events": state },

@@ -65,7 +65,7 @@ impl<'a> Actor<'a> {
 
 impl<'a> From<&'a Session> for Actor<'a> {
     fn from(session: &'a Session) -> Self {
-        Self { user: &session.user_id, device: Some(&session.device_id) }
+        Self { user: session.user_id(), device: Some(session.device_id()) }
     }
 }
 
@@ -166,12 +166,12 @@ impl DeviceTrustService {
     /// The administrator behind a session: an admin account, on a device its owner approved
     /// (a phished device of an administrator gets no admin power at all).
     pub async fn administrator(&self, session: &Session) -> Result<Administrator> {
-        let admin = self.accounts.user(&session.user_id).await?.is_some_and(|u| u.admin);
+        let admin = self.accounts.user(session.user_id()).await?.is_some_and(|u| u.admin);
         if !admin {
             return Err(Error::forbidden("You are not a server administrator"));
         }
         self.require(session.into(), Need::Approval, "admin_api").await?;
-        Ok(Administrator { name: session.user_id.to_string() })
+        Ok(Administrator { name: session.user_id().to_string() })
     }
 
     /// Whether `device` may not yet see rooms (strict mode, untrusted).

@@ -26,8 +26,8 @@ async fn openid_token(
     request: Ruma<request_openid_token::v3::Request>,
 ) -> Result<request_openid_token::v3::Response> {
     let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
-    let token = state.accounts.request_openid_token(&session.user_id);
+    ensure_own(session.user_id(), &request.body.user_id)?;
+    let token = state.accounts.request_openid_token(session.user_id());
     Ok(request_openid_token::v3::Response::new(
         token,
         ruma::authentication::TokenType::Bearer,
@@ -45,11 +45,11 @@ async fn change_password(
     let body = request.body;
     state
         .uia
-        .authenticate(UiaPurpose::ChangePassword, Some(&session.user_id), body.auth.map(uia_auth))
+        .authenticate(UiaPurpose::ChangePassword, Some(session.user_id()), body.auth.map(uia_auth))
         .await?;
-    state.accounts.set_password(&session.user_id, &body.new_password).await?;
+    state.accounts.set_password(session.user_id(), &body.new_password).await?;
     if body.logout_devices {
-        state.accounts.logout_all(&session.user_id, Some(&session.device_id), None).await?;
+        state.accounts.logout_all(session.user_id(), Some(session.device_id()), None).await?;
     }
     Ok(change_password::v3::Response::new())
 }
@@ -64,10 +64,10 @@ async fn deactivate(
         .uia
         .authenticate(
             UiaPurpose::Deactivate,
-            Some(&session.user_id),
+            Some(session.user_id()),
             request.body.auth.map(uia_auth),
         )
         .await?;
-    state.accounts.deactivate(&session.user_id).await?;
+    state.accounts.deactivate(session.user_id()).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
 }

@@ -37,7 +37,7 @@ async fn set_global(
 ) -> Result<set_global_account_data::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let content = Value::Object(object(body.data.json().get(), "Account data")?);
     state.account_data.set(session.into(), None, &body.event_type.to_string(), &content).await?;
     Ok(set_global_account_data::v3::Response::new())
@@ -50,7 +50,7 @@ async fn get_global(
 ) -> Result<get_global_account_data::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let content =
         state.account_data.get(session.into(), None, &body.event_type.to_string()).await?;
     Ok(get_global_account_data::v3::Response::new(raw(&content)?))
@@ -63,7 +63,7 @@ async fn set_room(
 ) -> Result<set_room_account_data::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let content = Value::Object(object(body.data.json().get(), "Account data")?);
     state
         .account_data
@@ -79,7 +79,7 @@ async fn get_room(
 ) -> Result<get_room_account_data::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let content = state
         .account_data
         .get(session.into(), Some(&body.room_id), &body.event_type.to_string())
@@ -94,7 +94,7 @@ async fn tags(
 ) -> Result<get_tags::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let tags = state.account_data.tags(session.into(), &body.room_id).await?;
     let tags =
         serde_json::from_value(tags).map_err(|e| Error::internal(format!("stored tags: {e}")))?;
@@ -108,7 +108,7 @@ async fn put_tag(
 ) -> Result<create_tag::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let content =
         serde_json::to_value(&body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
     state.account_data.set_tag(session.into(), &body.room_id, &body.tag, &content).await?;
@@ -122,7 +122,7 @@ async fn remove_tag(
 ) -> Result<delete_tag::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     state.account_data.delete_tag(session.into(), &body.room_id, &body.tag).await?;
     Ok(delete_tag::v3::Response::new())
 }

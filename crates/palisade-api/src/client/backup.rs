@@ -83,7 +83,7 @@ async fn latest_version(
     state: AppState,
     request: Ruma<get_latest_backup_info::v3::Request>,
 ) -> Result<get_latest_backup_info::v3::Response> {
-    let version = state.e2ee.backup(&request.session()?.user_id, None).await?;
+    let version = state.e2ee.backup(request.session()?.user_id(), None).await?;
     Ok(get_latest_backup_info::v3::Response::new(
         algorithm_raw(&version)?,
         count(version.count),
@@ -98,7 +98,7 @@ async fn get_version(
     request: Ruma<get_backup_info::v3::Request>,
 ) -> Result<get_backup_info::v3::Response> {
     let version =
-        state.e2ee.backup(&request.session()?.user_id, Some(&request.body.version)).await?;
+        state.e2ee.backup(request.session()?.user_id(), Some(&request.body.version)).await?;
     Ok(get_backup_info::v3::Response::new(
         algorithm_raw(&version)?,
         count(version.count),

@@ -27,7 +27,7 @@ async fn list(
     state: AppState,
     request: Ruma<get_devices::v3::Request>,
 ) -> Result<get_devices::v3::Response> {
-    let devices = state.accounts.client_devices(&request.session()?.user_id).await?;
+    let devices = state.accounts.client_devices(request.session()?.user_id()).await?;
     Ok(get_devices::v3::Response::new(devices))
 }
 
@@ -37,7 +37,7 @@ async fn get(
     request: Ruma<get_device::v3::Request>,
 ) -> Result<get_device::v3::Response> {
     let session = request.session()?;
-    let device = state.accounts.client_device(&session.user_id, &request.body.device_id).await?;
+    let device = state.accounts.client_device(session.user_id(), &request.body.device_id).await?;
     Ok(get_device::v3::Response::new(device))
 }
 
@@ -50,7 +50,7 @@ async fn update(
     let body = &request.body;
     state
         .accounts
-        .rename_device(&session.user_id, &body.device_id, body.display_name.as_deref())
+        .rename_device(session.user_id(), &body.device_id, body.display_name.as_deref())
         .await?;
     Ok(update_device::v3::Response::new())
 }
@@ -63,12 +63,12 @@ async fn delete_one(
     let session = request.session()?.clone();
     let body = request.body;
     // A missing device is reported before asking for authentication, as Synapse does.
-    state.accounts.device(&session.user_id, &body.device_id).await?;
+    state.accounts.device(session.user_id(), &body.device_id).await?;
     state
         .uia
-        .authenticate(UiaPurpose::DeleteDevices, Some(&session.user_id), body.auth.map(uia_auth))
+        .authenticate(UiaPurpose::DeleteDevices, Some(session.user_id()), body.auth.map(uia_auth))
         .await?;
-    state.accounts.delete_devices(&session.user_id, &[body.device_id], None).await?;
+    state.accounts.delete_devices(session.user_id(), &[body.device_id], None).await?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -81,8 +81,8 @@ async fn delete_many(
     let body = request.body;
     state
         .uia
-        .authenticate(UiaPurpose::DeleteDevices, Some(&session.user_id), body.auth.map(uia_auth))
+        .authenticate(UiaPurpose::DeleteDevices, Some(session.user_id()), body.auth.map(uia_auth))
         .await?;
-    state.accounts.delete_devices(&session.user_id, &body.devices, None).await?;
+    state.accounts.delete_devices(session.user_id(), &body.devices, None).await?;
     Ok(delete_devices::v3::Response::new())
 }

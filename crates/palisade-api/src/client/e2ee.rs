@@ -63,7 +63,7 @@ async fn query(
     request: Ruma<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response> {
     let session = request.session()?;
-    let mut found = state.e2ee.query_keys(&session.user_id, &request.body.device_keys).await?;
+    let mut found = state.e2ee.query_keys(session.user_id(), &request.body.device_keys).await?;
     let mut response = get_keys::v3::Response::new();
     response.device_keys = typed(found["device_keys"].take())?;
     response.master_keys = typed(found["master_keys"].take())?;
@@ -94,7 +94,7 @@ async fn changes(
     let session = request.session()?;
     let from = SyncToken::parse(&request.body.from)?;
     let changes =
-        state.e2ee.device_list_changes(&session.user_id, from.device_lists, from.events).await?;
+        state.e2ee.device_list_changes(session.user_id(), from.device_lists, from.events).await?;
     Ok(get_key_changes::v3::Response::new(changes.changed, changes.left))
 }
 
@@ -127,7 +127,7 @@ async fn signatures(
     let session = request.session()?;
     let signed = serde_json::to_value(&request.body.signed_keys)
         .map_err(|e| Error::internal(e.to_string()))?;
-    let mut result = state.e2ee.upload_signatures(&session.user_id, &signed).await?;
+    let mut result = state.e2ee.upload_signatures(session.user_id(), &signed).await?;
     let mut response = upload_signatures::v3::Response::new();
     response.failures = typed(result["failures"].take())?;
     Ok(response)

@@ -28,7 +28,7 @@ async fn set(
 ) -> Result<set_presence::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    ensure_own(&session.user_id, &body.user_id)?;
+    ensure_own(session.user_id(), &body.user_id)?;
     let (presence, status) = (body.presence.as_str(), body.status_msg.clone());
     state.presence.set_own(session.into(), presence, status).await?;
     Ok(set_presence::v3::Response::new())

@@ -74,8 +74,8 @@ async fn set_displayname(
     request: Ruma<set_display_name::v3::Request>,
 ) -> Result<set_display_name::v3::Response> {
     let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
-    state.accounts.set_displayname(&session.user_id, request.body.displayname.as_deref()).await?;
+    ensure_own(session.user_id(), &request.body.user_id)?;
+    state.accounts.set_displayname(session.user_id(), request.body.displayname.as_deref()).await?;
     state.rooms.propagate_profile(session.into()).await?;
     Ok(set_display_name::v3::Response::new())
 }
@@ -86,9 +86,9 @@ async fn set_avatar_url(
     request: Ruma<set_avatar_url::v3::Request>,
 ) -> Result<set_avatar_url::v3::Response> {
     let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
+    ensure_own(session.user_id(), &request.body.user_id)?;
     let url = request.body.avatar_url.as_ref().map(|u| u.as_str());
-    state.accounts.set_avatar_url(&session.user_id, url).await?;
+    state.accounts.set_avatar_url(session.user_id(), url).await?;
     state.rooms.propagate_profile(session.into()).await?;
     Ok(set_avatar_url::v3::Response::new())
 }

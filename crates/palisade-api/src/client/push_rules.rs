@@ -38,7 +38,7 @@ async fn all(
     state: AppState,
     request: Ruma<get_pushrules_all::v3::Request>,
 ) -> Result<get_pushrules_all::v3::Response> {
-    let rules = state.account_data.push_rules(&request.session()?.user_id).await?;
+    let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
     Ok(get_pushrules_all::v3::Response::new(rules))
 }
 
@@ -50,7 +50,7 @@ async fn get(
     let body = &request.body;
     let rule = state
         .account_data
-        .push_rule(&request.session()?.user_id, body.kind.as_str(), &body.rule_id)
+        .push_rule(request.session()?.user_id(), body.kind.as_str(), &body.rule_id)
         .await?;
     Ok(get_pushrule::v3::Response::new(typed(rule)?))
 }
@@ -63,7 +63,7 @@ async fn set(
     let body = request.body.clone();
     state
         .account_data
-        .update_push_rules(&request.session()?.user_id, |rules| {
+        .update_push_rules(request.session()?.user_id(), |rules| {
             rules.insert(body.rule, body.after.as_deref(), body.before.as_deref()).map_err(|e| {
                 match e {
                     InsertPushRuleError::UnknownRuleId => {
@@ -85,7 +85,7 @@ async fn delete(
     let body = request.body.clone();
     state
         .account_data
-        .update_push_rules(&request.session()?.user_id, |rules| {
+        .update_push_rules(request.session()?.user_id(), |rules| {
             rules.remove(body.kind, &body.rule_id).map_err(|e| match e {
                 RemovePushRuleError::NotFound => not_found(e),
                 e => Error::invalid_param(e.to_string()),
@@ -101,7 +101,7 @@ async fn enabled(
     request: Ruma<get_pushrule_enabled::v3::Request>,
 ) -> Result<get_pushrule_enabled::v3::Response> {
     let body = &request.body;
-    let rules = state.account_data.push_rules(&request.session()?.user_id).await?;
+    let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
     let rule = rules.get(body.kind.clone(), &body.rule_id).ok_or_else(|| not_found(()))?;
     Ok(get_pushrule_enabled::v3::Response::new(rule.enabled()))
 }
@@ -114,7 +114,7 @@ async fn set_enabled(
     let body = request.body.clone();
     state
         .account_data
-        .update_push_rules(&request.session()?.user_id, |rules| {
+        .update_push_rules(request.session()?.user_id(), |rules| {
             rules.set_enabled(body.kind, &body.rule_id, body.enabled).map_err(not_found)
         })
         .await?;
@@ -127,7 +127,7 @@ async fn actions(
     request: Ruma<get_pushrule_actions::v3::Request>,
 ) -> Result<get_pushrule_actions::v3::Response> {
     let body = &request.body;
-    let rules = state.account_data.push_rules(&request.session()?.user_id).await?;
+    let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
     let rule = rules.get(body.kind.clone(), &body.rule_id).ok_or_else(|| not_found(()))?;
     Ok(get_pushrule_actions::v3::Response::new(rule.actions().to_vec()))
 }
@@ -140,7 +140,7 @@ async fn set_actions(
     let body = request.body.clone();
     state
         .account_data
-        .update_push_rules(&request.session()?.user_id, |rules| {
+        .update_push_rules(request.session()?.user_id(), |rules| {
             rules.set_actions(body.kind, &body.rule_id, body.actions).map_err(not_found)
         })
         .await?;

@@ -89,7 +89,7 @@ async fn logout_all(
     state: AppState,
     request: Ruma<logout_all::v3::Request>,
 ) -> Result<logout_all::v3::Response> {
-    state.accounts.logout_all(&request.session()?.user_id, None, None).await?;
+    state.accounts.logout_all(request.session()?.user_id(), None, None).await?;
     Ok(logout_all::v3::Response::new())
 }
 
@@ -100,7 +100,7 @@ async fn whoami(
 ) -> Result<whoami::v3::Response> {
     let _ = state;
     let session = request.session()?;
-    let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
-    response.device_id = Some(session.device_id.clone());
+    let mut response = whoami::v3::Response::new(session.user_id().to_owned(), false);
+    response.device_id = Some(session.device_id().to_owned());
     Ok(response)
 }

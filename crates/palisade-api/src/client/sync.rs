@@ -50,7 +50,7 @@ async fn sync(
     let filter = match &body.filter {
         Some(Filter::FilterDefinition(definition)) => to_sync_filter(definition),
         Some(Filter::FilterId(id)) => {
-            let stored = state.account_data.filter(&session.user_id, id).await?;
+            let stored = state.account_data.filter(session.user_id(), id).await?;
             let definition: FilterDefinition = serde_json::from_value(stored)
                 .map_err(|e| Error::internal(format!("stored filter: {e}")))?;
             to_sync_filter(&definition)
@@ -83,10 +83,10 @@ async fn create(
     request: Ruma<create_filter::v3::Request>,
 ) -> Result<create_filter::v3::Response> {
     let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
+    ensure_own(session.user_id(), &request.body.user_id)?;
     let json =
         serde_json::to_value(&request.body.filter).map_err(|e| Error::internal(e.to_string()))?;
-    let id = state.account_data.create_filter(&session.user_id, &json).await?;
+    let id = state.account_data.create_filter(session.user_id(), &json).await?;
     Ok(create_filter::v3::Response::new(id))
 }
 
@@ -96,8 +96,8 @@ async fn get(
     request: Ruma<get_filter::v3::Request>,
 ) -> Result<get_filter::v3::Response> {
     let session = request.session()?;
-    ensure_own(&session.user_id, &request.body.user_id)?;
-    let stored = state.account_data.filter(&session.user_id, &request.body.filter_id).await?;
+    ensure_own(session.user_id(), &request.body.user_id)?;
+    let stored = state.account_data.filter(session.user_id(), &request.body.filter_id).await?;
     let definition = serde_json::from_value(stored)
         .map_err(|e| Error::internal(format!("stored filter: {e}")))?;
     Ok(get_filter::v3::Response::new(definition))

@@ -47,7 +47,7 @@ impl E2eeService {
     /// device could otherwise delete it or fill it with keys that win over the real ones.
     async fn writer<'a>(&self, session: &'a Session) -> Result<&'a UserId> {
         self.trust.require(session.into(), Need::Approval, "change_key_backup").await?;
-        Ok(&session.user_id)
+        Ok(session.user_id())
     }
 
     /// Creates a new backup version, which becomes the current one.
@@ -164,7 +164,7 @@ impl E2eeService {
         room_id: Option<&str>,
         session_id: Option<&str>,
     ) -> Result<Value> {
-        let user = &session.user_id;
+        let user = session.user_id();
         self.trust.require(session.into(), Need::Approval, "read_key_backup").await?;
         self.backup(user, Some(version)).await?;
         let rows =

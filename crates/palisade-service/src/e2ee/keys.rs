@@ -55,7 +55,7 @@ impl E2eeService {
         one_time_keys: &BTreeMap<String, Value>,
         fallback_keys: &BTreeMap<String, Value>,
     ) -> Result<BTreeMap<String, u64>> {
-        let (user, device) = (&session.user_id, &session.device_id);
+        let (user, device) = (session.user_id(), session.device_id());
         if let Some(keys) = device_keys {
             let object = canonical(keys, "device_keys")?;
             if string_field(&object, "user_id") != Some(user.as_str())
@@ -211,7 +211,7 @@ impl E2eeService {
         keys: [Option<&Value>; 3],
         auth: Option<UiaAuth>,
     ) -> Result<()> {
-        let user = &session.user_id;
+        let user = session.user_id();
         let mut objects = Vec::new();
         for (kind, key) in CROSS_SIGNING_KINDS.iter().zip(keys) {
             let Some(key) = key else { continue };
@@ -243,7 +243,7 @@ impl E2eeService {
         }
         if replaces {
             self.authorize_reset(session, auth).await?;
-        } else if !self.trust.is_trusted(user, &session.device_id).await? {
+        } else if !self.trust.is_trusted(user, session.device_id()).await? {
             // Even a first identity: an untrusted device that installed one could sign itself.
             self.authorize_reset(session, auth).await?;
         }
@@ -277,7 +277,7 @@ impl E2eeService {
             .record(
                 "cross_signing_changed",
                 user,
-                Some(&session.device_id),
+                Some(session.device_id()),
                 None,
                 json!({ "keys": kinds }),
             )
@@ -402,8 +402,8 @@ impl E2eeService {
     /// Replacing existing cross-signing keys: from a trusted device with the password; from
     /// an untrusted one only while an administrator's reset grant lasts (the grant is used up).
     async fn authorize_reset(&self, session: &Session, auth: Option<UiaAuth>) -> Result<()> {
-        let user = &session.user_id;
-        if !self.trust.is_trusted(user, &session.device_id).await? {
+        let user = session.user_id();
+        if !self.trust.is_trusted(user, session.device_id()).await? {
             let now = self.accounts.now();
             let granted =
                 self.store.cross_signing_reset_grant(user).await?.is_some_and(|until| until > now);
@@ -412,7 +412,7 @@ impl E2eeService {
                     .record(
                         "cross_signing_reset_refused",
                         user,
-                        Some(&session.device_id),
+                        Some(session.device_id()),
                         None,
                         json!({}),
                     )
@@ -454,9 +454,9 @@ impl E2eeService {
         &self,
         session: &Session,
     ) -> Result<(BTreeMap<String, u64>, Vec<String>)> {
-        let counts = self.store.one_time_key_counts(&session.user_id, &session.device_id).await?;
+        let counts = self.store.one_time_key_counts(session.user_id(), session.device_id()).await?;
         let fallback =
-            self.store.unused_fallback_algorithms(&session.user_id, &session.device_id).await?;
+            self.store.unused_fallback_algorithms(session.user_id(), session.device_id()).await?;
         Ok((counts, fallback))
     }
 }

@@ -120,7 +120,7 @@ impl E2eeService {
         let Some(port) = self.outbound.connected().filter(|_| !remote.is_empty()) else {
             return Ok(());
         };
-        let (sender, device) = (&session.user_id, &session.device_id);
+        let (sender, device) = (session.user_id(), session.device_id());
         let trust = &self.trust;
         if trust.mode() != TrustMode::Off && !trust.is_trusted(sender, device).await? {
             tracing::info!(%sender, "not relaying to-device messages of an unapproved device");

@@ -46,8 +46,8 @@ impl E2eeService {
         // Verification is how a device becomes trusted, so it passes between an account's own
         // devices; anything else (room keys, secrets) waits for both ends to be trusted.
         let verification = kind.starts_with("m.key.verification.");
-        let own = |user: &UserId| verification && *user == session.user_id;
-        self.queue(&session.user_id, &session.device_id, txn_id, kind, messages, own).await
+        let own = |user: &UserId| verification && user == session.user_id();
+        self.queue(session.user_id(), session.device_id(), txn_id, kind, messages, own).await
     }
 
     /// To-device messages another server relays from its user `sender` to local users
@@ -120,7 +120,7 @@ impl E2eeService {
         since: Option<u64>,
         now: u64,
     ) -> Result<(Vec<Value>, u64)> {
-        let (user, device) = (&session.user_id, &session.device_id);
+        let (user, device) = (session.user_id(), session.device_id());
         let since = since.unwrap_or(0);
         if since > 0 {
             self.store.ack_to_device(user, device, since).await?;
