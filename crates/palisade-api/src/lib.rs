@@ -15,7 +15,7 @@ mod routes;
 mod server;
 
 pub use extract::Ruma;
-pub use router::{client_endpoints, federation_router, router};
+pub use router::{client_endpoints, federation_endpoints, federation_router, router};
 pub use routes::Endpoint;
 
 use std::{ops::Deref, sync::Arc};

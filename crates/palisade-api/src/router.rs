@@ -78,6 +78,11 @@ pub fn client_endpoints() -> Vec<Endpoint> {
     client_routes().endpoints
 }
 
+/// Every endpoint of the federation listener, one entry per endpoint.
+pub fn federation_endpoints() -> Vec<Endpoint> {
+    server::routes(Routes::default()).endpoints
+}
+
 /// The Client-Server API application (with the admin API).
 pub fn router(state: AppState) -> Router {
     // Browser clients (Element Web) call from other origins; the spec asks for these headers.

@@ -24,11 +24,23 @@ async fn federation_call(
     signer: Option<(&str, &Ed25519KeyPair)>,
 ) -> (StatusCode, Value) {
     let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    federation_raw(server, method, path, &bytes, signer).await
+}
+
+/// A federation request with a raw (possibly malformed) body, signed when `signer` is given
+/// and the body is JSON a signature can cover.
+async fn federation_raw(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: &[u8],
+    signer: Option<(&str, &Ed25519KeyPair)>,
+) -> (StatusCode, Value) {
     let mut request = http::Request::builder()
         .method(method)
         .uri(format!("{}{path}", server.federation_base()))
         .header("content-type", "application/json")
-        .body(bytes)
+        .body(body.to_vec())
         .unwrap();
     if let Some((origin, key)) = signer {
         let input = ServerSignaturesInput::new(
@@ -36,8 +48,9 @@ async fn federation_call(
             server.server_name().try_into().unwrap(),
             key,
         );
-        let header = XMatrix::try_from_http_request(&request, input).unwrap();
-        request.headers_mut().insert(http::header::AUTHORIZATION, (&header).into());
+        if let Ok(header) = XMatrix::try_from_http_request(&request, input) {
+            request.headers_mut().insert(http::header::AUTHORIZATION, (&header).into());
+        }
     }
     let response =
         federation_http().execute(reqwest::Request::try_from(request).unwrap()).await.unwrap();
@@ -957,4 +970,51 @@ async fn a_joining_server_checks_everything_the_resident_server_sends() {
     let (_, joined) = a.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
     assert_eq!(joined["joined_rooms"], json!([room_id]), "{joined}");
     drop(dir);
+}
+
+#[tokio::test]
+async fn no_federation_endpoint_answers_malformed_input_with_a_server_error() {
+    let a = TestServer::start_federated().await;
+    let peer = Peer { server: TestServer::start_federated().await };
+    let alice = a.register("alice").await;
+    let mallory = peer.server.register("mallory").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&peer.server, &mallory, &room_id, &a).await;
+    let event_id = a_extremities(&a, &room_id).await.remove(0);
+    let bodies = [
+        "[]",
+        "\"text\"",
+        "{",
+        r#"{"pdus": 5, "edus": {}, "origin": 7, "event": [], "room_version": {}}"#,
+        r#"{"event": {"type": "m.room.member", "content": null}, "room_version": "12"}"#,
+        r#"{"server_keys": {"x": 1}, "device_keys": {"@a:b": 1}, "one_time_keys": []}"#,
+    ];
+    let (mut failures, mut statuses) = (Vec::new(), Vec::new());
+    for endpoint in palisade_api::federation_endpoints() {
+        let path = endpoint
+            .path
+            .replace("{room_id}", &urlencode(&room_id))
+            .replace("{event_id}", &urlencode(&event_id))
+            .replace("{user_id}", &urlencode(&mallory.user_id))
+            .replace("{server_name}", &urlencode(peer.name()))
+            .replace("{room_alias}", &urlencode(&format!("#nothing:{}", a.server_name())))
+            .replace("{txn_id}", "walk")
+            .replace("{key_id}", "ed25519:walk");
+        let method = Method::from_bytes(endpoint.method.as_bytes()).unwrap();
+        let malformed: &[&str] =
+            if matches!(method, Method::PUT | Method::POST) { &bodies } else { &[""] };
+        for body in malformed {
+            let signer = Some((peer.name(), peer.key()));
+            let answer = federation_raw(&a, method.clone(), &path, body.as_bytes(), signer).await;
+            if answer.0.is_server_error() {
+                failures.push(format!("{method} {path} with {body}: {} {}", answer.0, answer.1));
+            }
+            statuses.push(answer.0);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The walk got past authentication: most answers are the parser's or the handler's.
+    let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let bad_request = statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count();
+    assert!(unauthorized < statuses.len() / 2 && bad_request > 10, "{statuses:?}");
 }
