@@ -190,9 +190,21 @@ impl RoomService {
         self.set_membership(actor, room_id, target, "invite", reason).await
     }
 
+    /// Changes the actor's display name (`None` removes it), and tells their rooms.
+    pub async fn set_displayname(&self, actor: Actor<'_>, name: Option<&str>) -> Result<()> {
+        self.accounts.set_displayname(actor.user(), name).await?;
+        self.propagate_profile(actor).await
+    }
+
+    /// Changes the actor's avatar (`None` removes it), and tells their rooms.
+    pub async fn set_avatar_url(&self, actor: Actor<'_>, url: Option<&str>) -> Result<()> {
+        self.accounts.set_avatar_url(actor.user(), url).await?;
+        self.propagate_profile(actor).await
+    }
+
     /// Re-sends the user's join event in every room they are in, so that members see a new
     /// display name or avatar (as Synapse does).
-    pub async fn propagate_profile(&self, actor: Actor<'_>) -> Result<()> {
+    async fn propagate_profile(&self, actor: Actor<'_>) -> Result<()> {
         let user = actor.user();
         for membership in self.store.rooms_of_user(user).await? {
             if membership.membership != "join" {
