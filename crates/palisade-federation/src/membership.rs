@@ -209,7 +209,7 @@ impl Federation {
         {
             return Err(Error::bad_json("Not an invite from the sending server for this room"));
         }
-        if !self.is_local(&target) || self.local_profile(&target).await.is_err() {
+        if self.local_profile(&target).await.is_err() {
             return Err(Error::not_found("Unknown user"));
         }
         let countersigned = rooms.countersign(&event, version)?;

@@ -24,7 +24,7 @@ impl Federation {
 
     /// The profile of a user of this server, for other servers; `404` for anyone else.
     pub async fn local_profile(&self, user_id: &UserId) -> Result<Profile> {
-        if !self.is_local(user_id) {
+        if !self.services.accounts.is_local(user_id) {
             return Err(Error::not_found("Profile was not found"));
         }
         self.services.accounts.profile(user_id).await
@@ -74,10 +74,5 @@ impl Federation {
         request.limit = limit;
         request.filter.generic_search_term = search.map(str::to_owned);
         self.client.send(server, request).await
-    }
-
-    /// Whether a user belongs to this server.
-    pub fn is_local(&self, user_id: &UserId) -> bool {
-        user_id.server_name() == self.services.config.server_name
     }
 }

@@ -1,6 +1,6 @@
 //! Account data (global and per room, room tags included), sync filters and push rules.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use palisade_core::{Error, Result};
 use palisade_storage::UserDataStore;
@@ -180,42 +180,43 @@ impl AccountDataService {
     }
 }
 
-/// The spec's predefined rules: ruma's defaults plus the two legacy mention rules it no
-/// longer lists but the spec still does (matrix-js-sdk warns when they are missing; the
-/// evaluator skips them for events with `m.mentions`).
-fn default_push_rules(user: &UserId) -> Ruleset {
-    let mut rules = Ruleset::server_default(user);
-    let legacy = |after: &str, rule: Value| {
-        let rule: ConditionalPushRule =
-            serde_json::from_value(rule).expect("the legacy rules are well-formed");
-        (after.to_owned(), rule)
-    };
-    let legacy_rules = [
-        legacy(
+/// The two legacy mention rules the spec's default list still has and ruma's no longer does
+/// (matrix-js-sdk warns when they are missing; the evaluator skips them for events with
+/// `m.mentions`), each with the rule it follows. Parsed once.
+static LEGACY_MENTION_RULES: LazyLock<[(&str, ConditionalPushRule); 2]> = LazyLock::new(|| {
+    let rule =
+        |json: Value| serde_json::from_value(json).expect("the legacy rules are well-formed");
+    [
+        (
             ".m.rule.is_user_mention",
-            json!({
+            rule(json!({
                 "rule_id": ".m.rule.contains_display_name", "default": true, "enabled": true,
                 "conditions": [{ "kind": "contains_display_name" }],
                 "actions": ["notify", { "set_tweak": "sound", "value": "default" }, { "set_tweak": "highlight" }],
-            }),
+            })),
         ),
-        legacy(
+        (
             ".m.rule.is_room_mention",
-            json!({
+            rule(json!({
                 "rule_id": ".m.rule.roomnotif", "default": true, "enabled": true,
                 "conditions": [
                     { "kind": "event_match", "key": "content.body", "pattern": "@room" },
                     { "kind": "sender_notification_permission", "key": "room" },
                 ],
                 "actions": ["notify", { "set_tweak": "highlight" }],
-            }),
+            })),
         ),
-    ];
+    ]
+});
+
+/// The spec's predefined rules: ruma's defaults and the legacy mention rules.
+fn default_push_rules(user: &UserId) -> Ruleset {
+    let mut rules = Ruleset::server_default(user);
     let mut overrides: Vec<ConditionalPushRule> = rules.override_.into_iter().collect();
-    for (after, rule) in legacy_rules {
+    for (after, rule) in LEGACY_MENTION_RULES.iter() {
         let at =
-            overrides.iter().position(|r| r.rule_id == after).map_or(overrides.len(), |i| i + 1);
-        overrides.insert(at, rule);
+            overrides.iter().position(|r| r.rule_id == *after).map_or(overrides.len(), |i| i + 1);
+        overrides.insert(at, rule.clone());
     }
     rules.override_ = overrides.into_iter().collect();
     rules

@@ -41,11 +41,6 @@ fn failure(errcode: &str, error: &str) -> Value {
 }
 
 impl E2eeService {
-    /// Whether `user` is one of this server's.
-    fn is_local(&self, user: &UserId) -> bool {
-        user.server_name() == self.accounts.server_name()
-    }
-
     /// `/keys/upload`: the device's identity keys (once; the same keys may be sent again),
     /// one-time keys and fallback keys. Returns the one-time key counts.
     pub async fn upload_keys(
@@ -130,7 +125,7 @@ impl E2eeService {
         let (mut device_keys, mut master, mut self_signing, mut user_signing) =
             (Map::new(), Map::new(), Map::new(), Map::new());
         // Other servers' users are asked of their servers (palisade-federation), not here.
-        for (user, devices) in wanted.iter().filter(|(user, _)| self.is_local(user)) {
+        for (user, devices) in wanted.iter().filter(|(user, _)| self.accounts.is_local(user)) {
             let names: BTreeMap<_, _> = self
                 .accounts
                 .devices(user)
@@ -187,7 +182,7 @@ impl E2eeService {
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<Value> {
         let mut claimed = Map::new();
-        for (user, devices) in wanted.iter().filter(|(user, _)| self.is_local(user)) {
+        for (user, devices) in wanted.iter().filter(|(user, _)| self.accounts.is_local(user)) {
             let mut user_keys = Map::new();
             for (device, algorithm) in devices {
                 if let Some(key) = self.store.claim_key(user, device, algorithm).await? {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use palisade_core::{Error, Result, config::TrustMode};
+use palisade_core::{Error, Result};
 use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
@@ -55,10 +55,7 @@ impl E2eeService {
         let (local, remote) = split_by_server(self.accounts.server_name(), wanted);
         let mut found = self.query_local_keys(Some(requester), &local).await?;
         for (server, users) in remote {
-            let answer = match self.outbound.get() {
-                Ok(port) => port.query_keys(&server, users).await,
-                Err(error) => Err(error),
-            };
+            let answer = async { self.outbound.get()?.query_keys(&server, users).await }.await;
             match answer {
                 Ok(answer) => {
                     let own = |user: &OwnedUserId| user.server_name() == server;
@@ -87,10 +84,7 @@ impl E2eeService {
         let (local, remote) = split_by_server(self.accounts.server_name(), wanted);
         let mut claimed = self.claim_local_keys(&local).await?;
         for (server, users) in remote {
-            let answer = match self.outbound.get() {
-                Ok(port) => port.claim_keys(&server, users).await,
-                Err(error) => Err(error),
-            };
+            let answer = async { self.outbound.get()?.claim_keys(&server, users).await }.await;
             match answer {
                 Ok(answer) => {
                     for (user, keys) in answer.one_time_keys {
@@ -121,8 +115,7 @@ impl E2eeService {
             return Ok(());
         };
         let (sender, device) = (session.user_id(), session.device_id());
-        let trust = &self.trust;
-        if trust.mode() != TrustMode::Off && !trust.is_trusted(sender, device).await? {
+        if !self.trust.is_trusted(sender, device).await? {
             tracing::info!(%sender, "not relaying to-device messages of an unapproved device");
             return Ok(());
         }

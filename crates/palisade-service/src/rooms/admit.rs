@@ -23,11 +23,11 @@
 
 use std::collections::HashMap;
 
-use palisade_core::{Error, Result};
+use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::{NewEvent, RoomSnapshot, StateMap, StateUpdate};
 use ruma::{
     CanonicalJsonObject, OwnedDeviceId, OwnedEventId, RoomId, RoomVersionId, UserId,
-    events::TimelineEventType,
+    room_version_rules::RoomVersionRules,
 };
 use serde_json::Value;
 
@@ -143,15 +143,12 @@ impl RoomService {
                 let local = <&UserId>::try_from(target)
                     .is_ok_and(|user| user.server_name() == self.config.server_name);
                 // An invite of a local user, or that user's own leave (rejecting it).
-                let membership = serde_json::from_str::<Value>(pdu.content.get())
-                    .ok()
-                    .and_then(|c| c.get("membership").and_then(Value::as_str).map(str::to_owned));
-                let allowed = match membership.as_deref() {
+                let allowed = match pdu.membership().as_deref() {
                     Some("invite") => true,
                     Some("leave") => pdu.sender.as_str() == target,
                     _ => false,
                 };
-                if pdu.kind != TimelineEventType::RoomMember || !local || !allowed {
+                if !local || !allowed {
                     return Err(Error::bad_json(
                         "Only a local user's invite, or their leave, is recorded outside a room",
                     ));
@@ -217,6 +214,7 @@ impl RoomService {
             return Ok(Received::Missing(missing));
         }
 
+        // Step 2 before resolving the state: a forged event costs no resolution.
         self.check_against_auth_events(&pdu, &rules).await?;
         let before = self.resolve_state(&room.version, states).await?;
         self.check_against(&pdu, &rules, &before).await?;
@@ -274,14 +272,13 @@ impl RoomService {
         // state then stands, and joining is an event like any other.
         if self.store.server_joined(room_id, &self.config.server_name).await? {
             return Err(Error::new(
-                palisade_core::ErrorKind::BadState,
+                ErrorKind::BadState,
                 "This server joined the room meanwhile: join it again",
             ));
         }
         let rules = rules_of(&room.version)?;
         let pdu = self.pdu_in(room_id, &join)?;
-        self.check_against_auth_events(&pdu, &rules).await?;
-        self.check_against(&pdu, &rules, &state).await?;
+        self.check_with_state(&pdu, &rules, &state).await?;
         self.mark_stale(room_id);
         self.store.reset_room_state(room_id, state.clone()).await?;
         *room = self
@@ -291,19 +288,15 @@ impl RoomService {
             .ok_or_else(|| Error::internal("a joined room vanished"))?;
         let mut history: Vec<(u64, Pdu, RemoteEvent)> = history
             .into_iter()
-            .filter_map(|event| Some((event.pdu().ok()?, event)))
+            .filter_map(|event| Some((self.pdu_in(room_id, &event).ok()?, event)))
             .map(|(pdu, event)| (u64::from(pdu.depth), pdu, event))
             .collect();
         history.sort_by_key(|(depth, _, _)| *depth);
         for (_, pdu, event) in history {
-            if pdu.room()? != room_id || self.in_timeline(&pdu.event_id).await? {
+            if self.in_timeline(&pdu.event_id).await? {
                 continue;
             }
-            let checked = match self.check_against_auth_events(&pdu, &rules).await {
-                Ok(()) => self.check_against(&pdu, &rules, &state).await,
-                Err(e) => Err(e),
-            };
-            if let Err(error) = checked {
+            if let Err(error) = self.check_with_state(&pdu, &rules, &state).await {
                 tracing::debug!(event_id = %pdu.event_id, %error, "left out an event of history");
                 continue;
             }
@@ -312,6 +305,18 @@ impl RoomService {
         }
         self.persist(room, pdu, join.into_object(), Commit::default()).await?;
         Ok(Received::Accepted)
+    }
+
+    /// Steps 2 and 3: the rules against the event's own auth events, then against the state
+    /// before it.
+    async fn check_with_state(
+        &self,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+        before: &StateMap,
+    ) -> Result<()> {
+        self.check_against_auth_events(pdu, rules).await?;
+        self.check_against(pdu, rules, before).await
     }
 
     /// Commits an admitted event and moves the room's cached state forward.
@@ -350,13 +355,7 @@ impl RoomService {
             },
             (None, None) => None,
         };
-        let membership = (pdu.kind == TimelineEventType::RoomMember)
-            .then(|| {
-                serde_json::from_str::<Value>(pdu.content.get())
-                    .ok()
-                    .and_then(|c| c.get("membership").and_then(Value::as_str).map(str::to_owned))
-            })
-            .flatten();
+        let membership = pdu.membership();
         let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
         let depth = u64::from(pdu.depth);
         let change = membership.clone().zip(pdu.state_key.clone());

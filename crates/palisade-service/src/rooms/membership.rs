@@ -133,10 +133,10 @@ impl RoomService {
             && !self.server_in_room(room_id, own).await?;
         match inviter {
             Some(inviter) if outside => {
-                let through = match self.outbound.get() {
-                    Ok(port) => port.leave_through(actor, room_id, inviter.server_name()).await,
-                    Err(error) => Err(error),
-                };
+                let server = inviter.server_name();
+                let through =
+                    async { self.outbound.get()?.leave_through(actor, room_id, server).await }
+                        .await;
                 if let Err(error) = through {
                     tracing::info!(%room_id, %error, "rejecting an invite locally");
                     self.out_of_band_leave(actor, room_id).await?;

@@ -80,6 +80,18 @@ impl Pdu {
             .and_then(|c| c.redacts)
             .or_else(|| self.redacts.clone())
     }
+
+    /// For a member event, its `membership`.
+    pub fn membership(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Member {
+            membership: String,
+        }
+        if self.kind != TimelineEventType::RoomMember {
+            return None;
+        }
+        serde_json::from_str::<Member>(self.content.get()).ok().map(|c| c.membership)
+    }
 }
 
 impl ruma::state_res::Event for Pdu {

@@ -319,6 +319,21 @@ impl Peer {
     }
 }
 
+/// Alice's public room on `a`, which mallory of the peer `peer` joined.
+struct PeerInRoom {
+    alice: User,
+    mallory: User,
+    room_id: String,
+}
+
+async fn peer_in_room(a: &TestServer, peer: &Peer) -> PeerInRoom {
+    let alice = a.register("alice").await;
+    let mallory = peer.server.register("mallory").await;
+    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    join_via(&peer.server, &mallory, &room_id, a).await;
+    PeerInRoom { alice, mallory, room_id }
+}
+
 /// The room's state as `user` sees it: `(type, state_key)` to event id.
 async fn state_ids(
     server: &TestServer,
@@ -366,10 +381,7 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
     let a = TestServer::start_federated().await;
     let evil = Peer { server: TestServer::start_federated().await };
     let outsider = Peer { server: TestServer::start_federated().await };
-    let alice = a.register("alice").await;
-    let mallory = evil.server.register("mallory").await;
-    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    join_via(&evil.server, &mallory, &room_id, &a).await;
+    let PeerInRoom { alice, mallory, room_id } = peer_in_room(&a, &evil).await;
 
     let power_levels = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
     let mallory_member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
@@ -687,10 +699,7 @@ async fn invites_cross_servers_and_can_be_accepted_or_rejected() {
 async fn a_server_the_room_acl_denies_is_shut_out() {
     let a = TestServer::start_federated().await;
     let evil = Peer { server: TestServer::start_federated_as("localhost", |_| {}).await };
-    let alice = a.register("alice").await;
-    let mallory = evil.server.register("mallory").await;
-    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    join_via(&evil.server, &mallory, &room_id, &a).await;
+    let PeerInRoom { alice, mallory, room_id } = peer_in_room(&a, &evil).await;
     let (_, sent) = a.send_text(&alice, &room_id, "before the acl").await;
     let event_id = sent["event_id"].as_str().unwrap().to_owned();
     let read = format!("/_matrix/federation/v1/event/{}", urlencode(&event_id));
@@ -816,10 +825,7 @@ async fn either_server_hosts_the_room_and_presence_travels() {
 async fn a_peer_cannot_turn_a_joined_user_into_an_invitee() {
     let a = TestServer::start_federated().await;
     let evil = Peer { server: TestServer::start_federated().await };
-    let alice = a.register("alice").await;
-    let mallory = evil.server.register("mallory").await;
-    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    join_via(&evil.server, &mallory, &room_id, &a).await;
+    let PeerInRoom { alice, mallory, room_id } = peer_in_room(&a, &evil).await;
     let power_levels = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
     let mallory_member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
     let state_before = state_ids(&a, &alice, &room_id).await;
@@ -976,10 +982,7 @@ async fn a_joining_server_checks_everything_the_resident_server_sends() {
 async fn no_federation_endpoint_answers_malformed_input_with_a_server_error() {
     let a = TestServer::start_federated().await;
     let peer = Peer { server: TestServer::start_federated().await };
-    let alice = a.register("alice").await;
-    let mallory = peer.server.register("mallory").await;
-    let room_id = a.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    join_via(&peer.server, &mallory, &room_id, &a).await;
+    let PeerInRoom { mallory, room_id, .. } = peer_in_room(&a, &peer).await;
     let event_id = a_extremities(&a, &room_id).await.remove(0);
     let bodies = [
         "[]",
