@@ -17,11 +17,6 @@ pub(crate) fn raw<T>(value: &Value) -> Result<Raw<T>> {
         .map_err(|e| Error::internal(e.to_string()))
 }
 
-/// A list of service JSON values as ruma `Raw`s.
-pub(crate) fn raws<T>(values: &[Value]) -> Result<Vec<Raw<T>>> {
-    values.iter().map(raw).collect()
-}
-
 /// The JSON of a value the client sent as `Raw`.
 pub(crate) fn json_of<T>(raw: &Raw<T>) -> Result<Value> {
     serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))

@@ -9,8 +9,8 @@ use palisade_service::{
     trust::Actor,
 };
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedServerName, RoomId, RoomVersionId,
-    ServerName, UInt, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedRoomId, OwnedServerName, RoomId,
+    RoomVersionId, ServerName, UInt, UserId,
     api::federation::{
         backfill::get_backfill,
         membership::{
@@ -18,6 +18,8 @@ use ruma::{
             prepare_join_event, prepare_leave_event,
         },
     },
+    events::AnyStrippedStateEvent,
+    serde::Raw,
 };
 use serde_json::value::RawValue;
 
@@ -347,22 +349,28 @@ impl Federation {
 
 /// An event of an invite's room state, in the stripped form clients are shown; malformed
 /// entries, and full events of another room, are left out.
-fn stripped_of(state: &RawStrippedState, room_id: &RoomId) -> Option<serde_json::Value> {
+fn stripped_of(state: &RawStrippedState, room_id: &RoomId) -> Option<Raw<AnyStrippedStateEvent>> {
+    /// What tells a full event's room: its id, absent only from a v12 create event.
+    #[derive(serde::Deserialize)]
+    struct Placed<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: std::borrow::Cow<'a, str>,
+        room_id: Option<OwnedRoomId>,
+    }
     let (json, full) = match state {
-        RawStrippedState::Pdu(pdu) => (pdu.get(), true),
+        RawStrippedState::Pdu(pdu) => (&**pdu, true),
         #[allow(deprecated)]
-        RawStrippedState::Stripped(raw) => (raw.json().get(), false),
+        RawStrippedState::Stripped(raw) => (raw.json(), false),
         _ => return None,
     };
-    let event: serde_json::Value = serde_json::from_str(json).ok()?;
-    let well_formed = event["type"].is_string()
-        && event["state_key"].is_string()
-        && event["sender"].is_string()
-        && event["content"].is_object();
     let same_room = !full
-        || event["room_id"].as_str() == Some(room_id.as_str())
-        || (event["type"] == "m.room.create" && event.get("room_id").is_none());
-    (well_formed && same_room).then(|| palisade_service::sync::stripped(&event))
+        || serde_json::from_str::<Placed<'_>>(json.get()).is_ok_and(|placed| {
+            match placed.room_id {
+                Some(id) => id == room_id,
+                None => placed.kind == "m.room.create",
+            }
+        });
+    if same_room { palisade_service::rooms::pdu::stripped(json) } else { None }
 }
 
 /// The user a membership event is about (its state key).

@@ -7,6 +7,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod e2ee;
+mod events;
 pub mod keys;
 pub mod notices;
 pub mod notify;

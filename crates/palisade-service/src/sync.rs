@@ -12,21 +12,33 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use palisade_storage::{AccountDataRow, MembershipRow, ReceiptRow, RoomStore, StateMap};
-use ruma::api::Direction;
+use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, RoomStore, StateMap};
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId, push::PushConditionRoomCtx,
+    OneTimeKeyAlgorithm, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    api::{
+        Direction,
+        client::sync::sync_events::{
+            DeviceLists, UnreadNotificationsCount,
+            v3::{
+                Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response,
+                RoomAccountData, RoomSummary, State, StateEvents, Timeline,
+            },
+        },
+    },
+    events::AnySyncStateEvent,
+    push::PushConditionRoomCtx,
     serde::Raw,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::{
     AccountDataService, AccountService, Session,
     account_data::PUSH_RULES,
     e2ee::{DeviceListChanges, E2eeService},
+    events::{event_of, to_raw},
     notify::Notifier,
     receipts::{READ_PRIVATE, ReceiptService},
-    rooms::{EventFilter, RoomService, Visibility, stream_token},
+    rooms::{EventFilter, INVITE_STATE, RoomService, Visibility, pdu::stripped, stream_token},
     typing::TypingService,
 };
 
@@ -129,26 +141,6 @@ const MAX_UNREAD_SCAN: usize = 1000;
 const MAX_CHANGED_SCAN: usize = 10_000;
 /// Longest a sync waits.
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
-/// State events an invited user sees (stripped).
-pub(crate) const INVITE_STATE: &[&str] = &[
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
-
-/// An event in the stripped form invites show.
-pub fn stripped(event: &Value) -> Value {
-    json!({
-        "type": event["type"],
-        "state_key": event["state_key"],
-        "content": event["content"],
-        "sender": event["sender"],
-    })
-}
 
 /// Builds sync responses.
 pub struct SyncService {
@@ -185,7 +177,7 @@ struct Window {
 
 /// What one pass found.
 struct Pass {
-    body: Value,
+    body: Response,
     changed: bool,
 }
 
@@ -217,7 +209,7 @@ impl SyncService {
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
     /// otherwise as soon as something does, or empty when the timeout passes.
-    pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<Value> {
+    pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<Response> {
         let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let mut wake = self.notifier.subscribe(session.user_id());
@@ -267,7 +259,7 @@ impl SyncService {
                 .collect(),
         };
 
-        let (mut join, mut invite, mut leave) = (Map::new(), Map::new(), Map::new());
+        let mut rooms = ruma::api::client::sync::sync_events::v3::Rooms::new();
         // Strict device trust: an unapproved device sees no rooms at all.
         let walled_off = self.e2ee.trust().is_walled_off(user, session.device_id()).await?;
         if walled_off {
@@ -319,30 +311,28 @@ impl SyncService {
                     if let Some(room) =
                         self.joined_room(session, &membership, window, request, room_data).await?
                     {
-                        join.insert(room_id.to_string(), room);
+                        rooms.join.insert(room_id.clone(), room);
                     }
                 }
                 "invite" if changed_since => {
-                    invite.insert(room_id.to_string(), self.invited_room(&membership).await?);
+                    rooms.invite.insert(room_id.clone(), self.invited_room(&membership).await?);
                 }
                 "leave" | "ban" if changed_since && (since.is_some() || filter.include_leave) => {
-                    leave.insert(
-                        room_id.to_string(),
-                        self.left_room(session, &membership, since, request).await?,
-                    );
+                    let left = self.left_room(session, &membership, since, request).await?;
+                    rooms.leave.insert(room_id.clone(), left);
                 }
                 _ => {}
             }
         }
 
-        let mut global: Vec<Value> = account_data
-            .iter()
-            .filter(|row| row.room_id.is_none())
-            .map(|row| account_data_event(&row.kind, &row.content))
-            .collect();
-        if since.is_none() && !global.iter().any(|e| e["type"] == PUSH_RULES) {
+        let global_rows = account_data.iter().filter(|row| row.room_id.is_none());
+        let mut global: Vec<_> = global_rows
+            .clone()
+            .map(|row| event_of(&row.kind, None, &row.content))
+            .collect::<Result<_>>()?;
+        if since.is_none() && !global_rows.clone().any(|row| row.kind == PUSH_RULES) {
             let rules = self.account_data.push_rules(user).await?;
-            global.push(json!({ "type": PUSH_RULES, "content": { "global": rules } }));
+            global.push(to_raw(&json!({ "type": PUSH_RULES, "content": { "global": rules } }))?);
         }
         let (to_device, to_device_pos) = self
             .e2ee
@@ -356,23 +346,29 @@ impl SyncService {
             None => DeviceListChanges::default(),
         };
         let (key_counts, fallback_types) = self.e2ee.key_counts(session).await?;
-        let changed = !join.is_empty()
-            || !invite.is_empty()
-            || !leave.is_empty()
+        let changed = !rooms.is_empty()
             || !global.is_empty()
             || !to_device.is_empty()
             || !device_lists.changed.is_empty()
             || !device_lists.left.is_empty();
-        let body = json!({
-            "next_batch": now.to_string(),
-            "rooms": { "join": join, "invite": invite, "leave": leave },
-            "account_data": { "events": global },
-            "presence": { "events": [] },
-            "to_device": { "events": to_device },
-            "device_lists": { "changed": device_lists.changed, "left": device_lists.left },
-            "device_one_time_keys_count": key_counts,
-            "device_unused_fallback_key_types": fallback_types,
-        });
+        let mut body = Response::new(now.to_string());
+        body.rooms = rooms;
+        body.account_data.events = global;
+        body.to_device.events = to_device;
+        body.device_lists = {
+            let mut lists = DeviceLists::new();
+            lists.changed = device_lists.changed;
+            lists.left = device_lists.left;
+            lists
+        };
+        body.device_one_time_keys_count = key_counts
+            .into_iter()
+            .map(|(algorithm, count)| {
+                (OneTimeKeyAlgorithm::from(algorithm.as_str()), UInt::new_saturating(count))
+            })
+            .collect();
+        body.device_unused_fallback_key_types =
+            Some(fallback_types.iter().map(|a| OneTimeKeyAlgorithm::from(a.as_str())).collect());
         Ok(Pass { body, changed })
     }
 
@@ -405,7 +401,7 @@ impl SyncService {
         from: u64,
         to: Option<u64>,
         filter: &SyncFilter,
-    ) -> Result<(Vec<palisade_storage::EventRow>, bool, u64)> {
+    ) -> Result<(Vec<EventRow>, bool, u64)> {
         let (user, room_id) = (&membership.user_id, membership.room_id.as_ref());
         let limit = filter.timeline_limit.clamp(1, 1000);
         let mut viewer = Visibility::new(user, membership.membership == "join");
@@ -436,10 +432,10 @@ impl SyncService {
         room_id: &RoomId,
         start: u64,
         since: Option<u64>,
-        rows: &[palisade_storage::EventRow],
+        rows: &[EventRow],
         user: &UserId,
         lazy: bool,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Raw<AnySyncStateEvent>>> {
         let at_start = self.store.state_at_pos(room_id, start).await?.unwrap_or_default();
         let mut state: StateMap = match since {
             None => at_start.clone(),
@@ -464,7 +460,8 @@ impl SyncService {
             }
         }
         let ids: Vec<OwnedEventId> = state.into_values().collect();
-        self.rooms.format_ids(room_id, &ids).await
+        let events = self.rooms.format_state(room_id, &ids).await?;
+        Ok(events.into_iter().map(Raw::cast).collect())
     }
 
     async fn joined_room(
@@ -474,7 +471,7 @@ impl SyncService {
         Window { since, now, quiet }: Window,
         request: &SyncRequest,
         account_data: &[AccountDataRow],
-    ) -> Result<Option<Value>> {
+    ) -> Result<Option<JoinedRoom>> {
         let (user, room_id) = (session.user_id(), membership.room_id.as_ref());
         let filter = &request.filter;
         let joined_since = since.is_none_or(|s| membership.stream_pos > s.events);
@@ -498,7 +495,8 @@ impl SyncService {
         if let Some(typing) = self.typing.typing_since(room_id, since.map(|s| s.typing))
             && (since.is_some() || !typing.is_empty())
         {
-            ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": typing } }));
+            ephemeral
+                .push(to_raw(&json!({ "type": "m.typing", "content": { "user_ids": typing } }))?);
         }
         let receipts_from = if joined_since { 0 } else { since.map_or(0, |s| s.receipts) };
         let receipts: Vec<ReceiptRow> = if quiet || receipts_from >= now.receipts {
@@ -516,13 +514,13 @@ impl SyncService {
                 .collect()
         };
         if !receipts.is_empty() {
-            ephemeral.push(receipt_event(&receipts));
+            ephemeral.push(to_raw(&receipt_event(&receipts))?);
         }
-        let room_data: Vec<Value> = account_data
+        let room_data: Vec<_> = account_data
             .iter()
             .filter(|row| row.room_id.as_deref() == Some(room_id))
-            .map(|row| account_data_event(&row.kind, &row.content))
-            .collect();
+            .map(|row| event_of(&row.kind, None, &row.content))
+            .collect::<Result<_>>()?;
 
         if !joined_since
             && !request.full_state
@@ -533,41 +531,61 @@ impl SyncService {
         {
             return Ok(None);
         }
-        let timeline =
-            self.rooms.format_events(room_id, &rows, Some((user, session.device_id()))).await?;
         let (notifications, highlights) =
             self.unread(user, room_id, membership, now.events).await?;
-        let mut room = json!({
-            "state": { "events": state },
-            "timeline": { "events": timeline, "limited": limited, "prev_batch": stream_token(start) },
-            "ephemeral": { "events": ephemeral },
-            "account_data": { "events": room_data },
-            "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
-        });
+        let mut room = JoinedRoom::new();
+        room.state = state_events(state);
+        room.timeline = self.timeline_of(session, room_id, &rows, limited, Some(start)).await?;
+        room.ephemeral = Ephemeral::new();
+        room.ephemeral.events = ephemeral;
+        room.account_data = RoomAccountData::new();
+        room.account_data.events = room_data;
+        room.unread_notifications = UnreadNotificationsCount::new();
+        room.unread_notifications.notification_count = Some(UInt::new_saturating(notifications));
+        room.unread_notifications.highlight_count = Some(UInt::new_saturating(highlights));
         let members_changed = rows.iter().any(|r| r.kind == "m.room.member");
         if joined_since || members_changed {
-            room["summary"] = self.summary(room_id, user).await?;
+            room.summary = self.summary(room_id, user).await?;
         }
         Ok(Some(room))
     }
 
+    /// A timeline in client format: transaction ids shown to the device that sent them.
+    async fn timeline_of(
+        &self,
+        session: &Session,
+        room_id: &RoomId,
+        rows: &[EventRow],
+        limited: bool,
+        start: Option<u64>,
+    ) -> Result<Timeline> {
+        let viewer = Some((session.user_id(), session.device_id()));
+        let events = self.rooms.format_events(room_id, rows, viewer).await?;
+        let mut timeline = Timeline::new();
+        timeline.events = events.into_iter().map(Raw::cast).collect();
+        timeline.limited = limited;
+        timeline.prev_batch = start.map(stream_token);
+        Ok(timeline)
+    }
+
     /// `m.heroes` and member counts, as clients name rooms without a name.
-    async fn summary(&self, room_id: &RoomId, user: &UserId) -> Result<Value> {
+    async fn summary(&self, room_id: &RoomId, user: &UserId) -> Result<RoomSummary> {
         let members = self.store.members(room_id).await?;
-        let count = |m: &str| members.iter().filter(|row| row.membership == m).count();
-        let heroes: Vec<_> = members
+        let count = |m: &str| {
+            UInt::new_saturating(members.iter().filter(|row| row.membership == m).count() as u64)
+        };
+        let mut summary = RoomSummary::new();
+        summary.heroes = members
             .iter()
             .filter(|row| {
                 row.user_id != user && matches!(row.membership.as_str(), "join" | "invite")
             })
             .take(5)
-            .map(|row| row.user_id.to_string())
+            .map(|row| row.user_id.clone())
             .collect();
-        Ok(json!({
-            "m.heroes": heroes,
-            "m.joined_member_count": count("join"),
-            "m.invited_member_count": count("invite"),
-        }))
+        summary.joined_member_count = Some(count("join"));
+        summary.invited_member_count = Some(count("invite"));
+        Ok(summary)
     }
 
     /// Notification and highlight counts from the push rules, since the user's last receipt.
@@ -631,7 +649,7 @@ impl SyncService {
         &self,
         user: &UserId,
         room_id: &RoomId,
-        unread: &[palisade_storage::EventRow],
+        unread: &[EventRow],
     ) -> Result<(u64, u64)> {
         if unread.is_empty() {
             return Ok((0, 0));
@@ -653,8 +671,7 @@ impl SyncService {
         let events = self.rooms.format_events(room_id, unread, None).await?;
         let (mut notifications, mut highlights) = (0, 0);
         for event in events {
-            let raw: Raw<Value> = Raw::new(&event).map_err(|e| Error::internal(e.to_string()))?;
-            let actions = rules.get_actions(&raw, &context).await;
+            let actions = rules.get_actions(&event, &context).await;
             if actions.iter().any(|a| a.should_notify()) {
                 notifications += 1;
             }
@@ -665,17 +682,23 @@ impl SyncService {
         Ok((notifications, highlights))
     }
 
-    async fn invited_room(&self, membership: &MembershipRow) -> Result<Value> {
-        // An invite from another server carries the room's state as that server gave it.
-        if let Some(invite) = self.store.event(&membership.event_id).await?
-            && let Some(unsigned) = invite.unsigned.as_deref()
-            && let Ok(unsigned) = serde_json::from_str::<Value>(unsigned)
-            && let Some(events) = unsigned.get("invite_room_state").and_then(Value::as_array)
+    async fn invited_room(&self, membership: &MembershipRow) -> Result<InvitedRoom> {
+        /// The `unsigned` of an invite from another server: the room state it came with.
+        #[derive(serde::Deserialize)]
+        struct InviteUnsigned {
+            invite_room_state: Vec<Raw<ruma::events::AnyStrippedStateEvent>>,
+        }
+        let mut room = InvitedRoom::new();
+        room.invite_state = InviteState::new();
+        let invite = &mut room.invite_state.events;
+        if let Some(row) = self.store.event(&membership.event_id).await?
+            && let Some(unsigned) = row.unsigned.as_deref()
+            && let Ok(unsigned) = serde_json::from_str::<InviteUnsigned>(unsigned)
         {
-            let mut events = events.clone();
-            let event = self.rooms.format_ids(&membership.room_id, &[invite.event_id]).await?;
-            events.extend(event.into_iter().map(|e| stripped(&e)));
-            return Ok(json!({ "invite_state": { "events": events } }));
+            invite.extend(unsigned.invite_room_state);
+            let event = self.rooms.format_state(&membership.room_id, &[row.event_id]).await?;
+            invite.extend(event.iter().filter_map(|e| stripped(e.json())));
+            return Ok(room);
         }
         let state = self.store.state_after(&membership.event_id).await?.unwrap_or_default();
         let mut ids: Vec<OwnedEventId> = INVITE_STATE
@@ -683,9 +706,9 @@ impl SyncService {
             .filter_map(|kind| state.get(&((*kind).to_owned(), String::new())).cloned())
             .collect();
         ids.push(membership.event_id.clone());
-        let events = self.rooms.format_ids(&membership.room_id, &ids).await?;
-        let stripped: Vec<Value> = events.iter().map(stripped).collect();
-        Ok(json!({ "invite_state": { "events": stripped } }))
+        let events = self.rooms.format_state(&membership.room_id, &ids).await?;
+        invite.extend(events.iter().filter_map(|e| stripped(e.json())));
+        Ok(room)
     }
 
     async fn left_room(
@@ -694,37 +717,33 @@ impl SyncService {
         membership: &MembershipRow,
         since: Option<SyncToken>,
         request: &SyncRequest,
-    ) -> Result<Value> {
+    ) -> Result<LeftRoom> {
         let room_id = membership.room_id.as_ref();
+        let mut room = LeftRoom::new();
         if !self.rooms.left_while_joined(membership).await? {
             // A rejected invite or a ban before joining: the membership event, nothing more.
             let rows: Vec<_> = self.store.event(&membership.event_id).await?.into_iter().collect();
-            let timeline = self.rooms.format_events(room_id, &rows, None).await?;
-            return Ok(json!({ "timeline": { "events": timeline, "limited": false } }));
+            room.timeline = self.timeline_of(session, room_id, &rows, false, None).await?;
+            return Ok(room);
         }
         let to = since.map(|s| s.events);
         let (rows, limited, start) =
             self.timeline(membership, membership.stream_pos, to, &request.filter).await?;
         let lazy = request.filter.lazy_load_members;
-        let state = if since.is_none() || limited {
-            self.state(room_id, start, to, &rows, session.user_id(), lazy).await?
-        } else {
-            Vec::new()
-        };
-        let timeline = self
-            .rooms
-            .format_events(room_id, &rows, Some((session.user_id(), session.device_id())))
-            .await?;
-        Ok(json!({
-            "state": { "events": state },
-            "timeline": { "events": timeline, "limited": limited, "prev_batch": stream_token(start) },
-            "account_data": { "events": [] },
-        }))
+        if since.is_none() || limited {
+            let state = self.state(room_id, start, to, &rows, session.user_id(), lazy).await?;
+            room.state = state_events(state);
+        }
+        room.timeline = self.timeline_of(session, room_id, &rows, limited, Some(start)).await?;
+        Ok(room)
     }
 }
 
-fn account_data_event(kind: &str, content: &str) -> Value {
-    json!({ "type": kind, "content": serde_json::from_str::<Value>(content).unwrap_or_default() })
+/// State events as a room's `state` section.
+fn state_events(events: Vec<Raw<AnySyncStateEvent>>) -> State {
+    let mut state = StateEvents::new();
+    state.events = events;
+    State::Before(state)
 }
 
 /// One `m.receipt` event: event id → receipt type → user → `{ts, thread_id}`.

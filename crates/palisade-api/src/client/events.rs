@@ -3,12 +3,10 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#events>
 
-use std::collections::BTreeMap;
-
 use palisade_core::{Error, Result};
 use palisade_service::{
     EventTemplate,
-    rooms::{EventFilter, parse_stream_token},
+    rooms::{EventFilter, Walk, parse_stream_token},
 };
 use ruma::api::client::{
     context::get_context,
@@ -23,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    json::{object, raw, raws},
+    json::object,
     routes::{Routes, route},
 };
 
@@ -87,7 +85,7 @@ async fn get_state(
     request: Ruma<get_state_events::v3::Request>,
 ) -> Result<get_state_events::v3::Response> {
     let events = state.rooms.state(request.session()?.into(), &request.body.room_id).await?;
-    Ok(get_state_events::v3::Response::new(raws(&events)?))
+    Ok(get_state_events::v3::Response::new(events))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`
@@ -96,7 +94,7 @@ async fn get_state_event(
     request: Ruma<get_state_event_for_key::v3::Request>,
 ) -> Result<get_state_event_for_key::v3::Response> {
     let body = &request.body;
-    let mut event = state
+    let event = state
         .rooms
         .state_event(
             request.session()?.into(),
@@ -105,12 +103,14 @@ async fn get_state_event(
             &body.state_key,
         )
         .await?;
-    let value = match body.format {
-        get_state_event_for_key::v3::StateEventFormat::Event => event,
-        _ => event["content"].take(),
+    let json = match body.format {
+        get_state_event_for_key::v3::StateEventFormat::Event => event.into_json(),
+        _ => event
+            .get_field::<Box<serde_json::value::RawValue>>("content")
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::internal("state event without content"))?,
     };
-    let json =
-        serde_json::value::to_raw_value(&value).map_err(|e| Error::internal(e.to_string()))?;
     Ok(get_state_event_for_key::v3::Response::new(json))
 }
 
@@ -144,23 +144,16 @@ async fn messages(
     let from = body.from.as_deref().map(parse_stream_token).transpose()?;
     let to = body.to.as_deref().map(parse_stream_token).transpose()?;
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let walk = Walk { from, to, direction: body.dir, limit };
     let page = state
         .rooms
-        .messages(
-            session.into(),
-            &body.room_id,
-            from,
-            to,
-            body.dir,
-            limit,
-            &event_filter(&body.filter),
-        )
+        .messages(session.into(), &body.room_id, walk, &event_filter(&body.filter))
         .await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;
-    response.chunk = raws(&page.chunk)?;
-    response.state = raws(&page.state)?;
+    response.chunk = page.chunk;
+    response.state = page.state;
     Ok(response)
 }
 
@@ -172,7 +165,7 @@ async fn event(
     let session = request.session()?;
     let body = &request.body;
     let event = state.rooms.event(session.into(), &body.room_id, &body.event_id).await?;
-    Ok(get_room_event::v3::Response::new(raw(&event)?))
+    Ok(get_room_event::v3::Response::new(event))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/context/{eventId}`
@@ -190,10 +183,10 @@ async fn context(
     let mut response = get_context::v3::Response::new();
     response.start = Some(context.before.end.unwrap_or(context.before.start));
     response.end = Some(context.after.end.unwrap_or(context.after.start));
-    response.events_before = raws(&context.before.chunk)?;
-    response.event = Some(raw(&context.event)?);
-    response.events_after = raws(&context.after.chunk)?;
-    response.state = raws(&context.state)?;
+    response.events_before = context.before.chunk;
+    response.event = Some(context.event);
+    response.events_after = context.after.chunk;
+    response.state = context.state;
     Ok(response)
 }
 
@@ -214,7 +207,7 @@ async fn members(
             not_membership.as_deref(),
         )
         .await?;
-    Ok(get_member_events::v3::Response::new(raws(&events)?))
+    Ok(get_member_events::v3::Response::new(events))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`
@@ -224,11 +217,5 @@ async fn joined(
 ) -> Result<joined_members::v3::Response> {
     let members =
         state.rooms.joined_members(request.session()?.into(), &request.body.room_id).await?;
-    let joined: BTreeMap<_, joined_members::v3::RoomMember> = members
-        .into_iter()
-        .map(|(user, profile)| {
-            Ok((user, serde_json::from_value(profile).map_err(|e| Error::internal(e.to_string()))?))
-        })
-        .collect::<Result<_>>()?;
-    Ok(joined_members::v3::Response::new(joined))
+    Ok(joined_members::v3::Response::new(members))
 }

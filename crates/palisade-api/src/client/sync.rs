@@ -15,7 +15,7 @@ use ruma::api::client::{
 use crate::{
     AppState, Ruma,
     client::events::event_filter,
-    json::{ensure_own, typed},
+    json::ensure_own,
     routes::{Routes, route},
 };
 
@@ -63,18 +63,7 @@ async fn sync(
         timeout: body.timeout.unwrap_or(Duration::ZERO),
         filter,
     };
-    let mut json = state.sync.sync(session, &sync).await?;
-    let next_batch = json["next_batch"].as_str().unwrap_or_default().to_owned();
-    let mut response = sync_events::v3::Response::new(next_batch);
-    response.rooms = typed(json["rooms"].take())?;
-    response.account_data = typed(json["account_data"].take())?;
-    response.presence = typed(json["presence"].take())?;
-    response.to_device = typed(json["to_device"].take())?;
-    response.device_lists = typed(json["device_lists"].take())?;
-    response.device_one_time_keys_count = typed(json["device_one_time_keys_count"].take())?;
-    response.device_unused_fallback_key_types =
-        typed(json["device_unused_fallback_key_types"].take())?;
-    Ok(response)
+    state.sync.sync(session, &sync).await
 }
 
 /// `POST /_matrix/client/v3/user/{userId}/filter`

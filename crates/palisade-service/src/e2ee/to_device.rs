@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use palisade_core::config::TrustMode;
 use palisade_core::{Error, Result};
 use palisade_storage::NewToDevice;
-use ruma::{OwnedUserId, UserId, to_device::DeviceIdOrAllDevices};
-use serde_json::{Value, json};
+use ruma::{
+    OwnedUserId, UserId, events::AnyToDeviceEvent, serde::Raw, to_device::DeviceIdOrAllDevices,
+};
+use serde_json::Value;
 
 use super::E2eeService;
-use crate::Session;
+use crate::{Session, events::event_of};
 
 /// Most to-device messages in one sync response.
 const MAX_PER_SYNC: usize = 100;
@@ -119,7 +121,7 @@ impl E2eeService {
         session: &Session,
         since: Option<u64>,
         now: u64,
-    ) -> Result<(Vec<Value>, u64)> {
+    ) -> Result<(Vec<Raw<AnyToDeviceEvent>>, u64)> {
         let (user, device) = (session.user_id(), session.device_id());
         let since = since.unwrap_or(0);
         if since > 0 {
@@ -137,12 +139,9 @@ impl E2eeService {
             None => now.max(since),
         };
         let events = rows
-            .into_iter()
-            .map(|row| {
-                let content: Value = serde_json::from_str(&row.content).unwrap_or_default();
-                json!({ "sender": row.sender, "type": row.kind, "content": content })
-            })
-            .collect();
+            .iter()
+            .map(|row| event_of(&row.kind, Some(&row.sender), &row.content))
+            .collect::<Result<_>>()?;
         Ok((events, next))
     }
 }

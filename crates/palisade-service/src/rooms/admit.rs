@@ -27,7 +27,7 @@ use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::{NewEvent, RoomSnapshot, StateMap, StateUpdate};
 use ruma::{
     CanonicalJsonObject, OwnedDeviceId, OwnedEventId, RoomId, RoomVersionId, UserId,
-    room_version_rules::RoomVersionRules,
+    events::AnyStrippedStateEvent, room_version_rules::RoomVersionRules, serde::Raw,
 };
 use serde_json::Value;
 
@@ -57,7 +57,7 @@ pub(super) enum Incoming<'a> {
     Join { join: RemoteEvent, state: StateMap, history: Vec<RemoteEvent> },
     /// A local user's membership in a room this server is not in: an invite another server
     /// sent (with the room state it showed), or the user's rejection of it.
-    Outside { event: RemoteEvent, invite_state: Option<Vec<Value>> },
+    Outside { event: RemoteEvent, invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>> },
 }
 
 /// What became of an event another server sent.
@@ -86,7 +86,7 @@ struct Commit<'a> {
     before: Option<&'a StateMap>,
     /// For an invite from another server: the room's stripped state it came with, kept in the
     /// event's `unsigned` for the invitee's `/sync`.
-    invite_state: Option<Vec<Value>>,
+    invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
 }
 
 impl RoomService {

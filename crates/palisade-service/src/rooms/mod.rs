@@ -41,7 +41,7 @@ pub use create::{CreateRoom, Preset};
 pub use directory::PublicRoom;
 pub use pdu::Pdu;
 pub(crate) use read::Visibility;
-pub use read::{Context, EventFilter, Messages, parse_stream_token, stream_token};
+pub use read::{Context, EventFilter, Messages, Walk, parse_stream_token, stream_token};
 pub use remote::JoinedRoom;
 pub use verify::{RemoteEvent, UnverifiedPdu};
 
@@ -88,6 +88,17 @@ impl EventTemplate {
         Self { kind: kind.into(), state_key: None, content }
     }
 }
+
+/// State events an invited user sees (stripped).
+pub(crate) const INVITE_STATE: &[&str] = &[
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
 
 /// Largest PDU, in bytes of canonical JSON (spec: size limits).
 pub const MAX_PDU_BYTES: usize = 65_536;

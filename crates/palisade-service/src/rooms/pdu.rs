@@ -1,14 +1,19 @@
 //! The PDU as the server handles it: the few fields the pipeline reads, parsed lazily from the
 //! stored JSON so that content is never validated more strictly than the auth rules ask.
 
+use std::{borrow::Cow, collections::BTreeMap};
+
 use palisade_core::{Error, Result};
 use palisade_storage::EventRow;
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt,
-    UserId, events::TimelineEventType,
+    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
+    OwnedUserId, RoomId, UInt, UserId,
+    events::{AnyStrippedStateEvent, AnyTimelineEvent, TimelineEventType},
+    room_version_rules::RedactionRules,
+    serde::Raw,
 };
-use serde::Deserialize;
-use serde_json::{Map, Value, value::RawValue};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// A PDU of any room version from 10 on.
 #[derive(Debug, Clone, Deserialize)]
@@ -142,56 +147,126 @@ impl ruma::state_res::Event for Pdu {
     }
 }
 
-/// Fields of a PDU that clients see (the client event format).
-const CLIENT_FIELDS: &[&str] =
-    &["content", "origin_server_ts", "room_id", "sender", "state_key", "type", "redacts"];
+/// The fields of a PDU a client sees, borrowed from its JSON: nothing inside them is parsed.
+#[derive(Deserialize)]
+struct ClientFields<'a> {
+    #[serde(borrow)]
+    content: &'a RawValue,
+    #[serde(borrow)]
+    origin_server_ts: &'a RawValue,
+    #[serde(borrow)]
+    sender: &'a RawValue,
+    #[serde(borrow, default)]
+    state_key: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type")]
+    kind: &'a RawValue,
+    #[serde(borrow, default)]
+    redacts: Option<&'a RawValue>,
+}
+
+/// An event in the client format.
+#[derive(Serialize)]
+struct ClientEvent<'a> {
+    content: &'a RawValue,
+    event_id: &'a EventId,
+    origin_server_ts: &'a RawValue,
+    room_id: &'a RoomId,
+    sender: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_key: Option<&'a RawValue>,
+    #[serde(rename = "type")]
+    kind: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a RawValue>,
+    unsigned: Unsigned<'a>,
+}
+
+/// An event's `unsigned`: what the server stored with it, and what depends on who asks and when.
+#[derive(Serialize)]
+struct Unsigned<'a> {
+    #[serde(flatten)]
+    stored: BTreeMap<String, &'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacted_because: Option<Raw<AnyTimelineEvent>>,
+}
 
 /// Turns a stored event into the client format, with `unsigned` filled in.
 ///
 /// `now` gives `unsigned.age`; `viewer` decides whether the transaction id is shown (only to
 /// the device that sent the event). A redacted event comes with its redaction in client format.
+/// Content is copied through as the stored JSON text, never parsed.
 pub fn client_event(
     row: &EventRow,
-    redaction: Option<(&ruma::room_version_rules::RedactionRules, Value)>,
+    redaction: Option<(&RedactionRules, Raw<AnyTimelineEvent>)>,
     now: u64,
     viewer: Option<(&UserId, &ruma::DeviceId)>,
-) -> Result<Value> {
-    let mut pdu: Map<String, Value> = serde_json::from_str(&row.json)
-        .map_err(|e| Error::internal(format!("unreadable PDU {}: {e}", row.event_id)))?;
-    let redacted_because = match redaction {
-        Some((rules, because)) => {
-            let object = ruma::canonical_json::try_from_json_map(pdu).map_err(|e| {
-                Error::internal(format!("PDU {} is not canonical: {e}", row.event_id))
-            })?;
-            let redacted = ruma::canonical_json::redact(object, rules, None)
-                .map_err(|e| Error::internal(format!("redacting {}: {e}", row.event_id)))?;
-            pdu = serde_json::to_value(redacted)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .unwrap_or_default();
-            Some(because)
-        }
-        None => None,
+) -> Result<Raw<AnyTimelineEvent>> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::internal(format!("unreadable PDU {}: {e}", row.event_id))
     };
-    let mut event: Map<String, Value> =
-        CLIENT_FIELDS.iter().filter_map(|f| pdu.remove(*f).map(|v| ((*f).to_owned(), v))).collect();
-    event.insert("event_id".into(), Value::String(row.event_id.to_string()));
-    event.entry("room_id").or_insert_with(|| Value::String(row.room_id.to_string()));
+    let (redacted, redacted_because) = match redaction {
+        Some((rules, because)) => {
+            let object: CanonicalJsonObject =
+                serde_json::from_str(&row.json).map_err(|e| unreadable(&e))?;
+            let redacted =
+                ruma::canonical_json::redact(object, rules, None).map_err(|e| unreadable(&e))?;
+            (Some(serde_json::to_string(&redacted).map_err(|e| unreadable(&e))?), Some(because))
+        }
+        None => (None, None),
+    };
+    let fields: ClientFields<'_> = serde_json::from_str(redacted.as_deref().unwrap_or(&row.json))
+        .map_err(|e| unreadable(&e))?;
+    let mut stored: BTreeMap<String, &RawValue> = match row.unsigned.as_deref() {
+        Some(unsigned) => serde_json::from_str(unsigned).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    for computed in ["age", "transaction_id", "redacted_because"] {
+        stored.remove(computed);
+    }
+    let age = fields.origin_server_ts.get().parse::<u64>().ok().map(|ts| now.saturating_sub(ts));
+    let transaction_id = match (&row.txn, viewer) {
+        (Some((device, txn)), Some((user, viewer_device)))
+            if row.sender == user && device == viewer_device =>
+        {
+            Some(txn.as_str())
+        }
+        _ => None,
+    };
+    let event = ClientEvent {
+        content: fields.content,
+        event_id: &row.event_id,
+        origin_server_ts: fields.origin_server_ts,
+        room_id: &row.room_id,
+        sender: fields.sender,
+        state_key: fields.state_key,
+        kind: fields.kind,
+        redacts: fields.redacts,
+        unsigned: Unsigned { stored, age, transaction_id, redacted_because },
+    };
+    serde_json::value::to_raw_value(&event).map(Raw::from_json).map_err(|e| unreadable(&e))
+}
 
-    let mut unsigned: Map<String, Value> =
-        row.unsigned.as_deref().and_then(|u| serde_json::from_str(u).ok()).unwrap_or_default();
-    if let Some(ts) = event.get("origin_server_ts").and_then(Value::as_u64) {
-        unsigned.insert("age".into(), Value::from(now.saturating_sub(ts)));
+/// A state event in the stripped form invites show, or `None` if it lacks a field that form
+/// needs (string `type`, `state_key` and `sender`, object `content`).
+pub fn stripped(event: &RawValue) -> Option<Raw<AnyStrippedStateEvent>> {
+    #[derive(Deserialize, Serialize)]
+    struct Stripped<'a> {
+        #[serde(borrow, rename = "type")]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        state_key: Cow<'a, str>,
+        #[serde(borrow)]
+        sender: Cow<'a, str>,
+        #[serde(borrow)]
+        content: &'a RawValue,
     }
-    if let (Some((device, txn)), Some((user, viewer_device))) = (&row.txn, viewer)
-        && row.sender == user
-        && device == viewer_device
-    {
-        unsigned.insert("transaction_id".into(), Value::String(txn.clone()));
+    let stripped: Stripped<'_> = serde_json::from_str(event.get()).ok()?;
+    if !stripped.content.get().starts_with('{') {
+        return None;
     }
-    if let Some(because) = redacted_because {
-        unsigned.insert("redacted_because".into(), because);
-    }
-    event.insert("unsigned".into(), Value::Object(unsigned));
-    Ok(Value::Object(event))
+    serde_json::value::to_raw_value(&stripped).ok().map(Raw::from_json)
 }

@@ -6,15 +6,19 @@
 //! reader's membership in the state at the event (`shared`, `invited`, `joined`), as Synapse
 //! does.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use palisade_core::{Error, Result};
 use palisade_storage::{EventRow, MembershipRow, StateMap};
 use ruma::{
-    DeviceId, EventId, OwnedRoomId, OwnedUserId, RoomId, UserId, api::Direction,
+    DeviceId, EventId, OwnedMxcUri, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    api::{Direction, client::membership::joined_members::v3::RoomMember},
+    events::{AnyStateEvent, AnyTimelineEvent, room::member::RoomMemberEvent},
     room_version_rules::RedactionRules,
+    serde::Raw,
 };
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::{RoomService, pdu::client_event, rules_of};
 use crate::trust::{Actor, Need};
@@ -59,13 +63,13 @@ impl EventFilter {
 #[derive(Debug, Clone)]
 pub struct Messages {
     /// Events in the direction asked for, in client format.
-    pub chunk: Vec<Value>,
+    pub chunk: Vec<Raw<AnyTimelineEvent>>,
     /// The token the page starts at.
     pub start: String,
     /// The token to continue from; `None` when there is nothing further.
     pub end: Option<String>,
     /// Member events of the senders, when lazy loading.
-    pub state: Vec<Value>,
+    pub state: Vec<Raw<AnyStateEvent>>,
 }
 
 /// A user's view of a room's history: who, whether joined now, and the answer per state
@@ -172,7 +176,7 @@ impl RoomService {
     }
 
     /// The content of a stored event.
-    pub async fn event_content(&self, event_id: &EventId) -> Result<Value> {
+    pub(crate) async fn event_content(&self, event_id: &EventId) -> Result<Value> {
         let row = self
             .store
             .event(event_id)
@@ -195,7 +199,7 @@ impl RoomService {
         room_id: &RoomId,
         rows: &[EventRow],
         viewer: Option<(&UserId, &DeviceId)>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Raw<AnyTimelineEvent>>> {
         let rules = self.redaction_rules(room_id).await?;
         let now = self.clock.now_millis();
         let mut events = Vec::with_capacity(rows.len());
@@ -241,22 +245,29 @@ impl RoomService {
         Ok(rows)
     }
 
-    /// Stored events by id, in stream order and client format (as state: no viewer).
-    pub(crate) async fn format_ids(
+    /// State events by id, in stream order and client format (no viewer: state shows no
+    /// transaction ids).
+    pub(crate) async fn format_state(
         &self,
         room_id: &RoomId,
         ids: &[ruma::OwnedEventId],
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Raw<AnyStateEvent>>> {
         let rows = self.rows(ids).await?;
-        self.format_events(room_id, &rows, None).await
+        let events = self.format_events(room_id, &rows, None).await?;
+        // The ids name state events, so each is one.
+        Ok(events.into_iter().map(Raw::cast_unchecked).collect())
     }
 
     /// The whole state of a room, in client format.
-    pub async fn state(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<Vec<Value>> {
+    pub async fn state(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+    ) -> Result<Vec<Raw<AnyStateEvent>>> {
         self.trust.require(actor, Need::RoomAccess, "room_state").await?;
         let state = self.visible_state(actor.user(), room_id).await?;
         let ids: Vec<_> = state.into_values().collect();
-        self.format_ids(room_id, &ids).await
+        self.format_state(room_id, &ids).await
     }
 
     /// One state event in client format, or `M_NOT_FOUND`.
@@ -266,15 +277,14 @@ impl RoomService {
         room_id: &RoomId,
         kind: &str,
         state_key: &str,
-    ) -> Result<Value> {
+    ) -> Result<Raw<AnyStateEvent>> {
         self.trust.require(actor, Need::RoomAccess, "room_state").await?;
         let state = self.visible_state(actor.user(), room_id).await?;
         let id = state
             .get(&(kind.to_owned(), state_key.to_owned()))
             .ok_or_else(|| Error::not_found("Event not found"))?;
-        let row = self.store.event(id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
-        let mut events = self.format_events(room_id, std::slice::from_ref(&row), None).await?;
-        Ok(events.remove(0))
+        let mut events = self.format_state(room_id, std::slice::from_ref(id)).await?;
+        events.pop().ok_or_else(|| Error::not_found("Event not found"))
     }
 
     /// An event of the room the user may see, or `M_NOT_FOUND`.
@@ -380,7 +390,7 @@ impl RoomService {
         actor: Actor<'_>,
         room_id: &RoomId,
         event_id: &EventId,
-    ) -> Result<Value> {
+    ) -> Result<Raw<AnyTimelineEvent>> {
         self.trust.require(actor, Need::RoomAccess, "room_event").await?;
         let row = self.visible_event(actor.user(), room_id, event_id).await?;
         let mut events = self.format_events(room_id, &[row], viewer_of(actor)).await?;
@@ -441,40 +451,64 @@ impl RoomService {
         Ok(TimelinePage { rows, cursor, reached_end })
     }
 
-    /// A page of the timeline, filtered, from `from` towards `to` (tokens are exclusive).
-    #[allow(clippy::too_many_arguments)]
+    /// A page of the timeline, filtered.
     pub async fn messages(
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
-        from: Option<u64>,
-        to: Option<u64>,
-        direction: Direction,
-        limit: usize,
+        walk: Walk,
         filter: &EventFilter,
     ) -> Result<Messages> {
         self.trust.require(actor, Need::RoomAccess, "room_messages").await?;
-        let user = actor.user();
+        let walk = Walk { limit: walk.limit.max(1), ..walk };
+        let page = self.page(actor.user(), room_id, walk, filter).await?;
+        let state = if filter.lazy_load_members {
+            self.member_events_of(room_id, &page.rows).await?
+        } else {
+            Vec::new()
+        };
+        self.messages_of(actor, room_id, page, state).await
+    }
+
+    /// The events of a page the user may see, unformatted.
+    async fn page(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        Walk { from, to, direction, limit }: Walk,
+        filter: &EventFilter,
+    ) -> Result<Page> {
         let bound = self.bound_of(user, room_id).await?;
-        let latest = self.position();
-        let ceiling = bound.unwrap_or(latest);
+        let ceiling = bound.unwrap_or(self.position());
         let start = match direction {
             Direction::Backward => from.unwrap_or(ceiling).min(ceiling),
             Direction::Forward => from.unwrap_or(0),
         };
-        let limit = limit.clamp(1, 1000);
+        if limit == 0 {
+            return Ok(Page { rows: Vec::new(), start, end: None });
+        }
+        let limit = limit.min(1000);
         let mut viewer = self.visibility(user, room_id).await?;
         let TimelinePage { rows, cursor, reached_end } = self
             .timeline_page(room_id, start, to, ceiling, direction, limit, filter, Some(&mut viewer))
             .await?;
-        let state = if filter.lazy_load_members {
-            self.member_events_of(room_id, &rows).await?
-        } else {
-            Vec::new()
-        };
-        let chunk = self.format_events(room_id, &rows, viewer_of(actor)).await?;
-        let end = (!reached_end).then(|| stream_token(cursor));
-        Ok(Messages { chunk, start: stream_token(start), end, state })
+        Ok(Page { rows, start, end: (!reached_end).then_some(cursor) })
+    }
+
+    /// A page in client format.
+    async fn messages_of(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        page: Page,
+        state: Vec<Raw<AnyStateEvent>>,
+    ) -> Result<Messages> {
+        Ok(Messages {
+            chunk: self.format_events(room_id, &page.rows, viewer_of(actor)).await?,
+            start: stream_token(page.start),
+            end: page.end.map(stream_token),
+            state,
+        })
     }
 
     /// The current member events of the senders of `rows`.
@@ -482,14 +516,14 @@ impl RoomService {
         &self,
         room_id: &RoomId,
         rows: &[EventRow],
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Raw<AnyStateEvent>>> {
         let senders: BTreeSet<&UserId> = rows.iter().map(|r| r.sender.as_ref()).collect();
         let Some(state) = self.current_state(room_id).await? else { return Ok(Vec::new()) };
         let ids: Vec<_> = senders
             .into_iter()
             .filter_map(|s| state.get(&("m.room.member".to_owned(), s.to_string())).cloned())
             .collect();
-        self.format_ids(room_id, &ids).await
+        self.format_state(room_id, &ids).await
     }
 
     /// The member events of a room (current, or at the user's leave), optionally filtered by
@@ -500,23 +534,34 @@ impl RoomService {
         room_id: &RoomId,
         membership: Option<&str>,
         not_membership: Option<&str>,
-    ) -> Result<Vec<Value>> {
+    ) -> Result<Vec<Raw<RoomMemberEvent>>> {
         self.trust.require(actor, Need::RoomAccess, "room_members").await?;
-        let state = self.visible_state(actor.user(), room_id).await?;
+        let rows = self.member_rows(actor.user(), room_id, membership, not_membership).await?;
+        let events = self.format_events(room_id, &rows, None).await?;
+        Ok(events.into_iter().map(Raw::cast_unchecked).collect())
+    }
+
+    /// The member events `user` may see, with the fields clients list them by.
+    async fn member_rows(
+        &self,
+        user: &UserId,
+        room_id: &RoomId,
+        membership: Option<&str>,
+        not_membership: Option<&str>,
+    ) -> Result<Vec<EventRow>> {
+        let state = self.visible_state(user, room_id).await?;
         let ids: Vec<_> = state
             .into_iter()
             .filter(|((kind, _), _)| kind == "m.room.member")
             .map(|(_, id)| id)
             .collect();
-        let events = self.format_ids(room_id, &ids).await?;
-        Ok(events
-            .into_iter()
-            .filter(|e| {
-                let m = e["content"]["membership"].as_str();
-                membership.is_none_or(|want| m == Some(want))
-                    && not_membership.is_none_or(|not| m != Some(not))
-            })
-            .collect())
+        let mut rows = self.rows(&ids).await?;
+        rows.retain(|row| {
+            let m = Member::of(row).and_then(|member| member.content.membership);
+            membership.is_none_or(|want| m.as_deref() == Some(want))
+                && not_membership.is_none_or(|not| m.as_deref() != Some(not))
+        });
+        Ok(rows)
     }
 
     /// Joined members with their display names and avatars; only for joined members.
@@ -524,20 +569,19 @@ impl RoomService {
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
-    ) -> Result<HashMap<OwnedUserId, Value>> {
+    ) -> Result<BTreeMap<OwnedUserId, RoomMember>> {
         if self.read_bound(actor, room_id).await?.is_some() {
             return Err(Error::forbidden("You are not in this room"));
         }
-        let members = self.members(actor, room_id, Some("join"), None).await?;
-        Ok(members
-            .into_iter()
-            .filter_map(|event| {
-                let user_id = OwnedUserId::try_from(event["state_key"].as_str()?).ok()?;
-                let content = &event["content"];
-                Some((
-                    user_id,
-                    json!({ "display_name": content.get("displayname"), "avatar_url": content.get("avatar_url") }),
-                ))
+        let rows = self.member_rows(actor.user(), room_id, Some("join"), None).await?;
+        Ok(rows
+            .iter()
+            .filter_map(Member::of)
+            .map(|Member { state_key, content }| {
+                let mut member = RoomMember::new();
+                member.display_name = content.displayname;
+                member.avatar_url = content.avatar_url;
+                (state_key, member)
             })
             .collect())
     }
@@ -561,17 +605,64 @@ impl RoomService {
     }
 }
 
+/// Which stretch of a timeline a page walks: from `from` towards `to` (stream positions, both
+/// exclusive), at most `limit` events.
+#[derive(Debug, Clone, Copy)]
+pub struct Walk {
+    /// Where to start; the newest (backwards) or oldest (forwards) visible event when `None`.
+    pub from: Option<u64>,
+    /// Where to stop.
+    pub to: Option<u64>,
+    /// Which way.
+    pub direction: Direction,
+    /// Most events.
+    pub limit: usize,
+}
+
+/// Events of a page, before formatting.
+struct Page {
+    rows: Vec<EventRow>,
+    /// Where the page starts.
+    start: u64,
+    /// Where to continue from; `None` when there is nothing further.
+    end: Option<u64>,
+}
+
+/// The fields of a member event the member lists read; a field of the wrong type reads as
+/// absent, as clients treat it.
+#[derive(Deserialize)]
+struct Member {
+    state_key: OwnedUserId,
+    content: MemberContent,
+}
+
+#[derive(Deserialize)]
+struct MemberContent {
+    #[serde(default, deserialize_with = "ruma::serde::default_on_error")]
+    membership: Option<String>,
+    #[serde(default, deserialize_with = "ruma::serde::default_on_error")]
+    displayname: Option<String>,
+    #[serde(default, deserialize_with = "ruma::serde::default_on_error")]
+    avatar_url: Option<OwnedMxcUri>,
+}
+
+impl Member {
+    fn of(row: &EventRow) -> Option<Self> {
+        serde_json::from_str(&row.json).ok()
+    }
+}
+
 /// The answer to `/context`.
 #[derive(Debug, Clone)]
 pub struct Context {
     /// Events before the event, newest first, with the token to paginate further back.
     pub before: Messages,
     /// The event itself.
-    pub event: Value,
+    pub event: Raw<AnyTimelineEvent>,
     /// Events after the event, oldest first, with the token to paginate further forward.
     pub after: Messages,
     /// State at the event (only the senders' members when lazy loading).
-    pub state: Vec<Value>,
+    pub state: Vec<Raw<AnyStateEvent>>,
 }
 
 impl RoomService {
@@ -585,45 +676,34 @@ impl RoomService {
         filter: &EventFilter,
     ) -> Result<Context> {
         self.trust.require(actor, Need::RoomAccess, "room_context").await?;
-        let row = self.visible_event(actor.user(), room_id, event_id).await?;
+        let user = actor.user();
+        let row = self.visible_event(user, room_id, event_id).await?;
         let before_limit = limit / 2;
-        let page = |from, direction, limit| async move {
-            if limit == 0 {
-                return Ok(Messages {
-                    chunk: Vec::new(),
-                    start: stream_token(from),
-                    end: None,
-                    state: Vec::new(),
-                });
-            }
-            self.messages(actor, room_id, Some(from), None, direction, limit, filter).await
+        let around = |from, direction, limit| {
+            self.page(user, room_id, Walk { from: Some(from), to: None, direction, limit }, filter)
         };
-        let before = page(row.stream_pos - 1, Direction::Backward, before_limit).await?;
-        let after = page(row.stream_pos, Direction::Forward, limit - before_limit).await?;
-        let event = self
-            .format_events(room_id, std::slice::from_ref(&row), viewer_of(actor))
-            .await?
-            .remove(0);
+        let before = around(row.stream_pos - 1, Direction::Backward, before_limit).await?;
+        let after = around(row.stream_pos, Direction::Forward, limit - before_limit).await?;
         let state = if filter.lazy_load_members {
-            let mut rows = vec![row.clone()];
-            rows.extend(self.rows_for(&before.chunk).await?);
-            rows.extend(self.rows_for(&after.chunk).await?);
+            let rows: Vec<EventRow> = [&before.rows, &after.rows]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .chain([row.clone()])
+                .collect();
             self.member_events_of(room_id, &rows).await?
         } else {
             let state = self.store.state_after(event_id).await?.unwrap_or_default();
             let ids: Vec<_> = state.into_values().collect();
-            self.format_ids(room_id, &ids).await?
+            self.format_state(room_id, &ids).await?
         };
+        let event = self
+            .format_events(room_id, std::slice::from_ref(&row), viewer_of(actor))
+            .await?
+            .remove(0);
+        let before = self.messages_of(actor, room_id, before, Vec::new()).await?;
+        let after = self.messages_of(actor, room_id, after, Vec::new()).await?;
         Ok(Context { before, event, after, state })
-    }
-
-    /// The stored rows behind formatted events (for their senders).
-    async fn rows_for(&self, events: &[Value]) -> Result<Vec<EventRow>> {
-        let ids: Vec<ruma::OwnedEventId> = events
-            .iter()
-            .filter_map(|e| e["event_id"].as_str().and_then(|id| EventId::parse(id).ok()))
-            .collect();
-        self.rows(&ids).await
     }
 }
 

@@ -11,9 +11,11 @@ use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::{RoomSnapshot, StateMap};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, RoomId, RoomVersionId,
-    ServerName, UserId, events::TimelineEventType,
+    ServerName, UserId,
+    events::{AnyStrippedStateEvent, TimelineEventType},
+    serde::Raw,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{EventTemplate, Pdu, Received, RemoteEvent, RoomService, admit::Incoming, rules_of};
 use crate::trust::{Actor, Need};
@@ -536,7 +538,7 @@ impl RoomService {
         let (pdu, object) = self.build(room, Some(room_id), sender, template, &rules)?;
         self.authorize(room, &pdu, &rules).await?;
         let mut shown = Vec::new();
-        let keys = crate::sync::INVITE_STATE
+        let keys = super::INVITE_STATE
             .iter()
             .map(|kind| ((*kind).to_owned(), String::new()))
             .chain(std::iter::once(("m.room.member".to_owned(), sender.to_string())));
@@ -572,7 +574,7 @@ impl RoomService {
         room_id: &RoomId,
         version: &RoomVersionId,
         event: RemoteEvent,
-        invite_state: Option<Vec<Value>>,
+        invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
     ) -> Result<()> {
         self.store.import_room(room_id, version, false).await?;
         let mut guard = self.lock_room(room_id).await?;

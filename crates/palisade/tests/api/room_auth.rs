@@ -255,3 +255,50 @@ async fn never_joined_users_read_no_history() {
     assert_eq!(timeline.len(), 1);
     assert_eq!(timeline[0]["content"]["membership"], "leave");
 }
+
+#[tokio::test]
+async fn member_lists_read_odd_profiles_leniently() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room_id).await;
+    // A member event is the sender's to shape: a display name that is not a string is allowed
+    // by the auth rules and must not break the member lists.
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{}", bob.user_id),
+            bob.token(),
+            json!({ "membership": "join", "displayname": 42, "avatar_url": ["not", "a", "uri"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, joined) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/joined_members"), alice.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    let joined = joined["joined"].as_object().unwrap();
+    assert_eq!(joined[&alice.user_id]["display_name"], "alice");
+    assert!(joined[&bob.user_id].get("display_name").is_none(), "{joined:?}");
+
+    server.membership(&bob, &room_id, "leave", None).await;
+    let members = |query: &'static str| {
+        let path = format!("/_matrix/client/v3/rooms/{room_id}/members?{query}");
+        let server = &server;
+        let alice = &alice;
+        async move {
+            let (status, body) = server.get(&path, alice.token()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["chunk"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["state_key"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(members("membership=join").await, [alice.user_id.clone()]);
+    assert_eq!(members("not_membership=join").await, [bob.user_id.clone()]);
+    assert_eq!(members("membership=leave&not_membership=join").await, [bob.user_id.clone()]);
+}
