@@ -149,7 +149,7 @@ impl ServerNoticeService {
         }
         let room_id = self.room_for(user).await?;
         let content = json!({ "msgtype": "m.server_notice", "body": body, "server_notice_type": "m.palisade.security" });
-        let template = EventTemplate::message("m.room.message", content);
+        let template = EventTemplate::message("m.room.message", crate::rooms::content(content)?);
         self.rooms.send(Actor::server(&self.notices_user), &room_id, template, None).await?;
         Ok(())
     }

@@ -6,7 +6,7 @@
 use palisade_core::{Error, Result};
 use palisade_service::{
     EventTemplate,
-    rooms::{EventFilter, Walk, parse_stream_token},
+    rooms::{EventFilter, Walk, content_from_json, parse_stream_token},
 };
 use ruma::api::client::{
     context::get_context,
@@ -17,11 +17,9 @@ use ruma::api::client::{
     room::get_room_event,
     state::{get_state_event_for_key, get_state_events, send_state_event},
 };
-use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    json::object,
     routes::{Routes, route},
 };
 
@@ -56,7 +54,7 @@ async fn send_message(
 ) -> Result<send_message_event::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    let content = Value::Object(object(body.body.json().get(), "Event content")?);
+    let content = content_from_json(body.body.json().get())?;
     let template = EventTemplate::message(body.event_type.to_string(), content);
     let event_id = state
         .rooms
@@ -72,7 +70,7 @@ async fn send_state(
 ) -> Result<send_state_event::v3::Response> {
     let session = request.session()?;
     let body = &request.body;
-    let content = Value::Object(object(body.body.json().get(), "Event content")?);
+    let content = content_from_json(body.body.json().get())?;
     let template =
         EventTemplate::state(body.event_type.to_string(), body.state_key.clone(), content);
     let event_id = state.rooms.send(session.into(), &body.room_id, template, None).await?;

@@ -6,7 +6,7 @@
 use palisade_core::{Error, Result};
 use palisade_service::{
     EventTemplate,
-    rooms::{CreateRoom, Preset},
+    rooms::{self, CreateRoom, Preset},
     trust::Actor,
 };
 use ruma::api::client::{
@@ -16,7 +16,7 @@ use ruma::api::client::{
     },
     room::{Visibility, create_room},
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
@@ -61,7 +61,11 @@ async fn create(
             .to_owned();
         let state_key =
             event.get("state_key").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let content = event.remove("content").unwrap_or_else(|| Value::Object(Map::new()));
+        let content = match event.remove("content") {
+            Some(Value::Object(content)) => rooms::content(content)?,
+            Some(_) => return Err(Error::bad_json("initial_state content must be an object")),
+            None => Default::default(),
+        };
         initial_state.push(EventTemplate::state(kind, state_key, content));
     }
     let creation_content = match &body.creation_content {

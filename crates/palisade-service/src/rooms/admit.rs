@@ -26,21 +26,19 @@ use std::collections::HashMap;
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::{NewEvent, RoomSnapshot, StateMap, StateUpdate};
 use ruma::{
-    CanonicalJsonObject, OwnedDeviceId, OwnedEventId, RoomId, RoomVersionId, UserId,
-    events::AnyStrippedStateEvent, room_version_rules::RoomVersionRules, serde::Raw,
+    OwnedDeviceId, OwnedEventId, RoomId, RoomVersionId, UserId, events::AnyStrippedStateEvent,
+    room_version_rules::RoomVersionRules, serde::Raw,
 };
 use serde_json::Value;
 
-use super::{Pdu, RemoteEvent, RoomService, rules_of};
+use super::{Pdu, RemoteEvent, RoomService, Signed, rules_of};
 
 /// An event on its way into a room, by where it comes from.
 pub(super) enum Incoming<'a> {
     /// A local user's event, built on the room's current state and signed here.
     Local {
         /// The event.
-        pdu: Pdu,
-        /// Its JSON.
-        object: CanonicalJsonObject,
+        signed: Signed,
         /// The device and transaction id it was sent with.
         txn: Option<(OwnedDeviceId, String)>,
         /// For a create event: the new room's version.
@@ -99,7 +97,8 @@ impl RoomService {
         incoming: Incoming<'_>,
     ) -> Result<Received> {
         match incoming {
-            Incoming::Local { pdu, object, txn, creates_room } => {
+            Incoming::Local { signed, txn, creates_room } => {
+                let Signed { pdu, json, .. } = signed;
                 let rules = rules_of(&room.version)?;
                 if pdu.room()? != room_id {
                     return Err(Error::internal("a local event built for another room"));
@@ -108,7 +107,7 @@ impl RoomService {
                 self.authorize(room, &pdu, &rules).await?;
                 self.check_redaction(room, &pdu).await?;
                 let commit = Commit { txn, creates_room, ..Commit::default() };
-                self.persist(room, pdu, object, commit).await?;
+                self.persist(room, pdu, json, commit).await?;
                 Ok(Received::Accepted)
             }
             Incoming::Remote { event, prev_states } => {
@@ -121,7 +120,7 @@ impl RoomService {
                 let pdu = self.pdu_in(room_id, &event)?;
                 self.check_against_auth_events(&pdu, &rules_of(&room.version)?).await?;
                 let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
-                self.persist(room, pdu, event.into_object(), commit).await?;
+                self.persist(room, pdu, event.into_json(), commit).await?;
                 Ok(Received::Accepted)
             }
             Incoming::Join { join, state, history } => {
@@ -158,7 +157,7 @@ impl RoomService {
                     invite_state,
                     ..Commit::default()
                 };
-                self.persist(room, pdu, event.into_object(), commit).await?;
+                self.persist(room, pdu, event.into_json(), commit).await?;
                 Ok(Received::Accepted)
             }
         }
@@ -224,7 +223,7 @@ impl RoomService {
             tracing::info!(event_id = %pdu.event_id, "event soft-failed against current state");
             if !stored_as_outlier {
                 let commit = Commit { state: StateUpdate::Outlier, ..Commit::default() };
-                self.persist(room, pdu, event.into_object(), commit).await?;
+                self.persist(room, pdu, event.into_json(), commit).await?;
             }
             return Ok(Received::SoftFailed);
         }
@@ -252,7 +251,7 @@ impl RoomService {
             StateUpdate::Resolved { after, current }
         };
         let commit = Commit { state, before: Some(&before), ..Commit::default() };
-        self.persist(room, pdu, event.into_object(), commit).await?;
+        self.persist(room, pdu, event.into_json(), commit).await?;
         Ok(Received::Accepted)
     }
 
@@ -301,9 +300,9 @@ impl RoomService {
                 continue;
             }
             let commit = Commit { state: StateUpdate::History, ..Commit::default() };
-            self.persist(room, pdu, event.into_object(), commit).await?;
+            self.persist(room, pdu, event.into_json(), commit).await?;
         }
-        self.persist(room, pdu, join.into_object(), Commit::default()).await?;
+        self.persist(room, pdu, join.into_json(), Commit::default()).await?;
         Ok(Received::Accepted)
     }
 
@@ -324,7 +323,7 @@ impl RoomService {
         &self,
         room: &mut RoomSnapshot,
         pdu: Pdu,
-        object: CanonicalJsonObject,
+        json: String,
         commit: Commit<'_>,
     ) -> Result<OwnedEventId> {
         let Commit { txn, creates_room, state, before, invite_state } = commit;
@@ -356,7 +355,6 @@ impl RoomService {
             (None, None) => None,
         };
         let membership = pdu.membership();
-        let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
         let depth = u64::from(pdu.depth);
         let change = membership.clone().zip(pdu.state_key.clone());
         let new = NewEvent {

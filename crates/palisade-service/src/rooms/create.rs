@@ -2,10 +2,12 @@
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS, config::EncryptionDefault};
 use palisade_storage::RoomSnapshot;
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
+use ruma::{
+    CanonicalJsonValue, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId,
+};
 use serde_json::{Map, Value, json};
 
-use super::{EventTemplate, RoomService, admit::Incoming, rules_of};
+use super::{EventTemplate, RoomService, admit::Incoming, content, rules_of};
 use crate::trust::{Actor, Need};
 
 /// The presets of `createRoom`.
@@ -98,12 +100,6 @@ impl RoomService {
             }
             None => None,
         };
-        for template in &request.initial_state {
-            if !template.content.is_object() {
-                return Err(Error::bad_json("initial_state content must be an object"));
-            }
-        }
-
         let mut create_content = request.creation_content.clone().unwrap_or_default();
         create_content.insert("room_version".into(), json!(version.as_str()));
         if !rules.authorization.use_room_create_sender {
@@ -117,13 +113,13 @@ impl RoomService {
         };
         let room_id_field = (!rules.authorization.room_create_event_id_as_room_id)
             .then(|| RoomId::new_v1(&self.config.server_name));
-        let create = EventTemplate::state("m.room.create", "", Value::Object(create_content));
-        let (pdu, object) = self.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
-        let room_id = pdu.room()?;
+        let create = EventTemplate::state("m.room.create", "", content(create_content)?);
+        let signed = self.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
+        let room_id = signed.pdu.room()?;
 
         let handle = self.handle(&room_id);
         let mut guard = handle.lock_owned().await;
-        let create = Incoming::Local { pdu, object, txn: None, creates_room: Some(version) };
+        let create = Incoming::Local { signed, txn: None, creates_room: Some(version) };
         self.admit(&room_id, &mut room, create).await?;
 
         let preset = request.preset.unwrap_or(if request.public {
@@ -212,28 +208,33 @@ impl RoomService {
                 power_levels[key] = value.clone();
             }
         }
-        let mut events = vec![EventTemplate::state("m.room.power_levels", "", power_levels)];
+        let mut events =
+            vec![EventTemplate::state("m.room.power_levels", "", content(power_levels)?)];
         if let Some(alias) = alias {
             events.push(EventTemplate::state(
                 "m.room.canonical_alias",
                 "",
-                json!({ "alias": alias }),
+                content(json!({ "alias": alias }))?,
             ));
         }
         let join_rule = if preset == Preset::PublicChat { "public" } else { "invite" };
         let mut preset_state = vec![
-            EventTemplate::state("m.room.join_rules", "", json!({ "join_rule": join_rule })),
+            EventTemplate::state(
+                "m.room.join_rules",
+                "",
+                content(json!({ "join_rule": join_rule }))?,
+            ),
             EventTemplate::state(
                 "m.room.history_visibility",
                 "",
-                json!({ "history_visibility": "shared" }),
+                content(json!({ "history_visibility": "shared" }))?,
             ),
         ];
         if preset != Preset::PublicChat {
             preset_state.push(EventTemplate::state(
                 "m.room.guest_access",
                 "",
-                json!({ "guest_access": "can_join" }),
+                content(json!({ "guest_access": "can_join" }))?,
             ));
         }
         let encrypt = request.encrypted.unwrap_or(match self.config.encryption_by_default {
@@ -245,7 +246,7 @@ impl RoomService {
             preset_state.push(EventTemplate::state(
                 "m.room.encryption",
                 "",
-                json!({ "algorithm": "m.megolm.v1.aes-sha2" }),
+                content(json!({ "algorithm": "m.megolm.v1.aes-sha2" }))?,
             ));
         }
         for template in &request.initial_state {
@@ -259,10 +260,14 @@ impl RoomService {
         }
         events.extend(preset_state);
         if let Some(name) = &request.name {
-            events.push(EventTemplate::state("m.room.name", "", json!({ "name": name })));
+            events.push(EventTemplate::state("m.room.name", "", content(json!({ "name": name }))?));
         }
         if let Some(topic) = &request.topic {
-            events.push(EventTemplate::state("m.room.topic", "", json!({ "topic": topic })));
+            events.push(EventTemplate::state(
+                "m.room.topic",
+                "",
+                content(json!({ "topic": topic }))?,
+            ));
         }
         for template in events {
             self.append(room, room_id, creator, template, None).await?;
@@ -272,7 +277,7 @@ impl RoomService {
         for invitee in local {
             let mut content = self.member_content("invite", invitee, None).await?;
             if request.is_direct {
-                content["is_direct"] = json!(true);
+                content.insert("is_direct".into(), CanonicalJsonValue::Bool(true));
             }
             self.append(
                 room,

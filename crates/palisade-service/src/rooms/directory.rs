@@ -1,7 +1,10 @@
 //! Room aliases and the public room directory.
 
 use palisade_core::{Error, ErrorKind, Result};
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UserId};
+use ruma::{
+    CanonicalJsonObject, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId,
+    UserId,
+};
 use serde_json::{Value, json};
 
 use super::{EventTemplate, RoomService};
@@ -34,8 +37,8 @@ impl RoomService {
         let guard = self.lock_room(room_id).await?;
         let room = guard.as_ref().expect("lock_room loads the room");
         let rules = super::rules_of(&room.version)?;
-        let (pdu, _) = self.build(room, Some(room_id), user, template, &rules)?;
-        match self.authorize(room, &pdu, &rules).await {
+        let signed = self.build(room, Some(room_id), user, template, &rules)?;
+        match self.authorize(room, &signed.pdu, &rules).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind == ErrorKind::Forbidden => Ok(false),
             Err(e) => Err(e),
@@ -120,7 +123,11 @@ impl RoomService {
                     .is_allowed(
                         user,
                         &room_id,
-                        EventTemplate::state("m.room.canonical_alias", "", json!({})),
+                        EventTemplate::state(
+                            "m.room.canonical_alias",
+                            "",
+                            CanonicalJsonObject::new(),
+                        ),
                     )
                     .await?);
         if !allowed {
@@ -161,7 +168,7 @@ impl RoomService {
                 .is_allowed(
                     user,
                     room_id,
-                    EventTemplate::state("m.room.canonical_alias", "", json!({})),
+                    EventTemplate::state("m.room.canonical_alias", "", CanonicalJsonObject::new()),
                 )
                 .await?;
         if !allowed {

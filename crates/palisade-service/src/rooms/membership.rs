@@ -8,8 +8,8 @@
 use std::collections::{HashMap, HashSet};
 
 use palisade_core::{Error, Result};
-use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
-use serde_json::{Value, json};
+use ruma::{CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
+use serde_json::json;
 
 use super::{EventTemplate, Received, RoomService};
 use crate::trust::{Actor, Need};
@@ -21,7 +21,7 @@ impl RoomService {
         membership: &str,
         target: &UserId,
         reason: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<CanonicalJsonObject> {
         let mut content = json!({ "membership": membership });
         if matches!(membership, "join" | "invite")
             && let Some(user) = self.accounts.user(target).await?
@@ -36,7 +36,7 @@ impl RoomService {
         if let Some(reason) = reason {
             content["reason"] = json!(reason);
         }
-        Ok(content)
+        super::content(content)
     }
 
     async fn set_membership(

@@ -61,8 +61,8 @@ pub struct EventTemplate {
     pub kind: String,
     /// State key, for state events.
     pub state_key: Option<String>,
-    /// Content: a JSON object.
-    pub content: Value,
+    /// Content, as canonical JSON (see [`content`] and [`content_from_json`]).
+    pub content: CanonicalJsonObject,
 }
 
 impl EventTemplate {
@@ -72,20 +72,47 @@ impl EventTemplate {
     fn need(&self, sender: &UserId) -> Need {
         let own_membership = self.kind == "m.room.member"
             && self.state_key.as_deref() == Some(sender.as_str())
-            && matches!(self.content["membership"].as_str(), Some("join" | "leave" | "knock"));
+            && matches!(
+                self.content.get("membership"),
+                Some(CanonicalJsonValue::String(m)) if matches!(m.as_str(), "join" | "leave" | "knock")
+            );
         if self.state_key.is_some() && !own_membership { Need::Approval } else { Need::RoomAccess }
     }
 }
 
 impl EventTemplate {
     /// A state event.
-    pub fn state(kind: impl Into<String>, state_key: impl Into<String>, content: Value) -> Self {
+    pub fn state(
+        kind: impl Into<String>,
+        state_key: impl Into<String>,
+        content: CanonicalJsonObject,
+    ) -> Self {
         Self { kind: kind.into(), state_key: Some(state_key.into()), content }
     }
 
     /// A timeline (non-state) event.
-    pub fn message(kind: impl Into<String>, content: Value) -> Self {
+    pub fn message(kind: impl Into<String>, content: CanonicalJsonObject) -> Self {
         Self { kind: kind.into(), state_key: None, content }
+    }
+}
+
+/// Event content from the JSON text a client sent, parsed once: an object of canonical JSON
+/// values (integers in range, no floats), else `M_BAD_JSON`.
+pub fn content_from_json(json: &str) -> Result<CanonicalJsonObject> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(object)) => ruma::canonical_json::try_from_json_map(object)
+            .map_err(|e| Error::bad_json(format!("Content is not canonical JSON: {e}"))),
+        _ => Err(Error::bad_json("Event content must be a JSON object")),
+    }
+}
+
+/// Event content the server put together (a `json!` value, a client's object), checked as
+/// [`content_from_json`] checks what clients send.
+pub fn content(value: impl serde::Serialize) -> Result<CanonicalJsonObject> {
+    match ruma::canonical_json::to_canonical_value(value) {
+        Ok(CanonicalJsonValue::Object(object)) => Ok(object),
+        Ok(_) => Err(Error::bad_json("Event content must be a JSON object")),
+        Err(e) => Err(Error::bad_json(format!("Content is not canonical JSON: {e}"))),
     }
 }
 
@@ -104,6 +131,14 @@ pub(crate) const INVITE_STATE: &[&str] = &[
 pub const MAX_PDU_BYTES: usize = 65_536;
 /// Most `prev_events` a new event points at.
 const MAX_PREV_EVENTS: usize = 20;
+
+/// An event this server built and signed: its fields, its JSON object and that object's text
+/// (serialised once, then stored and sent as is).
+pub(crate) struct Signed {
+    pdu: Pdu,
+    object: CanonicalJsonObject,
+    json: String,
+}
 
 /// A room's cached state, behind the room's pipeline lock.
 type RoomHandle = Arc<Mutex<Option<RoomSnapshot>>>;
@@ -139,12 +174,14 @@ fn forbidden_from_auth(reason: String) -> Error {
     Error::forbidden(format!("Event not authorized: {reason}"))
 }
 
+fn too_large() -> Error {
+    Error::new(ErrorKind::TooLarge, "Event is too large")
+}
+
 /// The id of an event: its reference hash under the room version's rules.
 pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
     let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| match e {
-        ruma::signatures::JsonError::PduTooLarge => {
-            Error::new(ErrorKind::TooLarge, "Event is too large")
-        }
+        ruma::signatures::JsonError::PduTooLarge => too_large(),
         e => Error::bad_json(format!("Event cannot be hashed: {e}")),
     })?;
     EventId::parse(format!("${hash}")).map_err(|e| Error::internal(e.to_string()))
@@ -281,9 +318,9 @@ impl RoomService {
         txn: Option<(OwnedDeviceId, String)>,
     ) -> Result<OwnedEventId> {
         let rules = rules_of(&room.version)?;
-        let (pdu, object) = self.build(room, Some(room_id), sender, template, &rules)?;
-        let event_id = pdu.event_id.clone();
-        let local = Incoming::Local { pdu, object, txn, creates_room: None };
+        let signed = self.build(room, Some(room_id), sender, template, &rules)?;
+        let event_id = signed.pdu.event_id.clone();
+        let local = Incoming::Local { signed, txn, creates_room: None };
         self.admit(room_id, room, local).await?;
         Ok(event_id)
     }
@@ -345,7 +382,7 @@ impl RoomService {
         sender: &UserId,
         template: EventTemplate,
         rules: &RoomVersionRules,
-    ) -> Result<(Pdu, CanonicalJsonObject)> {
+    ) -> Result<Signed> {
         let object = self.skeleton(room, room_id, sender, template, rules)?;
         self.sign_and_hash(object, rules)
     }
@@ -360,13 +397,12 @@ impl RoomService {
         rules: &RoomVersionRules,
     ) -> Result<CanonicalJsonObject> {
         let kind = TimelineEventType::from(template.kind.as_str());
-        if !template.content.is_object() {
-            return Err(Error::bad_json("Event content must be an object"));
+        // Only a member event's content decides which auth events it needs.
+        let raw_content = match kind {
+            TimelineEventType::RoomMember => serde_json::value::to_raw_value(&template.content),
+            _ => serde_json::value::to_raw_value(&CanonicalJsonObject::new()),
         }
-        let content = CanonicalJsonValue::try_from(template.content.clone())
-            .map_err(|e| Error::bad_json(format!("Content is not canonical JSON: {e}")))?;
-        let raw_content = serde_json::value::to_raw_value(&template.content)
-            .map_err(|e| Error::bad_json(e.to_string()))?;
+        .map_err(|e| Error::bad_json(e.to_string()))?;
         let auth_types = state_res::auth_types_for_event(
             &kind,
             sender,
@@ -387,7 +423,13 @@ impl RoomService {
 
         let mut object = CanonicalJsonObject::new();
         object.insert("auth_events".into(), CanonicalJsonValue::Array(auth_events));
-        object.insert("content".into(), content);
+        let redacts = match kind {
+            TimelineEventType::RoomRedaction if !rules.redaction.keep_room_redaction_redacts => {
+                template.content.get("redacts").cloned()
+            }
+            _ => None,
+        };
+        object.insert("content".into(), CanonicalJsonValue::Object(template.content));
         object.insert(
             "depth".into(),
             CanonicalJsonValue::Integer(
@@ -415,44 +457,39 @@ impl RoomService {
             object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
         }
         object.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
-        object.insert("type".into(), CanonicalJsonValue::String(template.kind.clone()));
-        if let Some(state_key) = &template.state_key {
-            object.insert("state_key".into(), CanonicalJsonValue::String(state_key.clone()));
+        object.insert("type".into(), CanonicalJsonValue::String(template.kind));
+        if let Some(state_key) = template.state_key {
+            object.insert("state_key".into(), CanonicalJsonValue::String(state_key));
         }
-        if kind == TimelineEventType::RoomRedaction
-            && !rules.redaction.keep_room_redaction_redacts
-            && let Some(redacts) = template.content.get("redacts")
-        {
-            object.insert(
-                "redacts".into(),
-                CanonicalJsonValue::try_from(redacts.clone())
-                    .map_err(|e| Error::bad_json(e.to_string()))?,
-            );
-        }
-
-        let size = serde_json::to_string(&object).map(|s| s.len()).unwrap_or(usize::MAX);
-        if size > MAX_PDU_BYTES {
-            return Err(Error::new(ErrorKind::TooLarge, "Event is too large"));
+        if let Some(redacts) = redacts {
+            object.insert("redacts".into(), redacts);
         }
         Ok(object)
     }
 
-    /// Adds the content hash and this server's signature; computes the event id.
+    /// Adds the content hash and this server's signature; computes the event id; checks the
+    /// size of the event as it will be stored and sent.
     pub(crate) fn sign_and_hash(
         &self,
         mut object: CanonicalJsonObject,
         rules: &RoomVersionRules,
-    ) -> Result<(Pdu, CanonicalJsonObject)> {
+    ) -> Result<Signed> {
         ruma::signatures::hash_and_sign_event(
             self.config.server_name.as_str(),
             self.key.pair(),
             &mut object,
             &rules.redaction,
         )
-        .map_err(|e| Error::internal(format!("signing event: {e}")))?;
+        .map_err(|e| match e {
+            ruma::signatures::JsonError::PduTooLarge => too_large(),
+            e => Error::internal(format!("signing event: {e}")),
+        })?;
         let event_id = event_id_of(&object, rules)?;
         let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
-        Ok((Pdu::parse(event_id, &json)?, object))
+        if json.len() > MAX_PDU_BYTES {
+            return Err(too_large());
+        }
+        Ok(Signed { pdu: Pdu::parse(event_id, &json)?, object, json })
     }
 
     /// Loads events by id.
@@ -607,7 +644,7 @@ impl RoomService {
         if let Some(reason) = reason {
             content["reason"] = Value::from(reason);
         }
-        let template = EventTemplate::message("m.room.redaction", content);
+        let template = EventTemplate::message("m.room.redaction", self::content(content)?);
         self.send(actor, room_id, template, Some(txn_id)).await
     }
 }

@@ -17,7 +17,9 @@ use ruma::{
 };
 use serde_json::json;
 
-use super::{EventTemplate, Pdu, Received, RemoteEvent, RoomService, admit::Incoming, rules_of};
+use super::{
+    EventTemplate, Pdu, Received, RemoteEvent, RoomService, admit::Incoming, content, rules_of,
+};
 use crate::trust::{Actor, Need};
 
 /// What a joining server learned from `send_join` (and `/backfill`), verified.
@@ -284,7 +286,7 @@ impl RoomService {
         let template = EventTemplate::state(
             "m.room.member",
             user.as_str(),
-            json!({ "membership": membership }),
+            content(json!({ "membership": membership }))?,
         );
         let object = self.skeleton(room, Some(room_id), user, template, &rules)?;
         let probe = {
@@ -325,8 +327,7 @@ impl RoomService {
         object.remove("signatures");
         object.remove("hashes");
         object.remove("event_id");
-        let (pdu, object) = self.sign_and_hash(object, &rules)?;
-        Ok(RemoteEvent::signed_here(pdu.event_id, object))
+        Ok(RemoteEvent::signed_here(self.sign_and_hash(object, &rules)?))
     }
 
     /// The room's current state and its auth chain, as PDUs (for `send_join` and `/state`).
@@ -529,14 +530,14 @@ impl RoomService {
         let sender = actor.user();
         let mut content = self.member_content("invite", target, reason).await?;
         if is_direct {
-            content["is_direct"] = json!(true);
+            content.insert("is_direct".into(), CanonicalJsonValue::Bool(true));
         }
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
         let rules = rules_of(&room.version)?;
         let template = EventTemplate::state("m.room.member", target.as_str(), content);
-        let (pdu, object) = self.build(room, Some(room_id), sender, template, &rules)?;
-        self.authorize(room, &pdu, &rules).await?;
+        let signed = self.build(room, Some(room_id), sender, template, &rules)?;
+        self.authorize(room, &signed.pdu, &rules).await?;
         let mut shown = Vec::new();
         let keys = super::INVITE_STATE
             .iter()
@@ -547,7 +548,7 @@ impl RoomService {
                 shown.extend(self.pdu_object(id).await?);
             }
         }
-        Ok((room.version.clone(), RemoteEvent::signed_here(pdu.event_id, object), shown))
+        Ok((room.version.clone(), RemoteEvent::signed_here(signed), shown))
     }
 
     /// Adds this server's signature to an event another server made (an invite of a local
@@ -563,7 +564,7 @@ impl RoomService {
         )
         .map_err(|e| Error::internal(format!("countersigning: {e}")))?;
         // Signatures are not part of the reference hash: the id stays.
-        Ok(RemoteEvent::signed_here(event.event_id().to_owned(), object))
+        event.countersigned(object)
     }
 
     /// Records a membership event of a local user in a room this server is not in: an
@@ -712,8 +713,7 @@ impl RoomService {
             "origin_server_ts": self.clock.now_millis(),
         }))
         .map_err(|e| Error::internal(e.to_string()))?;
-        let (pdu, object) = self.sign_and_hash(object, &rules_of(&version)?)?;
-        let event = RemoteEvent::signed_here(pdu.event_id, object);
+        let event = RemoteEvent::signed_here(self.sign_and_hash(object, &rules_of(&version)?)?);
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
         self.admit(room_id, room, Incoming::Outside { event, invite_state: None }).await?;

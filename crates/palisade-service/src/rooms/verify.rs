@@ -12,7 +12,7 @@ use ruma::{
     signatures::{PublicKeyMap, Verified, required_server_signatures_to_verify_event},
 };
 
-use super::{MAX_PDU_BYTES, Pdu, event_id_of, rules_of};
+use super::{MAX_PDU_BYTES, Pdu, Signed, event_id_of, rules_of};
 
 /// An event whose format, signatures and content hash were checked (or one this server
 /// signed itself). Only the service layer makes one.
@@ -20,6 +20,8 @@ use super::{MAX_PDU_BYTES, Pdu, event_id_of, rules_of};
 pub struct RemoteEvent {
     event_id: OwnedEventId,
     object: CanonicalJsonObject,
+    /// The object as text, serialised once: parsed for the pipeline's fields, then stored.
+    json: String,
 }
 
 impl RemoteEvent {
@@ -34,15 +36,20 @@ impl RemoteEvent {
     }
 
     /// An event this server built and signed.
-    pub(super) fn signed_here(event_id: OwnedEventId, object: CanonicalJsonObject) -> Self {
-        Self { event_id, object }
+    pub(super) fn signed_here(signed: Signed) -> Self {
+        let Signed { pdu, object, json } = signed;
+        Self { event_id: pdu.event_id, object, json }
+    }
+
+    /// The same event with this server's signature added (`object`: the event, countersigned).
+    pub(super) fn countersigned(&self, object: CanonicalJsonObject) -> Result<Self> {
+        let json = serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(Self { event_id: self.event_id.clone(), object, json })
     }
 
     /// The fields the pipeline reads.
     pub(super) fn pdu(&self) -> Result<Pdu> {
-        let json =
-            serde_json::to_string(&self.object).map_err(|e| Error::bad_json(e.to_string()))?;
-        serde_json::from_str::<Pdu>(&json)
+        serde_json::from_str::<Pdu>(&self.json)
             .map(|mut pdu| {
                 pdu.event_id = self.event_id.clone();
                 pdu
@@ -50,9 +57,9 @@ impl RemoteEvent {
             .map_err(|e| Error::bad_json(format!("Malformed PDU {}: {e}", self.event_id)))
     }
 
-    /// The PDU, for storage.
-    pub(super) fn into_object(self) -> CanonicalJsonObject {
-        self.object
+    /// The PDU's JSON, for storage.
+    pub(super) fn into_json(self) -> String {
+        self.json
     }
 }
 
@@ -60,6 +67,8 @@ impl RemoteEvent {
 /// signatures need.
 pub struct UnverifiedPdu {
     object: CanonicalJsonObject,
+    /// The object as text (what its size was checked on).
+    json: String,
     rules: RoomVersionRules,
     event_id: OwnedEventId,
     keys_needed: Vec<(OwnedServerName, Vec<String>)>,
@@ -71,7 +80,8 @@ impl UnverifiedPdu {
     pub fn new(mut object: CanonicalJsonObject, version: &RoomVersionId) -> Result<Self> {
         let rules = rules_of(version)?;
         object.remove("unsigned");
-        let size = serde_json::to_vec(&object).map_or(usize::MAX, |json| json.len());
+        let json = serde_json::to_string(&object).map_err(|e| Error::bad_json(e.to_string()))?;
+        let size = json.len();
         if size > MAX_PDU_BYTES {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -105,7 +115,7 @@ impl UnverifiedPdu {
             _ => 0,
         };
         let event_id = event_id_of(&object, &rules)?;
-        Ok(Self { object, rules, event_id, keys_needed, keys_valid_at })
+        Ok(Self { object, json, rules, event_id, keys_needed, keys_valid_at })
     }
 
     /// The servers that must have signed it, with the key ids each signed with.
@@ -121,14 +131,16 @@ impl UnverifiedPdu {
     /// Checks the signatures with `keys` and the content hash: a mismatched hash keeps only
     /// the redacted event, as the spec asks.
     pub fn verify(self, keys: &PublicKeyMap) -> Result<RemoteEvent> {
-        let Self { object, rules, event_id, .. } = self;
+        let Self { object, json, rules, event_id, .. } = self;
         match ruma::signatures::verify_event(keys, &object, &rules) {
-            Ok(Verified::All) => Ok(RemoteEvent { event_id, object }),
+            Ok(Verified::All) => Ok(RemoteEvent { event_id, object, json }),
             Ok(Verified::Signatures) => {
                 tracing::info!(%event_id, "content hash mismatch: keeping the redacted event");
                 let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
                     .map_err(|e| Error::bad_json(format!("PDU cannot be redacted: {e}")))?;
-                Ok(RemoteEvent { event_id, object: redacted })
+                let json =
+                    serde_json::to_string(&redacted).map_err(|e| Error::bad_json(e.to_string()))?;
+                Ok(RemoteEvent { event_id, object: redacted, json })
             }
             Err(e) => Err(invalid(format!("PDU {event_id} does not verify: {e}"))),
         }

@@ -298,7 +298,7 @@ async fn member_lists_read_odd_profiles_leniently() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(members("membership=join").await, [alice.user_id.clone()]);
-    assert_eq!(members("not_membership=join").await, [bob.user_id.clone()]);
-    assert_eq!(members("membership=leave&not_membership=join").await, [bob.user_id.clone()]);
+    assert_eq!(members("membership=join").await, [alice.user_id.as_str()]);
+    assert_eq!(members("not_membership=join").await, [bob.user_id.as_str()]);
+    assert_eq!(members("membership=leave&not_membership=join").await, [bob.user_id.as_str()]);
 }

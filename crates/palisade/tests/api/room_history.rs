@@ -173,6 +173,14 @@ async fn bad_event_input_changes_nothing() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "M_TOO_LARGE",
     );
+    // Under the limit before signing, over it once hashed and signed: the limit is on the
+    // event as stored and sent, which other servers check.
+    let signed_too_large = json!({ "msgtype": "m.text", "body": "x".repeat(65_036) });
+    assert_error(
+        &server.put(&send("signed"), alice.token(), signed_too_large).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
     assert_error(
         &server.put(&send("arr"), alice.token(), json!([1, 2])).await,
         StatusCode::BAD_REQUEST,
