@@ -10,13 +10,6 @@ use ruma::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-/// Service JSON as a ruma `Raw`.
-pub(crate) fn raw<T>(value: &Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(value)
-        .map(Raw::from_json)
-        .map_err(|e| Error::internal(e.to_string()))
-}
-
 /// The JSON of a value the client sent as `Raw`.
 pub(crate) fn json_of<T>(raw: &Raw<T>) -> Result<Value> {
     serde_json::from_str(raw.json().get()).map_err(|e| Error::bad_json(e.to_string()))

@@ -71,12 +71,8 @@ pub(crate) async fn page(
     let total = rooms.len();
     let limit =
         limit.map_or(usize::MAX, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)).max(1);
-    let chunk = rooms
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|room| serde_json::from_value(room.chunk).map_err(|e| Error::internal(e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
+    let chunk =
+        rooms.into_iter().skip(offset).take(limit).map(|room| room.chunk).collect::<Vec<_>>();
     let next = offset.saturating_add(chunk.len());
     Ok(Page {
         next_batch: (next < total).then(|| format!("o{next}")),

@@ -22,14 +22,6 @@ use serde_json::{Map, Value, json};
 
 use crate::Federation;
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value> {
-    serde_json::to_value(value).map_err(|e| Error::internal(e.to_string()))
-}
-
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::internal(format!("key answer: {e}")))
-}
-
 impl Federation {
     /// Another server's users' keys, asked of that server (`/user/keys/query`).
     pub(crate) async fn remote_keys(
@@ -46,7 +38,17 @@ impl Federation {
         server: &ServerName,
         users: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<claim_keys::v1::Response> {
-        let request = claim_keys::v1::Request::new(typed(to_value(&users)?)?);
+        let claims = users
+            .into_iter()
+            .map(|(user, devices)| {
+                let devices = devices
+                    .into_iter()
+                    .map(|(device, algorithm)| (device, algorithm.as_str().into()))
+                    .collect();
+                (user, devices)
+            })
+            .collect();
+        let request = claim_keys::v1::Request::new(claims);
         self.client.send(server, request).await
     }
 
@@ -56,10 +58,10 @@ impl Federation {
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<get_keys::v1::Response> {
         let (local, _) = split_by_server(&self.services.config.server_name, wanted);
-        let mut found = self.services.e2ee.query_local_keys(None, &local).await?;
-        let mut response = get_keys::v1::Response::new(typed(found["device_keys"].take())?);
-        response.master_keys = typed(found["master_keys"].take())?;
-        response.self_signing_keys = typed(found["self_signing_keys"].take())?;
+        let found = self.services.e2ee.query_local_keys(None, &local).await?;
+        let mut response = get_keys::v1::Response::new(found.device_keys);
+        response.master_keys = found.master_keys;
+        response.self_signing_keys = found.self_signing_keys;
         Ok(response)
     }
 
@@ -69,8 +71,8 @@ impl Federation {
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
     ) -> Result<claim_keys::v1::Response> {
         let (local, _) = split_by_server(&self.services.config.server_name, wanted);
-        let mut claimed = self.services.e2ee.claim_local_keys(&local).await?;
-        Ok(claim_keys::v1::Response::new(typed(claimed["one_time_keys"].take())?))
+        let claimed = self.services.e2ee.claim_local_keys(&local).await?;
+        Ok(claim_keys::v1::Response::new(claimed.one_time_keys))
     }
 
     /// `/user/devices/{userId}` from another server: a local user's devices as other users
@@ -86,19 +88,19 @@ impl Federation {
             user.to_owned(),
             UInt::try_from(position).unwrap_or_default(),
         );
-        if let Some(devices) = found["device_keys"][user.as_str()].as_object() {
-            for (device_id, keys) in devices {
-                let mut device = get_devices::v1::UserDevice::new(
-                    device_id.as_str().into(),
-                    typed(keys.clone())?,
-                );
-                device.device_display_name =
-                    keys["unsigned"]["device_display_name"].as_str().map(str::to_owned);
-                response.devices.push(device);
-            }
+        /// What a device's keys say of it beyond the keys (as the key query adds it).
+        #[derive(serde::Deserialize)]
+        struct Unsigned {
+            device_display_name: Option<String>,
         }
-        response.master_key = typed(found["master_keys"][user.as_str()].take())?;
-        response.self_signing_key = typed(found["self_signing_keys"][user.as_str()].take())?;
+        for (device_id, keys) in found.device_keys.remove(user).unwrap_or_default() {
+            let unsigned = keys.get_field::<Unsigned>("unsigned").ok().flatten();
+            let mut device = get_devices::v1::UserDevice::new(device_id, keys);
+            device.device_display_name = unsigned.and_then(|u| u.device_display_name);
+            response.devices.push(device);
+        }
+        response.master_key = found.master_keys.remove(user);
+        response.self_signing_key = found.self_signing_keys.remove(user);
         Ok(response)
     }
 

@@ -221,7 +221,10 @@ impl KeyRing {
 
     /// Key documents for a notary answer: this server's own, or the ones stored for `server`
     /// (fetched first if none are), each countersigned by this server.
-    pub async fn notarised_documents(&self, server: &ServerName) -> Result<Vec<serde_json::Value>> {
+    pub async fn notarised_documents(
+        &self,
+        server: &ServerName,
+    ) -> Result<Vec<Raw<ServerSigningKeys>>> {
         let now = self.clock.now_millis();
         if server == self.origin {
             return Ok(vec![self.own.server_key_document(server.as_str(), now)?]);
@@ -245,7 +248,9 @@ impl KeyRing {
                     .map_err(|e| Error::internal(format!("stored key document: {e}")))?;
                 ruma::signatures::sign_json(self.origin.as_str(), self.own.pair(), &mut object)
                     .map_err(|e| Error::internal(format!("countersigning keys: {e}")))?;
-                serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))
+                serde_json::value::to_raw_value(&object)
+                    .map(Raw::from_json)
+                    .map_err(|e| Error::internal(e.to_string()))
             })
             .collect()
     }

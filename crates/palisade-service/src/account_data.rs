@@ -6,12 +6,15 @@ use palisade_core::{Error, Result};
 use palisade_storage::UserDataStore;
 use ruma::{
     RoomId, UserId,
-    push::{ConditionalPushRule, Ruleset},
+    api::client::{filter::FilterDefinition, push::PushRule},
+    events::tag::{TagEventContent, TagInfo, TagName, Tags},
+    push::{ConditionalPushRule, RuleKind, Ruleset},
 };
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use crate::{
     DeviceTrustService,
+    events::stored_json,
     notify::Notifier,
     trust::{Actor, Need},
 };
@@ -51,64 +54,73 @@ impl AccountDataService {
         &self.store
     }
 
-    /// Stores a filter (already validated by the caller); returns its id.
-    pub async fn create_filter(&self, user: &UserId, filter: &Value) -> Result<String> {
-        Ok(self.store.create_filter(user, filter.to_string()).await?.to_string())
+    /// Stores a filter; returns its id.
+    pub async fn create_filter(&self, user: &UserId, filter: &FilterDefinition) -> Result<String> {
+        let json = serde_json::to_string(filter).map_err(|e| Error::internal(e.to_string()))?;
+        Ok(self.store.create_filter(user, json).await?.to_string())
     }
 
     /// A stored filter, or `M_NOT_FOUND`.
-    pub async fn filter(&self, user: &UserId, filter_id: &str) -> Result<Value> {
+    pub async fn filter(&self, user: &UserId, filter_id: &str) -> Result<FilterDefinition> {
         let id = filter_id.parse().map_err(|_| Error::not_found("No such filter"))?;
         let json =
             self.store.filter(user, id).await?.ok_or_else(|| Error::not_found("No such filter"))?;
         serde_json::from_str(&json).map_err(|e| Error::internal(format!("stored filter: {e}")))
     }
 
-    /// Sets an account data entry and wakes the user's syncs.
+    /// Sets an account data entry (a JSON object, stored as the client sent it) and wakes the
+    /// user's syncs.
     pub async fn set(
         &self,
         actor: Actor<'_>,
         room: Option<&RoomId>,
         kind: &str,
-        content: &Value,
+        content: &RawValue,
     ) -> Result<()> {
         self.require_room(actor, room).await?;
-        self.write(actor.user(), room, kind, content).await
+        if !content.get().trim_start().starts_with('{') {
+            return Err(Error::bad_json("Account data content must be a JSON object"));
+        }
+        self.write(actor.user(), room, kind, content.get().to_owned()).await
     }
 
-    /// Stores an account data entry and wakes the user's syncs.
+    /// Stores an account data entry (JSON object text) and wakes the user's syncs.
     async fn write(
         &self,
         user: &UserId,
         room: Option<&RoomId>,
         kind: &str,
-        content: &Value,
+        content: String,
     ) -> Result<()> {
-        if !content.is_object() {
-            return Err(Error::bad_json("Account data content must be an object"));
-        }
-        self.store.set_account_data(user, room, kind, content.to_string()).await?;
+        self.store.set_account_data(user, room, kind, content).await?;
         self.notifier.notify_user(user);
         Ok(())
     }
 
-    /// An account data entry, or `M_NOT_FOUND`.
-    pub async fn get(&self, actor: Actor<'_>, room: Option<&RoomId>, kind: &str) -> Result<Value> {
+    /// An account data entry as stored, or `M_NOT_FOUND`.
+    pub async fn get(
+        &self,
+        actor: Actor<'_>,
+        room: Option<&RoomId>,
+        kind: &str,
+    ) -> Result<Box<RawValue>> {
         self.require_room(actor, room).await?;
         let json = self
             .store
             .account_data(actor.user(), room, kind)
             .await?
             .ok_or_else(|| Error::not_found("Account data not found"))?;
-        serde_json::from_str(&json)
-            .map_err(|e| Error::internal(format!("stored account data: {e}")))
+        stored_json(json)
     }
 
-    /// A room's tags for the user (`{}` when none).
-    pub async fn tags(&self, actor: Actor<'_>, room: &RoomId) -> Result<Value> {
+    /// A room's tags for the user (none when unset, or when what the generic account data
+    /// endpoint stored under `m.tag` is not tags).
+    pub async fn tags(&self, actor: Actor<'_>, room: &RoomId) -> Result<Tags> {
         match self.get(actor, Some(room), TAGS).await {
-            Ok(content) => Ok(content.get("tags").cloned().unwrap_or_else(|| json!({}))),
-            Err(e) if e.kind == palisade_core::ErrorKind::NotFound => Ok(json!({})),
+            Ok(content) => Ok(serde_json::from_str::<TagEventContent>(content.get())
+                .map(|content| content.tags)
+                .unwrap_or_default()),
+            Err(e) if e.kind == palisade_core::ErrorKind::NotFound => Ok(Tags::new()),
             Err(e) => Err(e),
         }
     }
@@ -119,28 +131,24 @@ impl AccountDataService {
         actor: Actor<'_>,
         room: &RoomId,
         tag: &str,
-        content: &Value,
+        info: &TagInfo,
     ) -> Result<()> {
-        if !content.is_object() {
-            return Err(Error::bad_json("Tag content must be an object"));
-        }
-        // Anything but an object stored under `tags` (the generic endpoint accepts any content)
-        // is replaced rather than indexed into.
-        let mut tags = match self.tags(actor, room).await? {
-            Value::Object(tags) => tags,
-            _ => serde_json::Map::new(),
-        };
-        tags.insert(tag.to_owned(), content.clone());
-        self.set(actor, Some(room), TAGS, &json!({ "tags": tags })).await
+        let mut tags = self.tags(actor, room).await?;
+        tags.insert(TagName::from(tag), info.clone());
+        self.write_tags(actor, room, tags).await
     }
 
     /// Removes one tag (absent tags are fine).
     pub async fn delete_tag(&self, actor: Actor<'_>, room: &RoomId, tag: &str) -> Result<()> {
         let mut tags = self.tags(actor, room).await?;
-        if let Some(map) = tags.as_object_mut() {
-            map.remove(tag);
-        }
-        self.set(actor, Some(room), TAGS, &json!({ "tags": tags })).await
+        tags.remove(&TagName::from(tag));
+        self.write_tags(actor, room, tags).await
+    }
+
+    async fn write_tags(&self, actor: Actor<'_>, room: &RoomId, tags: Tags) -> Result<()> {
+        let content = serde_json::to_string(&TagEventContent::new(tags))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        self.write(actor.user(), Some(room), TAGS, content).await
     }
 
     /// Changes the user's push rules with `change`, stores them as `m.push_rules` account data
@@ -152,18 +160,22 @@ impl AccountDataService {
     ) -> Result<()> {
         let mut rules = self.push_rules(user).await?;
         change(&mut rules)?;
-        let global = serde_json::to_value(&rules).map_err(|e| Error::internal(e.to_string()))?;
-        self.write(user, None, PUSH_RULES, &json!({ "global": global })).await
+        let content = serde_json::to_string(&json!({ "global": rules }))
+            .map_err(|e| Error::internal(e.to_string()))?;
+        self.write(user, None, PUSH_RULES, content).await
     }
 
-    /// One push rule of the user's, as JSON, or `M_NOT_FOUND`.
-    pub async fn push_rule(&self, user: &UserId, kind: &str, rule_id: &str) -> Result<Value> {
-        let rules = serde_json::to_value(self.push_rules(user).await?)
-            .map_err(|e| Error::internal(e.to_string()))?;
-        rules[kind]
-            .as_array()
-            .and_then(|rules| rules.iter().find(|r| r["rule_id"] == rule_id))
-            .cloned()
+    /// One push rule of the user's, or `M_NOT_FOUND`.
+    pub async fn push_rule(
+        &self,
+        user: &UserId,
+        kind: RuleKind,
+        rule_id: &str,
+    ) -> Result<PushRule> {
+        let rules = self.push_rules(user).await?;
+        rules
+            .get(kind, rule_id)
+            .map(PushRule::from)
             .ok_or_else(|| Error::not_found("No such push rule"))
     }
 

@@ -2,7 +2,7 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use palisade_core::{Error, Result};
-use ruma::signatures::Ed25519KeyPair;
+use ruma::{api::federation::discovery::ServerSigningKeys, serde::Raw, signatures::Ed25519KeyPair};
 
 /// The signing key with its id (`ed25519:<version>`).
 pub struct SigningKey {
@@ -44,7 +44,11 @@ impl SigningKey {
     }
 
     /// The signed key document served at `/_matrix/key/v2/server`, valid for a week.
-    pub fn server_key_document(&self, server_name: &str, now_ms: u64) -> Result<serde_json::Value> {
+    pub fn server_key_document(
+        &self,
+        server_name: &str,
+        now_ms: u64,
+    ) -> Result<Raw<ServerSigningKeys>> {
         const VALIDITY_MS: u64 = 7 * 24 * 60 * 60 * 1000;
         let document = serde_json::json!({
             "server_name": server_name,
@@ -58,7 +62,7 @@ impl SigningKey {
         .map_err(|e| Error::internal(e.to_string()))?;
         ruma::signatures::sign_json(server_name, &self.pair, &mut object)
             .map_err(|e| Error::internal(format!("signing key document: {e}")))?;
-        serde_json::to_value(object).map_err(|e| Error::internal(e.to_string()))
+        crate::events::to_raw(&object)
     }
 
     /// The public key, unpadded base64.

@@ -13,12 +13,13 @@ use std::{
 };
 
 use palisade_core::{Error, ErrorKind, Result};
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId, events::tag::TagInfo};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::{
     AccountDataService, AccountService, EventTemplate, RoomService,
+    events::to_json,
     rooms::{CreateRoom, Preset},
     trust::Actor,
 };
@@ -85,6 +86,12 @@ pub struct ServerNoticeService {
     rooms: Arc<RoomService>,
     accounts: Arc<AccountService>,
     account_data: Arc<AccountDataService>,
+}
+
+/// What the notices account keeps per user: the user's notices room.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NoticesRoom {
+    room_id: OwnedRoomId,
 }
 
 /// Where the notices account remembers each user's notices room (its own account data).
@@ -164,7 +171,7 @@ impl ServerNoticeService {
         let key = room_key(user);
         if let Ok(stored) =
             self.account_data.get(Actor::server(&self.notices_user), None, &key).await
-            && let Some(room_id) = stored["room_id"].as_str().and_then(|r| RoomId::parse(r).ok())
+            && let Ok(NoticesRoom { room_id }) = serde_json::from_str(stored.get())
         {
             self.ensure_joined(user, &room_id).await?;
             return Ok(room_id);
@@ -180,10 +187,15 @@ impl ServerNoticeService {
         let room_id = self.rooms.create_room(Actor::server(&self.notices_user), request).await?;
         self.rooms.join(Actor::server(user), &room_id, None).await?;
         self.account_data
-            .set_tag(Actor::server(user), &room_id, "m.server_notice", &json!({}))
+            .set_tag(Actor::server(user), &room_id, "m.server_notice", &TagInfo::new())
             .await?;
         self.account_data
-            .set(Actor::server(&self.notices_user), None, &key, &json!({ "room_id": room_id }))
+            .set(
+                Actor::server(&self.notices_user),
+                None,
+                &key,
+                &to_json(&NoticesRoom { room_id: room_id.clone() })?,
+            )
             .await?;
         Ok(room_id)
     }

@@ -7,7 +7,9 @@ use palisade_storage::{EventRow, NewReceipt, ReceiptStore, RoomStore};
 use ruma::{EventId, RoomId, UserId};
 use serde_json::json;
 
-use crate::{AccountDataService, notify::Notifier, rooms::RoomService, trust::Actor};
+use crate::{
+    AccountDataService, events::to_json, notify::Notifier, rooms::RoomService, trust::Actor,
+};
 
 /// Receipt types a client may send.
 pub const READ: &str = "m.read";
@@ -63,7 +65,7 @@ impl ReceiptService {
                 return Err(Error::invalid_param("The read marker cannot be threaded"));
             }
             self.event_of(room_id, event_id).await?;
-            let marker = json!({ "event_id": event_id });
+            let marker = to_json(&json!({ "event_id": event_id }))?;
             return self.account_data.set(actor, Some(room_id), FULLY_READ, &marker).await;
         }
         self.record(user, room_id, receipt_type, event_id, thread_id).await?;

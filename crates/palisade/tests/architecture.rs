@@ -101,3 +101,44 @@ fn client_handlers_reach_other_servers_only_through_services() {
         }
     }
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn sources(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Services answer in types (ruma's, or their own structs), never in an untyped JSON tree:
+/// the type is the contract, and a tree is parsed and serialised again on every request. JSON
+/// nobody looks inside travels as text (`RawValue`, ruma's `Raw`).
+#[test]
+fn no_public_service_function_returns_an_untyped_json_value() {
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("../palisade-service/src");
+    let mut offenders = Vec::new();
+    for path in sources(&services) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices("pub async fn ").chain(text.match_indices("pub fn ")) {
+            let signature = &text[at..at + text[at..].find(['{', ';']).unwrap()];
+            let Some((_, returns)) = signature.split_once("->") else { continue };
+            let untyped = returns
+                .split(|c: char| !c.is_alphanumeric() && c != '_')
+                .any(|word| word == "Value");
+            if untyped {
+                offenders.push(format!("{}: {}", path.display(), signature.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "services returning serde_json::Value:\n{}",
+        offenders.join("\n")
+    );
+}

@@ -4,7 +4,7 @@
 //! <https://spec.matrix.org/v1.19/client-server-api/#room-tagging> and
 //! <https://spec.matrix.org/v1.19/client-server-api/#push-rules>
 
-use palisade_core::{Error, Result};
+use palisade_core::Result;
 use ruma::api::client::{
     config::{
         get_global_account_data, get_room_account_data, set_global_account_data,
@@ -12,11 +12,11 @@ use ruma::api::client::{
     },
     tag::{create_tag, delete_tag, get_tags},
 };
-use serde_json::Value;
+use ruma::serde::Raw;
 
 use crate::{
     AppState, Ruma,
-    json::{ensure_own, object, raw},
+    json::ensure_own,
     routes::{Routes, route},
 };
 
@@ -38,8 +38,8 @@ async fn set_global(
     let session = request.session()?;
     let body = &request.body;
     ensure_own(session.user_id(), &body.user_id)?;
-    let content = Value::Object(object(body.data.json().get(), "Account data")?);
-    state.account_data.set(session.into(), None, &body.event_type.to_string(), &content).await?;
+    let content = body.data.json();
+    state.account_data.set(session.into(), None, &body.event_type.to_string(), content).await?;
     Ok(set_global_account_data::v3::Response::new())
 }
 
@@ -53,7 +53,7 @@ async fn get_global(
     ensure_own(session.user_id(), &body.user_id)?;
     let content =
         state.account_data.get(session.into(), None, &body.event_type.to_string()).await?;
-    Ok(get_global_account_data::v3::Response::new(raw(&content)?))
+    Ok(get_global_account_data::v3::Response::new(Raw::from_json(content)))
 }
 
 /// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/account_data/{type}`
@@ -64,10 +64,10 @@ async fn set_room(
     let session = request.session()?;
     let body = &request.body;
     ensure_own(session.user_id(), &body.user_id)?;
-    let content = Value::Object(object(body.data.json().get(), "Account data")?);
+    let content = body.data.json();
     state
         .account_data
-        .set(session.into(), Some(&body.room_id), &body.event_type.to_string(), &content)
+        .set(session.into(), Some(&body.room_id), &body.event_type.to_string(), content)
         .await?;
     Ok(set_room_account_data::v3::Response::new())
 }
@@ -84,7 +84,7 @@ async fn get_room(
         .account_data
         .get(session.into(), Some(&body.room_id), &body.event_type.to_string())
         .await?;
-    Ok(get_room_account_data::v3::Response::new(raw(&content)?))
+    Ok(get_room_account_data::v3::Response::new(Raw::from_json(content)))
 }
 
 /// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags`
@@ -96,8 +96,6 @@ async fn tags(
     let body = &request.body;
     ensure_own(session.user_id(), &body.user_id)?;
     let tags = state.account_data.tags(session.into(), &body.room_id).await?;
-    let tags =
-        serde_json::from_value(tags).map_err(|e| Error::internal(format!("stored tags: {e}")))?;
     Ok(get_tags::v3::Response::new(tags))
 }
 
@@ -109,9 +107,7 @@ async fn put_tag(
     let session = request.session()?;
     let body = &request.body;
     ensure_own(session.user_id(), &body.user_id)?;
-    let content =
-        serde_json::to_value(&body.tag_info).map_err(|e| Error::internal(e.to_string()))?;
-    state.account_data.set_tag(session.into(), &body.room_id, &body.tag, &content).await?;
+    state.account_data.set_tag(session.into(), &body.room_id, &body.tag, &body.tag_info).await?;
     Ok(create_tag::v3::Response::new())
 }
 

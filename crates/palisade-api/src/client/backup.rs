@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use palisade_core::{Error, Result};
-use palisade_service::e2ee::BackupVersion;
 use ruma::{
     UInt,
     api::client::backup::{
-        RoomKeyBackup, add_backup_keys, add_backup_keys_for_room, add_backup_keys_for_session,
+        add_backup_keys, add_backup_keys_for_room, add_backup_keys_for_session,
         create_backup_version, delete_backup_keys, delete_backup_keys_for_room,
         delete_backup_keys_for_session, delete_backup_version, get_backup_info, get_backup_keys,
         get_backup_keys_for_room, get_backup_keys_for_session, get_latest_backup_info,
@@ -17,11 +16,11 @@ use ruma::{
     },
     serde::Raw,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    json::{json_of, typed},
+    json::json_of,
     routes::{Routes, route},
 };
 
@@ -42,18 +41,17 @@ pub(super) fn routes(router: Routes) -> Routes {
     route(router, delete_session)
 }
 
-/// Splits a `BackupAlgorithm` object into its algorithm and auth data.
-fn algorithm(raw: &Raw<ruma::api::client::backup::BackupAlgorithm>) -> Result<(String, Value)> {
-    let mut value = json_of(raw)?;
-    let name =
-        value["algorithm"].as_str().ok_or_else(|| Error::bad_json("Missing algorithm"))?.to_owned();
-    Ok((name, value["auth_data"].take()))
+/// A `BackupAlgorithm` object's algorithm and auth data (left unparsed).
+#[derive(serde::Deserialize)]
+struct Algorithm<'a> {
+    algorithm: String,
+    #[serde(borrow)]
+    auth_data: &'a serde_json::value::RawValue,
 }
 
-fn algorithm_raw(
-    version: &BackupVersion,
-) -> Result<Raw<ruma::api::client::backup::BackupAlgorithm>> {
-    typed(json!({ "algorithm": version.algorithm, "auth_data": version.auth_data }))
+fn algorithm(raw: &Raw<ruma::api::client::backup::BackupAlgorithm>) -> Result<Algorithm<'_>> {
+    serde_json::from_str(raw.json().get())
+        .map_err(|e| Error::bad_json(format!("Backup algorithm: {e}")))
 }
 
 fn count(count: u64) -> UInt {
@@ -73,8 +71,8 @@ async fn create_version(
     request: Ruma<create_backup_version::v3::Request>,
 ) -> Result<create_backup_version::v3::Response> {
     let user = request.session()?;
-    let (name, auth_data) = algorithm(&request.body.algorithm)?;
-    let version = state.e2ee.create_backup(user, &name, &auth_data).await?;
+    let Algorithm { algorithm, auth_data } = algorithm(&request.body.algorithm)?;
+    let version = state.e2ee.create_backup(user, &algorithm, auth_data).await?;
     Ok(create_backup_version::v3::Response::new(version))
 }
 
@@ -85,7 +83,7 @@ async fn latest_version(
 ) -> Result<get_latest_backup_info::v3::Response> {
     let version = state.e2ee.backup(request.session()?.user_id(), None).await?;
     Ok(get_latest_backup_info::v3::Response::new(
-        algorithm_raw(&version)?,
+        version.algorithm_data()?,
         count(version.count),
         version.etag,
         version.version,
@@ -100,7 +98,7 @@ async fn get_version(
     let version =
         state.e2ee.backup(request.session()?.user_id(), Some(&request.body.version)).await?;
     Ok(get_backup_info::v3::Response::new(
-        algorithm_raw(&version)?,
+        version.algorithm_data()?,
         count(version.count),
         version.etag,
         version.version,
@@ -113,8 +111,8 @@ async fn update_version(
     request: Ruma<update_backup_version::v3::Request>,
 ) -> Result<update_backup_version::v3::Response> {
     let user = request.session()?;
-    let (name, auth_data) = algorithm(&request.body.algorithm)?;
-    state.e2ee.update_backup(user, &request.body.version, &name, &auth_data).await?;
+    let Algorithm { algorithm, auth_data } = algorithm(&request.body.algorithm)?;
+    state.e2ee.update_backup(user, &request.body.version, &algorithm, auth_data).await?;
     Ok(update_backup_version::v3::Response::new())
 }
 
@@ -168,11 +166,6 @@ async fn put_session(
     Ok(add_backup_keys_for_session::v3::Response::new(etag, count(total)))
 }
 
-/// Keys as ruma's map of rooms.
-fn rooms_of(mut keys: Value) -> Result<BTreeMap<ruma::OwnedRoomId, RoomKeyBackup>> {
-    typed(keys["rooms"].take())
-}
-
 /// `GET /_matrix/client/v3/room_keys/keys`
 async fn get_all(
     state: AppState,
@@ -180,7 +173,7 @@ async fn get_all(
 ) -> Result<get_backup_keys::v3::Response> {
     let keys =
         state.e2ee.backup_keys(request.session()?, &request.body.version, None, None).await?;
-    Ok(get_backup_keys::v3::Response::new(rooms_of(keys)?))
+    Ok(get_backup_keys::v3::Response::new(keys))
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}`
@@ -192,9 +185,8 @@ async fn get_room(
     let room = body.room_id.as_str();
     let mut keys =
         state.e2ee.backup_keys(request.session()?, &body.version, Some(room), None).await?;
-    let sessions = keys["rooms"][room]["sessions"].take();
-    let sessions = if sessions.is_null() { json!({}) } else { sessions };
-    Ok(get_backup_keys_for_room::v3::Response::new(typed(sessions)?))
+    let sessions = keys.remove(&body.room_id).map(|room| room.sessions).unwrap_or_default();
+    Ok(get_backup_keys_for_room::v3::Response::new(sessions))
 }
 
 /// `GET /_matrix/client/v3/room_keys/keys/{roomId}/{sessionId}`
@@ -208,11 +200,11 @@ async fn get_session(
         .e2ee
         .backup_keys(request.session()?, &body.version, Some(room), Some(&body.session_id))
         .await?;
-    let data = keys["rooms"][room]["sessions"][&body.session_id].take();
-    if data.is_null() {
-        return Err(Error::not_found("No key for this session"));
-    }
-    Ok(get_backup_keys_for_session::v3::Response::new(typed(data)?))
+    let data = keys
+        .remove(&body.room_id)
+        .and_then(|mut room| room.sessions.remove(&body.session_id))
+        .ok_or_else(|| Error::not_found("No key for this session"))?;
+    Ok(get_backup_keys_for_session::v3::Response::new(data))
 }
 
 /// `DELETE /_matrix/client/v3/room_keys/keys`

@@ -63,14 +63,7 @@ async fn query(
     request: Ruma<get_keys::v3::Request>,
 ) -> Result<get_keys::v3::Response> {
     let session = request.session()?;
-    let mut found = state.e2ee.query_keys(session.user_id(), &request.body.device_keys).await?;
-    let mut response = get_keys::v3::Response::new();
-    response.device_keys = typed(found["device_keys"].take())?;
-    response.master_keys = typed(found["master_keys"].take())?;
-    response.self_signing_keys = typed(found["self_signing_keys"].take())?;
-    response.user_signing_keys = typed(found["user_signing_keys"].take())?;
-    response.failures = typed(found["failures"].take())?;
-    Ok(response)
+    state.e2ee.query_keys(session.user_id(), &request.body.device_keys).await
 }
 
 /// `POST /_matrix/client/v3/keys/claim`
@@ -80,10 +73,7 @@ async fn claim(
 ) -> Result<claim_keys::v3::Response> {
     request.session()?;
     let wanted = one_time_key_claims(&request.body.one_time_keys);
-    let mut claimed = state.e2ee.claim_keys(&wanted).await?;
-    let mut response = claim_keys::v3::Response::new(typed(claimed["one_time_keys"].take())?);
-    response.failures = typed(claimed["failures"].take())?;
-    Ok(response)
+    state.e2ee.claim_keys(&wanted).await
 }
 
 /// `GET /_matrix/client/v3/keys/changes`
@@ -125,12 +115,7 @@ async fn signatures(
     request: Ruma<upload_signatures::v3::Request>,
 ) -> Result<upload_signatures::v3::Response> {
     let session = request.session()?;
-    let signed = serde_json::to_value(&request.body.signed_keys)
-        .map_err(|e| Error::internal(e.to_string()))?;
-    let mut result = state.e2ee.upload_signatures(session.user_id(), &signed).await?;
-    let mut response = upload_signatures::v3::Response::new();
-    response.failures = typed(result["failures"].take())?;
-    Ok(response)
+    state.e2ee.upload_signatures(session.user_id(), &request.body.signed_keys).await
 }
 
 /// `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}`

@@ -14,7 +14,6 @@ use ruma::{
 
 use crate::{
     AppState, Ruma,
-    json::typed,
     routes::{Routes, route},
 };
 
@@ -50,9 +49,9 @@ async fn get(
     let body = &request.body;
     let rule = state
         .account_data
-        .push_rule(request.session()?.user_id(), body.kind.as_str(), &body.rule_id)
+        .push_rule(request.session()?.user_id(), body.kind.clone(), &body.rule_id)
         .await?;
-    Ok(get_pushrule::v3::Response::new(typed(rule)?))
+    Ok(get_pushrule::v3::Response::new(rule))
 }
 
 /// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use palisade_core::{Error, Result};
+use palisade_core::Result;
 use palisade_service::sync::{SyncFilter, SyncRequest};
 use ruma::api::client::{
     filter::{FilterDefinition, LazyLoadOptions, create_filter, get_filter},
@@ -50,10 +50,7 @@ async fn sync(
     let filter = match &body.filter {
         Some(Filter::FilterDefinition(definition)) => to_sync_filter(definition),
         Some(Filter::FilterId(id)) => {
-            let stored = state.account_data.filter(session.user_id(), id).await?;
-            let definition: FilterDefinition = serde_json::from_value(stored)
-                .map_err(|e| Error::internal(format!("stored filter: {e}")))?;
-            to_sync_filter(&definition)
+            to_sync_filter(&state.account_data.filter(session.user_id(), id).await?)
         }
         _ => SyncFilter::default(),
     };
@@ -73,9 +70,7 @@ async fn create(
 ) -> Result<create_filter::v3::Response> {
     let session = request.session()?;
     ensure_own(session.user_id(), &request.body.user_id)?;
-    let json =
-        serde_json::to_value(&request.body.filter).map_err(|e| Error::internal(e.to_string()))?;
-    let id = state.account_data.create_filter(session.user_id(), &json).await?;
+    let id = state.account_data.create_filter(session.user_id(), &request.body.filter).await?;
     Ok(create_filter::v3::Response::new(id))
 }
 
@@ -86,8 +81,6 @@ async fn get(
 ) -> Result<get_filter::v3::Response> {
     let session = request.session()?;
     ensure_own(session.user_id(), &request.body.user_id)?;
-    let stored = state.account_data.filter(session.user_id(), &request.body.filter_id).await?;
-    let definition = serde_json::from_value(stored)
-        .map_err(|e| Error::internal(format!("stored filter: {e}")))?;
+    let definition = state.account_data.filter(session.user_id(), &request.body.filter_id).await?;
     Ok(get_filter::v3::Response::new(definition))
 }

@@ -13,7 +13,6 @@ use ruma::{
 
 use crate::{
     AppState, Ruma,
-    json::raw,
     routes::{Routes, route},
 };
 
@@ -34,11 +33,11 @@ async fn server_keys(
     let document = state
         .signing_key
         .server_key_document(state.config.server_name.as_str(), state.clock.now_millis())?;
-    Ok(get_server_keys::v2::Response::new(raw(&document)?))
+    Ok(get_server_keys::v2::Response::new(document))
 }
 
 async fn notarised(state: &AppState, server: &ServerName) -> Result<Vec<Raw<ServerSigningKeys>>> {
-    state.federation.keys.notarised_documents(server).await?.iter().map(raw).collect()
+    state.federation.keys.notarised_documents(server).await
 }
 
 /// `GET /_matrix/key/v2/query/{serverName}`

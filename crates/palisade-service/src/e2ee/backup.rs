@@ -4,11 +4,19 @@ use std::collections::BTreeMap;
 
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::BackupKeyRow;
-use ruma::UserId;
-use serde_json::{Value, json};
+use ruma::{
+    OwnedRoomId, UserId,
+    api::client::backup::{BackupAlgorithm, RoomKeyBackup},
+    serde::Raw,
+};
+use serde_json::{Value, json, value::RawValue};
 
 use super::E2eeService;
-use crate::{Session, trust::Need};
+use crate::{
+    Session,
+    events::{stored_json, stored_raw, to_raw},
+    trust::Need,
+};
 
 /// A backup version as the API returns it.
 #[derive(Debug, Clone)]
@@ -17,12 +25,27 @@ pub struct BackupVersion {
     pub version: String,
     /// Algorithm.
     pub algorithm: String,
-    /// Algorithm-specific data.
-    pub auth_data: Value,
+    /// Algorithm-specific data, as the client sent it.
+    pub auth_data: Box<RawValue>,
     /// Number of stored keys.
     pub count: u64,
     /// Changes whenever keys change.
     pub etag: String,
+}
+
+impl BackupVersion {
+    /// The algorithm and its auth data, as clients are shown them.
+    pub fn algorithm_data(&self) -> Result<Raw<BackupAlgorithm>> {
+        to_raw(&json!({ "algorithm": self.algorithm, "auth_data": self.auth_data }))
+    }
+}
+
+/// Auth data must be a JSON object.
+fn check_auth_data(auth_data: &RawValue) -> Result<String> {
+    if !auth_data.get().trim_start().starts_with('{') {
+        return Err(Error::bad_json("auth_data must be an object"));
+    }
+    Ok(auth_data.get().to_owned())
 }
 
 fn parse_version(version: &str) -> Result<u64> {
@@ -55,13 +78,11 @@ impl E2eeService {
         &self,
         session: &Session,
         algorithm: &str,
-        auth_data: &Value,
+        auth_data: &RawValue,
     ) -> Result<String> {
         let user = self.writer(session).await?;
-        if !auth_data.is_object() {
-            return Err(Error::bad_json("auth_data must be an object"));
-        }
-        Ok(self.store.create_backup(user, algorithm, auth_data.to_string()).await?.to_string())
+        let auth_data = check_auth_data(auth_data)?;
+        Ok(self.store.create_backup(user, algorithm, auth_data).await?.to_string())
     }
 
     /// A backup version (the current one for `None`), or `M_NOT_FOUND`.
@@ -75,7 +96,7 @@ impl E2eeService {
         Ok(BackupVersion {
             version: row.version.to_string(),
             algorithm: row.algorithm,
-            auth_data: serde_json::from_str(&row.auth_data).unwrap_or_default(),
+            auth_data: stored_json(row.auth_data)?,
             count: row.count,
             etag: row.etag.to_string(),
         })
@@ -87,17 +108,15 @@ impl E2eeService {
         session: &Session,
         version: &str,
         algorithm: &str,
-        auth_data: &Value,
+        auth_data: &RawValue,
     ) -> Result<()> {
         let user = self.writer(session).await?;
         let current = self.backup(user, Some(version)).await?;
         if current.algorithm != algorithm {
             return Err(Error::invalid_param("The algorithm of a backup version cannot change"));
         }
-        if !auth_data.is_object() {
-            return Err(Error::bad_json("auth_data must be an object"));
-        }
-        self.store.update_backup(user, parse_version(version)?, auth_data.to_string()).await?;
+        let auth_data = check_auth_data(auth_data)?;
+        self.store.update_backup(user, parse_version(version)?, auth_data).await?;
         Ok(())
     }
 
@@ -155,28 +174,31 @@ impl E2eeService {
         Ok((after.etag, after.count))
     }
 
-    /// Keys of a version as `{rooms: {room: {sessions: {session: data}}}}`, optionally of one
-    /// room or session. An untrusted device may not read them.
+    /// Keys of a version by room and session, optionally of one room or session. An
+    /// untrusted device may not read them.
     pub async fn backup_keys(
         &self,
         session: &Session,
         version: &str,
         room_id: Option<&str>,
         session_id: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<BTreeMap<OwnedRoomId, RoomKeyBackup>> {
         let user = session.user_id();
         self.trust.require(session.into(), Need::Approval, "read_key_backup").await?;
         self.backup(user, Some(version)).await?;
         let rows =
             self.store.backup_keys(user, parse_version(version)?, room_id, session_id).await?;
-        let mut rooms: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+        let mut rooms: BTreeMap<OwnedRoomId, RoomKeyBackup> = BTreeMap::new();
         for row in rows {
-            let data: Value = serde_json::from_str(&row.json).unwrap_or_default();
-            rooms.entry(row.room_id).or_default().insert(row.session_id, data);
+            let room = OwnedRoomId::try_from(row.room_id)
+                .map_err(|e| Error::internal(format!("stored backup room: {e}")))?;
+            let sessions = &mut rooms
+                .entry(room)
+                .or_insert_with(|| RoomKeyBackup::new(BTreeMap::new()))
+                .sessions;
+            sessions.insert(row.session_id, stored_raw(row.json)?);
         }
-        Ok(json!({
-            "rooms": rooms.into_iter().map(|(room, sessions)| (room, json!({ "sessions": sessions }))).collect::<serde_json::Map<_, _>>()
-        }))
+        Ok(rooms)
     }
 
     /// Deletes keys of a version; returns the new etag and count.

@@ -123,7 +123,7 @@ impl E2eeService {
             .map(|d| (d.device_id.to_string(), d.display_name))
             .collect();
         let mut edus = Vec::new();
-        if let Some(devices) = keys["device_keys"][user.as_str()].as_object() {
+        if let Some(devices) = keys.device_keys.get(user) {
             for (device_id, device_keys) in devices {
                 let mut content = serde_json::json!({
                     "user_id": user,
@@ -133,7 +133,7 @@ impl E2eeService {
                     "deleted": false,
                     "keys": device_keys,
                 });
-                if let Some(Some(name)) = names.get(device_id) {
+                if let Some(Some(name)) = names.get(device_id.as_str()) {
                     content["device_display_name"] = serde_json::json!(name);
                 }
                 let edu =
@@ -141,12 +141,10 @@ impl E2eeService {
                 edus.push(edu.to_string());
             }
         }
-        let (master, self_signing) =
-            (&keys["master_keys"][user.as_str()], &keys["self_signing_keys"][user.as_str()]);
-        if !master.is_null() {
+        if let Some(master) = keys.master_keys.get(user) {
             let mut content = serde_json::json!({ "user_id": user, "master_key": master });
-            if !self_signing.is_null() {
-                content["self_signing_key"] = self_signing.clone();
+            if let Some(self_signing) = keys.self_signing_keys.get(user) {
+                content["self_signing_key"] = serde_json::json!(self_signing);
             }
             let edu = serde_json::json!({ "edu_type": "m.signing_key_update", "content": content });
             edus.push(edu.to_string());

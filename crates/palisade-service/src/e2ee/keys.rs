@@ -4,11 +4,20 @@ use std::collections::BTreeMap;
 
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::OneTimeKeyUpload;
-use ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedDeviceId, OwnedUserId, UserId};
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, UserId,
+    api::client::keys::{
+        claim_keys, get_keys,
+        upload_signatures::{self, v3::Failure},
+    },
+};
 use serde_json::{Map, Value, json};
 
 use super::{E2eeService, canonical, signed_by, signed_part};
-use crate::{Session, UiaAuth, UiaPurpose};
+use crate::{
+    Session, UiaAuth, UiaPurpose,
+    events::{stored_raw, to_raw},
+};
 
 /// The kinds of cross-signing key and the `usage` each must declare.
 pub const CROSS_SIGNING_KINDS: [&str; 3] = ["master", "self_signing", "user_signing"];
@@ -35,9 +44,10 @@ fn parse_stored(json: &str) -> Result<CanonicalJsonObject> {
     serde_json::from_str(json).map_err(|e| Error::internal(format!("stored key unreadable: {e}")))
 }
 
-/// One `failures` entry of `/keys/signatures/upload`.
-fn failure(errcode: &str, error: &str) -> Value {
-    json!({ "errcode": errcode, "error": error })
+/// One `failures` entry of `/keys/signatures/upload` (ruma's type has no constructor).
+fn failure(errcode: &str, error: &str) -> Failure {
+    serde_json::from_value(json!({ "errcode": errcode, "error": error }))
+        .expect("a failure is an error code and a message")
 }
 
 impl E2eeService {
@@ -121,9 +131,8 @@ impl E2eeService {
         &self,
         requester: Option<&UserId>,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-    ) -> Result<Value> {
-        let (mut device_keys, mut master, mut self_signing, mut user_signing) =
-            (Map::new(), Map::new(), Map::new(), Map::new());
+    ) -> Result<get_keys::v3::Response> {
+        let mut found = get_keys::v3::Response::new();
         // Other servers' users are asked of their servers (palisade-federation), not here.
         for (user, devices) in wanted.iter().filter(|(user, _)| self.accounts.is_local(user)) {
             let names: BTreeMap<_, _> = self
@@ -133,7 +142,7 @@ impl E2eeService {
                 .into_iter()
                 .map(|d| (d.device_id, d.display_name))
                 .collect();
-            let mut keys = Map::new();
+            let mut keys = BTreeMap::new();
             for (device, json) in self.store.user_device_keys(user).await? {
                 if !devices.is_empty() && !devices.contains(&device) {
                     continue;
@@ -142,60 +151,56 @@ impl E2eeService {
                 if Some(&**user) != requester && !self.trust.is_trusted(user, &device).await? {
                     continue;
                 }
-                let mut object: Value =
-                    serde_json::from_str(&json).map_err(|e| Error::internal(e.to_string()))?;
-                if let Some(Some(name)) = names.get(&device) {
-                    object["unsigned"] = json!({ "device_display_name": name });
-                }
-                keys.insert(device.to_string(), object);
+                let raw = match names.get(&device) {
+                    Some(Some(name)) => {
+                        let mut object: Map<String, Value> = serde_json::from_str(&json)
+                            .map_err(|e| Error::internal(e.to_string()))?;
+                        object.insert("unsigned".into(), json!({ "device_display_name": name }));
+                        to_raw(&object)?
+                    }
+                    _ => stored_raw(json)?,
+                };
+                keys.insert(device, raw);
             }
-            device_keys.insert(user.to_string(), Value::Object(keys));
-            for (kind, target) in [("master", &mut master), ("self_signing", &mut self_signing)] {
+            found.device_keys.insert(user.clone(), keys);
+            let cross_signing = [
+                ("master", &mut found.master_keys),
+                ("self_signing", &mut found.self_signing_keys),
+            ];
+            for (kind, target) in cross_signing {
                 if let Some(json) = self.store.cross_signing_key(user, kind).await? {
-                    target.insert(
-                        user.to_string(),
-                        serde_json::from_str(&json).map_err(|e| Error::internal(e.to_string()))?,
-                    );
+                    target.insert(user.clone(), stored_raw(json)?);
                 }
             }
             if Some(&**user) == requester
                 && let Some(json) = self.store.cross_signing_key(user, "user_signing").await?
             {
-                user_signing.insert(
-                    user.to_string(),
-                    serde_json::from_str(&json).map_err(|e| Error::internal(e.to_string()))?,
-                );
+                found.user_signing_keys.insert(user.clone(), stored_raw(json)?);
             }
         }
-        Ok(json!({
-            "device_keys": device_keys,
-            "master_keys": master,
-            "self_signing_keys": self_signing,
-            "user_signing_keys": user_signing,
-            "failures": {},
-        }))
+        Ok(found)
     }
 
     /// `/keys/claim`: one one-time key per device (each handed out once), else its fallback key.
     pub async fn claim_local_keys(
         &self,
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-    ) -> Result<Value> {
-        let mut claimed = Map::new();
+    ) -> Result<claim_keys::v3::Response> {
+        let mut claimed = BTreeMap::new();
         for (user, devices) in wanted.iter().filter(|(user, _)| self.accounts.is_local(user)) {
-            let mut user_keys = Map::new();
+            let mut user_keys = BTreeMap::new();
             for (device, algorithm) in devices {
                 if let Some(key) = self.store.claim_key(user, device, algorithm).await? {
-                    let value: Value = serde_json::from_str(&key.json)
-                        .map_err(|e| Error::internal(e.to_string()))?;
-                    user_keys.insert(device.to_string(), json!({ key.key_id: value }));
+                    let id = OwnedOneTimeKeyId::try_from(key.key_id.as_str())
+                        .map_err(|e| Error::internal(format!("stored key id: {e}")))?;
+                    user_keys.insert(device.clone(), BTreeMap::from([(id, stored_raw(key.json)?)]));
                 }
             }
             if !user_keys.is_empty() {
-                claimed.insert(user.to_string(), Value::Object(user_keys));
+                claimed.insert(user.clone(), user_keys);
             }
         }
-        Ok(json!({ "one_time_keys": claimed, "failures": {} }))
+        Ok(claim_keys::v3::Response::new(claimed))
     }
 
     /// `/keys/device_signing/upload`: the user's cross-signing keys. Replacing existing keys
@@ -283,29 +288,25 @@ impl E2eeService {
 
     /// `/keys/signatures/upload`: adds the requester's valid signatures to stored keys; every
     /// other signature is reported in `failures` and not stored.
-    pub async fn upload_signatures(&self, requester: &UserId, signed: &Value) -> Result<Value> {
-        let mut failures = Map::new();
-        let Some(users) = signed.as_object() else {
-            return Err(Error::bad_json("Expected an object"));
-        };
-        for (user, keys) in users {
-            let mut user_failures = Map::new();
-            let Ok(target_user) = OwnedUserId::try_from(user.as_str()) else {
-                failures.insert(user.clone(), json!({}));
-                continue;
-            };
-            for (key_id, object) in keys.as_object().into_iter().flatten() {
-                if let Err(reason) =
-                    self.add_signature(requester, &target_user, key_id, object).await?
-                {
-                    user_failures.insert(key_id.clone(), reason);
+    pub async fn upload_signatures(
+        &self,
+        requester: &UserId,
+        signed: &BTreeMap<OwnedUserId, upload_signatures::v3::SignedKeys>,
+    ) -> Result<upload_signatures::v3::Response> {
+        let mut response = upload_signatures::v3::Response::new();
+        for (user, keys) in signed {
+            let mut user_failures = BTreeMap::new();
+            for (key_id, object) in keys.iter() {
+                let uploaded = serde_json::from_str::<Value>(object.get()).unwrap_or_default();
+                if let Err(reason) = self.add_signature(requester, user, key_id, &uploaded).await? {
+                    user_failures.insert(key_id.to_owned(), reason);
                 }
             }
             if !user_failures.is_empty() {
-                failures.insert(user.clone(), Value::Object(user_failures));
+                response.failures.insert(user.clone(), user_failures);
             }
         }
-        Ok(json!({ "failures": failures }))
+        Ok(response)
     }
 
     /// Checks and stores one signed object; `Ok(Err(failure))` for a refused signature.
@@ -315,7 +316,7 @@ impl E2eeService {
         target: &UserId,
         key_id: &str,
         uploaded: &Value,
-    ) -> Result<std::result::Result<(), Value>> {
+    ) -> Result<std::result::Result<(), Failure>> {
         let Ok(uploaded) = canonical(uploaded, "signed key") else {
             return Ok(Err(failure("M_BAD_JSON", "Not a key object")));
         };

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use palisade_core::{Error, Result};
-use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId};
+use ruma::{
+    OwnedDeviceId, OwnedServerName, OwnedUserId, ServerName, UserId,
+    api::client::keys::{claim_keys, get_keys},
+};
 use serde_json::{Map, Value, json};
 
 use super::{E2eeService, Recipient};
@@ -35,8 +38,12 @@ pub fn split_by_server<T: Clone>(
     (local, remote)
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value> {
-    serde_json::to_value(value).map_err(|e| Error::internal(e.to_string()))
+/// The entries of a server's answer about its own users (it may speak for no one else).
+fn own_users<T>(
+    server: &ServerName,
+    answer: BTreeMap<OwnedUserId, T>,
+) -> impl Iterator<Item = (OwnedUserId, T)> {
+    answer.into_iter().filter(move |(user, _)| user.server_name() == server)
 }
 
 /// A failure entry for a server that did not answer.
@@ -51,25 +58,20 @@ impl E2eeService {
         &self,
         requester: &UserId,
         wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-    ) -> Result<Value> {
+    ) -> Result<get_keys::v3::Response> {
         let (local, remote) = split_by_server(self.accounts.server_name(), wanted);
         let mut found = self.query_local_keys(Some(requester), &local).await?;
         for (server, users) in remote {
             let answer = async { self.outbound.get()?.query_keys(&server, users).await }.await;
             match answer {
                 Ok(answer) => {
-                    let own = |user: &OwnedUserId| user.server_name() == server;
-                    for (user, devices) in answer.device_keys.iter().filter(|(u, _)| own(u)) {
-                        found["device_keys"][user.as_str()] = to_value(devices)?;
-                    }
-                    for (user, key) in answer.master_keys.iter().filter(|(u, _)| own(u)) {
-                        found["master_keys"][user.as_str()] = to_value(key)?;
-                    }
-                    for (user, key) in answer.self_signing_keys.iter().filter(|(u, _)| own(u)) {
-                        found["self_signing_keys"][user.as_str()] = to_value(key)?;
-                    }
+                    found.device_keys.extend(own_users(&server, answer.device_keys));
+                    found.master_keys.extend(own_users(&server, answer.master_keys));
+                    found.self_signing_keys.extend(own_users(&server, answer.self_signing_keys));
                 }
-                Err(error) => found["failures"][server.as_str()] = unreachable(&error),
+                Err(error) => {
+                    found.failures.insert(server.to_string(), unreachable(&error));
+                }
             }
         }
         Ok(found)
@@ -80,20 +82,18 @@ impl E2eeService {
     pub async fn claim_keys(
         &self,
         wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-    ) -> Result<Value> {
+    ) -> Result<claim_keys::v3::Response> {
         let (local, remote) = split_by_server(self.accounts.server_name(), wanted);
         let mut claimed = self.claim_local_keys(&local).await?;
         for (server, users) in remote {
             let answer = async { self.outbound.get()?.claim_keys(&server, users).await }.await;
             match answer {
                 Ok(answer) => {
-                    for (user, keys) in answer.one_time_keys {
-                        if user.server_name() == server {
-                            claimed["one_time_keys"][user.as_str()] = to_value(&keys)?;
-                        }
-                    }
+                    claimed.one_time_keys.extend(own_users(&server, answer.one_time_keys));
                 }
-                Err(error) => claimed["failures"][server.as_str()] = unreachable(&error),
+                Err(error) => {
+                    claimed.failures.insert(server.to_string(), unreachable(&error));
+                }
             }
         }
         Ok(claimed)

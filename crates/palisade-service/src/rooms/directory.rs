@@ -2,10 +2,12 @@
 
 use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
-    CanonicalJsonObject, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId,
+    CanonicalJsonObject, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UInt,
     UserId,
+    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
+    room::{JoinRuleKind, RoomType},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{EventTemplate, RoomService};
 use crate::trust::{Actor, Need};
@@ -14,7 +16,7 @@ use crate::trust::{Actor, Need};
 #[derive(Debug, Clone)]
 pub struct PublicRoom {
     /// The room's entry in the `/publicRooms` format.
-    pub chunk: Value,
+    pub chunk: PublicRoomsChunk,
     /// Text searched by `generic_search_term`.
     pub search_text: String,
 }
@@ -191,8 +193,10 @@ impl RoomService {
                     }
                 }
             };
-            let field =
-                |content: Option<Value>, key: &str| content.and_then(|c| c.get(key).cloned());
+            // A field of the wrong type reads as absent, as clients treat it.
+            let field = |content: Option<Value>, key: &str| {
+                content.and_then(|c| c.get(key).and_then(Value::as_str).map(str::to_owned))
+            };
             let name = field(content("m.room.name").await?, "name");
             let topic = field(content("m.room.topic").await?, "topic");
             let alias = field(content("m.room.canonical_alias").await?, "alias");
@@ -208,33 +212,27 @@ impl RoomService {
                 .iter()
                 .filter(|m| m.membership == "join")
                 .count();
-            let mut chunk = json!({
-                "room_id": room_id,
-                "num_joined_members": joined,
-                "world_readable": history.as_ref().and_then(Value::as_str) == Some("world_readable"),
-                "guest_can_join": guest.as_ref().and_then(Value::as_str) == Some("can_join"),
-                "join_rule": join_rule.unwrap_or_else(|| json!("invite")),
-            });
-            for (key, value) in [
-                ("name", &name),
-                ("topic", &topic),
-                ("canonical_alias", &alias),
-                ("avatar_url", &avatar),
-                ("room_type", &room_type),
-            ] {
-                if let Some(value) = value {
-                    chunk[key] = value.clone();
-                }
-            }
-            let search_text = [name, topic, alias]
+            let search_text = [&name, &topic, &alias]
                 .into_iter()
                 .flatten()
-                .filter_map(|v| v.as_str().map(str::to_lowercase))
+                .map(|text| text.to_lowercase())
                 .collect::<Vec<_>>()
                 .join(" ");
+            let mut chunk = PublicRoomsChunk::from(PublicRoomsChunkInit {
+                num_joined_members: UInt::new_saturating(joined as u64),
+                room_id,
+                world_readable: history.as_deref() == Some("world_readable"),
+                guest_can_join: guest.as_deref() == Some("can_join"),
+            });
+            chunk.join_rule = JoinRuleKind::from(join_rule.as_deref().unwrap_or("invite"));
+            chunk.name = name;
+            chunk.topic = topic;
+            chunk.canonical_alias = alias.and_then(|alias| alias.try_into().ok());
+            chunk.avatar_url = avatar.map(Into::into);
+            chunk.room_type = room_type.map(|kind| RoomType::from(kind.as_str()));
             rooms.push(PublicRoom { chunk, search_text });
         }
-        rooms.sort_by_key(|r| std::cmp::Reverse(r.chunk["num_joined_members"].as_u64()));
+        rooms.sort_by_key(|r| std::cmp::Reverse(r.chunk.num_joined_members));
         Ok(rooms)
     }
 }

@@ -329,6 +329,14 @@ async fn aliases_and_the_public_directory() {
         )
         .await;
     assert_eq!(none["chunk"].as_array().unwrap().len(), 0);
+    // A topic of the wrong type (the auth rules do not look at content) does not break the
+    // directory: the room is listed without one.
+    let topic = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/");
+    assert_eq!(server.put(&topic, alice.token(), json!({ "topic": 42 })).await.0, StatusCode::OK);
+    let (status, list) = server.get("/_matrix/client/v3/publicRooms", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(list["chunk"][0]["name"], "Town Square");
+    assert!(list["chunk"][0].get("topic").is_none(), "{list}");
 
     let visibility = format!("/_matrix/client/v3/directory/list/room/{private}");
     assert_eq!(server.get(&visibility, None).await.1["visibility"], "private");
