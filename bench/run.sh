@@ -3,6 +3,7 @@
 #
 #   bench/run.sh [palisade-bench options…]     e.g. --members 1000 --rooms 1000
 #   SERVERS=synapse bench/run.sh …               only one of the two (default: both)
+#   BIN_DIR=/tmp/a SERVERS=palisade bench/run.sh  prebuilt binaries (A/B of two commits)
 #
 # Builds Palisade in release mode, installs Synapse (PyPI matrix-synapse, SQLite) into a venv,
 # starts each on loopback with open registration and no rate limits, runs the same scenarios
@@ -15,8 +16,14 @@ PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-cargo build --release -p palisade -p palisade-bench
-BIN="$CARGO_TARGET_DIR/release"
+# BIN_DIR=<dir holding palisade and palisade-bench> measures prebuilt binaries (an A/B of two
+# commits) instead of building this checkout.
+if [[ -n "${BIN_DIR:-}" ]]; then
+  BIN="$BIN_DIR"
+else
+  cargo build --release -p palisade -p palisade-bench
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 
 SERVERS="${SERVERS:-palisade synapse}"
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
