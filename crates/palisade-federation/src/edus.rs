@@ -54,8 +54,8 @@ impl Federation {
         room_id: &RoomId,
     ) -> Result<bool> {
         Ok(user.server_name() == origin
-            && self.services.rooms.is_joined(room_id, user).await?
-            && self.services.rooms.server_allowed(room_id, origin).await?)
+            && self.services.remote_rooms.is_joined(room_id, user).await?
+            && self.services.remote_rooms.server_allowed(room_id, origin).await?)
     }
 
     async fn remote_typing(&self, origin: &ServerName, typing: TypingContent) -> Result<()> {
@@ -162,7 +162,7 @@ impl Federation {
         let mut update = PresenceUpdate::new(user.to_owned(), presence.into(), ruma::UInt::MIN);
         update.status_msg = status_msg.map(str::to_owned);
         update.currently_active = presence == "online";
-        let servers = self.services.rooms.servers_sharing_rooms_with(user).await?;
+        let servers = self.services.remote_rooms.servers_sharing_rooms_with(user).await?;
         self.queue_edu_to(servers, &Edu::Presence(PresenceContent::new(vec![update]))).await
     }
 }

@@ -29,7 +29,7 @@ impl Federation {
 
     /// Refuses servers the room's server ACL denies.
     pub(crate) async fn ensure_acl(&self, origin: &ServerName, room_id: &RoomId) -> Result<()> {
-        if self.services.rooms.server_allowed(room_id, origin).await? {
+        if self.services.remote_rooms.server_allowed(room_id, origin).await? {
             Ok(())
         } else {
             Err(Error::forbidden("The room's server ACL denies the requesting server"))
@@ -44,7 +44,7 @@ impl Federation {
     ) -> Result<Box<RawValue>> {
         let (room_id, object) = self
             .services
-            .rooms
+            .remote_rooms
             .event_for_server(event_id, origin)
             .await?
             .ok_or_else(|| Error::not_found("Unknown event"))?;
@@ -60,7 +60,7 @@ impl Federation {
         event_id: &EventId,
     ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
         self.ensure_in_room(origin, room_id).await?;
-        self.services.rooms.state_ids_before(room_id, event_id).await
+        self.services.remote_rooms.state_ids_before(room_id, event_id).await
     }
 
     /// The state before an event and its auth chain, as PDUs.
@@ -72,7 +72,7 @@ impl Federation {
     ) -> Result<(Vec<Box<RawValue>>, Vec<Box<RawValue>>)> {
         self.ensure_in_room(origin, room_id).await?;
         let (state, chain) =
-            self.services.rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
+            self.services.remote_rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
         Ok((to_raws(&state)?, to_raws(&chain)?))
     }
 
@@ -84,7 +84,7 @@ impl Federation {
         event_id: &EventId,
     ) -> Result<Vec<Box<RawValue>>> {
         self.ensure_in_room(origin, room_id).await?;
-        to_raws(&self.services.rooms.auth_chain_of(room_id, event_id).await?)
+        to_raws(&self.services.remote_rooms.auth_chain_of(room_id, event_id).await?)
     }
 
     /// History before `from` (inclusive), newest first (`/backfill`).
@@ -97,7 +97,7 @@ impl Federation {
     ) -> Result<Vec<Box<RawValue>>> {
         self.ensure_in_room(origin, room_id).await?;
         let limit = limit.min(MAX_MISSING_EVENTS);
-        to_raws(&self.services.rooms.backfill(room_id, from, limit, origin).await?)
+        to_raws(&self.services.remote_rooms.backfill(room_id, from, limit, origin).await?)
     }
 
     /// Events between `earliest` and `latest`.
@@ -114,7 +114,7 @@ impl Federation {
         let limit = limit.min(MAX_MISSING_EVENTS);
         let events = self
             .services
-            .rooms
+            .remote_rooms
             .missing_events(room_id, earliest, latest, limit, min_depth, origin)
             .await?;
         to_raws(&events)

@@ -5,7 +5,7 @@
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
 use palisade_service::{
-    rooms::{JoinedRoom, Received, RemoteEvent, RoomService},
+    rooms::{JoinedRoom, Received, RemoteEvent, RemoteRoomService},
     trust::Actor,
 };
 use ruma::{
@@ -72,7 +72,7 @@ impl Federation {
                 }
             }
         }
-        let join = self.services.rooms.complete_template(actor, object, &version).await?;
+        let join = self.services.remote_rooms.complete_template(actor, object, &version).await?;
         let request = create_join_event::v2::Request::new(
             room_id.to_owned(),
             join.event_id().to_owned(),
@@ -98,7 +98,7 @@ impl Federation {
             }
         };
         let joined = JoinedRoom { state, auth_chain, history, join };
-        self.services.rooms.import_join(room_id, &version, joined).await
+        self.services.remote_rooms.import_join(room_id, &version, joined).await
     }
 
     /// `make_leave` and `send_leave` through a server in the room, then records the leave.
@@ -114,14 +114,14 @@ impl Federation {
         let version = template.room_version.unwrap_or(RoomVersionId::V1);
         let object = parse_pdu(&template.event)?;
         check_template(&object, room_id, user, "leave")?;
-        let leave = self.services.rooms.complete_template(actor, object, &version).await?;
+        let leave = self.services.remote_rooms.complete_template(actor, object, &version).await?;
         let request = create_leave_event::v2::Request::new(
             room_id.to_owned(),
             leave.event_id().to_owned(),
             to_raw(leave.object())?,
         );
         self.client.send(server, request).await?;
-        self.services.rooms.record_outside_membership(room_id, &version, leave, None).await
+        self.services.remote_rooms.record_outside_membership(room_id, &version, leave, None).await
     }
 
     /// Has the invitee's server countersign an invite built here (`/invite` v2); returns it
@@ -178,6 +178,7 @@ impl Federation {
             ));
         }
         let rooms = &self.services.rooms;
+        let remote_rooms = &self.services.remote_rooms;
         if let Some(known) = rooms.room_version(room_id).await?
             && known != *version
         {
@@ -214,7 +215,7 @@ impl Federation {
         if self.local_profile(&target).await.is_err() {
             return Err(Error::not_found("Unknown user"));
         }
-        let countersigned = rooms.countersign(&event, version)?;
+        let countersigned = remote_rooms.countersign(&event, version)?;
         let resident = rooms.room_version(room_id).await?.is_some()
             && rooms.server_in_room(room_id, &self.services.config.server_name).await?;
         if resident {
@@ -238,7 +239,7 @@ impl Federation {
         } else {
             let shown =
                 invite_room_state.iter().filter_map(|state| stripped_of(state, room_id)).collect();
-            rooms
+            remote_rooms
                 .record_outside_membership(room_id, version, countersigned.clone(), Some(shown))
                 .await?;
         }
@@ -258,6 +259,7 @@ impl Federation {
             return Err(Error::forbidden("The user does not belong to the requesting server"));
         }
         let rooms = &self.services.rooms;
+        let remote_rooms = &self.services.remote_rooms;
         let version =
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
         self.ensure_acl(origin, room_id).await?;
@@ -272,7 +274,8 @@ impl Federation {
         if !rooms.server_in_room(room_id, &self.services.config.server_name).await? {
             return Err(Error::not_found("This server is not in the room"));
         }
-        let (version, template) = rooms.membership_template(room_id, user, membership).await?;
+        let (version, template) =
+            remote_rooms.membership_template(room_id, user, membership).await?;
         Ok((version, to_raw(&template)?))
     }
 
@@ -287,6 +290,7 @@ impl Federation {
         membership: &str,
     ) -> Result<Option<JoinedState>> {
         let rooms = &self.services.rooms;
+        let remote_rooms = &self.services.remote_rooms;
         let version =
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
         self.ensure_acl(origin, room_id).await?;
@@ -294,7 +298,7 @@ impl Federation {
         if event.event_id() != event_id {
             return Err(Error::bad_json("The event id does not match the event"));
         }
-        if !RoomService::is_membership_of(&event, origin, membership) {
+        if !RemoteRoomService::is_membership_of(&event, origin, membership) {
             return Err(Error::bad_json(format!(
                 "Not a {membership} of a user of the sending server"
             )));
@@ -317,7 +321,8 @@ impl Federation {
         if membership != "join" {
             return Ok(None);
         }
-        let (state, auth_chain) = rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
+        let (state, auth_chain) =
+            remote_rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
         let servers = rooms.servers_in_room(room_id).await?;
         Ok(Some(JoinedState {
             state: to_raws(&state)?,

@@ -11,7 +11,7 @@ use std::{
 };
 
 use palisade_core::{Error, ErrorKind, Result};
-use palisade_service::{E2eeService, Services, rooms::RoomService};
+use palisade_service::{E2eeService, RemoteRoomService, Services, rooms::RoomService};
 use palisade_storage::{FederationStore, OutboxRow, QueuedUpTo};
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName,
@@ -55,6 +55,7 @@ struct Destination {
 pub struct Sender {
     origin: OwnedServerName,
     rooms: Arc<RoomService>,
+    remote_rooms: Arc<RemoteRoomService>,
     e2ee: Arc<E2eeService>,
     store: Arc<dyn FederationStore>,
     client: Arc<FederationClient>,
@@ -73,6 +74,7 @@ impl Sender {
         Self {
             origin,
             rooms: services.rooms.clone(),
+            remote_rooms: services.remote_rooms.clone(),
             e2ee: services.e2ee.clone(),
             store,
             client,
@@ -168,7 +170,7 @@ impl Sender {
                     continue;
                 }
                 if !recipients.contains_key(&event.room_id) {
-                    let acl = self.rooms.server_acl(&event.room_id).await?;
+                    let acl = self.remote_rooms.server_acl(&event.room_id).await?;
                     let servers = self.rooms.servers_in_room(&event.room_id).await?;
                     let allowed = servers
                         .into_iter()
@@ -211,7 +213,7 @@ impl Sender {
                     continue;
                 }
                 let servers: Vec<OwnedServerName> = self
-                    .rooms
+                    .remote_rooms
                     .servers_sharing_rooms_with(user)
                     .await?
                     .into_iter()

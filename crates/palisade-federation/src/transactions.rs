@@ -143,12 +143,13 @@ impl Federation {
         event: RemoteEvent,
     ) -> Result<Received> {
         let rooms = &self.services.rooms;
+        let remote_rooms = &self.services.remote_rooms;
         let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
         let Received::Missing(missing) = outcome else { return Ok(outcome) };
         tracing::debug!(event_id = %event.event_id(), ?missing, "filling a gap");
 
         // The event's own auth chain, when auth events are missing.
-        let known = rooms.known_events(&missing).await?;
+        let known = remote_rooms.known_events(&missing).await?;
         let auth_ids = event_ids(event.object(), "auth_events");
         if auth_ids.iter().any(|id| missing.contains(id) && !known.contains(id)) {
             let request = get_event_authorization::v1::Request::new(
@@ -157,13 +158,13 @@ impl Federation {
             );
             let chain = self.client.send(origin, request).await?.auth_chain;
             let chain = self.verify_all(&chain, version).await;
-            rooms.store_outliers(room_id, chain).await?;
+            remote_rooms.store_outliers(room_id, chain).await?;
         }
 
         // The events between what this server has and the new one.
         let mut request = get_missing_events::v1::Request::new(
             room_id.to_owned(),
-            rooms.extremities(room_id).await?,
+            remote_rooms.extremities(room_id).await?,
             vec![event.event_id().to_owned()],
         );
         request.limit = UInt::from(MISSING_EVENTS_LIMIT);
@@ -224,13 +225,13 @@ impl Federation {
         version: &RoomVersionId,
         event_id: &OwnedEventId,
     ) -> Result<StateMap> {
-        let rooms = &self.services.rooms;
+        let remote_rooms = &self.services.remote_rooms;
         let request = get_room_state_ids::v1::Request::new(event_id.clone(), room_id.to_owned());
         let ids = self.client.send(origin, request).await?;
         let mut wanted: Vec<OwnedEventId> =
             ids.auth_chain_ids.iter().chain(&ids.pdu_ids).cloned().collect();
         wanted.push(event_id.clone());
-        let known = rooms.known_events(&wanted).await?;
+        let known = remote_rooms.known_events(&wanted).await?;
         let unknown: Vec<&OwnedEventId> = wanted.iter().filter(|id| !known.contains(*id)).collect();
         if unknown.len() > MAX_STATE_FETCH {
             return Err(Error::forbidden("Too much unknown state to fetch"));
@@ -244,9 +245,9 @@ impl Federation {
             }
             fetched.push(event);
         }
-        rooms.store_outliers(room_id, fetched).await?;
-        let mut state = rooms.state_map_of(room_id, &ids.pdu_ids).await?;
-        state.extend(rooms.state_map_of(room_id, std::slice::from_ref(event_id)).await?);
+        remote_rooms.store_outliers(room_id, fetched).await?;
+        let mut state = remote_rooms.state_map_of(room_id, &ids.pdu_ids).await?;
+        state.extend(remote_rooms.state_map_of(room_id, std::slice::from_ref(event_id)).await?);
         Ok(state)
     }
 }

@@ -39,7 +39,7 @@ pub use keys::SigningKey;
 pub use presence::PresenceService;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
-pub use rooms::{EventTemplate, RoomService};
+pub use rooms::{EventTemplate, RemoteRoomService, RoomService};
 pub use sync::SyncService;
 pub use trust::DeviceTrustService;
 pub use typing::TypingService;
@@ -58,6 +58,8 @@ pub struct Services {
     pub rate_limiter: Arc<RateLimiter>,
     /// Rooms, events and the event pipeline.
     pub rooms: Arc<RoomService>,
+    /// What other servers ask of and send into the rooms.
+    pub remote_rooms: Arc<RemoteRoomService>,
     /// The server's signing key.
     pub signing_key: Arc<SigningKey>,
     /// The clock every service reads.
@@ -128,6 +130,7 @@ impl Services {
             )
             .await?,
         );
+        let remote_rooms = Arc::new(RemoteRoomService::new(rooms.clone()));
         let account_data =
             Arc::new(AccountDataService::new(stores.user_data, notifier.clone(), trust.clone()));
         let receipts = Arc::new(ReceiptService::new(
@@ -172,6 +175,7 @@ impl Services {
             uia,
             rate_limiter,
             rooms,
+            remote_rooms,
             signing_key,
             clock,
             account_data,

@@ -42,7 +42,7 @@ pub use directory::PublicRoom;
 pub use pdu::Pdu;
 pub(crate) use read::Visibility;
 pub use read::{Context, EventFilter, Messages, Walk, parse_stream_token, stream_token};
-pub use remote::JoinedRoom;
+pub use remote::{JoinedRoom, RemoteRoomService};
 pub use verify::{RemoteEvent, UnverifiedPdu};
 
 use self::admit::Incoming;

@@ -5,7 +5,10 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#checks-performed-on-receipt-of-a-pdu>
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::{RoomSnapshot, StateMap};
@@ -21,6 +24,21 @@ use super::{
     EventTemplate, Pdu, Received, RemoteEvent, RoomService, admit::Incoming, content, rules_of,
 };
 use crate::trust::{Actor, Need};
+
+/// What other servers ask of this server's rooms and send into them: state, history and auth
+/// chains served to peers, joins and leaves made through this server, joins imported from a
+/// resident server, invites from elsewhere. Used by `palisade-federation` only; events enter
+/// rooms through [`RoomService`]'s pipeline.
+pub struct RemoteRoomService {
+    rooms: Arc<RoomService>,
+}
+
+impl RemoteRoomService {
+    /// The service over the rooms.
+    pub fn new(rooms: Arc<RoomService>) -> Self {
+        Self { rooms }
+    }
+}
 
 /// What a joining server learned from `send_join` (and `/backfill`), verified.
 #[derive(Debug, Clone)]
@@ -45,22 +63,6 @@ impl RoomService {
         }
     }
 
-    /// The servers with a user joined to any room `user` is joined to.
-    pub async fn servers_sharing_rooms_with(
-        &self,
-        user: &UserId,
-    ) -> Result<Vec<ruma::OwnedServerName>> {
-        let mut servers = Vec::new();
-        for membership in self.store.rooms_of_user(user).await? {
-            if membership.membership == "join" {
-                servers.extend(self.servers_in_room(&membership.room_id).await?);
-            }
-        }
-        servers.sort();
-        servers.dedup();
-        Ok(servers)
-    }
-
     /// The event at `(kind, state_key)` in the room's current state.
     pub async fn current_state_id(
         &self,
@@ -71,44 +73,6 @@ impl RoomService {
         let guard = self.lock_room(room_id).await?;
         let room = guard.as_ref().expect("lock_room loads the room");
         Ok(room.state.get(&(kind.to_owned(), state_key.to_owned())).cloned())
-    }
-
-    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part.
-    pub async fn server_allowed(
-        &self,
-        room_id: &RoomId,
-        server: &ruma::ServerName,
-    ) -> Result<bool> {
-        Ok(self.server_acl(room_id).await?.is_none_or(|acl| acl.is_allowed(server)))
-    }
-
-    /// The room's server ACL, if it has one; entries that are not strings are skipped, the
-    /// rest still apply.
-    pub async fn server_acl(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Option<ruma::events::room::server_acl::RoomServerAclEventContent>> {
-        let Some(acl) = self.current_state_id(room_id, "m.room.server_acl", "").await? else {
-            return Ok(None);
-        };
-        let content = self.event_content(&acl).await?;
-        let globs = |key: &str| -> Vec<String> {
-            content[key]
-                .as_array()
-                .map(|list| list.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
-                .unwrap_or_default()
-        };
-        let allow_ip_literals = content["allow_ip_literals"].as_bool().unwrap_or(true);
-        Ok(Some(ruma::events::room::server_acl::RoomServerAclEventContent::new(
-            allow_ip_literals,
-            globs("allow"),
-            globs("deny"),
-        )))
-    }
-
-    /// Whether a user is joined to the room now.
-    pub async fn is_joined(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
-        Ok(self.store.membership(room_id, user).await?.is_some_and(|m| m.membership == "join"))
     }
 
     /// Whether any user of `server` is joined to the room now.
@@ -149,370 +113,9 @@ impl RoomService {
         self.admit(room_id, room, Incoming::Remote { event, prev_states }).await
     }
 
-    /// Stores events another server sent as the state and auth chain of a room (outliers),
-    /// each checked against its own auth events. Events that fail are dropped; the ids of
-    /// those stored (or already known) are returned.
-    pub async fn store_outliers(
-        &self,
-        room_id: &RoomId,
-        events: Vec<RemoteEvent>,
-    ) -> Result<HashSet<OwnedEventId>> {
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        self.admit_outliers(room_id, room, events).await
-    }
-
-    /// [`Self::store_outliers`] in a locked room.
-    async fn admit_outliers(
-        &self,
-        room_id: &RoomId,
-        room: &mut RoomSnapshot,
-        events: Vec<RemoteEvent>,
-    ) -> Result<HashSet<OwnedEventId>> {
-        // Auth events come before the events they authorise: the create event first, then by
-        // depth (an event is deeper than its ancestors). One that arrives out of that order
-        // from a dishonest server fails its check and is dropped.
-        let mut pending: Vec<(bool, u64, RemoteEvent)> = Vec::new();
-        for event in events {
-            let Ok(pdu) = event.pdu() else { continue };
-            let not_create = pdu.kind != TimelineEventType::RoomCreate;
-            pending.push((not_create, u64::from(pdu.depth), event));
-        }
-        pending.sort_by_key(|(not_create, depth, _)| (*not_create, *depth));
-        let mut stored = HashSet::new();
-        for (_, _, event) in pending {
-            let id = event.event_id().to_owned();
-            match self.admit(room_id, room, Incoming::Outlier(event)).await {
-                Ok(_) => {
-                    stored.insert(id);
-                }
-                Err(error) if error.kind == ErrorKind::Internal => return Err(error),
-                Err(error) => {
-                    tracing::info!(event_id = %id, %error, "rejected a state or auth event")
-                }
-            }
-        }
-        Ok(stored)
-    }
-
-    /// Enters a room joined through another server: creates it, stores its state and auth
-    /// chain as outliers, and admits the join with that state and the recent `history` before
-    /// it, all under the room's lock.
-    pub async fn import_join(
-        &self,
-        room_id: &RoomId,
-        version: &RoomVersionId,
-        joined: JoinedRoom,
-    ) -> Result<()> {
-        let JoinedRoom { state, auth_chain, history, join } = joined;
-        self.store.import_room(room_id, version, true).await?;
-        // A room known only from an invite may be cached; the next lock reads it again.
-        self.mark_stale(room_id);
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        if room.version != *version {
-            return Err(Error::bad_json(format!(
-                "The room is of version {}, not {version}",
-                room.version
-            )));
-        }
-        let mut state_map = StateMap::new();
-        for event in &state {
-            let pdu = event.pdu()?;
-            let key = pdu.state_key.ok_or_else(|| {
-                Error::bad_json(format!(
-                    "{} in the room state is not a state event",
-                    event.event_id()
-                ))
-            })?;
-            state_map.insert((pdu.kind.to_string(), key), event.event_id().to_owned());
-        }
-        let stored = self
-            .admit_outliers(room_id, room, auth_chain.into_iter().chain(state).collect())
-            .await?;
-        // Every state event must check out: a room missing, say, its encryption event would
-        // look unencrypted to local clients.
-        if state_map.values().any(|id| !stored.contains(id)) {
-            return Err(Error::forbidden("The room's state could not be verified"));
-        }
-        self.admit(room_id, room, Incoming::Join { join, state: state_map, history }).await?;
-        Ok(())
-    }
-
-    /// Events before `from` (inclusive), walking `prev_events` back, newest first
-    /// (`/backfill`).
-    pub async fn backfill(
-        &self,
-        room_id: &RoomId,
-        from: &[OwnedEventId],
-        limit: usize,
-        server: &ServerName,
-    ) -> Result<Vec<CanonicalJsonObject>> {
-        let mut view = HashMap::new();
-        let mut seen: HashSet<OwnedEventId> = from.iter().cloned().collect();
-        let mut queue: std::collections::VecDeque<OwnedEventId> = from.iter().cloned().collect();
-        let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
-        while let Some(id) = queue.pop_front() {
-            if found.len() >= limit {
-                break;
-            }
-            let Some(row) = self.store.event(&id).await?.filter(|r| r.room_id == room_id) else {
-                continue;
-            };
-            let pdu = Pdu::from_row(&row)?;
-            let object = self.object_for_server(&row, server, &mut view).await?;
-            found.push((u64::from(pdu.depth), object));
-            for prev in pdu.prev_events {
-                if seen.insert(prev.clone()) {
-                    queue.push_back(prev);
-                }
-            }
-        }
-        found.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
-        Ok(found.into_iter().map(|(_, object)| object).collect())
-    }
-
-    /// An unsigned membership event for a user of another server, on top of the current
-    /// state (`make_join` / `make_leave`), refused early when the rules would refuse it.
-    pub async fn membership_template(
-        &self,
-        room_id: &RoomId,
-        user: &UserId,
-        membership: &str,
-    ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        let rules = rules_of(&room.version)?;
-        let template = EventTemplate::state(
-            "m.room.member",
-            user.as_str(),
-            content(json!({ "membership": membership }))?,
-        );
-        let object = self.skeleton(room, Some(room_id), user, template, &rules)?;
-        let probe = {
-            let json =
-                serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
-            Pdu::parse(EventId::parse("$probe").expect("valid event id"), &json)?
-        };
-        self.authorize(room, &probe, &rules).await?;
-        Ok((room.version.clone(), object))
-    }
-
-    /// Completes a membership template another server gave this one for `actor`'s own join
-    /// or leave: the timestamp, hashes, this server's signature and the event id.
-    pub async fn complete_template(
-        &self,
-        actor: Actor<'_>,
-        mut object: CanonicalJsonObject,
-        version: &RoomVersionId,
-    ) -> Result<RemoteEvent> {
-        self.trust.require(actor, Need::RoomAccess, "m.room.member").await?;
-        let text = |key: &str| match object.get(key) {
-            Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
-            _ => None,
-        };
-        let own = text("sender") == Some(actor.user().as_str())
-            && text("state_key") == Some(actor.user().as_str())
-            && text("type") == Some("m.room.member");
-        if !own {
-            return Err(Error::forbidden("Only a user's own membership is signed for them"));
-        }
-        let rules = rules_of(version)?;
-        object.insert(
-            "origin_server_ts".into(),
-            CanonicalJsonValue::Integer(
-                ruma::Int::try_from(self.clock.now_millis()).unwrap_or_default(),
-            ),
-        );
-        object.remove("signatures");
-        object.remove("hashes");
-        object.remove("event_id");
-        Ok(RemoteEvent::signed_here(self.sign_and_hash(object, &rules)?))
-    }
-
-    /// The room's current state and its auth chain, as PDUs (for `send_join` and `/state`).
-    pub async fn state_and_auth_chain(
-        &self,
-        room_id: &RoomId,
-        at: Option<&EventId>,
-    ) -> Result<(Vec<CanonicalJsonObject>, Vec<CanonicalJsonObject>)> {
-        let state = match at {
-            Some(event_id) => self.state_before(room_id, event_id).await?,
-            None => self
-                .current_state(room_id)
-                .await?
-                .ok_or_else(|| Error::not_found("Unknown room"))?,
-        };
-        let chain = self.auth_chain(state.values().cloned(), &mut HashMap::new()).await?;
-        let mut state_pdus = Vec::new();
-        for id in state.values() {
-            state_pdus.extend(self.pdu_object(id).await?);
-        }
-        let mut chain_pdus = Vec::new();
-        for id in &chain {
-            chain_pdus.extend(self.pdu_object(id).await?);
-        }
-        Ok((state_pdus, chain_pdus))
-    }
-
-    /// The state before an event of the room.
-    pub async fn state_before(&self, room_id: &RoomId, event_id: &EventId) -> Result<StateMap> {
-        let row = self
-            .store
-            .event(event_id)
-            .await?
-            .filter(|row| row.room_id == room_id && !row.outlier)
-            .ok_or_else(|| Error::not_found("Unknown event"))?;
-        let mut state = self
-            .store
-            .state_after(event_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Unknown event"))?;
-        if let Some(key) = row.state_key {
-            let key = (row.kind.clone(), key);
-            // The pipeline records the entry a state event replaced in its `unsigned`.
-            let previous = row
-                .unsigned
-                .as_deref()
-                .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
-                .and_then(|u| u.get("replaces_state")?.as_str().map(str::to_owned))
-                .and_then(|id| EventId::parse(id).ok());
-            match previous {
-                Some(id) => state.insert(key, id),
-                None => state.remove(&key),
-            };
-        }
-        Ok(state)
-    }
-
-    /// An event as the PDU other servers get (its stored JSON).
-    pub async fn pdu_object(&self, event_id: &EventId) -> Result<Option<CanonicalJsonObject>> {
-        match self.store.event(event_id).await? {
-            Some(row) => serde_json::from_str(&row.json)
-                .map(Some)
-                .map_err(|e| Error::internal(format!("stored PDU {event_id}: {e}"))),
-            None => Ok(None),
-        }
-    }
-
-    /// Whether an event is a join of `user` (the kind of event `send_join` accepts).
-    pub fn is_membership_of(
-        event: &RemoteEvent,
-        user_server: &ruma::ServerName,
-        membership: &str,
-    ) -> bool {
-        let Ok(pdu) = event.pdu() else { return false };
-        pdu.sender.server_name() == user_server
-            && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
-            && pdu.membership().as_deref() == Some(membership)
-    }
-
     /// Whether an event is in this server's timeline of a room (not only an outlier).
     pub async fn in_timeline(&self, event_id: &EventId) -> Result<bool> {
         Ok(self.store.event(event_id).await?.is_some_and(|row| !row.outlier))
-    }
-
-    /// Which of `ids` this server has stored (in any form).
-    pub async fn known_events(&self, ids: &[OwnedEventId]) -> Result<HashSet<OwnedEventId>> {
-        let mut known = HashSet::new();
-        for id in ids {
-            if self.store.has_event(id).await? {
-                known.insert(id.clone());
-            }
-        }
-        Ok(known)
-    }
-
-    /// The state map made of the room's stored state events `ids` (unknown, non-state and
-    /// other rooms' ids are skipped).
-    pub async fn state_map_of(&self, room_id: &RoomId, ids: &[OwnedEventId]) -> Result<StateMap> {
-        let mut state = StateMap::new();
-        for id in ids {
-            if let Some(row) = self.store.event(id).await?
-                && row.room_id == room_id
-                && let Some(key) = row.state_key
-            {
-                state.insert((row.kind, key), id.clone());
-            }
-        }
-        Ok(state)
-    }
-
-    /// The room's forward extremities.
-    pub async fn extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
-        let guard = self.lock_room(room_id).await?;
-        let room = guard.as_ref().expect("lock_room loads the room");
-        Ok(room.extremities.iter().map(|(id, _)| id.clone()).collect())
-    }
-
-    /// The ids of the state before an event and of that state's auth chain (`/state_ids`).
-    pub async fn state_ids_before(
-        &self,
-        room_id: &RoomId,
-        event_id: &EventId,
-    ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
-        let state = self.state_before(room_id, event_id).await?;
-        let chain = self.auth_chain(state.values().cloned(), &mut HashMap::new()).await?;
-        Ok((state.into_values().collect(), chain.into_iter().collect()))
-    }
-
-    /// The auth chain of one event of the room, as PDUs (`/event_auth`).
-    pub async fn auth_chain_of(
-        &self,
-        room_id: &RoomId,
-        event_id: &EventId,
-    ) -> Result<Vec<CanonicalJsonObject>> {
-        let row = self
-            .store
-            .event(event_id)
-            .await?
-            .filter(|row| row.room_id == room_id)
-            .ok_or_else(|| Error::not_found("Unknown event"))?;
-        let chain = self.auth_chain([row.event_id], &mut HashMap::new()).await?;
-        let mut pdus = Vec::with_capacity(chain.len());
-        for id in &chain {
-            pdus.extend(self.pdu_object(id).await?);
-        }
-        Ok(pdus)
-    }
-
-    /// Events between `earliest` and `latest`, walking `prev_events` back from `latest`
-    /// (`/get_missing_events`), oldest first.
-    pub async fn missing_events(
-        &self,
-        room_id: &RoomId,
-        earliest: &[OwnedEventId],
-        latest: &[OwnedEventId],
-        limit: usize,
-        min_depth: u64,
-        server: &ServerName,
-    ) -> Result<Vec<CanonicalJsonObject>> {
-        let mut view = HashMap::new();
-        let mut seen: HashSet<OwnedEventId> = earliest.iter().cloned().collect();
-        seen.extend(latest.iter().cloned());
-        let mut queue: std::collections::VecDeque<OwnedEventId> = latest.iter().cloned().collect();
-        let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
-        while let Some(id) = queue.pop_front() {
-            let Some(row) = self.store.event(&id).await?.filter(|r| r.room_id == room_id) else {
-                continue;
-            };
-            let pdu = Pdu::from_row(&row)?;
-            // The requester has the latest events; it asks for what lies behind them.
-            if !latest.contains(&id) {
-                if u64::from(pdu.depth) < min_depth || found.len() >= limit {
-                    continue;
-                }
-                let object = self.object_for_server(&row, server, &mut view).await?;
-                found.push((u64::from(pdu.depth), object));
-            }
-            for prev in pdu.prev_events {
-                if seen.insert(prev.clone()) {
-                    queue.push_back(prev);
-                }
-            }
-        }
-        found.sort_by_key(|(depth, _)| *depth);
-        Ok(found.into_iter().map(|(_, object)| object).collect())
     }
 
     /// Builds and authorizes an invite of a user of another server without storing it: that
@@ -551,42 +154,6 @@ impl RoomService {
         Ok((room.version.clone(), RemoteEvent::signed_here(signed), shown))
     }
 
-    /// Adds this server's signature to an event another server made (an invite of a local
-    /// user, which the inviting server needs countersigned).
-    pub fn countersign(&self, event: &RemoteEvent, version: &RoomVersionId) -> Result<RemoteEvent> {
-        let rules = rules_of(version)?;
-        let mut object = event.object().clone();
-        ruma::signatures::hash_and_sign_event(
-            self.config.server_name.as_str(),
-            self.key.pair(),
-            &mut object,
-            &rules.redaction,
-        )
-        .map_err(|e| Error::internal(format!("countersigning: {e}")))?;
-        // Signatures are not part of the reference hash: the id stays.
-        event.countersigned(object)
-    }
-
-    /// Records a membership event of a local user in a room this server is not in: an
-    /// invite another server sent (with the room state it showed, `invite_state`), or the
-    /// user's rejection of it. Only the membership index changes.
-    pub async fn record_outside_membership(
-        &self,
-        room_id: &RoomId,
-        version: &RoomVersionId,
-        event: RemoteEvent,
-        invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
-    ) -> Result<()> {
-        self.store.import_room(room_id, version, false).await?;
-        let mut guard = self.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        if room.version != *version {
-            return Err(Error::bad_json("The room is of another version"));
-        }
-        self.admit(room_id, room, Incoming::Outside { event, invite_state }).await?;
-        Ok(())
-    }
-
     /// Who invited `user` to the room, when the user's membership is an invite.
     pub async fn inviter(
         &self,
@@ -598,89 +165,6 @@ impl RoomService {
             return Ok(None);
         }
         Ok(self.store.event(&membership.event_id).await?.map(|row| row.sender))
-    }
-
-    /// One event of a room as `server` may see it (`/event`).
-    pub async fn event_for_server(
-        &self,
-        event_id: &EventId,
-        server: &ServerName,
-    ) -> Result<Option<(ruma::OwnedRoomId, CanonicalJsonObject)>> {
-        let Some(row) = self.store.event(event_id).await? else { return Ok(None) };
-        let object = self.object_for_server(&row, server, &mut HashMap::new()).await?;
-        Ok(Some((row.room_id, object)))
-    }
-
-    /// An event as another server may see it: in full when the room's history was shared
-    /// or world-readable at the event, or a user of that server was a member then (invited,
-    /// for `invited` visibility); otherwise redacted, so the server keeps the room's graph but
-    /// not what was said (spec: history visibility applies to servers too). `view` caches the
-    /// answer per state snapshot.
-    async fn object_for_server(
-        &self,
-        row: &palisade_storage::EventRow,
-        server: &ServerName,
-        view: &mut HashMap<u64, bool>,
-    ) -> Result<CanonicalJsonObject> {
-        let object: CanonicalJsonObject = serde_json::from_str(&row.json)
-            .map_err(|e| Error::internal(format!("stored PDU {}: {e}", row.event_id)))?;
-        // Outliers are state and auth events peers need whole; other outliers (soft-failed
-        // events) are not part of the history anyone may read.
-        if row.outlier && row.state_key.is_some() {
-            return Ok(object);
-        }
-        let visible = row.outlier.then_some(false);
-        let visible = match visible.or_else(|| view.get(&row.state_group).copied()) {
-            Some(visible) => visible,
-            None => {
-                let visible = self.server_saw(row, server).await?;
-                view.insert(row.state_group, visible);
-                visible
-            }
-        };
-        if visible {
-            return Ok(object);
-        }
-        let version = self
-            .room_version(&row.room_id)
-            .await?
-            .ok_or_else(|| Error::not_found("Unknown room"))?;
-        ruma::canonical_json::redact(object, &rules_of(&version)?.redaction, None)
-            .map_err(|e| Error::internal(format!("redacting {}: {e}", row.event_id)))
-    }
-
-    /// Whether `server` may see events with the state after `row`.
-    async fn server_saw(
-        &self,
-        row: &palisade_storage::EventRow,
-        server: &ServerName,
-    ) -> Result<bool> {
-        let visibility =
-            match self.store.state_entry(row.state_group, "m.room.history_visibility", "").await? {
-                Some(id) => self.event_content(&id).await?["history_visibility"]
-                    .as_str()
-                    .unwrap_or("shared")
-                    .to_owned(),
-                None => "shared".to_owned(),
-            };
-        if matches!(visibility.as_str(), "shared" | "world_readable") {
-            return Ok(true);
-        }
-        let memberships: &[&str] =
-            if visibility == "invited" { &["join", "invite"] } else { &["join"] };
-        let state = self.store.state_after(&row.event_id).await?.unwrap_or_default();
-        for ((kind, user), id) in &state {
-            let of_server =
-                <&UserId>::try_from(user.as_str()).is_ok_and(|u| u.server_name() == server);
-            if kind == "m.room.member" && of_server {
-                let membership =
-                    self.event_content(id).await?["membership"].as_str().map(str::to_owned);
-                if membership.is_some_and(|m| memberships.contains(&m.as_str())) {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
     }
 
     /// Rejects an invite locally when no server in the room can be reached (as Synapse's
@@ -718,5 +202,557 @@ impl RoomService {
         let room = guard.as_mut().expect("lock_room loads the room");
         self.admit(room_id, room, Incoming::Outside { event, invite_state: None }).await?;
         Ok(())
+    }
+
+    /// An event as the PDU other servers get (its stored JSON).
+    pub async fn pdu_object(&self, event_id: &EventId) -> Result<Option<CanonicalJsonObject>> {
+        match self.store.event(event_id).await? {
+            Some(row) => serde_json::from_str(&row.json)
+                .map(Some)
+                .map_err(|e| Error::internal(format!("stored PDU {event_id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+}
+
+impl RemoteRoomService {
+    /// The servers with a user joined to any room `user` is joined to.
+    pub async fn servers_sharing_rooms_with(
+        &self,
+        user: &UserId,
+    ) -> Result<Vec<ruma::OwnedServerName>> {
+        let mut servers = Vec::new();
+        for membership in self.rooms.store.rooms_of_user(user).await? {
+            if membership.membership == "join" {
+                servers.extend(self.rooms.servers_in_room(&membership.room_id).await?);
+            }
+        }
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+
+    /// Whether the room's server ACL (`m.room.server_acl`) lets `server` take part.
+    pub async fn server_allowed(
+        &self,
+        room_id: &RoomId,
+        server: &ruma::ServerName,
+    ) -> Result<bool> {
+        Ok(self.server_acl(room_id).await?.is_none_or(|acl| acl.is_allowed(server)))
+    }
+
+    /// The room's server ACL, if it has one; entries that are not strings are skipped, the
+    /// rest still apply.
+    pub async fn server_acl(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<ruma::events::room::server_acl::RoomServerAclEventContent>> {
+        let Some(acl) = self.rooms.current_state_id(room_id, "m.room.server_acl", "").await? else {
+            return Ok(None);
+        };
+        let content = self.rooms.event_content(&acl).await?;
+        let globs = |key: &str| -> Vec<String> {
+            content[key]
+                .as_array()
+                .map(|list| list.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
+        let allow_ip_literals = content["allow_ip_literals"].as_bool().unwrap_or(true);
+        Ok(Some(ruma::events::room::server_acl::RoomServerAclEventContent::new(
+            allow_ip_literals,
+            globs("allow"),
+            globs("deny"),
+        )))
+    }
+
+    /// Whether a user is joined to the room now.
+    pub async fn is_joined(&self, room_id: &RoomId, user: &UserId) -> Result<bool> {
+        Ok(self
+            .rooms
+            .store
+            .membership(room_id, user)
+            .await?
+            .is_some_and(|m| m.membership == "join"))
+    }
+
+    /// Stores events another server sent as the state and auth chain of a room (outliers),
+    /// each checked against its own auth events. Events that fail are dropped; the ids of
+    /// those stored (or already known) are returned.
+    pub async fn store_outliers(
+        &self,
+        room_id: &RoomId,
+        events: Vec<RemoteEvent>,
+    ) -> Result<HashSet<OwnedEventId>> {
+        let mut guard = self.rooms.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        self.admit_outliers(room_id, room, events).await
+    }
+
+    /// [`Self::store_outliers`] in a locked room.
+    async fn admit_outliers(
+        &self,
+        room_id: &RoomId,
+        room: &mut RoomSnapshot,
+        events: Vec<RemoteEvent>,
+    ) -> Result<HashSet<OwnedEventId>> {
+        // Auth events come before the events they authorise: the create event first, then by
+        // depth (an event is deeper than its ancestors). One that arrives out of that order
+        // from a dishonest server fails its check and is dropped.
+        let mut pending: Vec<(bool, u64, RemoteEvent)> = Vec::new();
+        for event in events {
+            let Ok(pdu) = event.pdu() else { continue };
+            let not_create = pdu.kind != TimelineEventType::RoomCreate;
+            pending.push((not_create, u64::from(pdu.depth), event));
+        }
+        pending.sort_by_key(|(not_create, depth, _)| (*not_create, *depth));
+        let mut stored = HashSet::new();
+        for (_, _, event) in pending {
+            let id = event.event_id().to_owned();
+            match self.rooms.admit(room_id, room, Incoming::Outlier(event)).await {
+                Ok(_) => {
+                    stored.insert(id);
+                }
+                Err(error) if error.kind == ErrorKind::Internal => return Err(error),
+                Err(error) => {
+                    tracing::info!(event_id = %id, %error, "rejected a state or auth event")
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Enters a room joined through another server: creates it, stores its state and auth
+    /// chain as outliers, and admits the join with that state and the recent `history` before
+    /// it, all under the room's lock.
+    pub async fn import_join(
+        &self,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        joined: JoinedRoom,
+    ) -> Result<()> {
+        let JoinedRoom { state, auth_chain, history, join } = joined;
+        self.rooms.store.import_room(room_id, version, true).await?;
+        // A room known only from an invite may be cached; the next lock reads it again.
+        self.rooms.mark_stale(room_id);
+        let mut guard = self.rooms.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        if room.version != *version {
+            return Err(Error::bad_json(format!(
+                "The room is of version {}, not {version}",
+                room.version
+            )));
+        }
+        let mut state_map = StateMap::new();
+        for event in &state {
+            let pdu = event.pdu()?;
+            let key = pdu.state_key.ok_or_else(|| {
+                Error::bad_json(format!(
+                    "{} in the room state is not a state event",
+                    event.event_id()
+                ))
+            })?;
+            state_map.insert((pdu.kind.to_string(), key), event.event_id().to_owned());
+        }
+        let stored = self
+            .admit_outliers(room_id, room, auth_chain.into_iter().chain(state).collect())
+            .await?;
+        // Every state event must check out: a room missing, say, its encryption event would
+        // look unencrypted to local clients.
+        if state_map.values().any(|id| !stored.contains(id)) {
+            return Err(Error::forbidden("The room's state could not be verified"));
+        }
+        self.rooms.admit(room_id, room, Incoming::Join { join, state: state_map, history }).await?;
+        Ok(())
+    }
+
+    /// Events before `from` (inclusive), walking `prev_events` back, newest first
+    /// (`/backfill`).
+    pub async fn backfill(
+        &self,
+        room_id: &RoomId,
+        from: &[OwnedEventId],
+        limit: usize,
+        server: &ServerName,
+    ) -> Result<Vec<CanonicalJsonObject>> {
+        let mut view = HashMap::new();
+        let mut seen: HashSet<OwnedEventId> = from.iter().cloned().collect();
+        let mut queue: std::collections::VecDeque<OwnedEventId> = from.iter().cloned().collect();
+        let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            if found.len() >= limit {
+                break;
+            }
+            let Some(row) = self.rooms.store.event(&id).await?.filter(|r| r.room_id == room_id)
+            else {
+                continue;
+            };
+            let pdu = Pdu::from_row(&row)?;
+            let object = self.object_for_server(&row, server, &mut view).await?;
+            found.push((u64::from(pdu.depth), object));
+            for prev in pdu.prev_events {
+                if seen.insert(prev.clone()) {
+                    queue.push_back(prev);
+                }
+            }
+        }
+        found.sort_by_key(|(depth, _)| std::cmp::Reverse(*depth));
+        Ok(found.into_iter().map(|(_, object)| object).collect())
+    }
+
+    /// An unsigned membership event for a user of another server, on top of the current
+    /// state (`make_join` / `make_leave`), refused early when the rules would refuse it.
+    pub async fn membership_template(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+        membership: &str,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
+        let mut guard = self.rooms.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let rules = rules_of(&room.version)?;
+        let template = EventTemplate::state(
+            "m.room.member",
+            user.as_str(),
+            content(json!({ "membership": membership }))?,
+        );
+        let object = self.rooms.skeleton(room, Some(room_id), user, template, &rules)?;
+        let probe = {
+            let json =
+                serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
+            Pdu::parse(EventId::parse("$probe").expect("valid event id"), &json)?
+        };
+        self.rooms.authorize(room, &probe, &rules).await?;
+        Ok((room.version.clone(), object))
+    }
+
+    /// Completes a membership template another server gave this one for `actor`'s own join
+    /// or leave: the timestamp, hashes, this server's signature and the event id.
+    pub async fn complete_template(
+        &self,
+        actor: Actor<'_>,
+        mut object: CanonicalJsonObject,
+        version: &RoomVersionId,
+    ) -> Result<RemoteEvent> {
+        self.rooms.trust.require(actor, Need::RoomAccess, "m.room.member").await?;
+        let text = |key: &str| match object.get(key) {
+            Some(CanonicalJsonValue::String(value)) => Some(value.as_str()),
+            _ => None,
+        };
+        let own = text("sender") == Some(actor.user().as_str())
+            && text("state_key") == Some(actor.user().as_str())
+            && text("type") == Some("m.room.member");
+        if !own {
+            return Err(Error::forbidden("Only a user's own membership is signed for them"));
+        }
+        let rules = rules_of(version)?;
+        object.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(
+                ruma::Int::try_from(self.rooms.clock.now_millis()).unwrap_or_default(),
+            ),
+        );
+        object.remove("signatures");
+        object.remove("hashes");
+        object.remove("event_id");
+        Ok(RemoteEvent::signed_here(self.rooms.sign_and_hash(object, &rules)?))
+    }
+
+    /// The room's current state and its auth chain, as PDUs (for `send_join` and `/state`).
+    pub async fn state_and_auth_chain(
+        &self,
+        room_id: &RoomId,
+        at: Option<&EventId>,
+    ) -> Result<(Vec<CanonicalJsonObject>, Vec<CanonicalJsonObject>)> {
+        let state = match at {
+            Some(event_id) => self.state_before(room_id, event_id).await?,
+            None => self
+                .rooms
+                .current_state(room_id)
+                .await?
+                .ok_or_else(|| Error::not_found("Unknown room"))?,
+        };
+        let chain = self.rooms.auth_chain(state.values().cloned(), &mut HashMap::new()).await?;
+        let mut state_pdus = Vec::new();
+        for id in state.values() {
+            state_pdus.extend(self.rooms.pdu_object(id).await?);
+        }
+        let mut chain_pdus = Vec::new();
+        for id in &chain {
+            chain_pdus.extend(self.rooms.pdu_object(id).await?);
+        }
+        Ok((state_pdus, chain_pdus))
+    }
+
+    /// The state before an event of the room.
+    pub async fn state_before(&self, room_id: &RoomId, event_id: &EventId) -> Result<StateMap> {
+        let row = self
+            .rooms
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id && !row.outlier)
+            .ok_or_else(|| Error::not_found("Unknown event"))?;
+        let mut state = self
+            .rooms
+            .store
+            .state_after(event_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unknown event"))?;
+        if let Some(key) = row.state_key {
+            let key = (row.kind.clone(), key);
+            // The pipeline records the entry a state event replaced in its `unsigned`.
+            let previous = row
+                .unsigned
+                .as_deref()
+                .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
+                .and_then(|u| u.get("replaces_state")?.as_str().map(str::to_owned))
+                .and_then(|id| EventId::parse(id).ok());
+            match previous {
+                Some(id) => state.insert(key, id),
+                None => state.remove(&key),
+            };
+        }
+        Ok(state)
+    }
+
+    /// Whether an event is a join of `user` (the kind of event `send_join` accepts).
+    pub fn is_membership_of(
+        event: &RemoteEvent,
+        user_server: &ruma::ServerName,
+        membership: &str,
+    ) -> bool {
+        let Ok(pdu) = event.pdu() else { return false };
+        pdu.sender.server_name() == user_server
+            && pdu.state_key.as_deref() == Some(pdu.sender.as_str())
+            && pdu.membership().as_deref() == Some(membership)
+    }
+
+    /// Which of `ids` this server has stored (in any form).
+    pub async fn known_events(&self, ids: &[OwnedEventId]) -> Result<HashSet<OwnedEventId>> {
+        let mut known = HashSet::new();
+        for id in ids {
+            if self.rooms.store.has_event(id).await? {
+                known.insert(id.clone());
+            }
+        }
+        Ok(known)
+    }
+
+    /// The state map made of the room's stored state events `ids` (unknown, non-state and
+    /// other rooms' ids are skipped).
+    pub async fn state_map_of(&self, room_id: &RoomId, ids: &[OwnedEventId]) -> Result<StateMap> {
+        let mut state = StateMap::new();
+        for id in ids {
+            if let Some(row) = self.rooms.store.event(id).await?
+                && row.room_id == room_id
+                && let Some(key) = row.state_key
+            {
+                state.insert((row.kind, key), id.clone());
+            }
+        }
+        Ok(state)
+    }
+
+    /// The room's forward extremities.
+    pub async fn extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
+        let guard = self.rooms.lock_room(room_id).await?;
+        let room = guard.as_ref().expect("lock_room loads the room");
+        Ok(room.extremities.iter().map(|(id, _)| id.clone()).collect())
+    }
+
+    /// The ids of the state before an event and of that state's auth chain (`/state_ids`).
+    pub async fn state_ids_before(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+        let state = self.state_before(room_id, event_id).await?;
+        let chain = self.rooms.auth_chain(state.values().cloned(), &mut HashMap::new()).await?;
+        Ok((state.into_values().collect(), chain.into_iter().collect()))
+    }
+
+    /// The auth chain of one event of the room, as PDUs (`/event_auth`).
+    pub async fn auth_chain_of(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<Vec<CanonicalJsonObject>> {
+        let row = self
+            .rooms
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id)
+            .ok_or_else(|| Error::not_found("Unknown event"))?;
+        let chain = self.rooms.auth_chain([row.event_id], &mut HashMap::new()).await?;
+        let mut pdus = Vec::with_capacity(chain.len());
+        for id in &chain {
+            pdus.extend(self.rooms.pdu_object(id).await?);
+        }
+        Ok(pdus)
+    }
+
+    /// Events between `earliest` and `latest`, walking `prev_events` back from `latest`
+    /// (`/get_missing_events`), oldest first.
+    pub async fn missing_events(
+        &self,
+        room_id: &RoomId,
+        earliest: &[OwnedEventId],
+        latest: &[OwnedEventId],
+        limit: usize,
+        min_depth: u64,
+        server: &ServerName,
+    ) -> Result<Vec<CanonicalJsonObject>> {
+        let mut view = HashMap::new();
+        let mut seen: HashSet<OwnedEventId> = earliest.iter().cloned().collect();
+        seen.extend(latest.iter().cloned());
+        let mut queue: std::collections::VecDeque<OwnedEventId> = latest.iter().cloned().collect();
+        let mut found: Vec<(u64, CanonicalJsonObject)> = Vec::new();
+        while let Some(id) = queue.pop_front() {
+            let Some(row) = self.rooms.store.event(&id).await?.filter(|r| r.room_id == room_id)
+            else {
+                continue;
+            };
+            let pdu = Pdu::from_row(&row)?;
+            // The requester has the latest events; it asks for what lies behind them.
+            if !latest.contains(&id) {
+                if u64::from(pdu.depth) < min_depth || found.len() >= limit {
+                    continue;
+                }
+                let object = self.object_for_server(&row, server, &mut view).await?;
+                found.push((u64::from(pdu.depth), object));
+            }
+            for prev in pdu.prev_events {
+                if seen.insert(prev.clone()) {
+                    queue.push_back(prev);
+                }
+            }
+        }
+        found.sort_by_key(|(depth, _)| *depth);
+        Ok(found.into_iter().map(|(_, object)| object).collect())
+    }
+
+    /// Adds this server's signature to an event another server made (an invite of a local
+    /// user, which the inviting server needs countersigned).
+    pub fn countersign(&self, event: &RemoteEvent, version: &RoomVersionId) -> Result<RemoteEvent> {
+        let rules = rules_of(version)?;
+        let mut object = event.object().clone();
+        ruma::signatures::hash_and_sign_event(
+            self.rooms.config.server_name.as_str(),
+            self.rooms.key.pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::internal(format!("countersigning: {e}")))?;
+        // Signatures are not part of the reference hash: the id stays.
+        event.countersigned(object)
+    }
+
+    /// Records a membership event of a local user in a room this server is not in: an
+    /// invite another server sent (with the room state it showed, `invite_state`), or the
+    /// user's rejection of it. Only the membership index changes.
+    pub async fn record_outside_membership(
+        &self,
+        room_id: &RoomId,
+        version: &RoomVersionId,
+        event: RemoteEvent,
+        invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
+    ) -> Result<()> {
+        self.rooms.store.import_room(room_id, version, false).await?;
+        let mut guard = self.rooms.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        if room.version != *version {
+            return Err(Error::bad_json("The room is of another version"));
+        }
+        self.rooms.admit(room_id, room, Incoming::Outside { event, invite_state }).await?;
+        Ok(())
+    }
+
+    /// One event of a room as `server` may see it (`/event`).
+    pub async fn event_for_server(
+        &self,
+        event_id: &EventId,
+        server: &ServerName,
+    ) -> Result<Option<(ruma::OwnedRoomId, CanonicalJsonObject)>> {
+        let Some(row) = self.rooms.store.event(event_id).await? else { return Ok(None) };
+        let object = self.object_for_server(&row, server, &mut HashMap::new()).await?;
+        Ok(Some((row.room_id, object)))
+    }
+
+    /// An event as another server may see it: in full when the room's history was shared
+    /// or world-readable at the event, or a user of that server was a member then (invited,
+    /// for `invited` visibility); otherwise redacted, so the server keeps the room's graph but
+    /// not what was said (spec: history visibility applies to servers too). `view` caches the
+    /// answer per state snapshot.
+    async fn object_for_server(
+        &self,
+        row: &palisade_storage::EventRow,
+        server: &ServerName,
+        view: &mut HashMap<u64, bool>,
+    ) -> Result<CanonicalJsonObject> {
+        let object: CanonicalJsonObject = serde_json::from_str(&row.json)
+            .map_err(|e| Error::internal(format!("stored PDU {}: {e}", row.event_id)))?;
+        // Outliers are state and auth events peers need whole; other outliers (soft-failed
+        // events) are not part of the history anyone may read.
+        if row.outlier && row.state_key.is_some() {
+            return Ok(object);
+        }
+        let visible = row.outlier.then_some(false);
+        let visible = match visible.or_else(|| view.get(&row.state_group).copied()) {
+            Some(visible) => visible,
+            None => {
+                let visible = self.server_saw(row, server).await?;
+                view.insert(row.state_group, visible);
+                visible
+            }
+        };
+        if visible {
+            return Ok(object);
+        }
+        let version = self
+            .rooms
+            .room_version(&row.room_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        ruma::canonical_json::redact(object, &rules_of(&version)?.redaction, None)
+            .map_err(|e| Error::internal(format!("redacting {}: {e}", row.event_id)))
+    }
+
+    /// Whether `server` may see events with the state after `row`.
+    async fn server_saw(
+        &self,
+        row: &palisade_storage::EventRow,
+        server: &ServerName,
+    ) -> Result<bool> {
+        let visibility = match self
+            .rooms
+            .store
+            .state_entry(row.state_group, "m.room.history_visibility", "")
+            .await?
+        {
+            Some(id) => self.rooms.event_content(&id).await?["history_visibility"]
+                .as_str()
+                .unwrap_or("shared")
+                .to_owned(),
+            None => "shared".to_owned(),
+        };
+        if matches!(visibility.as_str(), "shared" | "world_readable") {
+            return Ok(true);
+        }
+        let memberships: &[&str] =
+            if visibility == "invited" { &["join", "invite"] } else { &["join"] };
+        let state = self.rooms.store.state_after(&row.event_id).await?.unwrap_or_default();
+        for ((kind, user), id) in &state {
+            let of_server =
+                <&UserId>::try_from(user.as_str()).is_ok_and(|u| u.server_name() == server);
+            if kind == "m.room.member" && of_server {
+                let membership =
+                    self.rooms.event_content(id).await?["membership"].as_str().map(str::to_owned);
+                if membership.is_some_and(|m| memberships.contains(&m.as_str())) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

@@ -387,7 +387,7 @@ async fn forged_and_unauthorised_events_from_a_peer_are_rejected() {
     let mallory_member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
     let alice_member = state_id(&a, &alice, &room_id, "m.room.member", &alice.user_id).await;
     let parsed: ruma::OwnedRoomId = room_id.as_str().try_into().unwrap();
-    let prevs = a.services.rooms.extremities(&parsed).await.unwrap();
+    let prevs = a.services.remote_rooms.extremities(&parsed).await.unwrap();
     let event =
         |sender: &str, kind: &str, state_key: Option<&str>, content: Value, auth: &[&str]| {
             let mut event = json!({
@@ -718,7 +718,7 @@ async fn a_server_the_room_acl_denies_is_shut_out() {
     let power_levels = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
     let member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
     let parsed: ruma::OwnedRoomId = room_id.as_str().try_into().unwrap();
-    let prevs = a.services.rooms.extremities(&parsed).await.unwrap();
+    let prevs = a.services.remote_rooms.extremities(&parsed).await.unwrap();
     let mut message: CanonicalJsonObject = serde_json::from_value(json!({
         "auth_events": [power_levels, member], "content": { "msgtype": "m.text", "body": "denied" },
         "depth": 1000, "origin_server_ts": 1_700_000_000_000u64, "prev_events": prevs,
@@ -870,7 +870,7 @@ async fn a_peer_cannot_turn_a_joined_user_into_an_invitee() {
 /// The room's forward extremities on `server`.
 async fn a_extremities(server: &TestServer, room_id: &str) -> Vec<String> {
     let parsed: ruma::OwnedRoomId = room_id.try_into().unwrap();
-    let ids = server.services.rooms.extremities(&parsed).await.unwrap();
+    let ids = server.services.remote_rooms.extremities(&parsed).await.unwrap();
     ids.iter().map(ToString::to_string).collect()
 }
 
