@@ -62,7 +62,7 @@ pub(crate) async fn page(
     };
     let search = search.map(str::to_lowercase);
     let rooms: Vec<PublicRoom> = state
-        .rooms
+        .directory
         .public_rooms()
         .await?
         .into_iter()

@@ -38,7 +38,7 @@ impl Federation {
         if alias.server_name() != self.services.config.server_name {
             return Err(Error::not_found("Room alias not found"));
         }
-        let room_id = self.services.rooms.resolve(alias.into()).await?;
+        let room_id = self.services.membership.resolve(alias.into()).await?;
         let own = &self.services.config.server_name;
         let mut servers = self.services.rooms.servers_in_room(&room_id).await?;
         if !servers.contains(own) {

@@ -39,7 +39,9 @@ pub use keys::SigningKey;
 pub use presence::PresenceService;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
-pub use rooms::{EventTemplate, RemoteRoomService, RoomService};
+pub use rooms::{
+    DirectoryService, EventTemplate, MembershipService, RemoteRoomService, RoomService,
+};
 pub use sync::SyncService;
 pub use trust::DeviceTrustService;
 pub use typing::TypingService;
@@ -60,6 +62,10 @@ pub struct Services {
     pub rooms: Arc<RoomService>,
     /// What other servers ask of and send into the rooms.
     pub remote_rooms: Arc<RemoteRoomService>,
+    /// Room aliases and the public room directory.
+    pub directory: Arc<DirectoryService>,
+    /// Creating rooms and who is in them.
+    pub membership: Arc<MembershipService>,
     /// The server's signing key.
     pub signing_key: Arc<SigningKey>,
     /// The clock every service reads.
@@ -131,6 +137,8 @@ impl Services {
             .await?,
         );
         let remote_rooms = Arc::new(RemoteRoomService::new(rooms.clone()));
+        let directory = Arc::new(DirectoryService::new(rooms.clone()));
+        let membership = Arc::new(MembershipService::new(rooms.clone(), directory.clone()));
         let account_data =
             Arc::new(AccountDataService::new(stores.user_data, notifier.clone(), trust.clone()));
         let receipts = Arc::new(ReceiptService::new(
@@ -146,6 +154,7 @@ impl Services {
         let notices = Arc::new(ServerNoticeService::new(
             notices_user,
             rooms.clone(),
+            membership.clone(),
             accounts.clone(),
             account_data.clone(),
         ));
@@ -176,6 +185,8 @@ impl Services {
             rate_limiter,
             rooms,
             remote_rooms,
+            directory,
+            membership,
             signing_key,
             clock,
             account_data,

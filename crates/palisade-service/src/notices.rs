@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::{
     AccountDataService, AccountService, EventTemplate, RoomService,
     events::to_json,
-    rooms::{CreateRoom, Preset},
+    rooms::{CreateRoom, MembershipService, Preset},
     trust::Actor,
 };
 
@@ -84,6 +84,7 @@ impl NoticeQueue {
 pub struct ServerNoticeService {
     notices_user: OwnedUserId,
     rooms: Arc<RoomService>,
+    membership: Arc<MembershipService>,
     accounts: Arc<AccountService>,
     account_data: Arc<AccountDataService>,
 }
@@ -129,10 +130,11 @@ impl ServerNoticeService {
     pub fn new(
         notices_user: OwnedUserId,
         rooms: Arc<RoomService>,
+        membership: Arc<MembershipService>,
         accounts: Arc<AccountService>,
         account_data: Arc<AccountDataService>,
     ) -> Self {
-        Self { notices_user, rooms, accounts, account_data }
+        Self { notices_user, rooms, membership, accounts, account_data }
     }
 
     /// Starts the task that posts what is pushed into the queue.
@@ -184,8 +186,9 @@ impl ServerNoticeService {
             encrypted: Some(false),
             ..CreateRoom::default()
         };
-        let room_id = self.rooms.create_room(Actor::server(&self.notices_user), request).await?;
-        self.rooms.join(Actor::server(user), &room_id, None).await?;
+        let room_id =
+            self.membership.create_room(Actor::server(&self.notices_user), request).await?;
+        self.membership.join(Actor::server(user), &room_id, None).await?;
         self.account_data
             .set_tag(Actor::server(user), &room_id, "m.server_notice", &TagInfo::new())
             .await?;
@@ -207,10 +210,10 @@ impl ServerNoticeService {
             return Ok(());
         }
         let notices = Actor::server(&self.notices_user);
-        match self.rooms.invite(notices, room_id, user.user(), None).await {
+        match self.membership.invite(notices, room_id, user.user(), None).await {
             Err(e) if e.kind != ErrorKind::Forbidden => return Err(e),
             _ => {}
         }
-        self.rooms.join(user, room_id, None).await.map_err(|e| Error::internal(e.to_string()))
+        self.membership.join(user, room_id, None).await.map_err(|e| Error::internal(e.to_string()))
     }
 }

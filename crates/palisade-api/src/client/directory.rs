@@ -62,7 +62,10 @@ async fn create(
     request: Ruma<create_alias::v3::Request>,
 ) -> Result<create_alias::v3::Response> {
     let body = &request.body;
-    state.rooms.create_alias(request.session()?.into(), &body.room_alias, &body.room_id).await?;
+    state
+        .directory
+        .create_alias(request.session()?.into(), &body.room_alias, &body.room_id)
+        .await?;
     Ok(create_alias::v3::Response::new())
 }
 
@@ -72,7 +75,7 @@ async fn get(
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<get_alias::v3::Response> {
     let (room_id, servers) = state
-        .rooms
+        .directory
         .resolve_alias(&request.body.room_alias, request.session.as_ref().map(Actor::from))
         .await?;
     Ok(get_alias::v3::Response::new(room_id, servers))
@@ -83,7 +86,7 @@ async fn delete(
     state: AppState,
     request: Ruma<delete_alias::v3::Request>,
 ) -> Result<delete_alias::v3::Response> {
-    state.rooms.delete_alias(request.session()?.into(), &request.body.room_alias).await?;
+    state.directory.delete_alias(request.session()?.into(), &request.body.room_alias).await?;
     Ok(delete_alias::v3::Response::new())
 }
 
@@ -92,7 +95,7 @@ async fn room_aliases(
     state: AppState,
     request: Ruma<aliases::v3::Request>,
 ) -> Result<aliases::v3::Response> {
-    let aliases = state.rooms.aliases(request.session()?.into(), &request.body.room_id).await?;
+    let aliases = state.directory.aliases(request.session()?.into(), &request.body.room_id).await?;
     Ok(aliases::v3::Response::new(aliases))
 }
 
@@ -101,7 +104,7 @@ async fn visibility(
     state: AppState,
     request: Ruma<get_room_visibility::v3::Request>,
 ) -> Result<get_room_visibility::v3::Response> {
-    let public = state.rooms.is_public(&request.body.room_id).await?;
+    let public = state.directory.is_public(&request.body.room_id).await?;
     Ok(get_room_visibility::v3::Response::new(if public {
         Visibility::Public
     } else {
@@ -116,7 +119,7 @@ async fn set_visibility(
 ) -> Result<set_room_visibility::v3::Response> {
     let body = &request.body;
     let public = body.visibility == Visibility::Public;
-    state.rooms.set_public(request.session()?.into(), &body.room_id, public).await?;
+    state.directory.set_public(request.session()?.into(), &body.room_id, public).await?;
     Ok(set_room_visibility::v3::Response::new())
 }
 
@@ -134,7 +137,7 @@ async fn page_of<T>(
         return page(state, since, limit, search).await;
     };
     request.session()?;
-    let remote = state.rooms.remote_public_rooms(server, since, limit, search).await?;
+    let remote = state.directory.remote_public_rooms(server, since, limit, search).await?;
     let total = remote.total_room_count_estimate.map_or(remote.chunk.len() as u64, u64::from);
     Ok(Page {
         chunk: remote.chunk,

@@ -75,7 +75,7 @@ async fn set_displayname(
 ) -> Result<set_display_name::v3::Response> {
     let session = request.session()?;
     ensure_own(session.user_id(), &request.body.user_id)?;
-    state.rooms.set_displayname(session.into(), request.body.displayname.as_deref()).await?;
+    state.membership.set_displayname(session.into(), request.body.displayname.as_deref()).await?;
     Ok(set_display_name::v3::Response::new())
 }
 
@@ -87,6 +87,6 @@ async fn set_avatar_url(
     let session = request.session()?;
     ensure_own(session.user_id(), &request.body.user_id)?;
     let url = request.body.avatar_url.as_ref().map(|u| u.as_str());
-    state.rooms.set_avatar_url(session.into(), url).await?;
+    state.membership.set_avatar_url(session.into(), url).await?;
     Ok(set_avatar_url::v3::Response::new())
 }

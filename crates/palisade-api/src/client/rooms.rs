@@ -77,7 +77,7 @@ async fn create(
         None => None,
     };
     let room_id = state
-        .rooms
+        .membership
         .create_room(
             actor,
             CreateRoom {
@@ -115,8 +115,10 @@ async fn join_by_id(
 ) -> Result<join_room_by_id::v3::Response> {
     let actor = request.session()?.into();
     let body = &request.body;
-    let room_id =
-        state.rooms.join_room(actor, (&*body.room_id).into(), &[], body.reason.as_deref()).await?;
+    let room_id = state
+        .membership
+        .join_room(actor, (&*body.room_id).into(), &[], body.reason.as_deref())
+        .await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
@@ -128,7 +130,7 @@ async fn join_by_id_or_alias(
     let actor = request.session()?.into();
     let body = &request.body;
     let room_id = state
-        .rooms
+        .membership
         .join_room(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
         .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
@@ -145,7 +147,7 @@ async fn invite(
         return Err(Error::forbidden("Third-party invites are not supported"));
     };
     state
-        .rooms
+        .membership
         .invite_user(actor, &body.room_id, &recipient.user_id, recipient.reason.as_deref(), false)
         .await?;
     Ok(invite_user::v3::Response::new())
@@ -157,7 +159,10 @@ async fn leave(
     request: Ruma<leave_room::v3::Request>,
 ) -> Result<leave_room::v3::Response> {
     let actor = request.session()?.into();
-    state.rooms.leave_room(actor, &request.body.room_id, request.body.reason.as_deref()).await?;
+    state
+        .membership
+        .leave_room(actor, &request.body.room_id, request.body.reason.as_deref())
+        .await?;
     Ok(leave_room::v3::Response::new())
 }
 
@@ -166,7 +171,7 @@ async fn forget(
     state: AppState,
     request: Ruma<forget_room::v3::Request>,
 ) -> Result<forget_room::v3::Response> {
-    state.rooms.forget(request.session()?.into(), &request.body.room_id).await?;
+    state.membership.forget(request.session()?.into(), &request.body.room_id).await?;
     Ok(forget_room::v3::Response::new())
 }
 
@@ -177,7 +182,7 @@ async fn kick(
 ) -> Result<kick_user::v3::Response> {
     let actor = request.session()?.into();
     let body = &request.body;
-    state.rooms.kick(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state.membership.kick(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
     Ok(kick_user::v3::Response::new())
 }
 
@@ -188,7 +193,7 @@ async fn ban(
 ) -> Result<ban_user::v3::Response> {
     let actor = request.session()?.into();
     let body = &request.body;
-    state.rooms.ban(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state.membership.ban(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
     Ok(ban_user::v3::Response::new())
 }
 
@@ -199,6 +204,6 @@ async fn unban(
 ) -> Result<unban_user::v3::Response> {
     let actor = request.session()?.into();
     let body = &request.body;
-    state.rooms.unban(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
+    state.membership.unban(actor, &body.room_id, &body.user_id, body.reason.as_deref()).await?;
     Ok(unban_user::v3::Response::new())
 }

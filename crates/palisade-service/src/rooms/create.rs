@@ -7,7 +7,7 @@ use ruma::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{EventTemplate, RoomService, admit::Incoming, content, rules_of};
+use super::{EventTemplate, MembershipService, admit::Incoming, content, rules_of};
 use crate::trust::{Actor, Need};
 
 /// The presets of `createRoom`.
@@ -50,7 +50,7 @@ pub struct CreateRoom {
     pub encrypted: Option<bool>,
 }
 
-impl RoomService {
+impl MembershipService {
     /// The alias `#localpart:server`, validated.
     pub fn local_alias(&self, localpart: &str) -> Result<OwnedRoomAliasId> {
         if localpart.is_empty()
@@ -59,7 +59,7 @@ impl RoomService {
         {
             return Err(Error::invalid_param("Invalid alias"));
         }
-        RoomAliasId::parse(format!("#{localpart}:{}", self.config.server_name))
+        RoomAliasId::parse(format!("#{localpart}:{}", self.rooms.config.server_name))
             .map_err(|_| Error::invalid_param("Invalid alias"))
     }
 
@@ -79,10 +79,12 @@ impl RoomService {
                 .iter()
                 .any(|t| matches!(t.kind.as_str(), "m.room.join_rules" | "m.room.power_levels"));
         let need = if invites || opens { Need::Approval } else { Need::RoomAccess };
-        self.trust.require(actor, need, "create_room").await?;
+        self.rooms.trust.require(actor, need, "create_room").await?;
         let creator = actor.user();
-        let version =
-            request.version.clone().unwrap_or_else(|| self.config.default_room_version.clone());
+        let version = request
+            .version
+            .clone()
+            .unwrap_or_else(|| self.rooms.config.default_room_version.clone());
         if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
             return Err(Error::new(
                 ErrorKind::UnsupportedRoomVersion,
@@ -93,7 +95,7 @@ impl RoomService {
         let alias = match &request.alias_localpart {
             Some(localpart) => {
                 let alias = self.local_alias(localpart)?;
-                if self.store.alias(&alias).await?.is_some() {
+                if self.rooms.store.alias(&alias).await?.is_some() {
                     return Err(Error::new(ErrorKind::RoomInUse, "Room alias already taken"));
                 }
                 Some(alias)
@@ -112,15 +114,15 @@ impl RoomService {
             extremities: Vec::new(),
         };
         let room_id_field = (!rules.authorization.room_create_event_id_as_room_id)
-            .then(|| RoomId::new_v1(&self.config.server_name));
+            .then(|| RoomId::new_v1(&self.rooms.config.server_name));
         let create = EventTemplate::state("m.room.create", "", content(create_content)?);
-        let signed = self.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
+        let signed = self.rooms.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
         let room_id = signed.pdu.room()?;
 
-        let handle = self.handle(&room_id);
+        let handle = self.rooms.handle(&room_id);
         let mut guard = handle.lock_owned().await;
         let create = Incoming::Local { signed, txn: None, creates_room: Some(version) };
-        self.admit(&room_id, &mut room, create).await?;
+        self.rooms.admit(&room_id, &mut room, create).await?;
 
         let preset = request.preset.unwrap_or(if request.public {
             Preset::PublicChat
@@ -135,15 +137,16 @@ impl RoomService {
         result?;
 
         if let Some(alias) = &alias {
-            self.store.create_alias(alias, &room_id, creator).await?;
+            self.rooms.store.create_alias(alias, &room_id, creator).await?;
         }
         if request.public {
-            self.store.set_public(&room_id, true).await?;
+            self.rooms.store.set_public(&room_id, true).await?;
         }
         tracing::info!(%room_id, %creator, "room created");
         // Users of other servers are invited once the room exists; a server that cannot be
         // reached does not undo it.
-        let remote = request.invite.iter().filter(|i| i.server_name() != self.config.server_name);
+        let remote =
+            request.invite.iter().filter(|i| i.server_name() != self.rooms.config.server_name);
         for invitee in remote {
             let invited = self.invite_user(actor, &room_id, invitee, None, request.is_direct).await;
             if let Err(error) = invited {
@@ -163,15 +166,16 @@ impl RoomService {
         alias: Option<&OwnedRoomAliasId>,
     ) -> Result<()> {
         let rules = rules_of(&room.version)?;
-        let join = self.member_content("join", creator, None).await?;
-        self.append(
-            room,
-            room_id,
-            creator,
-            EventTemplate::state("m.room.member", creator.as_str(), join),
-            None,
-        )
-        .await?;
+        let join = self.rooms.member_content("join", creator, None).await?;
+        self.rooms
+            .append(
+                room,
+                room_id,
+                creator,
+                EventTemplate::state("m.room.member", creator.as_str(), join),
+                None,
+            )
+            .await?;
 
         let mut users = Map::new();
         if !rules.authorization.explicitly_privilege_room_creators {
@@ -237,7 +241,7 @@ impl RoomService {
                 content(json!({ "guest_access": "can_join" }))?,
             ));
         }
-        let encrypt = request.encrypted.unwrap_or(match self.config.encryption_by_default {
+        let encrypt = request.encrypted.unwrap_or(match self.rooms.config.encryption_by_default {
             EncryptionDefault::Off => false,
             EncryptionDefault::Invite => preset != Preset::PublicChat,
             EncryptionDefault::All => true,
@@ -270,23 +274,25 @@ impl RoomService {
             ));
         }
         for template in events {
-            self.append(room, room_id, creator, template, None).await?;
+            self.rooms.append(room, room_id, creator, template, None).await?;
         }
         // Users of other servers are invited through federation once the room exists.
-        let local = request.invite.iter().filter(|i| i.server_name() == self.config.server_name);
+        let local =
+            request.invite.iter().filter(|i| i.server_name() == self.rooms.config.server_name);
         for invitee in local {
-            let mut content = self.member_content("invite", invitee, None).await?;
+            let mut content = self.rooms.member_content("invite", invitee, None).await?;
             if request.is_direct {
                 content.insert("is_direct".into(), CanonicalJsonValue::Bool(true));
             }
-            self.append(
-                room,
-                room_id,
-                creator,
-                EventTemplate::state("m.room.member", invitee.as_str(), content),
-                None,
-            )
-            .await?;
+            self.rooms
+                .append(
+                    room,
+                    room_id,
+                    creator,
+                    EventTemplate::state("m.room.member", invitee.as_str(), content),
+                    None,
+                )
+                .await?;
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! Room aliases and the public room directory.
 
+use std::sync::Arc;
+
 use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
     CanonicalJsonObject, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UInt,
@@ -21,9 +23,19 @@ pub struct PublicRoom {
     pub search_text: String,
 }
 
-impl RoomService {
+/// Room aliases and the public room directory.
+pub struct DirectoryService {
+    rooms: Arc<RoomService>,
+}
+
+impl DirectoryService {
+    /// The service over the rooms.
+    pub fn new(rooms: Arc<RoomService>) -> Self {
+        Self { rooms }
+    }
+
     fn ensure_local_alias(&self, alias: &RoomAliasId) -> Result<()> {
-        if alias.server_name() != self.config.server_name {
+        if alias.server_name() != self.rooms.config.server_name {
             return Err(Error::invalid_param("Alias must be on this server"));
         }
         Ok(())
@@ -36,11 +48,11 @@ impl RoomService {
         room_id: &RoomId,
         template: EventTemplate,
     ) -> Result<bool> {
-        let guard = self.lock_room(room_id).await?;
+        let guard = self.rooms.lock_room(room_id).await?;
         let room = guard.as_ref().expect("lock_room loads the room");
         let rules = super::rules_of(&room.version)?;
-        let signed = self.build(room, Some(room_id), user, template, &rules)?;
-        match self.authorize(room, &signed.pdu, &rules).await {
+        let signed = self.rooms.build(room, Some(room_id), user, template, &rules)?;
+        match self.rooms.authorize(room, &signed.pdu, &rules).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind == ErrorKind::Forbidden => Ok(false),
             Err(e) => Err(e),
@@ -54,13 +66,13 @@ impl RoomService {
         alias: &RoomAliasId,
         room_id: &RoomId,
     ) -> Result<()> {
-        self.trust.require(actor, Need::RoomAccess, "create_alias").await?;
+        self.rooms.trust.require(actor, Need::RoomAccess, "create_alias").await?;
         let user = actor.user();
         self.ensure_local_alias(alias)?;
-        if self.bound_of(user, room_id).await.ok() != Some(None) {
+        if self.rooms.bound_of(user, room_id).await.ok() != Some(None) {
             return Err(Error::forbidden("You are not in this room"));
         }
-        if !self.store.create_alias(alias, room_id, user).await? {
+        if !self.rooms.store.create_alias(alias, room_id, user).await? {
             return Err(Error::new(ErrorKind::Conflict, "Room alias already exists"));
         }
         Ok(())
@@ -74,7 +86,7 @@ impl RoomService {
         alias: &RoomAliasId,
         asker: Option<Actor<'_>>,
     ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
-        let own = &self.config.server_name;
+        let own = &self.rooms.config.server_name;
         if alias.server_name() == own {
             return Ok((self.alias(alias).await?, vec![own.clone()]));
         }
@@ -84,7 +96,7 @@ impl RoomService {
                 "Sign in to look up other servers' aliases",
             ));
         }
-        self.outbound.get()?.resolve_alias(alias).await
+        self.rooms.outbound.get()?.resolve_alias(alias).await
     }
 
     /// A page of another server's public room directory.
@@ -95,12 +107,13 @@ impl RoomService {
         limit: Option<ruma::UInt>,
         search: Option<&str>,
     ) -> Result<ruma::api::federation::directory::get_public_rooms_filtered::v1::Response> {
-        self.outbound.get()?.public_rooms(server, since, limit, search).await
+        self.rooms.outbound.get()?.public_rooms(server, since, limit, search).await
     }
 
     /// The room one of this server's aliases points to.
     pub async fn alias(&self, alias: &RoomAliasId) -> Result<OwnedRoomId> {
-        self.store
+        self.rooms
+            .store
             .alias(alias)
             .await?
             .map(|(room, _)| room)
@@ -110,17 +123,18 @@ impl RoomService {
     /// Removes an alias: its creator, a server admin, or a room member allowed to change the
     /// canonical alias may.
     pub async fn delete_alias(&self, actor: Actor<'_>, alias: &RoomAliasId) -> Result<()> {
-        self.trust.require(actor, Need::RoomAccess, "delete_alias").await?;
+        self.rooms.trust.require(actor, Need::RoomAccess, "delete_alias").await?;
         let user = actor.user();
         let (room_id, creator) = self
+            .rooms
             .store
             .alias(alias)
             .await?
             .ok_or_else(|| Error::not_found("Room alias not found"))?;
-        let admin = self.accounts.user(user).await?.is_some_and(|u| u.admin);
+        let admin = self.rooms.accounts.user(user).await?.is_some_and(|u| u.admin);
         let allowed = creator == user
             || admin
-            || (self.bound_of(user, &room_id).await.ok() == Some(None)
+            || (self.rooms.bound_of(user, &room_id).await.ok() == Some(None)
                 && self
                     .is_allowed(
                         user,
@@ -135,7 +149,7 @@ impl RoomService {
         if !allowed {
             return Err(Error::forbidden("You may not remove this alias"));
         }
-        self.store.delete_alias(alias).await?;
+        self.rooms.store.delete_alias(alias).await?;
         Ok(())
     }
 
@@ -145,27 +159,27 @@ impl RoomService {
         actor: Actor<'_>,
         room_id: &RoomId,
     ) -> Result<Vec<OwnedRoomAliasId>> {
-        self.read_bound(actor, room_id).await?;
-        self.store.aliases_of_room(room_id).await
+        self.rooms.read_bound(actor, room_id).await?;
+        self.rooms.store.aliases_of_room(room_id).await
     }
 
     /// Whether a room is listed in the directory; `M_NOT_FOUND` for unknown rooms.
     pub async fn is_public(&self, room_id: &RoomId) -> Result<bool> {
-        if self.current_state(room_id).await?.is_none() {
+        if self.rooms.current_state(room_id).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        self.store.is_public(room_id).await
+        self.rooms.store.is_public(room_id).await
     }
 
     /// Lists or unlists a room; needs the power to change the canonical alias (and, as
     /// changing who finds the room, an approved device).
     pub async fn set_public(&self, actor: Actor<'_>, room_id: &RoomId, public: bool) -> Result<()> {
-        self.trust.require(actor, Need::Approval, "set_room_visibility").await?;
+        self.rooms.trust.require(actor, Need::Approval, "set_room_visibility").await?;
         let user = actor.user();
-        if self.current_state(room_id).await?.is_none() {
+        if self.rooms.current_state(room_id).await?.is_none() {
             return Err(Error::not_found("Unknown room"));
         }
-        let allowed = self.bound_of(user, room_id).await.ok() == Some(None)
+        let allowed = self.rooms.bound_of(user, room_id).await.ok() == Some(None)
             && self
                 .is_allowed(
                     user,
@@ -176,19 +190,19 @@ impl RoomService {
         if !allowed {
             return Err(Error::forbidden("You may not change this room's visibility"));
         }
-        self.store.set_public(room_id, public).await
+        self.rooms.store.set_public(room_id, public).await
     }
 
     /// The rooms of the public directory, with their summaries.
     pub async fn public_rooms(&self) -> Result<Vec<PublicRoom>> {
         let mut rooms = Vec::new();
-        for room_id in self.store.public_rooms().await? {
-            let Some(state) = self.current_state(&room_id).await? else { continue };
+        for room_id in self.rooms.store.public_rooms().await? {
+            let Some(state) = self.rooms.current_state(&room_id).await? else { continue };
             let content = |kind: &str| {
                 let id = state.get(&(kind.to_owned(), String::new())).cloned();
                 async move {
                     match id {
-                        Some(id) => self.event_content(&id).await.map(Some),
+                        Some(id) => self.rooms.event_content(&id).await.map(Some),
                         None => Ok(None),
                     }
                 }
@@ -206,6 +220,7 @@ impl RoomService {
             let guest = field(content("m.room.guest_access").await?, "guest_access");
             let room_type = field(content("m.room.create").await?, "type");
             let joined = self
+                .rooms
                 .store
                 .members(&room_id)
                 .await?

@@ -5,13 +5,16 @@
 //! Synapse makes before the rules, so clients get the same answers. Joins, leaves and invites
 //! that involve another server go through the outbound port; deciding when is done here.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use palisade_core::{Error, Result};
 use ruma::{CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
 use serde_json::json;
 
-use super::{EventTemplate, Received, RoomService};
+use super::{DirectoryService, EventTemplate, Received, RoomService};
 use crate::trust::{Actor, Need};
 
 impl RoomService {
@@ -38,6 +41,21 @@ impl RoomService {
         }
         super::content(content)
     }
+}
+
+/// Creating rooms and who is in them: joins, leaves, invites, kicks and bans, through this
+/// server's pipeline or, for rooms it is not in, through another server.
+pub struct MembershipService {
+    /// Also read by `createRoom` (`create.rs`).
+    pub(super) rooms: Arc<RoomService>,
+    directory: Arc<DirectoryService>,
+}
+
+impl MembershipService {
+    /// The service over the rooms, resolving aliases with `directory`.
+    pub fn new(rooms: Arc<RoomService>, directory: Arc<DirectoryService>) -> Self {
+        Self { rooms, directory }
+    }
 
     async fn set_membership(
         &self,
@@ -47,9 +65,9 @@ impl RoomService {
         membership: &str,
         reason: Option<&str>,
     ) -> Result<()> {
-        let content = self.member_content(membership, target, reason).await?;
+        let content = self.rooms.member_content(membership, target, reason).await?;
         let template = EventTemplate::state("m.room.member", target.as_str(), content);
-        self.send(actor, room_id, template, None).await?;
+        self.rooms.send(actor, room_id, template, None).await?;
         Ok(())
     }
 
@@ -58,6 +76,7 @@ impl RoomService {
         match <&RoomId>::try_from(room) {
             Ok(room_id) => Ok(room_id.to_owned()),
             Err(alias) => self
+                .rooms
                 .store
                 .alias(alias)
                 .await?
@@ -76,20 +95,20 @@ impl RoomService {
         via: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
-        self.trust.require(actor, Need::RoomAccess, "join").await?;
-        let own = &self.config.server_name;
+        self.rooms.trust.require(actor, Need::RoomAccess, "join").await?;
+        let own = &self.rooms.config.server_name;
         let mut candidates = via.to_vec();
         let room_id = match <&RoomId>::try_from(room) {
             Ok(room_id) => room_id.to_owned(),
             Err(alias) => {
-                let (room_id, servers) = self.resolve_alias(alias, Some(actor)).await?;
+                let (room_id, servers) = self.directory.resolve_alias(alias, Some(actor)).await?;
                 candidates.extend(servers);
                 candidates.push(alias.server_name().to_owned());
                 room_id
             }
         };
-        let known = self.room_version(&room_id).await?.is_some();
-        if known && self.server_in_room(&room_id, own).await? {
+        let known = self.rooms.room_version(&room_id).await?.is_some();
+        if known && self.rooms.server_in_room(&room_id, own).await? {
             self.join(actor, &room_id, reason).await?;
             return Ok(room_id);
         }
@@ -97,16 +116,16 @@ impl RoomService {
             candidates.push(server.to_owned());
         }
         if known {
-            if let Some(inviter) = self.inviter(&room_id, actor.user()).await? {
+            if let Some(inviter) = self.rooms.inviter(&room_id, actor.user()).await? {
                 candidates.push(inviter.server_name().to_owned());
             }
-            candidates.extend(self.servers_in_room(&room_id).await?);
+            candidates.extend(self.rooms.servers_in_room(&room_id).await?);
         }
         let mut seen = HashSet::new();
         candidates.retain(|server| server != own && seen.insert(server.clone()));
         let mut last = Error::not_found("No known servers for this room");
         for server in &candidates {
-            match self.outbound.get()?.join_through(actor, &room_id, server).await {
+            match self.rooms.outbound.get()?.join_through(actor, &room_id, server).await {
                 Ok(()) => return Ok(room_id),
                 Err(error) => {
                     tracing::info!(%server, %room_id, %error, "remote join failed");
@@ -126,20 +145,21 @@ impl RoomService {
         room_id: &RoomId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.trust.require(actor, Need::RoomAccess, "leave").await?;
-        let own = &self.config.server_name;
-        let inviter = self.inviter(room_id, actor.user()).await?;
+        self.rooms.trust.require(actor, Need::RoomAccess, "leave").await?;
+        let own = &self.rooms.config.server_name;
+        let inviter = self.rooms.inviter(room_id, actor.user()).await?;
         let outside = inviter.as_ref().is_some_and(|inviter| inviter.server_name() != own)
-            && !self.server_in_room(room_id, own).await?;
+            && !self.rooms.server_in_room(room_id, own).await?;
         match inviter {
             Some(inviter) if outside => {
                 let server = inviter.server_name();
-                let through =
-                    async { self.outbound.get()?.leave_through(actor, room_id, server).await }
-                        .await;
+                let through = async {
+                    self.rooms.outbound.get()?.leave_through(actor, room_id, server).await
+                }
+                .await;
                 if let Err(error) = through {
                     tracing::info!(%room_id, %error, "rejecting an invite locally");
-                    self.out_of_band_leave(actor, room_id).await?;
+                    self.rooms.out_of_band_leave(actor, room_id).await?;
                 }
                 Ok(())
             }
@@ -157,13 +177,14 @@ impl RoomService {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
-        if target.server_name() == self.config.server_name {
+        if target.server_name() == self.rooms.config.server_name {
             return self.invite(actor, room_id, target, reason).await;
         }
         let (version, event, shown) =
-            self.prepare_invite(actor, room_id, target, reason, is_direct).await?;
-        let signed = self.outbound.get()?.countersign_invite(&event, &version, &shown).await?;
-        match self.receive(room_id, signed, &HashMap::new()).await? {
+            self.rooms.prepare_invite(actor, room_id, target, reason, is_direct).await?;
+        let signed =
+            self.rooms.outbound.get()?.countersign_invite(&event, &version, &shown).await?;
+        match self.rooms.receive(room_id, signed, &HashMap::new()).await? {
             Received::Accepted | Received::Known => Ok(()),
             _ => Err(Error::forbidden("The invite is not allowed by the room's current state")),
         }
@@ -192,13 +213,13 @@ impl RoomService {
 
     /// Changes the actor's display name (`None` removes it), and tells their rooms.
     pub async fn set_displayname(&self, actor: Actor<'_>, name: Option<&str>) -> Result<()> {
-        self.accounts.set_displayname(actor.user(), name).await?;
+        self.rooms.accounts.set_displayname(actor.user(), name).await?;
         self.propagate_profile(actor).await
     }
 
     /// Changes the actor's avatar (`None` removes it), and tells their rooms.
     pub async fn set_avatar_url(&self, actor: Actor<'_>, url: Option<&str>) -> Result<()> {
-        self.accounts.set_avatar_url(actor.user(), url).await?;
+        self.rooms.accounts.set_avatar_url(actor.user(), url).await?;
         self.propagate_profile(actor).await
     }
 
@@ -206,7 +227,7 @@ impl RoomService {
     /// display name or avatar (as Synapse does).
     async fn propagate_profile(&self, actor: Actor<'_>) -> Result<()> {
         let user = actor.user();
-        for membership in self.store.rooms_of_user(user).await? {
+        for membership in self.rooms.store.rooms_of_user(user).await? {
             if membership.membership != "join" {
                 continue;
             }
@@ -232,8 +253,8 @@ impl RoomService {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.trust.require(actor, Need::Approval, "kick").await?;
-        let current = self.store.membership(room_id, target).await?;
+        self.rooms.trust.require(actor, Need::Approval, "kick").await?;
+        let current = self.rooms.store.membership(room_id, target).await?;
         if !current.is_some_and(|m| matches!(m.membership.as_str(), "join" | "invite" | "knock")) {
             return Err(Error::forbidden("The target user is not in the room"));
         }
@@ -259,8 +280,8 @@ impl RoomService {
         target: &UserId,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.trust.require(actor, Need::Approval, "unban").await?;
-        let current = self.store.membership(room_id, target).await?;
+        self.rooms.trust.require(actor, Need::Approval, "unban").await?;
+        let current = self.rooms.store.membership(room_id, target).await?;
         if current.is_none_or(|m| m.membership != "ban") {
             return Err(Error::forbidden("The target user is not banned"));
         }
@@ -269,8 +290,8 @@ impl RoomService {
 
     /// Forgets a room the user has left.
     pub async fn forget(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<()> {
-        self.trust.require(actor, Need::RoomAccess, "forget").await?;
-        if !self.store.forget_room(room_id, actor.user()).await? {
+        self.rooms.trust.require(actor, Need::RoomAccess, "forget").await?;
+        if !self.rooms.store.forget_room(room_id, actor.user()).await? {
             return Err(Error::bad_state("You must leave the room before forgetting it"));
         }
         Ok(())

@@ -38,7 +38,8 @@ use tokio::sync::Mutex;
 
 pub use admit::Received;
 pub use create::{CreateRoom, Preset};
-pub use directory::PublicRoom;
+pub use directory::{DirectoryService, PublicRoom};
+pub use membership::MembershipService;
 pub use pdu::Pdu;
 pub(crate) use read::Visibility;
 pub use read::{Context, EventFilter, Messages, Walk, parse_stream_token, stream_token};
