@@ -3,7 +3,7 @@
 use std::sync::{Arc, LazyLock};
 
 use palisade_core::{Error, Result};
-use palisade_storage::UserDataStore;
+use palisade_storage::{AccountDataRow, UserDataStore};
 use ruma::{
     RoomId, UserId,
     api::client::{filter::FilterDefinition, push::PushRule},
@@ -49,9 +49,20 @@ impl AccountDataService {
         }
     }
 
-    /// The store, for sync.
-    pub(crate) fn store(&self) -> &Arc<dyn UserDataStore> {
-        &self.store
+    /// The latest account data stream position.
+    pub(crate) async fn position(&self) -> Result<u64> {
+        self.store.max_account_data_pos().await
+    }
+
+    /// A user's account data entries (global and per room) set at `after < position <= up_to`.
+    pub(crate) async fn changed_between(
+        &self,
+        user: &UserId,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<AccountDataRow>> {
+        let rows = self.store.account_data_since(user, after).await?;
+        Ok(rows.into_iter().filter(|row| row.stream_pos <= up_to).collect())
     }
 
     /// Stores a filter; returns its id.

@@ -101,7 +101,7 @@ impl Services {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let config = Arc::new(config);
-        let notifier = Arc::new(Notifier::new(stores.rooms.clone()));
+        let notifier = Arc::new(Notifier::default());
         let (notice_queue, notice_receiver) = NoticeQueue::new();
         let trust = Arc::new(DeviceTrustService::new(
             &config,
@@ -143,13 +143,12 @@ impl Services {
             Arc::new(AccountDataService::new(stores.user_data, notifier.clone(), trust.clone()));
         let receipts = Arc::new(ReceiptService::new(
             stores.receipts,
-            stores.rooms.clone(),
             rooms.clone(),
             account_data.clone(),
             notifier.clone(),
             clock.clone(),
         ));
-        let typing = Arc::new(TypingService::new(clock.clone(), notifier.clone(), rooms.clone()));
+        let typing = Arc::new(TypingService::new(clock.clone(), rooms.clone()));
         let notices_user = accounts.new_user_id(&config.server_notices_user)?;
         let notices = Arc::new(ServerNoticeService::new(
             notices_user,
@@ -161,7 +160,7 @@ impl Services {
         notices.clone().start(notice_receiver);
         let e2ee = Arc::new(E2eeService::new(
             stores.e2ee,
-            stores.rooms.clone(),
+            rooms.clone(),
             accounts.clone(),
             uia.clone(),
             notifier.clone(),

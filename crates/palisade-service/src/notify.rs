@@ -2,17 +2,17 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::Mutex,
 };
 
 use palisade_core::Result;
-use palisade_storage::RoomStore;
+use palisade_storage::MembershipRow;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::sync::watch;
 
 /// Who to wake when a room changes, and the per-user wake-up channels.
+#[derive(Default)]
 pub struct Notifier {
-    store: Arc<dyn RoomStore>,
     users: Mutex<HashMap<OwnedUserId, watch::Sender<()>>>,
     /// Users with a membership that makes them see the room (join, invite, knock); loaded on
     /// first use and kept current by membership changes.
@@ -25,11 +25,6 @@ fn listens(membership: &str) -> bool {
 }
 
 impl Notifier {
-    /// A notifier reading memberships from `store`.
-    pub fn new(store: Arc<dyn RoomStore>) -> Self {
-        Self { store, users: Mutex::new(HashMap::new()), rooms: Mutex::new(HashMap::new()) }
-    }
-
     /// A receiver that changes whenever something for `user` does.
     pub fn subscribe(&self, user: &UserId) -> watch::Receiver<()> {
         let mut users = self.users.lock().expect("notifier poisoned");
@@ -45,17 +40,17 @@ impl Notifier {
     }
 
     /// Wakes everyone in a room; `change` is a membership change the room just saw, whose
-    /// target is woken too (so a leaving user hears of their leave).
+    /// target is woken too (so a leaving user hears of their leave). `members` reads the
+    /// room's memberships (only awaited the first time the room is notified).
     pub async fn notify_room(
         &self,
         room_id: &RoomId,
         change: Option<(&UserId, &str)>,
+        members: impl Future<Output = Result<Vec<MembershipRow>>>,
     ) -> Result<()> {
         let loaded = self.rooms.lock().expect("notifier poisoned").contains_key(room_id);
         if !loaded {
-            let members: HashSet<OwnedUserId> = self
-                .store
-                .members(room_id)
+            let members: HashSet<OwnedUserId> = members
                 .await?
                 .into_iter()
                 .filter(|m| listens(&m.membership))

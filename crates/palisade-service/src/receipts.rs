@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use palisade_core::{Clock, Error, Result};
-use palisade_storage::{EventRow, NewReceipt, ReceiptStore, RoomStore};
-use ruma::{EventId, RoomId, UserId};
+use palisade_storage::{EventRow, NewReceipt, ReceiptRow, ReceiptStore};
+use ruma::{EventId, OwnedRoomId, RoomId, UserId};
 use serde_json::json;
 
 use crate::{
@@ -21,7 +21,6 @@ pub const FULLY_READ: &str = "m.fully_read";
 /// Read receipts and read markers.
 pub struct ReceiptService {
     store: Arc<dyn ReceiptStore>,
-    events: Arc<dyn RoomStore>,
     rooms: Arc<RoomService>,
     account_data: Arc<AccountDataService>,
     notifier: Arc<Notifier>,
@@ -32,18 +31,50 @@ impl ReceiptService {
     /// The service.
     pub fn new(
         store: Arc<dyn ReceiptStore>,
-        events: Arc<dyn RoomStore>,
         rooms: Arc<RoomService>,
         account_data: Arc<AccountDataService>,
         notifier: Arc<Notifier>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { store, events, rooms, account_data, notifier, clock }
+        Self { store, rooms, account_data, notifier, clock }
     }
 
-    /// The store, for sync.
-    pub(crate) fn store(&self) -> &Arc<dyn ReceiptStore> {
-        &self.store
+    /// The latest receipt stream position.
+    pub(crate) async fn position(&self) -> Result<u64> {
+        self.store.max_receipt_pos().await
+    }
+
+    /// Rooms with receipts at `after < position <= up_to`.
+    pub(crate) async fn rooms_with_receipts_between(
+        &self,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<OwnedRoomId>> {
+        self.store.rooms_with_receipts_between(after, up_to).await
+    }
+
+    /// A room's receipts at `after < position <= up_to` that `viewer` may see (private ones
+    /// only their own).
+    pub(crate) async fn receipts_between(
+        &self,
+        room_id: &RoomId,
+        viewer: &UserId,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<ReceiptRow>> {
+        let receipts = self.store.receipts_since(room_id, after).await?;
+        Ok(receipts
+            .into_iter()
+            .filter(|r| {
+                r.stream_pos <= up_to && (r.receipt_type != READ_PRIVATE || r.user_id == viewer)
+            })
+            .collect())
+    }
+
+    /// The stream position of the latest event `user` has a receipt for in a room (0 if none).
+    pub(crate) async fn read_up_to(&self, room_id: &RoomId, user: &UserId) -> Result<u64> {
+        let receipts = self.store.receipts_of(room_id, user).await?;
+        Ok(receipts.iter().map(|r| r.event_stream_pos).max().unwrap_or(0))
     }
 
     /// Records that a local user has read up to `event_id` (a public receipt is news for the
@@ -91,8 +122,8 @@ impl ReceiptService {
 
     /// The event a receipt points at, which must be in the room.
     async fn event_of(&self, room_id: &RoomId, event_id: &EventId) -> Result<EventRow> {
-        self.events
-            .event(event_id)
+        self.rooms
+            .stored_event(event_id)
             .await?
             .filter(|row| row.room_id == room_id)
             .ok_or_else(|| Error::not_found("Event not found"))
@@ -125,7 +156,7 @@ impl ReceiptService {
             .await?;
         if stored.is_some() {
             if receipt_type == READ {
-                self.notifier.notify_room(room_id, None).await?;
+                self.rooms.notify_room(room_id).await?;
             } else {
                 self.notifier.notify_user(user);
             }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, RoomStore, StateMap};
+use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, StateMap};
 use ruma::{
     OneTimeKeyAlgorithm, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::{
@@ -37,7 +37,7 @@ use crate::{
     e2ee::{DeviceListChanges, E2eeService},
     events::{event_of, to_raw},
     notify::Notifier,
-    receipts::{READ_PRIVATE, ReceiptService},
+    receipts::ReceiptService,
     rooms::{EventFilter, INVITE_STATE, RoomService, Visibility, pdu::stripped, stream_token},
     typing::TypingService,
 };
@@ -145,7 +145,6 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Builds sync responses.
 pub struct SyncService {
     rooms: Arc<RoomService>,
-    store: Arc<dyn RoomStore>,
     accounts: Arc<AccountService>,
     account_data: Arc<AccountDataService>,
     receipts: Arc<ReceiptService>,
@@ -192,19 +191,8 @@ impl SyncService {
         e2ee: Arc<E2eeService>,
         notifier: Arc<Notifier>,
     ) -> Self {
-        let store = rooms.store().clone();
         let unread_counts = Mutex::new(HashMap::new());
-        Self {
-            rooms,
-            store,
-            accounts,
-            account_data,
-            receipts,
-            typing,
-            e2ee,
-            notifier,
-            unread_counts,
-        }
+        Self { rooms, accounts, account_data, receipts, typing, e2ee, notifier, unread_counts }
     }
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
@@ -229,11 +217,11 @@ impl SyncService {
     async fn now(&self) -> Result<SyncToken> {
         Ok(SyncToken {
             events: self.rooms.position(),
-            account_data: self.account_data.store().max_account_data_pos().await?,
-            receipts: self.receipts.store().max_receipt_pos().await?,
+            account_data: self.account_data.position().await?,
+            receipts: self.receipts.position().await?,
             typing: self.typing.position(),
-            to_device: self.e2ee.store().max_to_device_pos().await?,
-            device_lists: self.e2ee.store().max_device_list_pos().await?,
+            to_device: self.e2ee.to_device_position().await?,
+            device_lists: self.e2ee.device_list_position().await?,
         })
     }
 
@@ -249,14 +237,10 @@ impl SyncService {
         // Streams that did not move since the token are not read.
         let account_data: Vec<AccountDataRow> = match since {
             Some(s) if s.account_data >= now.account_data => Vec::new(),
-            _ => self
-                .account_data
-                .store()
-                .account_data_since(user, since.map_or(0, |s| s.account_data))
-                .await?
-                .into_iter()
-                .filter(|row| row.stream_pos <= now.account_data)
-                .collect(),
+            _ => {
+                let after = since.map_or(0, |s| s.account_data);
+                self.account_data.changed_between(user, after, now.account_data).await?
+            }
         };
 
         let mut rooms = ruma::api::client::sync::sync_events::v3::Rooms::new();
@@ -268,7 +252,7 @@ impl SyncService {
             now.events = since.map_or(0, |s| s.events);
         }
         let memberships =
-            if walled_off { Vec::new() } else { self.store.rooms_of_user(user).await? };
+            if walled_off { Vec::new() } else { self.rooms.memberships_of(user).await? };
         let changed_rooms = match since {
             Some(since) if !request.full_state && !memberships.is_empty() => {
                 self.changed_rooms(since, now).await?
@@ -298,12 +282,8 @@ impl SyncService {
                             Some(rows) => rows,
                             all => all.insert(
                                 self.account_data
-                                    .store()
-                                    .account_data_since(user, 0)
-                                    .await?
-                                    .into_iter()
-                                    .filter(|row| row.stream_pos <= now.account_data)
-                                    .collect(),
+                                    .changed_between(user, 0, now.account_data)
+                                    .await?,
                             ),
                         },
                         None => &account_data,
@@ -380,15 +360,15 @@ impl SyncService {
         now: SyncToken,
     ) -> Result<Option<HashSet<OwnedRoomId>>> {
         let Some(mut rooms) = self
-            .store
+            .rooms
             .rooms_with_events_between(since.events, now.events, MAX_CHANGED_SCAN)
             .await?
         else {
             return Ok(None);
         };
         if now.receipts > since.receipts {
-            let store = self.receipts.store();
-            rooms.extend(store.rooms_with_receipts_between(since.receipts, now.receipts).await?);
+            let receipts = &self.receipts;
+            rooms.extend(receipts.rooms_with_receipts_between(since.receipts, now.receipts).await?);
         }
         Ok(Some(rooms))
     }
@@ -436,11 +416,11 @@ impl SyncService {
         user: &UserId,
         lazy: bool,
     ) -> Result<Vec<Raw<AnySyncStateEvent>>> {
-        let at_start = self.store.state_at_pos(room_id, start).await?.unwrap_or_default();
+        let at_start = self.rooms.state_at_pos(room_id, start).await?.unwrap_or_default();
         let mut state: StateMap = match since {
             None => at_start.clone(),
             Some(since) => {
-                let before = self.store.state_at_pos(room_id, since).await?.unwrap_or_default();
+                let before = self.rooms.state_at_pos(room_id, since).await?.unwrap_or_default();
                 at_start
                     .iter()
                     .filter(|(k, v)| before.get(*k) != Some(*v))
@@ -502,16 +482,7 @@ impl SyncService {
         let receipts: Vec<ReceiptRow> = if quiet || receipts_from >= now.receipts {
             Vec::new()
         } else {
-            self.receipts
-                .store()
-                .receipts_since(room_id, receipts_from)
-                .await?
-                .into_iter()
-                .filter(|r| {
-                    r.stream_pos <= now.receipts
-                        && (r.receipt_type != READ_PRIVATE || r.user_id == *user)
-                })
-                .collect()
+            self.receipts.receipts_between(room_id, user, receipts_from, now.receipts).await?
         };
         if !receipts.is_empty() {
             ephemeral.push(to_raw(&receipt_event(&receipts))?);
@@ -570,7 +541,7 @@ impl SyncService {
 
     /// `m.heroes` and member counts, as clients name rooms without a name.
     async fn summary(&self, room_id: &RoomId, user: &UserId) -> Result<RoomSummary> {
-        let members = self.store.members(room_id).await?;
+        let members = self.rooms.membership_rows(room_id).await?;
         let count = |m: &str| {
             UInt::new_saturating(members.iter().filter(|row| row.membership == m).count() as u64)
         };
@@ -600,13 +571,7 @@ impl SyncService {
         membership: &MembershipRow,
         now: u64,
     ) -> Result<(u64, u64)> {
-        let receipts = self.receipts.store().receipts_of(room_id, user).await?;
-        let read_up_to = receipts
-            .iter()
-            .map(|r| r.event_stream_pos)
-            .max()
-            .unwrap_or(0)
-            .max(membership.stream_pos);
+        let read_up_to = self.receipts.read_up_to(room_id, user).await?.max(membership.stream_pos);
         let key = (user.to_owned(), room_id.to_owned());
         let cached = self
             .unread_counts
@@ -655,7 +620,7 @@ impl SyncService {
             return Ok((0, 0));
         }
         let rules = self.account_data.push_rules(user).await?;
-        let joined = self.store.joined_count(room_id).await?;
+        let joined = self.rooms.joined_count(room_id).await?;
         let display_name = self
             .accounts
             .user(user)
@@ -691,7 +656,7 @@ impl SyncService {
         let mut room = InvitedRoom::new();
         room.invite_state = InviteState::new();
         let invite = &mut room.invite_state.events;
-        if let Some(row) = self.store.event(&membership.event_id).await?
+        if let Some(row) = self.rooms.stored_event(&membership.event_id).await?
             && let Some(unsigned) = row.unsigned.as_deref()
             && let Ok(unsigned) = serde_json::from_str::<InviteUnsigned>(unsigned)
         {
@@ -700,7 +665,7 @@ impl SyncService {
             invite.extend(event.iter().filter_map(|e| stripped(e.json())));
             return Ok(room);
         }
-        let state = self.store.state_after(&membership.event_id).await?.unwrap_or_default();
+        let state = self.rooms.state_after(&membership.event_id).await?.unwrap_or_default();
         let mut ids: Vec<OwnedEventId> = INVITE_STATE
             .iter()
             .filter_map(|kind| state.get(&((*kind).to_owned(), String::new())).cloned())
@@ -722,7 +687,8 @@ impl SyncService {
         let mut room = LeftRoom::new();
         if !self.rooms.left_while_joined(membership).await? {
             // A rejected invite or a ban before joining: the membership event, nothing more.
-            let rows: Vec<_> = self.store.event(&membership.event_id).await?.into_iter().collect();
+            let rows: Vec<_> =
+                self.rooms.stored_event(&membership.event_id).await?.into_iter().collect();
             room.timeline = self.timeline_of(session, room_id, &rows, false, None).await?;
             return Ok(room);
         }

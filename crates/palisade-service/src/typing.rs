@@ -12,7 +12,7 @@ use std::{
 use palisade_core::{Clock, Error, Result};
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
-use crate::{RoomService, notify::Notifier, trust::Actor};
+use crate::{RoomService, trust::Actor};
 
 /// Longest a typing notification lasts without renewal.
 const MAX_TIMEOUT_MS: u64 = 120_000;
@@ -28,7 +28,6 @@ struct RoomTyping {
 /// Who is typing where.
 pub struct TypingService {
     clock: Arc<dyn Clock>,
-    notifier: Arc<Notifier>,
     room_service: Arc<RoomService>,
     rooms: Mutex<HashMap<OwnedRoomId, RoomTyping>>,
     position: AtomicU64,
@@ -36,10 +35,9 @@ pub struct TypingService {
 
 impl TypingService {
     /// An empty service.
-    pub fn new(clock: Arc<dyn Clock>, notifier: Arc<Notifier>, rooms: Arc<RoomService>) -> Self {
+    pub fn new(clock: Arc<dyn Clock>, rooms: Arc<RoomService>) -> Self {
         Self {
             clock,
-            notifier,
             room_service: rooms,
             rooms: Mutex::new(HashMap::new()),
             position: AtomicU64::new(0),
@@ -125,7 +123,7 @@ impl TypingService {
         if let Some(room) = self.rooms.lock().expect("typing poisoned").get_mut(room_id) {
             room.changed_at = position;
         }
-        if let Err(error) = self.notifier.notify_room(room_id, None).await {
+        if let Err(error) = self.room_service.notify_room(room_id).await {
             tracing::warn!(%error, "typing notification not delivered");
         }
     }

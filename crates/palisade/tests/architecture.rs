@@ -142,3 +142,30 @@ fn no_public_service_function_returns_an_untyped_json_value() {
         offenders.join("\n")
     );
 }
+
+/// Each store trait belongs to one service (a module of palisade-service; `rooms/` is one):
+/// another service that needs its data asks that service, so the data's rules live in one
+/// place. Device trust is the one exception: it decides over device rows and keys alike, and
+/// the account and key services depend on it, so it cannot ask them.
+#[test]
+fn each_store_belongs_to_one_service() {
+    const SHARED: &[(&str, &str)] = &[("AccountStore", "trust"), ("E2eeStore", "trust")];
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("../palisade-service/src");
+    let mut holders: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for path in sources(&services) {
+        let module = path.strip_prefix(&services).unwrap().components().next().unwrap();
+        let module = module.as_os_str().to_str().unwrap().trim_end_matches(".rs").to_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices("Arc<dyn ") {
+            let name: String =
+                text[at + 8..].chars().take_while(|c| c.is_alphanumeric()).collect();
+            if name.ends_with("Store") && !SHARED.contains(&(name.as_str(), module.as_str())) {
+                holders.entry(name).or_default().insert(module.clone());
+            }
+        }
+    }
+    assert!(holders.contains_key("RoomStore"), "the scan finds the stores: {holders:?}");
+    for (store, modules) in holders {
+        assert_eq!(modules.len(), 1, "{store} is held by {modules:?}");
+    }
+}

@@ -55,19 +55,19 @@ impl E2eeService {
         for member in self.rooms.members_changed_in_joined_rooms(user, since_events).await? {
             note(member, &mut changed, &mut departed);
         }
-        for membership in self.rooms.rooms_of_user(user).await? {
+        for membership in self.rooms.memberships_of(user).await? {
             let mine_is_new = membership.stream_pos > since_events;
             match membership.membership.as_str() {
                 "join" => {
                     if mine_is_new {
-                        for member in self.rooms.members(&membership.room_id).await? {
+                        for member in self.rooms.membership_rows(&membership.room_id).await? {
                             note(member, &mut changed, &mut departed);
                         }
                     }
                     joined_rooms.push(membership.room_id);
                 }
                 "leave" | "ban" if mine_is_new => {
-                    for member in self.rooms.members(&membership.room_id).await? {
+                    for member in self.rooms.membership_rows(&membership.room_id).await? {
                         departed.insert(member.user_id);
                     }
                 }
@@ -83,7 +83,7 @@ impl E2eeService {
         }
         let mut shared: BTreeSet<OwnedUserId> = BTreeSet::from([user.to_owned()]);
         for room in &joined_rooms {
-            for member in self.rooms.members(room).await? {
+            for member in self.rooms.membership_rows(room).await? {
                 if member.membership == "join" {
                     shared.insert(member.user_id);
                 }

@@ -15,12 +15,13 @@ mod to_device;
 use std::sync::Arc;
 
 use palisade_core::{Error, Result};
-use palisade_storage::{E2eeStore, RoomStore};
+use palisade_storage::E2eeStore;
 use ruma::{CanonicalJsonObject, UserId};
 use serde_json::Value;
 
 use crate::{
-    AccountService, DeviceTrustService, UiaService, notify::Notifier, outbound::OutboundSlot,
+    AccountService, DeviceTrustService, RoomService, UiaService, notify::Notifier,
+    outbound::OutboundSlot,
 };
 
 pub use backup::BackupVersion;
@@ -31,7 +32,7 @@ pub use to_device::Recipient;
 /// End-to-end encryption support.
 pub struct E2eeService {
     store: Arc<dyn E2eeStore>,
-    rooms: Arc<dyn RoomStore>,
+    rooms: Arc<RoomService>,
     accounts: Arc<AccountService>,
     uia: Arc<UiaService>,
     notifier: Arc<Notifier>,
@@ -43,7 +44,7 @@ impl E2eeService {
     /// The service.
     pub fn new(
         store: Arc<dyn E2eeStore>,
-        rooms: Arc<dyn RoomStore>,
+        rooms: Arc<RoomService>,
         accounts: Arc<AccountService>,
         uia: Arc<UiaService>,
         notifier: Arc<Notifier>,
@@ -58,9 +59,9 @@ impl E2eeService {
         &self.trust
     }
 
-    /// The store, for sync.
-    pub(crate) fn store(&self) -> &Arc<dyn E2eeStore> {
-        &self.store
+    /// The latest to-device stream position.
+    pub(crate) async fn to_device_position(&self) -> Result<u64> {
+        self.store.max_to_device_pos().await
     }
 
     /// Another server says one of its users' devices or cross-signing keys changed: local
@@ -73,9 +74,9 @@ impl E2eeService {
     /// Wakes everyone who shares a room with `user` (and `user`): their device lists changed.
     async fn announce_key_change(&self, user: &UserId) -> Result<()> {
         self.notifier.notify_user(user);
-        for membership in self.rooms.rooms_of_user(user).await? {
+        for membership in self.rooms.memberships_of(user).await? {
             if membership.membership == "join" {
-                self.notifier.notify_room(&membership.room_id, None).await?;
+                self.rooms.notify_room(&membership.room_id).await?;
             }
         }
         Ok(())

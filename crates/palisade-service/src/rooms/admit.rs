@@ -407,7 +407,8 @@ impl RoomService {
         let change = change.as_ref().and_then(|(membership, target)| {
             <&UserId>::try_from(target.as_str()).ok().map(|user| (user, membership.as_str()))
         });
-        self.notifier.notify_room(&pdu.room()?, change).await?;
+        let room_id = pdu.room()?;
+        self.notifier.notify_room(&room_id, change, self.store.members(&room_id)).await?;
         Ok(pdu.event_id)
     }
 }

@@ -9,6 +9,7 @@
 mod admit;
 mod create;
 mod directory;
+mod index;
 mod membership;
 pub mod pdu;
 mod read;
@@ -237,11 +238,6 @@ impl RoomService {
     /// The port to other servers, for services that tell them about rooms.
     pub(crate) fn outbound(&self) -> &OutboundSlot {
         &self.outbound
-    }
-
-    /// The room store, for services that read rooms (sync).
-    pub(crate) fn store(&self) -> &Arc<dyn RoomStore> {
-        &self.store
     }
 
     /// The latest committed stream position.

@@ -1,0 +1,72 @@
+//! What the other services read of rooms: memberships, stored events and state snapshots. The
+//! room store is `RoomService`'s alone; sync, receipts, typing and end-to-end encryption ask
+//! these questions instead of reading it.
+
+use std::collections::HashSet;
+
+use palisade_core::Result;
+use palisade_storage::{EventRow, MembershipRow, StateMap};
+use ruma::{EventId, OwnedRoomId, RoomId, UserId};
+
+use super::RoomService;
+
+impl RoomService {
+    /// A user's memberships (of any server; not forgotten ones), with their stream positions.
+    pub(crate) async fn memberships_of(&self, user: &UserId) -> Result<Vec<MembershipRow>> {
+        self.store.rooms_of_user(user).await
+    }
+
+    /// Every membership in a room.
+    pub(crate) async fn membership_rows(&self, room_id: &RoomId) -> Result<Vec<MembershipRow>> {
+        self.store.members(room_id).await
+    }
+
+    /// How many users are joined to a room.
+    pub(crate) async fn joined_count(&self, room_id: &RoomId) -> Result<u64> {
+        self.store.joined_count(room_id).await
+    }
+
+    /// Memberships that changed after stream position `since` in the rooms `user` is joined to.
+    pub(crate) async fn members_changed_in_joined_rooms(
+        &self,
+        user: &UserId,
+        since: u64,
+    ) -> Result<Vec<MembershipRow>> {
+        self.store.members_changed_in_joined_rooms(user, since).await
+    }
+
+    /// A stored event, timeline or outlier.
+    pub(crate) async fn stored_event(&self, event_id: &EventId) -> Result<Option<EventRow>> {
+        self.store.event(event_id).await
+    }
+
+    /// The state after an event.
+    pub(crate) async fn state_after(&self, event_id: &EventId) -> Result<Option<StateMap>> {
+        self.store.state_after(event_id).await
+    }
+
+    /// A room's state at stream position `pos`.
+    pub(crate) async fn state_at_pos(
+        &self,
+        room_id: &RoomId,
+        pos: u64,
+    ) -> Result<Option<StateMap>> {
+        self.store.state_at_pos(room_id, pos).await
+    }
+
+    /// Rooms with timeline events between two stream positions; `None` when more than `limit`
+    /// events lie between them.
+    pub(crate) async fn rooms_with_events_between(
+        &self,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Option<HashSet<OwnedRoomId>>> {
+        self.store.rooms_with_events_between(after, up_to, limit).await
+    }
+
+    /// Wakes the syncs of everyone in a room (an ephemeral change: typing, a receipt, keys).
+    pub(crate) async fn notify_room(&self, room_id: &RoomId) -> Result<()> {
+        self.notifier.notify_room(room_id, None, self.store.members(room_id)).await
+    }
+}
