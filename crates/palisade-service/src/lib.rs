@@ -33,7 +33,7 @@ use crate::{
 };
 
 pub use account_data::AccountDataService;
-pub use accounts::{AccountService, ClientInfo, Session};
+pub use accounts::{AccountService, ClientInfo, Registered, Registration, Session};
 pub use e2ee::E2eeService;
 pub use keys::SigningKey;
 pub use presence::PresenceService;
@@ -45,7 +45,7 @@ pub use rooms::{
 pub use sync::SyncService;
 pub use trust::DeviceTrustService;
 pub use typing::TypingService;
-pub use uia::{UiaAuth, UiaPurpose, UiaService};
+pub use uia::{UiaAuth, UiaPurpose};
 
 /// Every service of one running server. Built once at start-up and passed explicitly.
 #[derive(Clone)]
@@ -54,8 +54,6 @@ pub struct Services {
     pub config: Arc<Config>,
     /// Users, passwords, devices and access tokens.
     pub accounts: Arc<AccountService>,
-    /// User-interactive authentication sessions.
-    pub uia: Arc<UiaService>,
     /// Per-address rate limits.
     pub rate_limiter: Arc<RateLimiter>,
     /// Rooms, events and the event pipeline.
@@ -120,7 +118,6 @@ impl Services {
             clock.clone(),
             outbound.clone(),
         ));
-        let uia = Arc::new(UiaService::new(accounts.clone(), clock.clone()));
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone(), clock.clone()));
         let signing_key = Arc::new(signing_key);
         let rooms = Arc::new(
@@ -162,7 +159,6 @@ impl Services {
             stores.e2ee,
             rooms.clone(),
             accounts.clone(),
-            uia.clone(),
             notifier.clone(),
             trust.clone(),
             outbound.clone(),
@@ -176,11 +172,11 @@ impl Services {
             e2ee.clone(),
             notifier,
         ));
-        let presence = Arc::new(PresenceService::new(clock.clone(), outbound.clone()));
+        let presence =
+            Arc::new(PresenceService::new(accounts.clone(), clock.clone(), outbound.clone()));
         Ok(Self {
             config,
             accounts,
-            uia,
             rate_limiter,
             rooms,
             remote_rooms,

@@ -5,10 +5,10 @@
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex};
 
-use palisade_core::{Clock, Result};
+use palisade_core::{Clock, Error, Result};
 use ruma::{OwnedUserId, UserId};
 
-use crate::{outbound::OutboundSlot, trust::Actor};
+use crate::{AccountService, outbound::OutboundSlot, trust::Actor};
 
 /// A user's presence as they set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,7 @@ pub struct Presence {
 
 /// In-memory presence.
 pub struct PresenceService {
+    accounts: Arc<AccountService>,
     clock: Arc<dyn Clock>,
     outbound: OutboundSlot,
     users: Mutex<HashMap<OwnedUserId, Presence>>,
@@ -30,8 +31,12 @@ pub struct PresenceService {
 
 impl PresenceService {
     /// An empty service.
-    pub fn new(clock: Arc<dyn Clock>, outbound: OutboundSlot) -> Self {
-        Self { clock, outbound, users: Mutex::new(HashMap::new()) }
+    pub fn new(
+        accounts: Arc<AccountService>,
+        clock: Arc<dyn Clock>,
+        outbound: OutboundSlot,
+    ) -> Self {
+        Self { accounts, clock, outbound, users: Mutex::new(HashMap::new()) }
     }
 
     /// A local user sets their presence: recorded, and told to the servers sharing a room
@@ -57,8 +62,16 @@ impl PresenceService {
         self.users.lock().expect("presence poisoned").insert(user.to_owned(), presence);
     }
 
-    /// What `user` last said, with how long ago in milliseconds; `offline` if nothing.
-    pub fn get(&self, user: &UserId) -> (Presence, Option<u64>) {
+    /// What `user` last said, with how long ago in milliseconds; `offline` if nothing (for
+    /// another server's user, what their server said). `M_NOT_FOUND` for an unknown local user.
+    pub async fn get(&self, user: &UserId) -> Result<(Presence, Option<u64>)> {
+        if self.accounts.is_local(user) && self.accounts.user(user).await?.is_none() {
+            return Err(Error::not_found("No such user"));
+        }
+        Ok(self.last_said(user))
+    }
+
+    fn last_said(&self, user: &UserId) -> (Presence, Option<u64>) {
         let now = self.clock.now_millis();
         match self.users.lock().expect("presence poisoned").get(user) {
             Some(presence) => (presence.clone(), Some(now.saturating_sub(presence.set_at))),

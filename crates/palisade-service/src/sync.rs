@@ -17,11 +17,14 @@ use ruma::{
     OneTimeKeyAlgorithm, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::{
         Direction,
-        client::sync::sync_events::{
-            DeviceLists, UnreadNotificationsCount,
-            v3::{
-                Ephemeral, InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response,
-                RoomAccountData, RoomSummary, State, StateEvents, Timeline,
+        client::{
+            filter::{FilterDefinition, LazyLoadOptions},
+            sync::sync_events::{
+                DeviceLists, UnreadNotificationsCount,
+                v3::{
+                    Ephemeral, Filter, InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response,
+                    RoomAccountData, RoomSummary, State, StateEvents, Timeline,
+                },
             },
         },
     },
@@ -121,6 +124,26 @@ impl Default for SyncFilter {
     }
 }
 
+impl From<&FilterDefinition> for SyncFilter {
+    fn from(definition: &FilterDefinition) -> Self {
+        let room = &definition.room;
+        let timeline_limit = room.timeline.limit.map_or(Self::default().timeline_limit, |l| {
+            usize::try_from(u64::from(l)).unwrap_or(usize::MAX)
+        });
+        Self {
+            timeline: EventFilter::from(&room.timeline),
+            timeline_limit,
+            lazy_load_members: matches!(
+                room.state.lazy_load_options,
+                LazyLoadOptions::Enabled { .. }
+            ),
+            include_leave: room.include_leave,
+            rooms: room.rooms.clone(),
+            not_rooms: room.not_rooms.clone(),
+        }
+    }
+}
+
 /// One `/sync` request.
 #[derive(Debug, Clone, Default)]
 pub struct SyncRequest {
@@ -130,8 +153,8 @@ pub struct SyncRequest {
     pub full_state: bool,
     /// How long to wait for something new.
     pub timeout: Duration,
-    /// What to send.
-    pub filter: SyncFilter,
+    /// What to send: a filter, or the id of one the user stored.
+    pub filter: Option<Filter>,
 }
 
 /// Most events checked for unread counts per room.
@@ -174,6 +197,12 @@ struct Window {
     quiet: bool,
 }
 
+/// What a request asks for, its filter resolved.
+struct Wanted {
+    full_state: bool,
+    filter: SyncFilter,
+}
+
 /// What one pass found.
 struct Pass {
     body: Response,
@@ -199,11 +228,19 @@ impl SyncService {
     /// otherwise as soon as something does, or empty when the timeout passes.
     pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<Response> {
         let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
+        let filter = match &request.filter {
+            Some(Filter::FilterDefinition(definition)) => SyncFilter::from(definition),
+            Some(Filter::FilterId(id)) => {
+                SyncFilter::from(&self.account_data.filter(session.user_id(), id).await?)
+            }
+            _ => SyncFilter::default(),
+        };
+        let wanted = Wanted { full_state: request.full_state, filter };
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let mut wake = self.notifier.subscribe(session.user_id());
         loop {
             wake.borrow_and_update();
-            let pass = self.pass(session, since, request).await?;
+            let pass = self.pass(session, since, &wanted).await?;
             if pass.changed || since.is_none() || request.full_state {
                 return Ok(pass.body);
             }
@@ -229,7 +266,7 @@ impl SyncService {
         &self,
         session: &Session,
         since: Option<SyncToken>,
-        request: &SyncRequest,
+        request: &Wanted,
     ) -> Result<Pass> {
         let user = session.user_id();
         let mut now = self.now().await?;
@@ -449,7 +486,7 @@ impl SyncService {
         session: &Session,
         membership: &MembershipRow,
         Window { since, now, quiet }: Window,
-        request: &SyncRequest,
+        request: &Wanted,
         account_data: &[AccountDataRow],
     ) -> Result<Option<JoinedRoom>> {
         let (user, room_id) = (session.user_id(), membership.room_id.as_ref());
@@ -681,7 +718,7 @@ impl SyncService {
         session: &Session,
         membership: &MembershipRow,
         since: Option<SyncToken>,
-        request: &SyncRequest,
+        request: &Wanted,
     ) -> Result<LeftRoom> {
         let room_id = membership.room_id.as_ref();
         let mut room = LeftRoom::new();

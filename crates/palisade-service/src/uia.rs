@@ -9,8 +9,6 @@ use rand::RngCore;
 use ruma::{OwnedUserId, UserId};
 use serde_json::json;
 
-use crate::AccountService;
-
 /// What a UIA session authorises; a session cannot be reused for another purpose or user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UiaPurpose {
@@ -70,16 +68,16 @@ struct PendingSession {
 const SESSION_TTL_MS: u64 = 15 * 60 * 1000;
 
 /// Pending UIA sessions, in memory: a restart only makes a client start the dance again.
-pub struct UiaService {
-    accounts: Arc<AccountService>,
+/// The account service holds them (it checks the passwords the stages carry).
+pub(crate) struct UiaSessions {
     clock: Arc<dyn Clock>,
     sessions: Mutex<HashMap<String, PendingSession>>,
 }
 
-impl UiaService {
-    /// A service checking passwords through `accounts`.
-    pub fn new(accounts: Arc<AccountService>, clock: Arc<dyn Clock>) -> Self {
-        Self { accounts, clock, sessions: Mutex::new(HashMap::new()) }
+impl UiaSessions {
+    /// No pending sessions.
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Self { clock, sessions: Mutex::new(HashMap::new()) }
     }
 
     fn stage(purpose: UiaPurpose) -> &'static str {
@@ -138,12 +136,15 @@ impl UiaService {
     }
 
     /// Completes UIA for `purpose` by `user_id` (`None` while registering), or returns the
-    /// 401 challenge to send back.
-    pub async fn authenticate(
+    /// 401 challenge to send back. A password stage names its user as the client wrote it,
+    /// which `user_named` turns into a user id; `check_password` verifies the password.
+    pub(crate) async fn authenticate(
         &self,
         purpose: UiaPurpose,
         user_id: Option<&UserId>,
         auth: Option<UiaAuth>,
+        user_named: impl Fn(&str) -> Option<OwnedUserId>,
+        check_password: impl AsyncFnOnce(&UserId, &str) -> Result<()>,
     ) -> Result<()> {
         let Some(auth) = auth else {
             return Err(self.challenge(purpose, user_id, None, None));
@@ -161,11 +162,10 @@ impl UiaService {
             (UiaAuth::Dummy { .. }, UiaPurpose::Register) => Ok(()),
             (UiaAuth::Password { user, password, .. }, p) if p != UiaPurpose::Register => {
                 let user_id = user_id.ok_or_else(|| Error::forbidden("No user to authenticate"))?;
-                let claimed = self.accounts.local_user_id(user).ok();
-                if claimed.as_deref() != Some(user_id) {
+                if user_named(user).as_deref() != Some(user_id) {
                     return Err(Error::forbidden("Requested user does not match the session"));
                 }
-                self.accounts.check_password(user_id, password).await.map(drop)
+                check_password(user_id, password).await
             }
             _ => Err(Error::new(ErrorKind::Unrecognized, "Unsupported authentication stage")),
         };

@@ -157,8 +157,7 @@ fn each_store_belongs_to_one_service() {
         let module = module.as_os_str().to_str().unwrap().trim_end_matches(".rs").to_owned();
         let text = std::fs::read_to_string(&path).unwrap();
         for (at, _) in text.match_indices("Arc<dyn ") {
-            let name: String =
-                text[at + 8..].chars().take_while(|c| c.is_alphanumeric()).collect();
+            let name: String = text[at + 8..].chars().take_while(|c| c.is_alphanumeric()).collect();
             if name.ends_with("Store") && !SHARED.contains(&(name.as_str(), module.as_str())) {
                 holders.entry(name).or_default().insert(module.clone());
             }
@@ -168,4 +167,43 @@ fn each_store_belongs_to_one_service() {
     for (store, modules) in holders {
         assert_eq!(modules.len(), 1, "{store} is held by {modules:?}");
     }
+}
+
+/// A client handler parses, makes one service call and shapes the response: the use case
+/// lives in the service, where tests and other callers reach it. Checking a client address's
+/// rate limit (an edge concern) does not count.
+#[test]
+fn each_client_handler_makes_one_service_call() {
+    let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../palisade-api/src/client");
+    let mut offenders = Vec::new();
+    for path in sources(&client) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for handler in text.split("\nasync fn ").skip(1) {
+            let name = handler.split('(').next().unwrap();
+            let body = handler.split("\n}\n").next().unwrap();
+            let calls: Vec<String> = body
+                .match_indices("state")
+                .filter_map(|(at, _)| service_call(&body[at + 5..]))
+                .filter(|call| !call.starts_with("rate_limiter."))
+                .collect();
+            if calls.len() > 1 {
+                offenders.push(format!("{}: {name} calls {calls:?}", path.display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "handlers orchestrating services:\n{}", offenders.join("\n"));
+}
+
+/// `.service.method(` (whitespace allowed before the dots) at the start of `text`, as
+/// `service.method`.
+fn service_call(text: &str) -> Option<String> {
+    /// `.ident` after optional whitespace: the identifier and what follows it.
+    fn field(text: &str) -> Option<(&str, &str)> {
+        let rest = text.trim_start().strip_prefix('.')?;
+        let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        (end > 0).then(|| rest.split_at(end))
+    }
+    let (service, rest) = field(text)?;
+    let (method, rest) = field(rest)?;
+    rest.starts_with('(').then(|| format!("{service}.{method}"))
 }

@@ -3,7 +3,6 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#account-management>
 
 use palisade_core::Result;
-use palisade_service::UiaPurpose;
 use ruma::api::client::account::{
     ThirdPartyIdRemovalStatus, change_password, deactivate, request_openid_token,
 };
@@ -41,16 +40,10 @@ async fn change_password(
     state: AppState,
     request: Ruma<change_password::v3::Request>,
 ) -> Result<change_password::v3::Response> {
-    let session = request.session()?.clone();
-    let body = request.body;
-    state
-        .uia
-        .authenticate(UiaPurpose::ChangePassword, Some(session.user_id()), body.auth.map(uia_auth))
-        .await?;
-    state.accounts.set_password(session.user_id(), &body.new_password).await?;
-    if body.logout_devices {
-        state.accounts.logout_all(session.user_id(), Some(session.device_id()), None).await?;
-    }
+    let session = request.session()?;
+    let body = &request.body;
+    let auth = body.auth.clone().map(uia_auth);
+    state.accounts.change_password(session, &body.new_password, body.logout_devices, auth).await?;
     Ok(change_password::v3::Response::new())
 }
 
@@ -59,15 +52,7 @@ async fn deactivate(
     state: AppState,
     request: Ruma<deactivate::v3::Request>,
 ) -> Result<deactivate::v3::Response> {
-    let session = request.session()?.clone();
-    state
-        .uia
-        .authenticate(
-            UiaPurpose::Deactivate,
-            Some(session.user_id()),
-            request.body.auth.map(uia_auth),
-        )
-        .await?;
-    state.accounts.deactivate(session.user_id()).await?;
+    let auth = request.body.auth.clone().map(uia_auth);
+    state.accounts.deactivate_own(request.session()?, auth).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport))
 }

@@ -3,7 +3,6 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#device-management>
 
 use palisade_core::Result;
-use palisade_service::UiaPurpose;
 use ruma::api::client::device::{
     delete_device, delete_devices, get_device, get_devices, update_device,
 };
@@ -60,15 +59,9 @@ async fn delete_one(
     state: AppState,
     request: Ruma<delete_device::v3::Request>,
 ) -> Result<delete_device::v3::Response> {
-    let session = request.session()?.clone();
-    let body = request.body;
-    // A missing device is reported before asking for authentication, as Synapse does.
-    state.accounts.device(session.user_id(), &body.device_id).await?;
-    state
-        .uia
-        .authenticate(UiaPurpose::DeleteDevices, Some(session.user_id()), body.auth.map(uia_auth))
-        .await?;
-    state.accounts.delete_devices(session.user_id(), &[body.device_id], None).await?;
+    let body = &request.body;
+    let auth = body.auth.clone().map(uia_auth);
+    state.accounts.delete_own_device(request.session()?, &body.device_id, auth).await?;
     Ok(delete_device::v3::Response::new())
 }
 
@@ -77,12 +70,8 @@ async fn delete_many(
     state: AppState,
     request: Ruma<delete_devices::v3::Request>,
 ) -> Result<delete_devices::v3::Response> {
-    let session = request.session()?.clone();
-    let body = request.body;
-    state
-        .uia
-        .authenticate(UiaPurpose::DeleteDevices, Some(session.user_id()), body.auth.map(uia_auth))
-        .await?;
-    state.accounts.delete_devices(session.user_id(), &body.devices, None).await?;
+    let body = &request.body;
+    let auth = body.auth.clone().map(uia_auth);
+    state.accounts.delete_own_devices(request.session()?, &body.devices, auth).await?;
     Ok(delete_devices::v3::Response::new())
 }

@@ -10,7 +10,6 @@ use palisade_service::{
 };
 use ruma::api::client::{
     context::get_context,
-    filter::{LazyLoadOptions, RoomEventFilter},
     membership::{get_member_events, joined_members},
     message::{get_message_events, send_message_event},
     redact::redact_event,
@@ -34,17 +33,6 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, context);
     let router = route(router, members);
     route(router, joined)
-}
-
-/// The parts of a client's `RoomEventFilter` the server applies.
-pub(super) fn event_filter(filter: &RoomEventFilter) -> EventFilter {
-    EventFilter {
-        types: filter.types.clone(),
-        not_types: filter.not_types.clone(),
-        senders: filter.senders.clone(),
-        not_senders: filter.not_senders.clone(),
-        lazy_load_members: matches!(filter.lazy_load_options, LazyLoadOptions::Enabled { .. }),
-    }
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`
@@ -145,7 +133,7 @@ async fn messages(
     let walk = Walk { from, to, direction: body.dir, limit };
     let page = state
         .rooms
-        .messages(session.into(), &body.room_id, walk, &event_filter(&body.filter))
+        .messages(session.into(), &body.room_id, walk, &EventFilter::from(&body.filter))
         .await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
@@ -176,7 +164,13 @@ async fn context(
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX).min(100);
     let context = state
         .rooms
-        .context(session.into(), &body.room_id, &body.event_id, limit, &event_filter(&body.filter))
+        .context(
+            session.into(),
+            &body.room_id,
+            &body.event_id,
+            limit,
+            &EventFilter::from(&body.filter),
+        )
         .await?;
     let mut response = get_context::v3::Response::new();
     response.start = Some(context.before.end.unwrap_or(context.before.start));

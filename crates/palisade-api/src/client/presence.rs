@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use palisade_core::{Error, Result};
+use palisade_core::Result;
 use ruma::{
     api::client::presence::{get_presence, set_presence},
     presence::PresenceState,
@@ -40,12 +40,7 @@ async fn get(
     request: Ruma<get_presence::v3::Request>,
 ) -> Result<get_presence::v3::Response> {
     request.session()?;
-    let user = &request.body.user_id;
-    // Another server's users: what their server said, if anything (offline otherwise).
-    if state.accounts.is_local(user) && state.accounts.user(user).await?.is_none() {
-        return Err(Error::not_found("No such user"));
-    }
-    let (presence, ago) = state.presence.get(user);
+    let (presence, ago) = state.presence.get(&request.body.user_id).await?;
     let mut response =
         get_presence::v3::Response::new(PresenceState::from(presence.state.as_str()));
     response.status_msg = presence.status_msg;

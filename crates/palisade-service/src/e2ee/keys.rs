@@ -418,11 +418,15 @@ impl E2eeService {
                      administrator to allow a cross-signing reset",
                 ));
             }
-            self.uia.authenticate(UiaPurpose::ReplaceCrossSigning, Some(user), auth).await?;
+            self.accounts
+                .authenticate_interactively(UiaPurpose::ReplaceCrossSigning, Some(user), auth)
+                .await?;
             self.store.clear_cross_signing_reset(user).await?;
             return Ok(());
         }
-        self.uia.authenticate(UiaPurpose::ReplaceCrossSigning, Some(user), auth).await
+        self.accounts
+            .authenticate_interactively(UiaPurpose::ReplaceCrossSigning, Some(user), auth)
+            .await
     }
 
     async fn key_of(&self, user: &UserId, kind: &str) -> Result<Option<(String, String)>> {

@@ -20,8 +20,7 @@ use ruma::{CanonicalJsonObject, UserId};
 use serde_json::Value;
 
 use crate::{
-    AccountService, DeviceTrustService, RoomService, UiaService, notify::Notifier,
-    outbound::OutboundSlot,
+    AccountService, DeviceTrustService, RoomService, notify::Notifier, outbound::OutboundSlot,
 };
 
 pub use backup::BackupVersion;
@@ -34,7 +33,6 @@ pub struct E2eeService {
     store: Arc<dyn E2eeStore>,
     rooms: Arc<RoomService>,
     accounts: Arc<AccountService>,
-    uia: Arc<UiaService>,
     notifier: Arc<Notifier>,
     trust: Arc<DeviceTrustService>,
     outbound: OutboundSlot,
@@ -46,12 +44,11 @@ impl E2eeService {
         store: Arc<dyn E2eeStore>,
         rooms: Arc<RoomService>,
         accounts: Arc<AccountService>,
-        uia: Arc<UiaService>,
         notifier: Arc<Notifier>,
         trust: Arc<DeviceTrustService>,
         outbound: OutboundSlot,
     ) -> Self {
-        Self { store, rooms, accounts, uia, notifier, trust, outbound }
+        Self { store, rooms, accounts, notifier, trust, outbound }
     }
 
     /// The trust policy these operations apply, for sync.

@@ -12,7 +12,13 @@ use palisade_core::{Error, Result};
 use palisade_storage::{EventRow, MembershipRow, StateMap};
 use ruma::{
     DeviceId, EventId, OwnedMxcUri, OwnedRoomId, OwnedUserId, RoomId, UserId,
-    api::{Direction, client::membership::joined_members::v3::RoomMember},
+    api::{
+        Direction,
+        client::{
+            filter::{LazyLoadOptions, RoomEventFilter},
+            membership::joined_members::v3::RoomMember,
+        },
+    },
     events::{AnyStateEvent, AnyTimelineEvent, room::member::RoomMemberEvent},
     room_version_rules::RedactionRules,
     serde::Raw,
@@ -39,6 +45,18 @@ pub struct EventFilter {
     pub not_senders: Vec<OwnedUserId>,
     /// Send the members of the returned events' senders along as state.
     pub lazy_load_members: bool,
+}
+
+impl From<&RoomEventFilter> for EventFilter {
+    fn from(filter: &RoomEventFilter) -> Self {
+        Self {
+            types: filter.types.clone(),
+            not_types: filter.not_types.clone(),
+            senders: filter.senders.clone(),
+            not_senders: filter.not_senders.clone(),
+            lazy_load_members: matches!(filter.lazy_load_options, LazyLoadOptions::Enabled { .. }),
+        }
+    }
 }
 
 fn type_matches(pattern: &str, kind: &str) -> bool {

@@ -3,6 +3,10 @@
 //! Access tokens are 256 random bits; only their SHA-256 is stored, so a leaked database holds
 //! no usable token, and lookups by hash reveal nothing a timing attacker could use.
 
+mod interactive;
+
+pub use interactive::{Registered, Registration};
+
 use std::sync::{Arc, OnceLock};
 
 use argon2::{
@@ -19,7 +23,7 @@ use ruma::{
 };
 use serde_json::json;
 
-use crate::{DeviceTrustService, outbound::OutboundSlot};
+use crate::{DeviceTrustService, outbound::OutboundSlot, uia::UiaSessions};
 use sha2::{Digest, Sha256};
 
 /// Who is making a request: the owner of a valid access token. Only
@@ -80,6 +84,8 @@ pub struct AccountService {
     clock: Arc<dyn Clock>,
     /// Other servers, for other servers' users' profiles.
     outbound: OutboundSlot,
+    /// Pending user-interactive authentication sessions.
+    uia: UiaSessions,
     /// OpenID tokens (by hash) with their user and expiry: short-lived, so kept in memory.
     openid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (OwnedUserId, u64)>>,
 }
@@ -171,7 +177,8 @@ impl AccountService {
         clock: Arc<dyn Clock>,
         outbound: OutboundSlot,
     ) -> Self {
-        Self { config, store, trust, clock, outbound, openid: Default::default() }
+        let uia = UiaSessions::new(clock.clone());
+        Self { config, store, trust, clock, outbound, uia, openid: Default::default() }
     }
 
     /// Whether a user is of this server.

@@ -1,0 +1,152 @@
+//! The account operations a password (or, for registration, the dummy stage) must confirm:
+//! registering, changing the password, deactivating, deleting devices. Each is one call that
+//! runs user-interactive authentication before it changes anything.
+
+use palisade_core::{Error, ErrorKind, Result, config::Registration as RegistrationPolicy};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
+
+use super::{AccountService, ClientInfo, Login, Session};
+use crate::uia::{UiaAuth, UiaPurpose};
+
+/// A registration request.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    /// The localpart asked for; a random one when `None`.
+    pub username: Option<String>,
+    /// The password.
+    pub password: Option<String>,
+    /// The device to sign in on.
+    pub device_id: Option<OwnedDeviceId>,
+    /// That device's display name.
+    pub device_display_name: Option<String>,
+    /// Create the account without signing in.
+    pub inhibit_login: bool,
+    /// The client's UIA `auth`.
+    pub auth: Option<UiaAuth>,
+}
+
+/// What a registration made: the account, and the sign-in unless it was inhibited.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The new account.
+    pub user_id: OwnedUserId,
+    /// The new session.
+    pub login: Option<Login>,
+}
+
+impl AccountService {
+    /// Completes user-interactive authentication for `purpose` by `user_id` (`None` while
+    /// registering), or answers with the 401 challenge to send back.
+    pub async fn authenticate_interactively(
+        &self,
+        purpose: UiaPurpose,
+        user_id: Option<&UserId>,
+        auth: Option<UiaAuth>,
+    ) -> Result<()> {
+        let user_named = |user: &str| self.local_user_id(user).ok();
+        let check_password = async |user_id: &UserId, password: &str| {
+            self.check_password(user_id, password).await.map(drop)
+        };
+        self.uia.authenticate(purpose, user_id, auth, user_named, check_password).await
+    }
+
+    /// Refuses registration unless the configuration opens it.
+    pub fn ensure_registration_open(&self) -> Result<()> {
+        match self.config.registration {
+            RegistrationPolicy::Open => Ok(()),
+            RegistrationPolicy::Closed => {
+                Err(Error::new(ErrorKind::RegistrationDisabled, "Registration has been disabled"))
+            }
+        }
+    }
+
+    /// Whether a new account could take `localpart` now (registration must be open).
+    pub async fn username_available(&self, localpart: &str) -> Result<OwnedUserId> {
+        self.ensure_registration_open()?;
+        self.check_available(localpart).await
+    }
+
+    /// Registers an account and, unless inhibited, signs it in. A taken or malformed name is
+    /// refused before the client goes through authentication.
+    pub async fn register(
+        &self,
+        registration: Registration,
+        client: &ClientInfo,
+    ) -> Result<Registered> {
+        self.ensure_registration_open()?;
+        let user_id = match &registration.username {
+            Some(name) => Some(self.check_available(name).await?),
+            None => None,
+        };
+        self.authenticate_interactively(UiaPurpose::Register, None, registration.auth).await?;
+        let password = registration
+            .password
+            .ok_or_else(|| Error::new(ErrorKind::MissingParam, "Missing password"))?;
+        let user_id = match user_id {
+            Some(user_id) => user_id,
+            None => self.generate_user_id().await?,
+        };
+        self.create_user(&user_id, Some(&password), false).await?;
+        let login = match registration.inhibit_login {
+            true => None,
+            false => Some(
+                self.create_session(
+                    &user_id,
+                    registration.device_id,
+                    registration.device_display_name,
+                    client,
+                )
+                .await?,
+            ),
+        };
+        Ok(Registered { user_id, login })
+    }
+
+    /// Changes the session's user's password, optionally signing out every other device.
+    pub async fn change_password(
+        &self,
+        session: &Session,
+        new_password: &str,
+        logout_devices: bool,
+        auth: Option<UiaAuth>,
+    ) -> Result<()> {
+        let user = session.user_id();
+        self.authenticate_interactively(UiaPurpose::ChangePassword, Some(user), auth).await?;
+        self.set_password(user, new_password).await?;
+        if logout_devices {
+            self.logout_all(user, Some(session.device_id()), None).await?;
+        }
+        Ok(())
+    }
+
+    /// Deactivates the session's own account.
+    pub async fn deactivate_own(&self, session: &Session, auth: Option<UiaAuth>) -> Result<()> {
+        let user = session.user_id();
+        self.authenticate_interactively(UiaPurpose::Deactivate, Some(user), auth).await?;
+        self.deactivate(user).await
+    }
+
+    /// Deletes one of the user's devices; an unknown one is reported before authentication,
+    /// as Synapse does.
+    pub async fn delete_own_device(
+        &self,
+        session: &Session,
+        device: &DeviceId,
+        auth: Option<UiaAuth>,
+    ) -> Result<()> {
+        self.device(session.user_id(), device).await?;
+        self.delete_own_devices(session, &[device.to_owned()], auth).await
+    }
+
+    /// Deletes devices of the user's (unknown ids are ignored, as the spec asks).
+    pub async fn delete_own_devices(
+        &self,
+        session: &Session,
+        devices: &[OwnedDeviceId],
+        auth: Option<UiaAuth>,
+    ) -> Result<()> {
+        let user = session.user_id();
+        self.authenticate_interactively(UiaPurpose::DeleteDevices, Some(user), auth).await?;
+        self.delete_devices(user, devices, None).await
+    }
+}
