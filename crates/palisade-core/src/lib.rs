@@ -12,6 +12,17 @@ pub use error::{Error, ErrorKind, RemoteRefusal, Result};
 
 use ruma::RoomVersionId;
 
-/// Room versions this server creates and joins. Versions before 10 are not offered.
-pub const SUPPORTED_ROOM_VERSIONS: &[RoomVersionId] =
-    &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+/// Room versions this server creates and joins. Versions 1 and 2 (events named inside the PDU,
+/// state resolution v1) are not offered yet.
+pub const SUPPORTED_ROOM_VERSIONS: &[RoomVersionId] = &[
+    RoomVersionId::V3,
+    RoomVersionId::V4,
+    RoomVersionId::V5,
+    RoomVersionId::V6,
+    RoomVersionId::V7,
+    RoomVersionId::V8,
+    RoomVersionId::V9,
+    RoomVersionId::V10,
+    RoomVersionId::V11,
+    RoomVersionId::V12,
+];

@@ -30,7 +30,10 @@ use palisade_storage::{RoomSnapshot, RoomStore, StateMap};
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedDeviceId, OwnedEventId, OwnedRoomId,
     RoomId, RoomVersionId, UserId,
-    events::{StateEventType, TimelineEventType},
+    events::{
+        StateEventType, TimelineEventType,
+        room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent},
+    },
     room_version_rules::RoomVersionRules,
     state_res,
 };
@@ -330,12 +333,7 @@ impl RoomService {
         if target.sender == pdu.sender || Some(&target.room_id) != pdu.room_id.as_ref() {
             return Ok(());
         }
-        let levels = room.state.get(&("m.room.power_levels".to_owned(), String::new())).cloned();
-        let required = match levels {
-            Some(id) => self.event_content(&id).await?["redact"].as_i64().unwrap_or(50),
-            None => 50,
-        };
-        if self.power_level(room, &pdu.sender).await? < required {
+        if !self.power_levels(room).await?.user_can_redact_event_of_other(&pdu.sender) {
             return Err(Error::forbidden("You may not redact other users' events"));
         }
         Ok(())
@@ -595,37 +593,39 @@ impl RoomService {
 }
 
 impl RoomService {
-    /// A user's power level from the current state (room creators are unbounded in v12).
-    async fn power_level(&self, room: &RoomSnapshot, user: &UserId) -> Result<i64> {
+    /// The room's current power levels as ruma reads them for its version (values may be
+    /// strings before v10; creators are unbounded from v12).
+    async fn power_levels(&self, room: &RoomSnapshot) -> Result<RoomPowerLevels> {
         let rules = rules_of(&room.version)?;
-        let create = room.state.get(&("m.room.create".to_owned(), String::new()));
-        if rules.authorization.explicitly_privilege_room_creators
-            && let Some(create) = create
-        {
-            let row = self
-                .store
-                .event(create)
-                .await?
-                .ok_or_else(|| Error::internal("missing create event"))?;
-            let pdu = Pdu::from_row(&row)?;
-            let content: Value = serde_json::from_str(pdu.content.get()).unwrap_or_default();
-            let additional = content["additional_creators"].as_array().cloned().unwrap_or_default();
-            if pdu.sender == user || additional.iter().any(|c| c.as_str() == Some(user.as_str())) {
-                return Ok(i64::MAX);
-            }
-        }
-        let Some(levels) = room.state.get(&("m.room.power_levels".to_owned(), String::new()))
-        else {
-            // Without power levels the creator has 100 and everyone else 0.
-            let creator = match create {
-                Some(id) => self.store.event(id).await?.map(|row| row.sender),
-                None => None,
-            };
-            return Ok(if creator.as_deref() == Some(user) { 100 } else { 0 });
+        let state_pdu = async |kind: &str| match room.state.get(&(kind.to_owned(), String::new())) {
+            Some(id) => match self.store.event(id).await? {
+                Some(row) => Pdu::from_row(&row).map(Some),
+                None => Err(Error::internal("missing state event")),
+            },
+            None => Ok(None),
         };
-        let content = self.event_content(levels).await?;
-        let level = content["users"].get(user.as_str()).or_else(|| content.get("users_default"));
-        Ok(level.and_then(Value::as_i64).unwrap_or(0))
+        let mut creators = Vec::new();
+        if let Some(create) = state_pdu("m.room.create").await? {
+            #[derive(serde::Deserialize)]
+            struct Creators {
+                #[serde(default)]
+                additional_creators: Vec<ruma::OwnedUserId>,
+            }
+            if rules.authorization.explicitly_privilege_room_creators {
+                let extra = serde_json::from_str::<Creators>(create.content.get())
+                    .map(|c| c.additional_creators)
+                    .unwrap_or_default();
+                creators.extend(extra);
+            }
+            creators.push(create.sender);
+        }
+        let content = match state_pdu("m.room.power_levels").await? {
+            Some(levels) => {
+                serde_json::from_str::<RoomPowerLevelsEventContent>(levels.content.get()).ok()
+            }
+            None => None,
+        };
+        Ok(RoomPowerLevels::new(content.into(), &rules.authorization, creators))
     }
 
     /// Redacts an event (the pipeline checks the `redact` level for other users' events).

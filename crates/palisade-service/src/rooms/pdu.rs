@@ -15,7 +15,8 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// A PDU of any room version from 10 on.
+/// A PDU of any room version from 3 on (versions 1 and 2 name their events inside the PDU
+/// and give `prev_events` and `auth_events` as pairs with hashes).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Pdu {
     /// Computed from the JSON (reference hash), not part of it.

@@ -251,6 +251,26 @@ async fn users_on_two_servers_share_a_room() {
 }
 
 #[tokio::test]
+async fn rooms_of_older_versions_federate() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    for version in ["3", "6", "9"] {
+        let room_id = a
+            .create_room(&alice, json!({ "room_version": version, "preset": "public_chat" }))
+            .await;
+        a.send_text(&alice, &room_id, &format!("v{version} before bob")).await;
+        join_via(&b, &bob, &room_id, &a).await;
+        assert_eq!(b.texts(&bob, &room_id).await, [format!("v{version} before bob")]);
+        let (status, body) = b.send_text(&bob, &room_id, &format!("v{version} from B")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        wait_for_text(&a, &alice, &room_id, &format!("v{version} from B")).await;
+        a.send_text(&alice, &room_id, &format!("v{version} from A")).await;
+        wait_for_text(&b, &bob, &room_id, &format!("v{version} from A")).await;
+    }
+}
+
+#[tokio::test]
 async fn what_is_queued_for_a_down_server_arrives_after_restarts() {
     let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
     let alice = a.register("alice").await;

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use palisade_testkit::{TestServer, assert_error, assert_forbidden};
+use palisade_testkit::{TestServer, assert_error, assert_forbidden, urlencode};
 
 fn state_of<'a>(state: &'a [Value], kind: &str, key: &str) -> &'a Value {
     state
@@ -85,7 +85,8 @@ async fn create_room_sends_the_initial_state() {
 async fn older_room_versions_and_unsupported_ones() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
-    for version in ["10", "11"] {
+    let bob = server.register("bob").await;
+    for version in ["3", "4", "5", "6", "7", "8", "9", "10", "11"] {
         let room_id = server
             .create_room(&alice, json!({ "room_version": version, "preset": "public_chat" }))
             .await;
@@ -94,8 +95,8 @@ async fn older_room_versions_and_unsupported_ones() {
             .get(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.create/"), alice.token())
             .await;
         assert_eq!(create["room_version"], version);
-        // v10 still carries `creator`; v11 dropped it.
-        assert_eq!(create.get("creator").is_some(), version == "10", "{create}");
+        // Up to v10 the create event carries `creator`; v11 dropped it.
+        assert_eq!(create.get("creator").is_some(), version != "11", "{create}");
         let (_, power) = server
             .get(
                 &format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/"),
@@ -103,9 +104,57 @@ async fn older_room_versions_and_unsupported_ones() {
             )
             .await;
         assert_eq!(power["users"][&alice.user_id], 100);
-        assert_eq!(server.send_text(&alice, &room_id, "hello").await.0, StatusCode::OK);
+        // What every room is used for: members join, talk, name the room, redact, read back.
+        server.join(&bob, &room_id).await;
+        let (status, sent) = server.send_text(&bob, &room_id, "hello").await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+        let event_id = sent["event_id"].as_str().unwrap();
+        // Version 3 ids are standard base64 (`+`, `/`); later ones URL-safe.
+        assert_eq!(event_id.len(), 44, "{event_id}");
+        let name = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/");
+        let (status, body) = server.put(&name, alice.token(), json!({ "name": "Old" })).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        let redact =
+            format!("/_matrix/client/v3/rooms/{room_id}/redact/{}/r{version}", urlencode(event_id));
+        let (status, body) = server.put(&redact, alice.token(), json!({ "reason": "tidy" })).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        let (status, event) = server
+            .get(
+                &format!("/_matrix/client/v3/rooms/{room_id}/event/{}", urlencode(event_id)),
+                bob.token(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {event}");
+        assert_eq!(event["content"], json!({}), "v{version}: redacted: {event}");
+        assert_eq!(event["unsigned"]["redacted_because"]["content"]["reason"], "tidy");
+        // Bob may not redact alice's events (the room's `redact` level, read as the version
+        // reads power levels).
+        let (_, own) = server.send_text(&alice, &room_id, "mine").await;
+        let redact = format!(
+            "/_matrix/client/v3/rooms/{room_id}/redact/{}/b{version}",
+            urlencode(own["event_id"].as_str().unwrap())
+        );
+        assert_forbidden(&server.put(&redact, bob.token(), json!({})).await);
+        let sync = server.sync(&bob, "").await;
+        let timeline = &sync["rooms"]["join"][&room_id]["timeline"]["events"];
+        assert!(timeline.as_array().unwrap().iter().any(|e| e["content"]["name"] == "Old"));
     }
-    for version in ["9", "1", "nonsense"] {
+    // Before v10, power levels may be strings of digits; they count as their numbers.
+    let room_id =
+        server.create_room(&alice, json!({ "room_version": "9", "preset": "public_chat" })).await;
+    server.join(&bob, &room_id).await;
+    let levels = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/");
+    let content = json!({ "users": { &alice.user_id: "100" }, "redact": "0" });
+    let (status, body) = server.put(&levels, alice.token(), content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, own) = server.send_text(&alice, &room_id, "anyone may tidy this").await;
+    let redact = format!(
+        "/_matrix/client/v3/rooms/{room_id}/redact/{}/by-bob",
+        urlencode(own["event_id"].as_str().unwrap())
+    );
+    let (status, body) = server.put(&redact, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for version in ["2", "1", "nonsense"] {
         assert_error(
             &server
                 .post(

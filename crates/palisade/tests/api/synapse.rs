@@ -341,3 +341,51 @@ async fn palisade_and_synapse_share_rooms_both_ways() {
     drop(dir);
     drop(palisade);
 }
+
+#[tokio::test]
+async fn rooms_of_older_versions_work_across_palisade_and_synapse() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let post = reqwest::Method::POST;
+    for version in ["3", "4", "5", "6", "7", "8", "9"] {
+        // Alice (Palisade) joins sam's room of that version on Synapse.
+        let body = json!({ "preset": "public_chat", "room_version": version });
+        let (status, room) =
+            synapse.call(post.clone(), "/_matrix/client/v3/createRoom", sam.token(), body).await;
+        assert_eq!(status, StatusCode::OK, "{room}");
+        let on_synapse = room["room_id"].as_str().unwrap().to_owned();
+        synapse.send_text(&sam, &on_synapse, &format!("v{version}: before alice")).await;
+        let join = format!(
+            "/_matrix/client/v3/join/{}?via={}",
+            urlencode(&on_synapse),
+            urlencode(&synapse.server_name)
+        );
+        let (status, body) = palisade.post(&join, alice.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}\n{}", synapse.log_tail());
+        let text = format!("v{version}: alice on synapse");
+        palisade.send_text(&alice, &on_synapse, &text).await;
+        eventually("sam sees alice", &synapse, || async {
+            synapse.texts(&sam, &on_synapse).await.contains(&text)
+        })
+        .await;
+
+        // Sam (Synapse) joins alice's room of that version on Palisade.
+        let body = json!({ "preset": "public_chat", "room_version": version });
+        let on_palisade = palisade.create_room(&alice, body).await;
+        let join = format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            urlencode(&on_palisade),
+            urlencode(palisade.server_name())
+        );
+        let (status, body) = synapse.call(post.clone(), &join, sam.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}\n{}", synapse.log_tail());
+        let text = format!("v{version}: sam on palisade");
+        assert_eq!(synapse.send_text(&sam, &on_palisade, &text).await, StatusCode::OK);
+        eventually("alice sees sam", &synapse, || async {
+            palisade.texts(&alice, &on_palisade).await.contains(&text)
+        })
+        .await;
+    }
+}
