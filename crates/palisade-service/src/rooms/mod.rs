@@ -366,7 +366,31 @@ impl RoomService {
         {
             return Ok(existing);
         }
+        if let Some(current) = self.same_state(room, sender, &template).await? {
+            return Ok(current);
+        }
         self.append(room, room_id, sender, template, txn).await
+    }
+
+    /// The current state event that `template` would repeat (same sender, same content),
+    /// which a client resending state (a join it already made, the same name) gets back
+    /// instead of a new event, as Synapse does.
+    async fn same_state(
+        &self,
+        room: &RoomSnapshot,
+        sender: &UserId,
+        template: &EventTemplate,
+    ) -> Result<Option<OwnedEventId>> {
+        let Some(state_key) = &template.state_key else { return Ok(None) };
+        let Some(current) = room.state.get(&(template.kind.clone(), state_key.clone())) else {
+            return Ok(None);
+        };
+        let Some(row) = self.store.event(current).await? else { return Ok(None) };
+        let pdu = Pdu::from_row(&row)?;
+        let same = pdu.sender == sender
+            && serde_json::from_str::<CanonicalJsonObject>(pdu.content.get())
+                .is_ok_and(|content| content == template.content);
+        Ok(same.then(|| current.clone()))
     }
 
     /// Turns a template into a signed PDU of the room's version.

@@ -159,7 +159,15 @@ async fn leaving_and_forgetting() {
     assert_eq!(chunk[1]["content"]["body"], "while bob was here");
     assert!(!page.to_string().contains("after bob left"));
     assert_forbidden(&server.send_text(&bob, &room_id, "ghost").await);
-    assert_forbidden(&server.membership(&bob, &room_id, "leave", None).await);
+    // Leaving again repeats the leave: nothing new is written (a new leave would let bob read
+    // up to it, past what alice said after he left).
+    let (status, again) = server.membership(&bob, &room_id, "leave", None).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=3"), bob.token())
+        .await;
+    assert_eq!(page["chunk"][0]["content"]["membership"], "leave");
+    assert!(!page.to_string().contains("after bob left"), "{page}");
 
     let (status, _) = server
         .post(&format!("/_matrix/client/v3/rooms/{room_id}/forget"), bob.token(), json!({}))
@@ -301,4 +309,33 @@ async fn member_lists_read_odd_profiles_leniently() {
     assert_eq!(members("membership=join").await, [alice.user_id.as_str()]);
     assert_eq!(members("not_membership=join").await, [bob.user_id.as_str()]);
     assert_eq!(members("membership=leave&not_membership=join").await, [bob.user_id.as_str()]);
+}
+
+#[tokio::test]
+async fn repeating_state_writes_no_new_event() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room_id = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    let name = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/");
+    let (_, first) = server.put(&name, alice.token(), json!({ "name": "Same" })).await;
+    let (_, second) = server.put(&name, alice.token(), json!({ "name": "Same" })).await;
+    assert_eq!(first["event_id"], second["event_id"]);
+    let (_, changed) = server.put(&name, alice.token(), json!({ "name": "Other" })).await;
+    assert_ne!(first["event_id"], changed["event_id"]);
+
+    server.join(&bob, &room_id).await;
+    let join = format!("/_matrix/client/v3/rooms/{room_id}/join");
+    let (status, _) = server.post(&join, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5"), alice.token())
+        .await;
+    let joins = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state_key"] == bob.user_id.as_str() && e["type"] == "m.room.member")
+        .count();
+    assert_eq!(joins, 1, "{page}");
 }

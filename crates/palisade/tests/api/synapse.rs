@@ -362,8 +362,11 @@ async fn rooms_of_older_versions_work_across_palisade_and_synapse() {
             urlencode(&on_synapse),
             urlencode(&synapse.server_name)
         );
-        let (status, body) = palisade.post(&join, alice.token(), json!({})).await;
-        assert_eq!(status, StatusCode::OK, "v{version}: {body}\n{}", synapse.log_tail());
+        // Under load either server may answer slowly; a join that failed is asked again.
+        eventually("alice joins sam's room", &synapse, || async {
+            palisade.post(&join, alice.token(), json!({})).await.0 == StatusCode::OK
+        })
+        .await;
         let text = format!("v{version}: alice on synapse");
         palisade.send_text(&alice, &on_synapse, &text).await;
         eventually("sam sees alice", &synapse, || async {
@@ -379,8 +382,10 @@ async fn rooms_of_older_versions_work_across_palisade_and_synapse() {
             urlencode(&on_palisade),
             urlencode(palisade.server_name())
         );
-        let (status, body) = synapse.call(post.clone(), &join, sam.token(), json!({})).await;
-        assert_eq!(status, StatusCode::OK, "v{version}: {body}\n{}", synapse.log_tail());
+        eventually("sam joins alice's room", &synapse, || async {
+            synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
+        })
+        .await;
         let text = format!("v{version}: sam on palisade");
         assert_eq!(synapse.send_text(&sam, &on_palisade, &text).await, StatusCode::OK);
         eventually("alice sees sam", &synapse, || async {
