@@ -33,6 +33,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/.well-known/matrix/server", Nothing),
     ("GET", "/_matrix/client/versions", Nothing),
     ("GET", "/_matrix/key/v2/server", Nothing),
+    ("GET", "/_matrix/key/v2/server/{key_id}", Nothing),
     ("GET", "~/capabilities", Nothing),
     ("GET", "~/login", Nothing),
     ("POST", "~/login", Nothing),

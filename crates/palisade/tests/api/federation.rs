@@ -127,6 +127,24 @@ async fn key_server_and_notary_serve_signed_keys() {
     let signers = document["signatures"].as_object().unwrap();
     assert!(signers.contains_key(a.server_name()) && signers.contains_key(b.server_name()));
 
+    // The deprecated forms with a key id, which older servers and tools still use, answer the
+    // same (the key id is ignored).
+    let key_id = own["verify_keys"].as_object().unwrap().keys().next().unwrap().clone();
+    let path = format!("/_matrix/key/v2/server/{}", urlencode(&key_id));
+    let (status, by_id) = federation_call(&a, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{by_id}");
+    assert_eq!(by_id["verify_keys"], own["verify_keys"]);
+    let path = format!("/_matrix/key/v2/query/{}/{}", a.server_name(), urlencode(&key_id));
+    let (status, body) = federation_call(&b, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["server_keys"][0]["verify_keys"], own["verify_keys"]);
+    let path = format!("/_matrix/key/v2/query/not%20a%20server/{}", urlencode(&key_id));
+    let (status, body) = federation_call(&b, Method::GET, &path, None, None).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("M_INVALID_PARAM"))
+    );
+
     let batch = json!({ "server_keys": { a.server_name(): {}, b.server_name(): {} } });
     let (status, body) =
         federation_call(&b, Method::POST, "/_matrix/key/v2/query", Some(batch), None).await;
