@@ -196,6 +196,10 @@ where
         }
         let bytes = if empty { Bytes::from_static(b"{}") } else { bytes };
         refuse_what_ruma_cannot_parse::<T>(&bytes)?;
+        let bytes = match authentication {
+            Authentication::Server => bytes,
+            _ => legacy_password_stage(bytes),
+        };
         let http_request = http::Request::from_parts(parts, bytes);
         let origin = if authentication == Authentication::Server {
             Some(state.federation.authenticate(&http_request).await?)
@@ -230,6 +234,24 @@ fn refuse_what_ruma_cannot_parse<T: 'static>(body: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A UIA password stage naming its user with the pre-r0.4 top-level `user` field (instead of
+/// an `identifier`), which Synapse accepts and older Element versions send, rewritten to the
+/// `m.id.user` identifier ruma parses. Any other body is left as it came.
+fn legacy_password_stage(body: Bytes) -> Bytes {
+    if !body.windows(6).any(|w| w == b"\"auth\"") {
+        return body;
+    }
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    let Some(serde_json::Value::Object(auth)) = object.get_mut("auth") else { return body };
+    let legacy = auth.get("type").and_then(serde_json::Value::as_str) == Some("m.login.password")
+        && !auth.contains_key("identifier");
+    let Some(user) = auth.get("user").filter(|_| legacy).cloned() else { return body };
+    auth.insert("identifier".into(), serde_json::json!({ "type": "m.id.user", "user": user }));
+    serde_json::to_vec(&object).map(Bytes::from).unwrap_or(body)
 }
 
 /// A ruma response on its way out.

@@ -11,9 +11,9 @@ use crate::uia::{UiaAuth, UiaPurpose};
 /// A registration request.
 #[derive(Debug, Clone, Default)]
 pub struct Registration {
-    /// The localpart asked for; a random one when `None`.
+    /// The localpart asked for (downcased, as Synapse does); a random one when `None`.
     pub username: Option<String>,
-    /// The password.
+    /// The password; an account registered without one cannot sign in with a password.
     pub password: Option<String>,
     /// The device to sign in on.
     pub device_id: Option<OwnedDeviceId>,
@@ -75,18 +75,15 @@ impl AccountService {
     ) -> Result<Registered> {
         self.ensure_registration_open()?;
         let user_id = match &registration.username {
-            Some(name) => Some(self.check_available(name).await?),
+            Some(name) => Some(self.check_available(&name.to_lowercase()).await?),
             None => None,
         };
         self.authenticate_interactively(UiaPurpose::Register, None, registration.auth).await?;
-        let password = registration
-            .password
-            .ok_or_else(|| Error::new(ErrorKind::MissingParam, "Missing password"))?;
         let user_id = match user_id {
             Some(user_id) => user_id,
             None => self.generate_user_id().await?,
         };
-        self.create_user(&user_id, Some(&password), false).await?;
+        self.create_user(&user_id, registration.password.as_deref(), false).await?;
         let login = match registration.inhibit_login {
             true => None,
             false => Some(

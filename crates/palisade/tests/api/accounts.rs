@@ -54,6 +54,16 @@ async fn open_registration_uses_user_interactive_auth() {
         StatusCode::BAD_REQUEST,
         "M_USER_IN_USE",
     );
+
+    // Capitals are downcased, as Synapse does; the password is optional (the account then has
+    // none to sign in with).
+    let carol = json!({ "username": "Carol", "auth": { "type": "m.login.dummy" } });
+    let (status, body) = server.post(REGISTER, None, carol).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@carol:localhost");
+    assert_eq!(server.get(WHOAMI, body["access_token"].as_str()).await.0, StatusCode::OK);
+    let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "carol" }, "password": PASSWORD });
+    assert_error(&server.post(LOGIN, None, login).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
 
 #[tokio::test]
@@ -188,7 +198,8 @@ async fn password_change_needs_the_old_password_and_ends_other_sessions() {
     let as_bob = json!({ "new_password": new_password, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "bob" }, "password": PASSWORD } });
     assert_eq!(server.post(path, alice.token(), as_bob).await.0, StatusCode::FORBIDDEN);
 
-    let right = json!({ "new_password": new_password, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD, "session": challenge["session"] } });
+    // The pre-r0.4 top-level `user` (older Element versions send it) counts as the identifier.
+    let right = json!({ "new_password": new_password, "auth": { "type": "m.login.password", "user": "alice", "password": PASSWORD, "session": challenge["session"] } });
     let (status, body) = server.post(path, alice.token(), right).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
