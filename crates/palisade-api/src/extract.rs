@@ -4,7 +4,7 @@ use std::{any::TypeId, net::SocketAddr};
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, FromRequest, Path, RawPathParams, Request},
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, RawPathParams, Request},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -106,6 +106,23 @@ pub(crate) fn access_token(parts: &http::request::Parts) -> Option<String> {
         access_token: Option<String>,
     }
     axum::extract::Query::<Query>::try_from_uri(&parts.uri).ok()?.0.access_token
+}
+
+/// The session of an access token, for the few endpoints ruma has no request type for
+/// (deprecated forms that clients still use).
+pub(crate) struct Authenticated(pub(crate) Session);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let token = access_token(parts)
+            .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
+        Ok(Self(state.accounts.authenticate(&token).await?))
+    }
 }
 
 fn parse_error(error: FromHttpRequestError) -> Error {

@@ -51,6 +51,9 @@ pub enum ErrorKind {
     UserInteractiveAuth(Box<serde_json::Value>),
     /// The endpoint is unknown (`M_UNRECOGNIZED`).
     Unrecognized,
+    /// A known endpoint asked about something the server does not know, such as an unknown
+    /// push rule kind or scope (`M_UNRECOGNIZED`, 400, as Synapse answers).
+    UnrecognizedRequest,
     /// The endpoint exists but not with this method (`M_UNRECOGNIZED`, 405).
     MethodNotAllowed,
     /// A signature does not verify (`M_INVALID_SIGNATURE`).

@@ -2,13 +2,13 @@
 
 use std::sync::{Arc, LazyLock};
 
-use palisade_core::{Error, Result};
+use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::{AccountDataRow, UserDataStore};
 use ruma::{
     RoomId, UserId,
     api::client::{filter::FilterDefinition, push::PushRule},
     events::tag::{TagEventContent, TagInfo, TagName, Tags},
-    push::{ConditionalPushRule, RuleKind, Ruleset},
+    push::{AnyPushRuleRef, ConditionalPushRule, RuleKind, Ruleset},
 };
 use serde_json::{Value, json, value::RawValue};
 
@@ -176,18 +176,39 @@ impl AccountDataService {
         self.write(user, None, PUSH_RULES, content).await
     }
 
-    /// One push rule of the user's, or `M_NOT_FOUND`.
+    /// One push rule of the user's, or `M_NOT_FOUND` (`M_UNRECOGNIZED` for an unknown kind).
     pub async fn push_rule(
         &self,
         user: &UserId,
         kind: RuleKind,
         rule_id: &str,
     ) -> Result<PushRule> {
+        let kind = known_kind(&kind)?;
         let rules = self.push_rules(user).await?;
         rules
             .get(kind, rule_id)
             .map(PushRule::from)
             .ok_or_else(|| Error::not_found("No such push rule"))
+    }
+
+    /// The user's push rules of one kind, in priority order; `M_UNRECOGNIZED` for a kind the
+    /// spec does not define.
+    pub async fn push_rules_of_kind(
+        &self,
+        user: &UserId,
+        kind: &RuleKind,
+    ) -> Result<Vec<PushRule>> {
+        let kind = known_kind(kind)?;
+        let rules = self.push_rules(user).await?;
+        let of_kind = |rule: &AnyPushRuleRef<'_>| match rule {
+            AnyPushRuleRef::Override(_) => kind == RuleKind::Override,
+            AnyPushRuleRef::Underride(_) => kind == RuleKind::Underride,
+            AnyPushRuleRef::Content(_) => kind == RuleKind::Content,
+            AnyPushRuleRef::Room(_) => kind == RuleKind::Room,
+            AnyPushRuleRef::Sender(_) => kind == RuleKind::Sender,
+            _ => false,
+        };
+        Ok(rules.iter().filter(of_kind).map(PushRule::from).collect())
     }
 
     /// The user's push rules: their stored rules, else the server defaults.
@@ -200,6 +221,21 @@ impl AccountDataService {
             return Ok(rules);
         }
         Ok(default_push_rules(user))
+    }
+}
+
+/// A rule kind the spec defines, or `M_UNRECOGNIZED` as Synapse answers.
+fn known_kind(kind: &RuleKind) -> Result<RuleKind> {
+    match kind {
+        RuleKind::Override
+        | RuleKind::Underride
+        | RuleKind::Content
+        | RuleKind::Room
+        | RuleKind::Sender => Ok(kind.clone()),
+        _ => Err(Error::new(
+            ErrorKind::UnrecognizedRequest,
+            format!("Unknown push rule kind {kind}"),
+        )),
     }
 }
 

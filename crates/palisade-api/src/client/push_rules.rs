@@ -3,22 +3,38 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#push-rules-api>
 
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::Method,
+    routing,
+};
 use palisade_core::{Error, Result};
 use ruma::{
     api::client::push::{
-        delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
-        get_pushrules_all, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+        PushRule, delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+        get_pushrules_all, get_pushrules_global_scope, set_pushrule, set_pushrule_actions,
+        set_pushrule_enabled,
     },
-    push::{InsertPushRuleError, RemovePushRuleError},
+    push::{InsertPushRuleError, RemovePushRuleError, RuleKind},
 };
 
 use crate::{
     AppState, Ruma,
+    error::ApiError,
+    extract::Authenticated,
     routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, all);
+    let router = route(router, global);
+    // Listing one kind has no request type in ruma (the spec leaves it out; Synapse and
+    // clients use it).
+    let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
+        let path = format!("/_matrix/client/{version}/pushrules/global/{{kind}}/");
+        router.add(Method::GET, &path, routing::get(of_kind))
+    });
     let router = route(router, get);
     let router = route(router, set);
     let router = route(router, delete);
@@ -39,6 +55,25 @@ async fn all(
 ) -> Result<get_pushrules_all::v3::Response> {
     let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
     Ok(get_pushrules_all::v3::Response::new(rules))
+}
+
+/// `GET /_matrix/client/v3/pushrules/global/`
+async fn global(
+    state: AppState,
+    request: Ruma<get_pushrules_global_scope::v3::Request>,
+) -> Result<get_pushrules_global_scope::v3::Response> {
+    let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
+    Ok(get_pushrules_global_scope::v3::Response::new(rules))
+}
+
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/`: the rules of one kind, in priority order.
+async fn of_kind(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    Path(kind): Path<String>,
+) -> std::result::Result<Json<Vec<PushRule>>, ApiError> {
+    let kind = RuleKind::from(kind.as_str());
+    Ok(Json(state.account_data.push_rules_of_kind(session.user_id(), &kind).await?))
 }
 
 /// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`
@@ -99,10 +134,9 @@ async fn enabled(
     state: AppState,
     request: Ruma<get_pushrule_enabled::v3::Request>,
 ) -> Result<get_pushrule_enabled::v3::Response> {
-    let body = &request.body;
-    let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
-    let rule = rules.get(body.kind.clone(), &body.rule_id).ok_or_else(|| not_found(()))?;
-    Ok(get_pushrule_enabled::v3::Response::new(rule.enabled()))
+    let (body, user) = (&request.body, request.session()?.user_id());
+    let rule = state.account_data.push_rule(user, body.kind.clone(), &body.rule_id).await?;
+    Ok(get_pushrule_enabled::v3::Response::new(rule.enabled))
 }
 
 /// `PUT …/{ruleId}/enabled`
@@ -125,10 +159,9 @@ async fn actions(
     state: AppState,
     request: Ruma<get_pushrule_actions::v3::Request>,
 ) -> Result<get_pushrule_actions::v3::Response> {
-    let body = &request.body;
-    let rules = state.account_data.push_rules(request.session()?.user_id()).await?;
-    let rule = rules.get(body.kind.clone(), &body.rule_id).ok_or_else(|| not_found(()))?;
-    Ok(get_pushrule_actions::v3::Response::new(rule.actions().to_vec()))
+    let (body, user) = (&request.body, request.session()?.user_id());
+    let rule = state.account_data.push_rule(user, body.kind.clone(), &body.rule_id).await?;
+    Ok(get_pushrule_actions::v3::Response::new(rule.actions))
 }
 
 /// `PUT …/{ruleId}/actions`

@@ -504,6 +504,42 @@ async fn push_rules_can_mute_a_room_and_reach_every_client() {
         StatusCode::NOT_FOUND,
         "M_NOT_FOUND",
     );
+    // The listings clients read: all, the global scope, one kind (paths with their trailing
+    // slashes); an unknown kind is unrecognised.
+    let (_, global) = server.get("/_matrix/client/v3/pushrules/global/", bob.token()).await;
+    assert!(global["override"].as_array().unwrap().iter().any(|r| r["rule_id"] == room_id));
+    for version in ["v3", "r0"] {
+        let path = format!("/_matrix/client/{version}/pushrules/global/override/");
+        let (status, overrides) = server.get(&path, bob.token()).await;
+        assert_eq!(status, StatusCode::OK, "{overrides}");
+        let ids: Vec<&str> =
+            overrides.as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap()).collect();
+        assert_eq!(ids[0], ".m.rule.master", "{ids:?}");
+        assert!(ids.contains(&room_id.as_str()), "{ids:?}");
+    }
+    let (status, content) =
+        server.get("/_matrix/client/v3/pushrules/global/content/", bob.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content.as_array().unwrap().iter().all(|r| r["pattern"].is_string()), "{content}");
+    assert_error(
+        &server.get("/_matrix/client/v3/pushrules/global/weird/", bob.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_UNRECOGNIZED",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/pushrules/global/weird/x", bob.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_UNRECOGNIZED",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/pushrules/global/override/", None).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+    let enabled = format!("/_matrix/client/v3/pushrules/global/override/{room_id}/enabled");
+    assert_eq!(server.get(&enabled, bob.token()).await.1["enabled"], true);
+    let actions = format!("/_matrix/client/v3/pushrules/global/override/{room_id}/actions");
+    assert_eq!(server.get(&actions, bob.token()).await.1["actions"], json!([]));
     assert_error(
         &server
             .put(
