@@ -3,27 +3,42 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#events>
 
-use palisade_core::{Error, Result};
+use axum::{
+    extract::{Path, State},
+    http::Method,
+    routing::post,
+};
+use bytes::Bytes;
+use palisade_core::{Error, ErrorKind, Result};
 use palisade_service::{
     EventTemplate,
     rooms::{EventFilter, Walk, content_from_json, parse_stream_token},
 };
-use ruma::api::client::{
-    context::get_context,
-    membership::{get_member_events, joined_members},
-    message::{get_message_events, send_message_event},
-    redact::redact_event,
-    room::get_room_event,
-    state::{get_state_event_for_key, get_state_events, send_state_event},
+use ruma::{
+    OwnedRoomId,
+    api::client::{
+        context::get_context,
+        membership::{get_member_events, joined_members},
+        message::{get_message_events, send_message_event},
+        redact::redact_event,
+        room::get_room_event,
+        state::{get_state_event_for_key, get_state_events, send_state_event},
+    },
 };
 
 use crate::{
     AppState, Ruma,
+    error::ApiError,
+    extract::{Authenticated, RumaResponse},
     routes::{Routes, route},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, send_message);
+    let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
+        let path = format!("/_matrix/client/{version}/rooms/{{room_id}}/send/{{event_type}}");
+        router.add(Method::POST, &path, post(send_message_without_txn))
+    });
     let router = route(router, send_state);
     let router = route(router, get_state);
     let router = route(router, get_state_event);
@@ -49,6 +64,25 @@ async fn send_message(
         .send(session.into(), &body.room_id, template, Some(body.txn_id.as_str()))
         .await?;
     Ok(send_message_event::v3::Response::new(event_id))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/send/{eventType}`: a send without a transaction id,
+/// which older clients and bots still use and Synapse serves (a retry sends the event again).
+async fn send_message_without_txn(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    Path((room_id, event_type)): Path<(String, String)>,
+    body: Bytes,
+) -> std::result::Result<RumaResponse<send_message_event::v3::Response>, ApiError> {
+    let room_id =
+        OwnedRoomId::try_from(room_id).map_err(|_| Error::invalid_param("Invalid room id"))?;
+    let json = std::str::from_utf8(&body)
+        .ok()
+        .filter(|json| serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok())
+        .ok_or_else(|| Error::new(ErrorKind::NotJson, "Content not JSON"))?;
+    let template = EventTemplate::message(event_type, content_from_json(json)?);
+    let event_id = state.rooms.send((&session).into(), &room_id, template, None).await?;
+    Ok(RumaResponse(send_message_event::v3::Response::new(event_id)))
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`

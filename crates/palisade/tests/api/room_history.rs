@@ -55,6 +55,38 @@ async fn sends_are_idempotent_per_device_and_transaction() {
         )
         .await;
     assert!(event["unsigned"].get("transaction_id").is_none());
+
+    // Without a transaction id (POST, as older clients and bots send), each request is a new
+    // event.
+    for version in ["r0", "v3"] {
+        let path = format!("/_matrix/client/{version}/rooms/{room_id}/send/m.room.message");
+        let body = json!({ "msgtype": "m.text", "body": format!("no txn {version}") });
+        let (status, sent) = server.post(&path, alice.token(), body).await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+        assert!(sent["event_id"].is_string(), "{sent}");
+    }
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=2"), alice.token())
+        .await;
+    assert_eq!(bodies(&page, "chunk"), ["no txn v3", "no txn r0"]);
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/send/m.room.message");
+    assert_error(
+        &server.call_raw(Method::POST, &path, alice.token(), "{oops").await,
+        StatusCode::BAD_REQUEST,
+        "M_NOT_JSON",
+    );
+    assert_error(
+        &server.post(&path, alice.token(), json!([1])).await,
+        StatusCode::BAD_REQUEST,
+        "M_BAD_JSON",
+    );
+    assert_error(
+        &server.post(&path, None, json!({})).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+    let stranger = server.register("stranger").await;
+    assert_forbidden(&server.post(&path, stranger.token(), json!({ "body": "hi" })).await);
 }
 
 #[tokio::test]
