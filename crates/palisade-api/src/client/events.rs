@@ -20,6 +20,7 @@ use ruma::{
         context::get_context,
         membership::{get_member_events, joined_members},
         message::{get_message_events, send_message_event},
+        peeking::get_current_state,
         redact::redact_event,
         room::get_room_event,
         state::{get_state_event_for_key, get_state_events, send_state_event},
@@ -47,7 +48,16 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, event);
     let router = route(router, context);
     let router = route(router, members);
+    let router = route(router, initial_sync);
     route(router, joined)
+}
+
+/// `GET /_matrix/client/v3/rooms/{roomId}/initialSync` (deprecated; Element peeks with it)
+async fn initial_sync(
+    state: AppState,
+    request: Ruma<get_current_state::v3::Request>,
+) -> Result<get_current_state::v3::Response> {
+    state.rooms.initial_sync(request.session()?.into(), &request.body.room_id).await
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`

@@ -17,9 +17,14 @@ use ruma::{
         client::{
             filter::{LazyLoadOptions, RoomEventFilter},
             membership::joined_members::v3::RoomMember,
+            peeking::get_current_state::{self, v3::PaginationChunk},
+            room::Visibility as RoomVisibility,
         },
     },
-    events::{AnyStateEvent, AnyTimelineEvent, room::member::RoomMemberEvent},
+    events::{
+        AnyStateEvent, AnyTimelineEvent,
+        room::member::{MembershipState, RoomMemberEvent},
+    },
     room_version_rules::RedactionRules,
     serde::Raw,
 };
@@ -602,6 +607,39 @@ impl RoomService {
                 (state_key, member)
             })
             .collect())
+    }
+
+    /// A room's current state and latest messages at once (the deprecated room `initialSync`
+    /// that Element still peeks into rooms with): what the user may read, as `/state` and
+    /// `/messages` would give it, with their membership and the room's directory visibility.
+    pub async fn initial_sync(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+    ) -> Result<get_current_state::v3::Response> {
+        /// Messages an initial sync shows, as Synapse does.
+        const INITIAL_MESSAGES: usize = 20;
+        let state = self.state(actor, room_id).await?;
+        let walk =
+            Walk { from: None, to: None, direction: Direction::Backward, limit: INITIAL_MESSAGES };
+        let page = self.messages(actor, room_id, walk, &EventFilter::default()).await?;
+        let mut chunk = page.chunk;
+        chunk.reverse();
+        let mut messages = PaginationChunk::new(chunk, page.start);
+        messages.start = page.end;
+        let mut response = get_current_state::v3::Response::new(room_id.to_owned());
+        response.state = state;
+        response.messages = Some(messages);
+        response.membership = self
+            .store
+            .membership(room_id, actor.user())
+            .await?
+            .map(|m| MembershipState::from(m.membership.as_str()));
+        response.visibility = Some(match self.store.is_public(room_id).await? {
+            true => RoomVisibility::Public,
+            false => RoomVisibility::Private,
+        });
+        Ok(response)
     }
 
     /// Whether a user (of any server) is joined to any room this server knows.

@@ -112,6 +112,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("PUT", "~/rooms/{room_id}/redact/{event_id}/{txn_id}", Rooms),
     ("PUT", "~/rooms/{room_id}/send/{event_type}/{txn_id}", Rooms),
     ("POST", "~/rooms/{room_id}/send/{event_type}", Rooms),
+    ("GET", "~/rooms/{room_id}/initialSync", Rooms),
     ("POST", "/_matrix/client/r0/rooms/{room_id}/send/{event_type}", Rooms),
     ("GET", "~/rooms/{room_id}/state", Rooms),
     ("GET", "~/rooms/{room_id}/state/{event_type}/{state_key}", Rooms),

@@ -311,3 +311,47 @@ async fn history_visibility_decides_what_newcomers_read() {
         );
     }
 }
+
+#[tokio::test]
+async fn room_initial_sync_shows_state_and_latest_messages() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let state = json!([{ "type": "m.room.history_visibility", "state_key": "", "content": { "history_visibility": "world_readable" } }]);
+    let room_id = server
+        .create_room(
+            &alice,
+            json!({ "name": "Help desk", "visibility": "public", "initial_state": state }),
+        )
+        .await;
+    for i in 0..25 {
+        server.send_text(&alice, &room_id, &format!("message {i}")).await;
+    }
+    let path = format!("/_matrix/client/v3/rooms/{room_id}/initialSync");
+    let (status, sync) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    assert_eq!(sync["room_id"], room_id);
+    assert_eq!(sync["membership"], "join");
+    assert_eq!(sync["visibility"], "public");
+    assert!(sync["state"].as_array().unwrap().iter().any(|e| e["content"]["name"] == "Help desk"));
+    // The latest twenty, oldest first, with a token to page further back.
+    let texts = bodies(&sync["messages"], "chunk");
+    assert_eq!(texts.len(), 20, "{texts:?}");
+    assert_eq!(texts.last().unwrap(), "message 24");
+    let back = format!(
+        "/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5&from={}",
+        sync["messages"]["start"].as_str().unwrap()
+    );
+    let (_, page) = server.get(&back, alice.token()).await;
+    assert_eq!(bodies(&page, "chunk")[0], "message 4");
+
+    // Anyone may peek into a world-readable room; not into a private one.
+    let (status, peek) = server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{peek}");
+    assert!(peek.get("membership").is_none(), "{peek}");
+    assert_eq!(bodies(&peek["messages"], "chunk").last().unwrap(), "message 24");
+    let private = server.create_room(&alice, json!({})).await;
+    let path = format!("/_matrix/client/r0/rooms/{private}/initialSync");
+    assert_forbidden(&server.get(&path, bob.token()).await);
+    assert_error(&server.get(&path, None).await, StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+}
