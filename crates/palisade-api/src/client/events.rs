@@ -4,9 +4,10 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#events>
 
 use axum::{
+    Json,
     extract::{Path, State},
     http::Method,
-    routing::post,
+    routing::{get, post},
 };
 use bytes::Bytes;
 use palisade_core::{Error, ErrorKind, Result};
@@ -15,16 +16,18 @@ use palisade_service::{
     rooms::{EventFilter, Walk, content_from_json, parse_stream_token},
 };
 use ruma::{
-    OwnedRoomId,
+    OwnedEventId, OwnedRoomId,
     api::client::{
         context::get_context,
         membership::{get_member_events, joined_members},
         message::{get_message_events, send_message_event},
-        peeking::get_current_state,
+        peeking::{get_current_state, listen_to_new_events},
         redact::redact_event,
         room::get_room_event,
         state::{get_state_event_for_key, get_state_events, send_state_event},
     },
+    events::AnyTimelineEvent,
+    serde::Raw,
 };
 
 use crate::{
@@ -49,7 +52,34 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, context);
     let router = route(router, members);
     let router = route(router, initial_sync);
+    let router = route(router, events_after);
+    let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
+        let path = format!("/_matrix/client/{version}/events/{{event_id}}");
+        router.add(Method::GET, &path, get(event_by_id))
+    });
     route(router, joined)
+}
+
+/// `GET /_matrix/client/v3/events?room_id=…` (deprecated; peeking clients poll it)
+async fn events_after(
+    state: AppState,
+    request: Ruma<listen_to_new_events::v3::Request>,
+) -> Result<listen_to_new_events::v3::Response> {
+    let body = &request.body;
+    let timeout = body.timeout.unwrap_or_default();
+    let from = body.from.as_deref();
+    state.rooms.events_after_token(request.session()?.into(), &body.room_id, from, timeout).await
+}
+
+/// `GET /_matrix/client/v3/events/{eventId}` (deprecated: an event by id alone)
+async fn event_by_id(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    Path(event_id): Path<String>,
+) -> std::result::Result<Json<Raw<AnyTimelineEvent>>, ApiError> {
+    let event_id =
+        OwnedEventId::try_from(event_id).map_err(|_| Error::invalid_param("Invalid event id"))?;
+    Ok(Json(state.rooms.event_by_id((&session).into(), &event_id).await?))
 }
 
 /// `GET /_matrix/client/v3/rooms/{roomId}/initialSync` (deprecated; Element peeks with it)

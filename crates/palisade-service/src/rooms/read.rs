@@ -6,7 +6,10 @@
 //! reader's membership in the state at the event (`shared`, `invited`, `joined`), as Synapse
 //! does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::Duration,
+};
 
 use palisade_core::{Error, Result};
 use palisade_storage::{EventRow, MembershipRow, StateMap};
@@ -17,7 +20,10 @@ use ruma::{
         client::{
             filter::{LazyLoadOptions, RoomEventFilter},
             membership::joined_members::v3::RoomMember,
-            peeking::get_current_state::{self, v3::PaginationChunk},
+            peeking::{
+                get_current_state::{self, v3::PaginationChunk},
+                listen_to_new_events,
+            },
             room::Visibility as RoomVisibility,
         },
     },
@@ -640,6 +646,59 @@ impl RoomService {
             false => RoomVisibility::Private,
         });
         Ok(response)
+    }
+
+    /// The events of a room after a token, waiting up to `timeout` for one (the deprecated
+    /// `/events` with a room, which peeking clients poll): from now when no token is given.
+    pub async fn events_after_token(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        from: Option<&str>,
+        timeout: Duration,
+    ) -> Result<listen_to_new_events::v3::Response> {
+        /// Longest a peek waits, and most events one answer carries.
+        const MAX_WAIT: Duration = Duration::from_secs(300);
+        const MAX_EVENTS: usize = 100;
+        self.trust.require(actor, Need::RoomAccess, "room_events").await?;
+        let from = match from {
+            Some(token) => parse_stream_token(token)?,
+            None => self.position(),
+        };
+        let deadline = tokio::time::Instant::now() + timeout.min(MAX_WAIT);
+        let mut commits = self.subscribe_commits();
+        loop {
+            commits.borrow_and_update();
+            let walk = Walk {
+                from: Some(from),
+                to: None,
+                direction: Direction::Forward,
+                limit: MAX_EVENTS,
+            };
+            let page = self.page(actor.user(), room_id, walk, &EventFilter::default()).await?;
+            let waited = tokio::time::Instant::now() >= deadline;
+            if !page.rows.is_empty() || waited {
+                let end = page.rows.last().map_or(from, |row| row.stream_pos);
+                let mut response = listen_to_new_events::v3::Response::new();
+                response.chunk = self.format_events(room_id, &page.rows, viewer_of(actor)).await?;
+                response.start = Some(stream_token(from));
+                response.end = Some(stream_token(end));
+                return Ok(response);
+            }
+            // Woken by any commit; a timeout answers with nothing new.
+            let _ = tokio::time::timeout_at(deadline, commits.changed()).await;
+        }
+    }
+
+    /// An event by id alone, if the user may see it (the deprecated `/events/{eventId}`).
+    pub async fn event_by_id(
+        &self,
+        actor: Actor<'_>,
+        event_id: &EventId,
+    ) -> Result<Raw<AnyTimelineEvent>> {
+        let row =
+            self.store.event(event_id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
+        self.event(actor, &row.room_id, event_id).await
     }
 
     /// Whether a user (of any server) is joined to any room this server knows.

@@ -113,6 +113,9 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("PUT", "~/rooms/{room_id}/send/{event_type}/{txn_id}", Rooms),
     ("POST", "~/rooms/{room_id}/send/{event_type}", Rooms),
     ("GET", "~/rooms/{room_id}/initialSync", Rooms),
+    ("GET", "~/events", Rooms),
+    ("GET", "~/events/{event_id}", Rooms),
+    ("GET", "/_matrix/client/r0/events/{event_id}", Rooms),
     ("POST", "/_matrix/client/r0/rooms/{room_id}/send/{event_type}", Rooms),
     ("GET", "~/rooms/{room_id}/state", Rooms),
     ("GET", "~/rooms/{room_id}/state/{event_type}/{state_key}", Rooms),
@@ -217,11 +220,13 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         .replace("{version}", "1")
         .replace("{session_id}", "walk");
     let query = if path.contains("/room_keys/keys") {
-        "?version=1"
+        "?version=1".to_owned()
     } else if path.ends_with("/messages") {
-        "?dir=b"
+        "?dir=b".to_owned()
+    } else if path.ends_with("/events") {
+        format!("?room_id={}&timeout=0", scene.room)
     } else {
-        ""
+        String::new()
     };
     let filled = format!("{filled}{query}");
     let tail = path.rsplit('/').next().unwrap_or_default();

@@ -354,4 +354,33 @@ async fn room_initial_sync_shows_state_and_latest_messages() {
     let path = format!("/_matrix/client/r0/rooms/{private}/initialSync");
     assert_forbidden(&server.get(&path, bob.token()).await);
     assert_error(&server.get(&path, None).await, StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN");
+
+    // A peeking client polls /events from the initial sync's end: nothing new at once, then
+    // the next message as soon as it is sent.
+    let end = peek["messages"]["end"].as_str().unwrap().to_owned();
+    let events = format!("/_matrix/client/v3/events?room_id={}&from={end}", urlencode(&room_id));
+    let (status, nothing) = server.get(&format!("{events}&timeout=0"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{nothing}");
+    assert_eq!((nothing.get("chunk"), nothing["end"].as_str()), (None, Some(end.as_str())));
+    let wait = format!("{events}&timeout=10000");
+    let (waited, _) = tokio::join!(server.get(&wait, bob.token()), async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        server.send_text(&alice, &room_id, "while bob waits").await
+    });
+    assert_eq!(bodies(&waited.1, "chunk"), ["while bob waits"], "{}", waited.1);
+
+    // An event by id alone, as far as the user may see it.
+    let id = sync["messages"]["chunk"][0]["event_id"].as_str().unwrap();
+    let (status, event) =
+        server.get(&format!("/_matrix/client/v3/events/{}", urlencode(id)), bob.token()).await;
+    assert_eq!((status, event["event_id"].as_str()), (StatusCode::OK, Some(id)), "{event}");
+    let (_, secret) = server.send_text(&alice, &private, "secret").await;
+    let secret =
+        format!("/_matrix/client/r0/events/{}", urlencode(secret["event_id"].as_str().unwrap()));
+    assert_forbidden(&server.get(&secret, bob.token()).await);
+    assert_error(
+        &server.get("/_matrix/client/v3/events/%24nope", bob.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
 }
