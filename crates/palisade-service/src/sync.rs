@@ -576,13 +576,19 @@ impl SyncService {
         Ok(timeline)
     }
 
-    /// `m.heroes` and member counts, as clients name rooms without a name.
+    /// Member counts, and `m.heroes` for a room without a name or alias (clients name it
+    /// after them).
     async fn summary(&self, room_id: &RoomId, user: &UserId) -> Result<RoomSummary> {
         let members = self.rooms.membership_rows(room_id).await?;
         let count = |m: &str| {
             UInt::new_saturating(members.iter().filter(|row| row.membership == m).count() as u64)
         };
         let mut summary = RoomSummary::new();
+        summary.joined_member_count = Some(count("join"));
+        summary.invited_member_count = Some(count("invite"));
+        if self.rooms.is_named(room_id).await? {
+            return Ok(summary);
+        }
         summary.heroes = members
             .iter()
             .filter(|row| {
@@ -591,8 +597,6 @@ impl SyncService {
             .take(5)
             .map(|row| row.user_id.clone())
             .collect();
-        summary.joined_member_count = Some(count("join"));
-        summary.invited_member_count = Some(count("invite"));
         Ok(summary)
     }
 

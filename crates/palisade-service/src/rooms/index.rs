@@ -65,6 +65,20 @@ impl RoomService {
         self.store.rooms_with_events_between(after, up_to, limit).await
     }
 
+    /// Whether clients can name the room from its state: a non-empty name or canonical alias
+    /// (then sync sends no heroes, as Synapse does).
+    pub(crate) async fn is_named(&self, room_id: &RoomId) -> Result<bool> {
+        let Some(state) = self.current_state(room_id).await? else { return Ok(false) };
+        for (kind, field) in [("m.room.name", "name"), ("m.room.canonical_alias", "alias")] {
+            if let Some(id) = state.get(&(kind.to_owned(), String::new()))
+                && self.event_content(id).await?[field].as_str().is_some_and(|v| !v.is_empty())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Wakes the syncs of everyone in a room (an ephemeral change: typing, a receipt, keys).
     pub(crate) async fn notify_room(&self, room_id: &RoomId) -> Result<()> {
         self.notifier.notify_room(room_id, None, self.store.members(room_id)).await

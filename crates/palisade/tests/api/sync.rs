@@ -208,6 +208,13 @@ async fn invites_joins_and_leaves_move_between_sections() {
     assert!(has_state(room, "m.room.create", "") || in_timeline(room, "m.room.create"), "{room}");
     assert!(joined["rooms"]["invite"].get(&room_id).is_none());
     assert_eq!(room["summary"]["m.joined_member_count"], 2);
+    // A named room needs no heroes (clients show the name); an unnamed one lists them.
+    assert!(room["summary"].get("m.heroes").is_none(), "{}", room["summary"]);
+    let unnamed = server.create_room(&alice, json!({ "invite": [bob.user_id] })).await;
+    server.join(&bob, &unnamed).await;
+    let synced = server.sync(&bob, "").await;
+    let heroes = &synced["rooms"]["join"][&unnamed]["summary"]["m.heroes"];
+    assert_eq!(heroes, &json!([alice.user_id]), "{synced}");
 
     assert_eq!(server.membership(&alice, &room_id, "kick", Some(&bob)).await.0, StatusCode::OK);
     let since = joined["next_batch"].as_str().unwrap();
