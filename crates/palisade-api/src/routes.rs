@@ -5,13 +5,14 @@
 use std::future::Future;
 
 use axum::{
-    Router,
+    Json, Router,
     extract::State,
     http::Method,
-    routing::{MethodFilter, on},
+    routing::{MethodFilter, MethodRouter, on},
 };
 use palisade_core::Result;
 use ruma::api::{IncomingRequest, path_builder::PathBuilder};
+use serde::Serialize;
 
 use crate::{
     AppState,
@@ -58,7 +59,44 @@ where
     F: Fn(AppState, Ruma<R>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<R::OutgoingResponse>> + Send,
 {
-    let filter = MethodFilter::try_from(R::METHOD).expect("ruma endpoints use standard methods");
+    at_every_path::<R>(routes, || {
+        let handler = handler.clone();
+        on(method_of::<R>(), move |State(state): State<AppState>, request: Ruma<R>| async move {
+            handler(state, request).await.map(RumaResponse).map_err(ApiError)
+        })
+    })
+}
+
+/// Registers `handler` for request type `R` like [`route`], for an endpoint that answers with
+/// a type of the service's own (as JSON) rather than ruma's response type: where the shape
+/// clients expect differs from what ruma's type serialises (`/sync`).
+pub(crate) fn route_json<R, T, F, Fut>(routes: Routes, handler: F) -> Routes
+where
+    R: IncomingRequest + Send + 'static,
+    R::Authentication: 'static,
+    T: Serialize + Send + 'static,
+    F: Fn(AppState, Ruma<R>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T>> + Send,
+{
+    at_every_path::<R>(routes, || {
+        let handler = handler.clone();
+        on(method_of::<R>(), move |State(state): State<AppState>, request: Ruma<R>| async move {
+            handler(state, request).await.map(Json).map_err(ApiError)
+        })
+    })
+}
+
+/// `R`'s method, for axum.
+fn method_of<R: IncomingRequest>() -> MethodFilter {
+    MethodFilter::try_from(R::METHOD).expect("ruma endpoints use standard methods")
+}
+
+/// Adds the method router `make` builds at every path ruma lists for `R`, and records the
+/// endpoint (its newest path).
+fn at_every_path<R: IncomingRequest>(
+    routes: Routes,
+    make: impl Fn() -> MethodRouter<AppState>,
+) -> Routes {
     // An empty state key may also be written as a trailing slash or left out entirely; the
     // extractor passes the missing trailing parameter as "".
     let builder = R::PATH_BUILDER;
@@ -71,14 +109,6 @@ where
             .into_iter()
             .flatten()
     });
-    let router = paths.fold(router, |router, path| {
-        let handler = handler.clone();
-        router.route(
-            &path,
-            on(filter, move |State(state): State<AppState>, request: Ruma<R>| async move {
-                handler(state, request).await.map(RumaResponse).map_err(ApiError)
-            }),
-        )
-    });
+    let router = paths.fold(router, |router, path| router.route(&path, make()));
     Routes { router, endpoints }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use palisade_core::Result;
-use palisade_service::sync::SyncRequest;
+use palisade_service::sync::{SyncRequest, SyncResponse};
 use ruma::api::client::{
     filter::{create_filter, get_filter},
     sync::sync_events,
@@ -15,20 +15,17 @@ use ruma::api::client::{
 use crate::{
     AppState, Ruma,
     json::ensure_own,
-    routes::{Routes, route},
+    routes::{Routes, route, route_json},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
-    let router = route(router, sync);
+    let router = route_json(router, sync);
     let router = route(router, create);
     route(router, get)
 }
 
 /// `GET /_matrix/client/v3/sync`
-async fn sync(
-    state: AppState,
-    request: Ruma<sync_events::v3::Request>,
-) -> Result<sync_events::v3::Response> {
+async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> Result<SyncResponse> {
     let body = &request.body;
     let sync = SyncRequest {
         since: body.since.clone(),

@@ -586,3 +586,34 @@ async fn odd_tag_content_does_not_break_tagging() {
         server.get(&format!("{base}/tags"), alice.token()).await.1["tags"]["u.work"].is_object()
     );
 }
+
+#[tokio::test]
+async fn sync_sends_every_section_as_synapse_does() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({ "name": "Shapes" })).await;
+    let since = server.sync(&alice, "").await["next_batch"].as_str().unwrap().to_owned();
+    server.send_text(&alice, &room_id, "one more").await;
+    let synced = server.sync(&alice, &format!("since={since}")).await;
+    // Empty sections are there, empty, not left out: clients written against Synapse read
+    // them without checking.
+    for section in ["join", "invite", "leave", "knock"] {
+        assert!(synced["rooms"][section].is_object(), "{section}: {synced}");
+    }
+    for section in ["presence", "account_data", "to_device"] {
+        assert!(synced[section]["events"].is_array(), "{section}: {synced}");
+    }
+    assert!(
+        synced["device_lists"]["changed"].is_array() && synced["device_lists"]["left"].is_array()
+    );
+    assert!(synced["device_one_time_keys_count"].is_object());
+    assert!(synced["device_unused_fallback_key_types"].is_array());
+    let room = &synced["rooms"]["join"][&room_id];
+    assert_eq!(room["timeline"]["limited"], false, "{room}");
+    assert_eq!(room["timeline"]["events"].as_array().unwrap().len(), 1, "{room}");
+    for section in ["state", "ephemeral", "account_data"] {
+        assert_eq!(room[section]["events"], json!([]), "{section}: {room}");
+    }
+    assert!(room["summary"].is_object(), "{room}");
+    assert_eq!(room["unread_notifications"]["notification_count"], 0, "{room}");
+}

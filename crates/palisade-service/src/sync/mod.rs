@@ -19,13 +19,7 @@ use ruma::{
         Direction,
         client::{
             filter::{FilterDefinition, LazyLoadOptions},
-            sync::sync_events::{
-                DeviceLists, UnreadNotificationsCount,
-                v3::{
-                    Ephemeral, Filter, InviteState, InvitedRoom, JoinedRoom, LeftRoom, Response,
-                    RoomAccountData, RoomSummary, State, StateEvents, Timeline,
-                },
-            },
+            sync::sync_events::v3::Filter,
         },
     },
     events::AnySyncStateEvent,
@@ -33,6 +27,13 @@ use ruma::{
     serde::Raw,
 };
 use serde_json::{Value, json};
+
+mod response;
+
+pub use response::{
+    DeviceLists, Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RoomSummary, Rooms,
+    SyncResponse, Timeline, UnreadNotifications,
+};
 
 use crate::{
     AccountDataService, AccountService, Session,
@@ -205,7 +206,7 @@ struct Wanted {
 
 /// What one pass found.
 struct Pass {
-    body: Response,
+    body: SyncResponse,
     changed: bool,
 }
 
@@ -226,7 +227,7 @@ impl SyncService {
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
     /// otherwise as soon as something does, or empty when the timeout passes.
-    pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<Response> {
+    pub async fn sync(&self, session: &Session, request: &SyncRequest) -> Result<SyncResponse> {
         let since = request.since.as_deref().map(SyncToken::parse).transpose()?;
         let filter = match &request.filter {
             Some(Filter::FilterDefinition(definition)) => SyncFilter::from(definition),
@@ -280,7 +281,7 @@ impl SyncService {
             }
         };
 
-        let mut rooms = ruma::api::client::sync::sync_events::v3::Rooms::new();
+        let mut rooms = Rooms::default();
         // Strict device trust: an unapproved device sees no rooms at all.
         let walled_off = self.e2ee.trust().is_walled_off(user, session.device_id()).await?;
         if walled_off {
@@ -363,29 +364,23 @@ impl SyncService {
             None => DeviceListChanges::default(),
         };
         let (key_counts, fallback_types) = self.e2ee.key_counts(session).await?;
-        let changed = !rooms.is_empty()
-            || !global.is_empty()
-            || !to_device.is_empty()
-            || !device_lists.changed.is_empty()
-            || !device_lists.left.is_empty();
-        let mut body = Response::new(now.to_string());
-        body.rooms = rooms;
-        body.account_data.events = global;
-        body.to_device.events = to_device;
-        body.device_lists = {
-            let mut lists = DeviceLists::new();
-            lists.changed = device_lists.changed;
-            lists.left = device_lists.left;
-            lists
+        let body = SyncResponse {
+            next_batch: now.to_string(),
+            rooms,
+            presence: Events::default(),
+            account_data: global.into(),
+            to_device: to_device.into(),
+            device_lists: DeviceLists { changed: device_lists.changed, left: device_lists.left },
+            device_one_time_keys_count: key_counts
+                .into_iter()
+                .map(|(algorithm, count)| (OneTimeKeyAlgorithm::from(algorithm.as_str()), count))
+                .collect(),
+            device_unused_fallback_key_types: fallback_types
+                .iter()
+                .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
+                .collect(),
         };
-        body.device_one_time_keys_count = key_counts
-            .into_iter()
-            .map(|(algorithm, count)| {
-                (OneTimeKeyAlgorithm::from(algorithm.as_str()), UInt::new_saturating(count))
-            })
-            .collect();
-        body.device_unused_fallback_key_types =
-            Some(fallback_types.iter().map(|a| OneTimeKeyAlgorithm::from(a.as_str())).collect());
+        let changed = body.is_news();
         Ok(Pass { body, changed })
     }
 
@@ -541,16 +536,17 @@ impl SyncService {
         }
         let (notifications, highlights) =
             self.unread(user, room_id, membership, now.events).await?;
-        let mut room = JoinedRoom::new();
-        room.state = state_events(state);
-        room.timeline = self.timeline_of(session, room_id, &rows, limited, Some(start)).await?;
-        room.ephemeral = Ephemeral::new();
-        room.ephemeral.events = ephemeral;
-        room.account_data = RoomAccountData::new();
-        room.account_data.events = room_data;
-        room.unread_notifications = UnreadNotificationsCount::new();
-        room.unread_notifications.notification_count = Some(UInt::new_saturating(notifications));
-        room.unread_notifications.highlight_count = Some(UInt::new_saturating(highlights));
+        let mut room = JoinedRoom {
+            summary: RoomSummary::default(),
+            state: state.into(),
+            timeline: self.timeline_of(session, room_id, &rows, limited, Some(start)).await?,
+            ephemeral: ephemeral.into(),
+            account_data: room_data.into(),
+            unread_notifications: UnreadNotifications {
+                notification_count: notifications,
+                highlight_count: highlights,
+            },
+        };
         let members_changed = rows.iter().any(|r| r.kind == "m.room.member");
         if joined_since || members_changed {
             room.summary = self.summary(room_id, user).await?;
@@ -569,34 +565,33 @@ impl SyncService {
     ) -> Result<Timeline> {
         let viewer = Some((session.user_id(), session.device_id()));
         let events = self.rooms.format_events(room_id, rows, viewer).await?;
-        let mut timeline = Timeline::new();
-        timeline.events = events.into_iter().map(Raw::cast).collect();
-        timeline.limited = limited;
-        timeline.prev_batch = start.map(stream_token);
-        Ok(timeline)
+        Ok(Timeline {
+            events: events.into_iter().map(Raw::cast).collect(),
+            limited,
+            prev_batch: start.map(stream_token),
+        })
     }
 
     /// Member counts, and `m.heroes` for a room without a name or alias (clients name it
     /// after them).
     async fn summary(&self, room_id: &RoomId, user: &UserId) -> Result<RoomSummary> {
         let members = self.rooms.membership_rows(room_id).await?;
-        let count = |m: &str| {
-            UInt::new_saturating(members.iter().filter(|row| row.membership == m).count() as u64)
+        let count = |m: &str| members.iter().filter(|row| row.membership == m).count() as u64;
+        let mut summary = RoomSummary {
+            heroes: None,
+            joined_member_count: Some(count("join")),
+            invited_member_count: Some(count("invite")),
         };
-        let mut summary = RoomSummary::new();
-        summary.joined_member_count = Some(count("join"));
-        summary.invited_member_count = Some(count("invite"));
-        if self.rooms.is_named(room_id).await? {
-            return Ok(summary);
+        if !self.rooms.is_named(room_id).await? {
+            let heroes = members
+                .iter()
+                .filter(|row| {
+                    row.user_id != user && matches!(row.membership.as_str(), "join" | "invite")
+                })
+                .take(5)
+                .map(|row| row.user_id.clone());
+            summary.heroes = Some(heroes.collect());
         }
-        summary.heroes = members
-            .iter()
-            .filter(|row| {
-                row.user_id != user && matches!(row.membership.as_str(), "join" | "invite")
-            })
-            .take(5)
-            .map(|row| row.user_id.clone())
-            .collect();
         Ok(summary)
     }
 
@@ -694,8 +689,7 @@ impl SyncService {
         struct InviteUnsigned {
             invite_room_state: Vec<Raw<ruma::events::AnyStrippedStateEvent>>,
         }
-        let mut room = InvitedRoom::new();
-        room.invite_state = InviteState::new();
+        let mut room = InvitedRoom::default();
         let invite = &mut room.invite_state.events;
         if let Some(row) = self.rooms.stored_event(&membership.event_id).await?
             && let Some(unsigned) = row.unsigned.as_deref()
@@ -725,7 +719,7 @@ impl SyncService {
         request: &Wanted,
     ) -> Result<LeftRoom> {
         let room_id = membership.room_id.as_ref();
-        let mut room = LeftRoom::new();
+        let mut room = LeftRoom::default();
         if !self.rooms.left_while_joined(membership).await? {
             // A rejected invite or a ban before joining: the membership event, nothing more.
             let rows: Vec<_> =
@@ -739,18 +733,11 @@ impl SyncService {
         let lazy = request.filter.lazy_load_members;
         if since.is_none() || limited {
             let state = self.state(room_id, start, to, &rows, session.user_id(), lazy).await?;
-            room.state = state_events(state);
+            room.state = state.into();
         }
         room.timeline = self.timeline_of(session, room_id, &rows, limited, Some(start)).await?;
         Ok(room)
     }
-}
-
-/// State events as a room's `state` section.
-fn state_events(events: Vec<Raw<AnySyncStateEvent>>) -> State {
-    let mut state = StateEvents::new();
-    state.events = events;
-    State::Before(state)
 }
 
 /// One `m.receipt` event: event id → receipt type → user → `{ts, thread_id}`.
