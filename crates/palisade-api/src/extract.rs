@@ -213,10 +213,7 @@ where
         }
         let bytes = if empty { Bytes::from_static(b"{}") } else { bytes };
         refuse_what_ruma_cannot_parse::<T>(&bytes)?;
-        let bytes = match authentication {
-            Authentication::Server => bytes,
-            _ => legacy_password_stage(bytes),
-        };
+        let bytes = if takes_uia::<T>() { legacy_password_stage(bytes) } else { bytes };
         let http_request = http::Request::from_parts(parts, bytes);
         let origin = if authentication == Authentication::Server {
             Some(state.federation.authenticate(&http_request).await?)
@@ -251,6 +248,18 @@ fn refuse_what_ruma_cannot_parse<T: 'static>(body: &[u8]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the endpoint's body carries a UIA `auth` object.
+fn takes_uia<T: 'static>() -> bool {
+    use ruma::api::client::{account, device, keys};
+    let id = TypeId::of::<T>();
+    id == TypeId::of::<account::register::v3::Request>()
+        || id == TypeId::of::<account::change_password::v3::Request>()
+        || id == TypeId::of::<account::deactivate::v3::Request>()
+        || id == TypeId::of::<device::delete_device::v3::Request>()
+        || id == TypeId::of::<device::delete_devices::v3::Request>()
+        || id == TypeId::of::<keys::upload_signing_keys::v3::Request>()
 }
 
 /// A UIA password stage naming its user with the pre-r0.4 top-level `user` field (instead of

@@ -79,6 +79,12 @@ impl AccountService {
             None => None,
         };
         self.authenticate_interactively(UiaPurpose::Register, None, registration.auth).await?;
+        // A client that sent its name and password only with its first request (before
+        // authenticating) would otherwise get a random name and no password: Synapse
+        // remembers them in the UIA session; this server asks for them again.
+        if registration.username.is_none() && registration.password.is_none() {
+            return Err(Error::new(ErrorKind::MissingParam, "Missing password"));
+        }
         let user_id = match user_id {
             Some(user_id) => user_id,
             None => self.generate_user_id().await?,

@@ -370,7 +370,7 @@ impl RoomService {
             prev_events: pdu.prev_events.clone(),
             membership,
             creates_room,
-            redacts: pdu.redacted_event(),
+            redacts: pdu.redacted_event(&rules_of(&room.version)?.redaction),
             txn,
             state: state.clone(),
         };

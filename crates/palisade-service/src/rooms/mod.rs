@@ -328,7 +328,8 @@ impl RoomService {
     /// A local redaction of someone else's event needs the room's `redact` level. (The auth
     /// rules of current room versions leave this to the server that applies the redaction.)
     async fn check_redaction(&self, room: &RoomSnapshot, pdu: &Pdu) -> Result<()> {
-        let Some(target) = pdu.redacted_event() else { return Ok(()) };
+        let rules = rules_of(&room.version)?;
+        let Some(target) = pdu.redacted_event(&rules.redaction) else { return Ok(()) };
         let Some(target) = self.store.event(&target).await? else { return Ok(()) };
         if target.sender == pdu.sender || Some(&target.room_id) != pdu.room_id.as_ref() {
             return Ok(());
@@ -385,7 +386,12 @@ impl RoomService {
         let Some(current) = room.state.get(&(template.kind.clone(), state_key.clone())) else {
             return Ok(None);
         };
-        let Some(row) = self.store.event(current).await? else { return Ok(None) };
+        // A redacted event is not the state its content says: sending that content again
+        // restores it (Synapse compares with the redacted event too).
+        let Some(row) = self.store.event(current).await?.filter(|row| row.redacted_by.is_none())
+        else {
+            return Ok(None);
+        };
         let pdu = Pdu::from_row(&row)?;
         let same = pdu.sender == sender
             && serde_json::from_str::<CanonicalJsonObject>(pdu.content.get())

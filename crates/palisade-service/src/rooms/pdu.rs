@@ -72,8 +72,9 @@ impl Pdu {
         }
     }
 
-    /// The event this one redacts: `content.redacts` from v11, top-level before.
-    pub fn redacted_event(&self) -> Option<OwnedEventId> {
+    /// The event this one redacts: `content.redacts` from v11, the top-level `redacts` before
+    /// (only the field the room version reads counts: an event may carry both, differing).
+    pub fn redacted_event(&self, rules: &RedactionRules) -> Option<OwnedEventId> {
         #[derive(Deserialize)]
         struct Redacts {
             redacts: Option<OwnedEventId>,
@@ -81,10 +82,10 @@ impl Pdu {
         if self.kind != TimelineEventType::RoomRedaction {
             return None;
         }
-        serde_json::from_str::<Redacts>(self.content.get())
-            .ok()
-            .and_then(|c| c.redacts)
-            .or_else(|| self.redacts.clone())
+        if !rules.content_field_redacts {
+            return self.redacts.clone();
+        }
+        serde_json::from_str::<Redacts>(self.content.get()).ok().and_then(|c| c.redacts)
     }
 
     /// For a member event, its `membership`.

@@ -64,6 +64,17 @@ async fn open_registration_uses_user_interactive_auth() {
     assert_eq!(server.get(WHOAMI, body["access_token"].as_str()).await.0, StatusCode::OK);
     let login = json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "carol" }, "password": PASSWORD });
     assert_error(&server.post(LOGIN, None, login).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    // Element asks for the flows with an empty body; completing authentication with neither
+    // a name nor a password (a client that sent them only the first time) is refused rather
+    // than answered with a random, passwordless account.
+    let (status, flows) = server.post(REGISTER, None, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{flows}");
+    let bare = json!({ "auth": { "type": "m.login.dummy", "session": flows["session"] } });
+    assert_error(
+        &server.post(REGISTER, None, bare).await,
+        StatusCode::BAD_REQUEST,
+        "M_MISSING_PARAM",
+    );
 }
 
 #[tokio::test]

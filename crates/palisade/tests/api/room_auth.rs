@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use palisade_testkit::{TestServer, assert_error, assert_forbidden};
+use palisade_testkit::{TestServer, assert_error, assert_forbidden, urlencode};
 
 #[tokio::test]
 async fn non_members_cannot_read_or_send() {
@@ -323,6 +323,14 @@ async fn repeating_state_writes_no_new_event() {
     assert_eq!(first["event_id"], second["event_id"]);
     let (_, changed) = server.put(&name, alice.token(), json!({ "name": "Other" })).await;
     assert_ne!(first["event_id"], changed["event_id"]);
+    // A redacted name is no longer the room's name: sending it again writes it again.
+    let redact = format!(
+        "/_matrix/client/v3/rooms/{room_id}/redact/{}/r1",
+        urlencode(changed["event_id"].as_str().unwrap())
+    );
+    assert_eq!(server.put(&redact, alice.token(), json!({})).await.0, StatusCode::OK);
+    let (_, again) = server.put(&name, alice.token(), json!({ "name": "Other" })).await;
+    assert_ne!(changed["event_id"], again["event_id"]);
 
     server.join(&bob, &room_id).await;
     let join = format!("/_matrix/client/v3/rooms/{room_id}/join");
