@@ -371,9 +371,13 @@ impl SyncService {
             account_data: global.into(),
             to_device: to_device.into(),
             device_lists: DeviceLists { changed: device_lists.changed, left: device_lists.left },
-            device_one_time_keys_count: key_counts
+            // `signed_curve25519` is always counted, zero included, as Synapse does: clients
+            // upload new keys when they read 0 and do nothing when the entry is missing.
+            device_one_time_keys_count: [(OneTimeKeyAlgorithm::SignedCurve25519, 0)]
                 .into_iter()
-                .map(|(algorithm, count)| (OneTimeKeyAlgorithm::from(algorithm.as_str()), count))
+                .chain(key_counts.into_iter().map(|(algorithm, count)| {
+                    (OneTimeKeyAlgorithm::from(algorithm.as_str()), count)
+                }))
                 .collect(),
             device_unused_fallback_key_types: fallback_types
                 .iter()
