@@ -68,10 +68,9 @@ impl RoomService {
     /// Whether clients can name the room from its state: a non-empty name or canonical alias
     /// (then sync sends no heroes, as Synapse does).
     pub(crate) async fn is_named(&self, room_id: &RoomId) -> Result<bool> {
-        let Some(state) = self.current_state(room_id).await? else { return Ok(false) };
         for (kind, field) in [("m.room.name", "name"), ("m.room.canonical_alias", "alias")] {
-            if let Some(id) = state.get(&(kind.to_owned(), String::new()))
-                && self.event_content(id).await?[field].as_str().is_some_and(|v| !v.is_empty())
+            if let Some(id) = self.current_state_id(room_id, kind, "").await?
+                && self.event_content(&id).await?[field].as_str().is_some_and(|v| !v.is_empty())
             {
                 return Ok(true);
             }
