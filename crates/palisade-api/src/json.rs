@@ -7,7 +7,6 @@ use ruma::{
     api::client::uiaa::{AuthData, UserIdentifier},
     serde::Raw,
 };
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The JSON of a value the client sent as `Raw`.
@@ -18,11 +17,6 @@ pub(crate) fn json_of<T>(raw: &Raw<T>) -> Result<Value> {
 /// A JSON object the client sent, or `M_BAD_JSON` naming `what`.
 pub(crate) fn object(json: &str, what: &str) -> Result<Map<String, Value>> {
     serde_json::from_str(json).map_err(|_| Error::bad_json(format!("{what} must be a JSON object")))
-}
-
-/// Service JSON as a ruma response type (a mismatch is our bug, so internal).
-pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::internal(format!("response shape: {e}")))
 }
 
 /// Refuses requests about another user's private data (filters, account data, tags, profile).

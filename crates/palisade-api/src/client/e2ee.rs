@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use palisade_core::{Error, Result};
+use palisade_core::Result;
 use palisade_service::{e2ee::Recipient, sync::SyncToken};
 use ruma::{
     UInt,
@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::{
     AppState, Ruma,
-    json::{json_of, one_time_key_claims, typed, uia_auth},
+    json::{json_of, one_time_key_claims, uia_auth},
     routes::{Routes, route},
 };
 
@@ -35,8 +35,10 @@ pub(super) fn routes(router: Routes) -> Routes {
     route(router, send_to_device)
 }
 
-fn counts(counts: BTreeMap<String, u64>) -> Result<BTreeMap<ruma::OneTimeKeyAlgorithm, UInt>> {
-    typed(serde_json::to_value(counts).map_err(|e| Error::internal(e.to_string()))?)
+fn counts(
+    counts: BTreeMap<ruma::OneTimeKeyAlgorithm, u64>,
+) -> BTreeMap<ruma::OneTimeKeyAlgorithm, UInt> {
+    counts.into_iter().map(|(algorithm, count)| (algorithm, UInt::new_saturating(count))).collect()
 }
 
 /// `POST /_matrix/client/v3/keys/upload`
@@ -54,7 +56,7 @@ async fn upload(
     let fallback = to_map(&body.fallback_keys)?;
     let result =
         state.e2ee.upload_keys(session, device_keys.as_ref(), &one_time, &fallback).await?;
-    Ok(upload_keys::v3::Response::new(counts(result)?))
+    Ok(upload_keys::v3::Response::new(counts(result)))
 }
 
 /// `POST /_matrix/client/v3/keys/query`

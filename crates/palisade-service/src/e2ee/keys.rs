@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_storage::OneTimeKeyUpload;
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId,
+    OwnedUserId, UserId,
     api::client::keys::{
         claim_keys, get_keys,
         upload_signatures::{self, v3::Failure},
@@ -59,7 +60,7 @@ impl E2eeService {
         device_keys: Option<&Value>,
         one_time_keys: &BTreeMap<String, Value>,
         fallback_keys: &BTreeMap<String, Value>,
-    ) -> Result<BTreeMap<String, u64>> {
+    ) -> Result<BTreeMap<OneTimeKeyAlgorithm, u64>> {
         let (user, device) = (session.user_id(), session.device_id());
         if let Some(keys) = device_keys {
             let object = canonical(keys, "device_keys")?;
@@ -121,7 +122,7 @@ impl E2eeService {
         if !fallbacks.is_empty() {
             self.store.set_fallback_keys(user, device, fallbacks).await?;
         }
-        self.store.one_time_key_counts(user, device).await
+        Ok(by_algorithm(self.store.one_time_key_counts(user, device).await?))
     }
 
     /// `/keys/query` for local users: device keys (with display names), master and
@@ -453,12 +454,22 @@ impl E2eeService {
     pub async fn key_counts(
         &self,
         session: &Session,
-    ) -> Result<(BTreeMap<String, u64>, Vec<String>)> {
-        let counts = self.store.one_time_key_counts(session.user_id(), session.device_id()).await?;
-        let fallback =
-            self.store.unused_fallback_algorithms(session.user_id(), session.device_id()).await?;
-        Ok((counts, fallback))
+    ) -> Result<(BTreeMap<OneTimeKeyAlgorithm, u64>, Vec<OneTimeKeyAlgorithm>)> {
+        let (user, device) = (session.user_id(), session.device_id());
+        let counts = by_algorithm(self.store.one_time_key_counts(user, device).await?);
+        let fallback = self.store.unused_fallback_algorithms(user, device).await?;
+        Ok((counts, fallback.iter().map(|a| a.as_str().into()).collect()))
     }
+}
+
+/// Stored one-time key counts (by algorithm name), with `signed_curve25519` always counted,
+/// zero included, as Synapse does: clients upload keys when they read 0 and do nothing when
+/// the entry is missing.
+fn by_algorithm(counts: BTreeMap<String, u64>) -> BTreeMap<OneTimeKeyAlgorithm, u64> {
+    [(OneTimeKeyAlgorithm::SignedCurve25519, 0)]
+        .into_iter()
+        .chain(counts.into_iter().map(|(algorithm, count)| (algorithm.as_str().into(), count)))
+        .collect()
 }
 
 /// Device keys as stored: without `unsigned` (the display name is added when queried) and with

@@ -14,7 +14,7 @@ use std::{
 use palisade_core::{Error, Result};
 use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, StateMap};
 use ruma::{
-    OneTimeKeyAlgorithm, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::{
         Direction,
         client::{
@@ -371,18 +371,8 @@ impl SyncService {
             account_data: global.into(),
             to_device: to_device.into(),
             device_lists: DeviceLists { changed: device_lists.changed, left: device_lists.left },
-            // `signed_curve25519` is always counted, zero included, as Synapse does: clients
-            // upload new keys when they read 0 and do nothing when the entry is missing.
-            device_one_time_keys_count: [(OneTimeKeyAlgorithm::SignedCurve25519, 0)]
-                .into_iter()
-                .chain(key_counts.into_iter().map(|(algorithm, count)| {
-                    (OneTimeKeyAlgorithm::from(algorithm.as_str()), count)
-                }))
-                .collect(),
-            device_unused_fallback_key_types: fallback_types
-                .iter()
-                .map(|a| OneTimeKeyAlgorithm::from(a.as_str()))
-                .collect(),
+            device_one_time_keys_count: key_counts,
+            device_unused_fallback_key_types: fallback_types,
         };
         let changed = body.is_news();
         Ok(Pass { body, changed })
