@@ -384,6 +384,6 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_versions_are_refused() {
         assert!(Config::from_toml("sever_name = \"typo\"").is_err());
-        assert!(Config::from_toml("default_room_version = \"1\"").is_err());
+        assert!(Config::from_toml("default_room_version = \"13\"").is_err());
     }
 }

@@ -12,9 +12,10 @@ pub use error::{Error, ErrorKind, RemoteRefusal, Result};
 
 use ruma::RoomVersionId;
 
-/// Room versions this server creates and joins. Versions 1 and 2 (events named inside the PDU,
-/// state resolution v1) are not offered yet.
+/// Room versions this server creates and joins: every stable version, as Synapse.
 pub const SUPPORTED_ROOM_VERSIONS: &[RoomVersionId] = &[
+    RoomVersionId::V1,
+    RoomVersionId::V2,
     RoomVersionId::V3,
     RoomVersionId::V4,
     RoomVersionId::V5,

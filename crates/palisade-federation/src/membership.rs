@@ -5,7 +5,7 @@
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
 use palisade_service::{
-    rooms::{JoinedRoom, Received, RemoteEvent, RemoteRoomService},
+    rooms::{JoinedRoom, Received, RemoteEvent, RemoteRoomService, pdu::referenced_events},
     trust::Actor,
 };
 use ruma::{
@@ -25,7 +25,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Federation,
-    pdu::{self, event_ids, parse_pdu, to_raw, to_raws},
+    pdu::{self, parse_pdu, to_raw, to_raws},
 };
 
 /// How many events before the join a joining server fetches, so the user sees what led up to it.
@@ -84,7 +84,7 @@ impl Federation {
         let state = self.verify_every(&answer.state, &version).await?;
         let auth_chain = self.verify_all(&answer.auth_chain, &version).await;
         // Recent history, so the joined user can read what led up to the join.
-        let prev_events = event_ids(join.object(), "prev_events");
+        let prev_events = referenced_events(join.object(), "prev_events");
         let request = get_backfill::v1::Request::new(
             room_id.to_owned(),
             prev_events,

@@ -74,21 +74,6 @@ pub(crate) fn room_id_of(object: &CanonicalJsonObject) -> Result<ruma::OwnedRoom
     }
 }
 
-/// The event ids a PDU lists under `key` (`prev_events`, `auth_events`); malformed ones are
-/// skipped.
-pub(crate) fn event_ids(object: &CanonicalJsonObject, key: &str) -> Vec<ruma::OwnedEventId> {
-    match object.get(key) {
-        Some(CanonicalJsonValue::Array(ids)) => ids
-            .iter()
-            .filter_map(|id| match id {
-                CanonicalJsonValue::String(id) => ruma::OwnedEventId::try_from(id.as_str()).ok(),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// A PDU object as raw JSON, for a response or a request.
 pub(crate) fn to_raw(object: &CanonicalJsonObject) -> Result<Box<RawValue>> {
     serde_json::value::to_raw_value(object).map_err(|e| Error::internal(e.to_string()))

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use palisade_core::{Error, Result};
-use palisade_service::rooms::{Received, RemoteEvent, event_id_of};
+use palisade_service::rooms::{Received, RemoteEvent, event_id_of, pdu::referenced_events};
 use palisade_storage::StateMap;
 use ruma::{
     OwnedEventId, RoomId, RoomVersionId, ServerName, UInt,
@@ -21,7 +21,7 @@ use serde_json::value::RawValue;
 
 use crate::{
     Federation,
-    pdu::{event_ids, parse_pdu, room_id_of},
+    pdu::{parse_pdu, room_id_of},
 };
 
 /// Most PDUs and EDUs in one transaction (spec).
@@ -150,7 +150,7 @@ impl Federation {
 
         // The event's own auth chain, when auth events are missing.
         let known = remote_rooms.known_events(&missing).await?;
-        let auth_ids = event_ids(event.object(), "auth_events");
+        let auth_ids = referenced_events(event.object(), "auth_events");
         if auth_ids.iter().any(|id| missing.contains(id) && !known.contains(id)) {
             let request = get_event_authorization::v1::Request::new(
                 room_id.to_owned(),
@@ -200,7 +200,7 @@ impl Federation {
         let outcome = rooms.receive(room_id, event.clone(), &HashMap::new()).await?;
         let Received::Missing(_) = outcome else { return Ok(outcome) };
         let mut unknown = Vec::new();
-        for prev in event_ids(event.object(), "prev_events") {
+        for prev in referenced_events(event.object(), "prev_events") {
             if !rooms.in_timeline(&prev).await? {
                 unknown.push(prev);
             }

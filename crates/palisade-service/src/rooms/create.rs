@@ -116,7 +116,8 @@ impl MembershipService {
         let room_id_field = (!rules.authorization.room_create_event_id_as_room_id)
             .then(|| RoomId::new_v1(&self.rooms.config.server_name));
         let create = EventTemplate::state("m.room.create", "", content(create_content)?);
-        let signed = self.rooms.build(&room, room_id_field.as_deref(), creator, create, &rules)?;
+        let signed =
+            self.rooms.build(&room, room_id_field.as_deref(), creator, create, &rules).await?;
         let room_id = signed.pdu.room()?;
 
         let handle = self.rooms.handle(&room_id);

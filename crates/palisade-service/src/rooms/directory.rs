@@ -51,7 +51,7 @@ impl DirectoryService {
         let guard = self.rooms.lock_room(room_id).await?;
         let room = guard.as_ref().expect("lock_room loads the room");
         let rules = super::rules_of(&room.version)?;
-        let signed = self.rooms.build(room, Some(room_id), user, template, &rules)?;
+        let signed = self.rooms.build(room, Some(room_id), user, template, &rules).await?;
         match self.rooms.authorize(room, &signed.pdu, &rules).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind == ErrorKind::Forbidden => Ok(false),

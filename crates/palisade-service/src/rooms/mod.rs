@@ -183,8 +183,16 @@ fn too_large() -> Error {
     Error::new(ErrorKind::TooLarge, "Event is too large")
 }
 
-/// The id of an event: its reference hash under the room version's rules.
+/// The id of an event: its reference hash under the room version's rules, or in room
+/// versions 1 and 2 the id its origin server chose and wrote into it.
 pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+    if rules.event_format.require_event_id {
+        return match object.get("event_id") {
+            Some(CanonicalJsonValue::String(id)) => EventId::parse(id)
+                .map_err(|e| Error::bad_json(format!("Event has an invalid event_id: {e}"))),
+            _ => Err(Error::bad_json("Event has no event_id")),
+        };
+    }
     let hash = ruma::signatures::reference_hash(object, rules).map_err(|e| match e {
         ruma::signatures::JsonError::PduTooLarge => too_large(),
         e => Error::bad_json(format!("Event cannot be hashed: {e}")),
@@ -318,7 +326,7 @@ impl RoomService {
         txn: Option<(OwnedDeviceId, String)>,
     ) -> Result<OwnedEventId> {
         let rules = rules_of(&room.version)?;
-        let signed = self.build(room, Some(room_id), sender, template, &rules)?;
+        let signed = self.build(room, Some(room_id), sender, template, &rules).await?;
         let event_id = signed.pdu.event_id.clone();
         let local = Incoming::Local { signed, txn, creates_room: None };
         self.admit(room_id, room, local).await?;
@@ -400,7 +408,7 @@ impl RoomService {
     }
 
     /// Turns a template into a signed PDU of the room's version.
-    fn build(
+    async fn build(
         &self,
         room: &RoomSnapshot,
         room_id: Option<&RoomId>,
@@ -408,12 +416,12 @@ impl RoomService {
         template: EventTemplate,
         rules: &RoomVersionRules,
     ) -> Result<Signed> {
-        let object = self.skeleton(room, room_id, sender, template, rules)?;
+        let object = self.skeleton(room, room_id, sender, template, rules).await?;
         self.sign_and_hash(object, rules)
     }
 
     /// A template as an unsigned PDU on top of the room's current state and extremities.
-    fn skeleton(
+    async fn skeleton(
         &self,
         room: &RoomSnapshot,
         room_id: Option<&RoomId>,
@@ -436,18 +444,18 @@ impl RoomService {
             &rules.authorization,
         )
         .map_err(Error::bad_json)?;
-        let auth_events: Vec<CanonicalJsonValue> = auth_types
+        let auth_events = auth_types
             .iter()
-            .filter_map(|(t, k)| room.state.get(&(t.to_string(), k.clone())))
-            .map(|id| CanonicalJsonValue::String(id.to_string()))
+            .filter_map(|(t, k)| room.state.get(&(t.to_string(), k.clone())).cloned())
             .collect();
+        let auth_events = self.references(auth_events, rules).await?;
         let mut prevs = room.extremities.clone();
         prevs.sort_by_key(|(_, depth)| std::cmp::Reverse(*depth));
         prevs.truncate(MAX_PREV_EVENTS);
         let depth = prevs.iter().map(|(_, d)| *d).max().map_or(1, |d| d.saturating_add(1));
 
         let mut object = CanonicalJsonObject::new();
-        object.insert("auth_events".into(), CanonicalJsonValue::Array(auth_events));
+        object.insert("auth_events".into(), auth_events);
         let redacts = match kind {
             TimelineEventType::RoomRedaction if !rules.redaction.keep_room_redaction_redacts => {
                 template.content.get("redacts").cloned()
@@ -472,12 +480,9 @@ impl RoomService {
             "origin_server_ts".into(),
             CanonicalJsonValue::Integer(ruma::Int::try_from(ts).unwrap_or_default()),
         );
-        object.insert(
-            "prev_events".into(),
-            CanonicalJsonValue::Array(
-                prevs.iter().map(|(id, _)| CanonicalJsonValue::String(id.to_string())).collect(),
-            ),
-        );
+        let prev_events = prevs.into_iter().map(|(id, _)| id).collect();
+        let prev_events = self.references(prev_events, rules).await?;
+        object.insert("prev_events".into(), prev_events);
         if let Some(room_id) = room_id {
             object.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
         }
@@ -492,13 +497,53 @@ impl RoomService {
         Ok(object)
     }
 
-    /// Adds the content hash and this server's signature; computes the event id; checks the
-    /// size of the event as it will be stored and sent.
+    /// `prev_events` or `auth_events` as the room version writes them: event ids from
+    /// version 3, `[event id, {"sha256": content hash}]` pairs before.
+    pub(crate) async fn references(
+        &self,
+        ids: Vec<OwnedEventId>,
+        rules: &RoomVersionRules,
+    ) -> Result<CanonicalJsonValue> {
+        let mut references = Vec::new();
+        for id in ids {
+            let reference = CanonicalJsonValue::String(id.to_string());
+            if !rules.event_format.require_event_id {
+                references.push(reference);
+                continue;
+            }
+            let row = self
+                .store
+                .event(&id)
+                .await?
+                .ok_or_else(|| Error::internal(format!("referenced event {id} is missing")))?;
+            let object: CanonicalJsonObject =
+                serde_json::from_str(&row.json).map_err(|e| Error::internal(e.to_string()))?;
+            let mut hashes = CanonicalJsonObject::new();
+            if let Some(CanonicalJsonValue::Object(stored)) = object.get("hashes")
+                && let Some(sha256) = stored.get("sha256")
+            {
+                hashes.insert("sha256".into(), sha256.clone());
+            }
+            references.push(CanonicalJsonValue::Array(vec![
+                reference,
+                CanonicalJsonValue::Object(hashes),
+            ]));
+        }
+        Ok(CanonicalJsonValue::Array(references))
+    }
+
+    /// Adds the content hash and this server's signature; computes the event id (in room
+    /// versions 1 and 2, a new one of this server's, written into the event first); checks
+    /// the size of the event as it will be stored and sent.
     pub(crate) fn sign_and_hash(
         &self,
         mut object: CanonicalJsonObject,
         rules: &RoomVersionRules,
     ) -> Result<Signed> {
+        if rules.event_format.require_event_id {
+            let event_id = EventId::new_v1(&self.config.server_name);
+            object.insert("event_id".into(), CanonicalJsonValue::String(event_id.to_string()));
+        }
         ruma::signatures::hash_and_sign_event(
             self.config.server_name.as_str(),
             self.key.pair(),

@@ -6,8 +6,8 @@ use std::{borrow::Cow, collections::BTreeMap};
 use palisade_core::{Error, Result};
 use palisade_storage::EventRow;
 use ruma::{
-    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
-    OwnedUserId, RoomId, UInt, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     events::{AnyStrippedStateEvent, AnyTimelineEvent, TimelineEventType},
     room_version_rules::RedactionRules,
     serde::Raw,
@@ -15,11 +15,11 @@ use ruma::{
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// A PDU of any room version from 3 on (versions 1 and 2 name their events inside the PDU
-/// and give `prev_events` and `auth_events` as pairs with hashes).
+/// A PDU of any room version.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Pdu {
-    /// Computed from the JSON (reference hash), not part of it.
+    /// Known before parsing: computed from the JSON (reference hash) from room version 3,
+    /// the PDU's own `event_id` field before.
     #[serde(skip_deserializing, default = "placeholder_event_id")]
     pub event_id: OwnedEventId,
     /// Absent only in v12 `m.room.create` events.
@@ -36,13 +36,54 @@ pub struct Pdu {
     /// State key.
     pub state_key: Option<String>,
     /// Parents in the room DAG.
+    #[serde(deserialize_with = "event_references")]
     pub prev_events: Vec<OwnedEventId>,
     /// The events that authorise this one.
+    #[serde(deserialize_with = "event_references")]
     pub auth_events: Vec<OwnedEventId>,
     /// Depth.
     pub depth: UInt,
     /// Top-level `redacts` (room versions before 11).
     pub redacts: Option<OwnedEventId>,
+}
+
+/// One entry of `prev_events` or `auth_events`: an event id from room version 3, an
+/// `[event id, hashes]` pair before.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EventReference {
+    Id(OwnedEventId),
+    Pair(OwnedEventId, serde::de::IgnoredAny),
+}
+
+fn event_references<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<OwnedEventId>, D::Error> {
+    let references = Vec::<EventReference>::deserialize(deserializer)?;
+    Ok(references
+        .into_iter()
+        .map(|reference| match reference {
+            EventReference::Id(id) | EventReference::Pair(id, _) => id,
+        })
+        .collect())
+}
+
+/// The event ids a PDU object lists under `key` (`prev_events`, `auth_events`), in either
+/// format; malformed entries are skipped.
+pub fn referenced_events(object: &CanonicalJsonObject, key: &str) -> Vec<OwnedEventId> {
+    let Some(CanonicalJsonValue::Array(entries)) = object.get(key) else { return Vec::new() };
+    entries
+        .iter()
+        .filter_map(|entry| match entry {
+            CanonicalJsonValue::String(id) => Some(id),
+            CanonicalJsonValue::Array(pair) => match pair.first() {
+                Some(CanonicalJsonValue::String(id)) => Some(id),
+                _ => None,
+            },
+            _ => None,
+        })
+        .filter_map(|id| OwnedEventId::try_from(id.as_str()).ok())
+        .collect()
 }
 
 fn placeholder_event_id() -> OwnedEventId {

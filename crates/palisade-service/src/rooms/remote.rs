@@ -139,7 +139,7 @@ impl RoomService {
         let room = guard.as_mut().expect("lock_room loads the room");
         let rules = rules_of(&room.version)?;
         let template = EventTemplate::state("m.room.member", target.as_str(), content);
-        let signed = self.build(room, Some(room_id), sender, template, &rules)?;
+        let signed = self.build(room, Some(room_id), sender, template, &rules).await?;
         self.authorize(room, &signed.pdu, &rules).await?;
         let mut shown = Vec::new();
         let keys = super::INVITE_STATE
@@ -185,19 +185,22 @@ impl RoomService {
         let depth = u64::from(Pdu::from_row(&invite)?.depth).saturating_add(1);
         let version =
             self.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
-        let object: CanonicalJsonObject = serde_json::from_value(json!({
+        let rules = rules_of(&version)?;
+        let mut object: CanonicalJsonObject = serde_json::from_value(json!({
             "type": "m.room.member",
             "state_key": user,
             "sender": user,
             "room_id": room_id,
             "content": { "membership": "leave" },
-            "auth_events": [invite.event_id],
-            "prev_events": [invite.event_id],
             "depth": depth,
             "origin_server_ts": self.clock.now_millis(),
         }))
         .map_err(|e| Error::internal(e.to_string()))?;
-        let event = RemoteEvent::signed_here(self.sign_and_hash(object, &rules_of(&version)?)?);
+        for key in ["auth_events", "prev_events"] {
+            let references = self.references(vec![invite.event_id.clone()], &rules).await?;
+            object.insert(key.into(), references);
+        }
+        let event = RemoteEvent::signed_here(self.sign_and_hash(object, &rules)?);
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
         self.admit(room_id, room, Incoming::Outside { event, invite_state: None }).await?;
@@ -415,7 +418,7 @@ impl RemoteRoomService {
             user.as_str(),
             content(json!({ "membership": membership }))?,
         );
-        let object = self.rooms.skeleton(room, Some(room_id), user, template, &rules)?;
+        let object = self.rooms.skeleton(room, Some(room_id), user, template, &rules).await?;
         let probe = {
             let json =
                 serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;

@@ -22,10 +22,10 @@ async fn versions_and_capabilities() {
     assert_eq!(status, StatusCode::OK, "{caps}");
     let versions = &caps["capabilities"]["m.room_versions"];
     assert_eq!(versions["default"], "12");
-    for version in 3..=12 {
+    for version in 1..=12 {
         assert_eq!(versions["available"][version.to_string()], "stable", "{versions}");
     }
-    assert!(versions["available"].get("2").is_none(), "{versions}");
+    assert!(versions["available"].get("13").is_none(), "{versions}");
 }
 
 #[tokio::test]

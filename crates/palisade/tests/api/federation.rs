@@ -273,7 +273,7 @@ async fn rooms_of_older_versions_federate() {
     let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
     let alice = a.register("alice").await;
     let bob = b.register("bob").await;
-    for version in ["3", "6", "9"] {
+    for version in ["1", "2", "3", "6", "9"] {
         let room_id = a
             .create_room(&alice, json!({ "room_version": version, "preset": "public_chat" }))
             .await;
@@ -285,6 +285,52 @@ async fn rooms_of_older_versions_federate() {
         wait_for_text(&a, &alice, &room_id, &format!("v{version} from B")).await;
         a.send_text(&alice, &room_id, &format!("v{version} from A")).await;
         wait_for_text(&b, &bob, &room_id, &format!("v{version} from A")).await;
+    }
+}
+
+/// Both servers change the same state at once, in rooms of each state resolution algorithm
+/// (v1 for room version 1, v2 after, v2.1 in 12): once the fork is merged, both servers hold
+/// the same state.
+#[tokio::test]
+async fn concurrent_state_changes_converge_under_every_resolution_algorithm() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    for version in ["1", "2", "12"] {
+        let room_id = a
+            .create_room(&alice, json!({ "room_version": version, "preset": "public_chat" }))
+            .await;
+        join_via(&b, &bob, &room_id, &a).await;
+        let levels = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/");
+        let (_, mut power) = a.get(&levels, alice.token()).await;
+        power["users"][&bob.user_id] = json!(100);
+        let (status, body) = a.put(&levels, alice.token(), power.clone()).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        a.send_text(&alice, &room_id, &format!("v{version}: bob is an admin")).await;
+        wait_for_text(&b, &bob, &room_id, &format!("v{version}: bob is an admin")).await;
+
+        let topic = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/");
+        let (mut from_a, mut from_b) = (power.clone(), power);
+        from_a["ban"] = json!(60);
+        from_b["kick"] = json!(60);
+        let (topic_a, topic_b, levels_a, levels_b) = tokio::join!(
+            a.put(&topic, alice.token(), json!({ "topic": "A" })),
+            b.put(&topic, bob.token(), json!({ "topic": "B" })),
+            a.put(&levels, alice.token(), from_a),
+            b.put(&levels, bob.token(), from_b),
+        );
+        for (status, body) in [topic_a, topic_b, levels_a, levels_b] {
+            assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        }
+        let (after_a, after_b) = (format!("v{version}: A merged"), format!("v{version}: B merged"));
+        a.send_text(&alice, &room_id, &after_a).await;
+        b.send_text(&bob, &room_id, &after_b).await;
+        wait_for_text(&a, &alice, &room_id, &after_b).await;
+        wait_for_text(&b, &bob, &room_id, &after_a).await;
+        for path in [&topic, &levels] {
+            let (on_a, on_b) = (a.get(path, alice.token()).await, b.get(path, bob.token()).await);
+            assert_eq!(on_a, on_b, "v{version}: {path}");
+        }
     }
 }
 

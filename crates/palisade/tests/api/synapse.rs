@@ -349,7 +349,7 @@ async fn rooms_of_older_versions_work_across_palisade_and_synapse() {
     let alice = palisade.register("alice").await;
     let sam = synapse.register("sam").await;
     let post = reqwest::Method::POST;
-    for version in ["3", "4", "5", "6", "7", "8", "9"] {
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9"] {
         // Alice (Palisade) joins sam's room of that version on Synapse.
         let body = json!({ "preset": "public_chat", "room_version": version });
         let (status, room) =
@@ -392,5 +392,67 @@ async fn rooms_of_older_versions_work_across_palisade_and_synapse() {
             palisade.texts(&alice, &on_palisade).await.contains(&text)
         })
         .await;
+    }
+}
+
+/// Palisade and Synapse change the same state at once in rooms of each state resolution
+/// algorithm: once the fork is merged, both resolve it to the same state.
+#[tokio::test]
+async fn palisade_and_synapse_resolve_concurrent_state_alike() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let (get, put, post) = (reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::POST);
+    for version in ["1", "2", "12"] {
+        let body = json!({ "preset": "public_chat", "room_version": version });
+        let room_id = palisade.create_room(&alice, body).await;
+        let join = format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            urlencode(&room_id),
+            urlencode(palisade.server_name())
+        );
+        eventually("sam joins", &synapse, || async {
+            synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
+        })
+        .await;
+        let room = urlencode(&room_id);
+        let levels = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+        let (_, mut power) = palisade.get(&levels, alice.token()).await;
+        power["users"][&sam.user_id] = json!(100);
+        let (status, body) = palisade.put(&levels, alice.token(), power.clone()).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        eventually("sam is an admin", &synapse, || async {
+            let (_, seen) = synapse.call(get.clone(), &levels, sam.token(), Value::Null).await;
+            seen["users"][&sam.user_id] == 100
+        })
+        .await;
+
+        let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+        let (mut from_palisade, mut from_synapse) = (power.clone(), power);
+        from_palisade["ban"] = json!(60);
+        from_synapse["kick"] = json!(60);
+        let (topic_p, topic_s, levels_p, levels_s) = tokio::join!(
+            palisade.put(&topic, alice.token(), json!({ "topic": "P" })),
+            synapse.call(put.clone(), &topic, sam.token(), json!({ "topic": "S" })),
+            palisade.put(&levels, alice.token(), from_palisade),
+            synapse.call(put.clone(), &levels, sam.token(), from_synapse),
+        );
+        for (status, body) in [topic_p, topic_s, levels_p, levels_s] {
+            assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        }
+        let (after_p, after_s) = (format!("v{version}: P merged"), format!("v{version}: S merged"));
+        palisade.send_text(&alice, &room_id, &after_p).await;
+        synapse.send_text(&sam, &room_id, &after_s).await;
+        eventually("both see both", &synapse, || async {
+            palisade.texts(&alice, &room_id).await.contains(&after_s)
+                && synapse.texts(&sam, &room_id).await.contains(&after_p)
+        })
+        .await;
+        for path in [&topic, &levels] {
+            let on_palisade = palisade.get(path, alice.token()).await.1;
+            let on_synapse = synapse.call(get.clone(), path, sam.token(), Value::Null).await.1;
+            assert_eq!(on_palisade, on_synapse, "v{version}: {path}");
+        }
     }
 }
