@@ -237,14 +237,38 @@ struct Unsigned<'a> {
     redacted_because: Option<Raw<AnyTimelineEvent>>,
 }
 
+/// A stored event's JSON with a redaction applied.
+pub fn redacted_json(row: &EventRow, rules: &RedactionRules) -> Result<String> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::internal(format!("unreadable PDU {}: {e}", row.event_id))
+    };
+    let object: CanonicalJsonObject =
+        serde_json::from_str(&row.json).map_err(|e| unreadable(&e))?;
+    let redacted = ruma::canonical_json::redact(object, rules, None).map_err(|e| unreadable(&e))?;
+    serde_json::to_string(&redacted).map_err(|e| unreadable(&e))
+}
+
+/// The state event a stored state event replaced, as recorded in its `unsigned`.
+pub fn replaced_state(row: &EventRow) -> Option<OwnedEventId> {
+    #[derive(Deserialize)]
+    struct Replaces {
+        replaces_state: Option<OwnedEventId>,
+    }
+    let unsigned = row.unsigned.as_deref()?;
+    serde_json::from_str::<Replaces>(unsigned).ok()?.replaces_state
+}
+
 /// Turns a stored event into the client format, with `unsigned` filled in.
 ///
+/// `replaced_redacted`: the content of the state event this one replaced, when that event
+/// was redacted since (its `prev_content` then shows only what the redaction kept).
 /// `now` gives `unsigned.age`; `viewer` decides whether the transaction id is shown (only to
 /// the device that sent the event). A redacted event comes with its redaction in client format.
 /// Content is copied through as the stored JSON text, never parsed.
 pub fn client_event(
     row: &EventRow,
     redaction: Option<(&RedactionRules, Raw<AnyTimelineEvent>)>,
+    replaced_redacted: Option<&RawValue>,
     now: u64,
     viewer: Option<(&UserId, &ruma::DeviceId)>,
 ) -> Result<Raw<AnyTimelineEvent>> {
@@ -252,13 +276,7 @@ pub fn client_event(
         Error::internal(format!("unreadable PDU {}: {e}", row.event_id))
     };
     let (redacted, redacted_because) = match redaction {
-        Some((rules, because)) => {
-            let object: CanonicalJsonObject =
-                serde_json::from_str(&row.json).map_err(|e| unreadable(&e))?;
-            let redacted =
-                ruma::canonical_json::redact(object, rules, None).map_err(|e| unreadable(&e))?;
-            (Some(serde_json::to_string(&redacted).map_err(|e| unreadable(&e))?), Some(because))
-        }
+        Some((rules, because)) => (Some(redacted_json(row, rules)?), Some(because)),
         None => (None, None),
     };
     let fields: ClientFields<'_> = serde_json::from_str(redacted.as_deref().unwrap_or(&row.json))
@@ -269,6 +287,9 @@ pub fn client_event(
     };
     for computed in ["age", "transaction_id", "redacted_because"] {
         stored.remove(computed);
+    }
+    if let Some(content) = replaced_redacted {
+        stored.insert("prev_content".to_owned(), content);
     }
     let age = fields.origin_server_ts.get().parse::<u64>().ok().map(|ts| now.saturating_sub(ts));
     let transaction_id = match (&row.txn, viewer) {

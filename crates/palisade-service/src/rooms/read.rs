@@ -35,9 +35,13 @@ use ruma::{
     serde::Raw,
 };
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
-use super::{RoomService, pdu::client_event, rules_of};
+use super::{
+    RoomService,
+    pdu::{self, client_event},
+    rules_of,
+};
 use crate::trust::{Actor, Need};
 
 /// Events fetched per round while filtering a timeline.
@@ -235,12 +239,23 @@ impl RoomService {
         for row in rows {
             let redaction = match &row.redacted_by {
                 Some(by) => match self.store.event(by).await? {
-                    Some(because) => Some((&rules, client_event(&because, None, now, None)?)),
+                    Some(because) => Some((&rules, client_event(&because, None, None, now, None)?)),
                     None => None,
                 },
                 None => None,
             };
-            events.push(client_event(row, redaction, now, viewer)?);
+            // `prev_content` was copied when the event was stored; a redaction of the event
+            // it replaced must reach it too.
+            let replaced_redacted = match pdu::replaced_state(row) {
+                Some(id) => match self.store.event(&id).await? {
+                    Some(replaced) if replaced.redacted_by.is_some() => {
+                        Some(redacted_content(&replaced, &rules)?)
+                    }
+                    _ => None,
+                },
+                None => None,
+            };
+            events.push(client_event(row, redaction, replaced_redacted.as_deref(), now, viewer)?);
         }
         Ok(events)
     }
@@ -825,4 +840,16 @@ impl RoomService {
 /// The user and device events are formatted for (their own transaction ids).
 fn viewer_of(actor: Actor<'_>) -> Option<(&UserId, &DeviceId)> {
     actor.device().map(|device| (actor.user(), device))
+}
+
+/// The content a redaction left of a stored event.
+fn redacted_content(row: &EventRow, rules: &RedactionRules) -> Result<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Content {
+        content: Box<RawValue>,
+    }
+    let json = pdu::redacted_json(row, rules)?;
+    serde_json::from_str::<Content>(&json)
+        .map(|c| c.content)
+        .map_err(|e| Error::internal(format!("unreadable PDU {}: {e}", row.event_id)))
 }

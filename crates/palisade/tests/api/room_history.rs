@@ -384,3 +384,36 @@ async fn room_initial_sync_shows_state_and_latest_messages() {
         "M_NOT_FOUND",
     );
 }
+
+/// A redacted state event's content must not show through the `prev_content` of the event
+/// that replaced it.
+#[tokio::test]
+async fn a_redacted_state_event_stays_redacted_in_prev_content() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({})).await;
+    let name = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/");
+    let (_, secret) = server.put(&name, alice.token(), json!({ "name": "secret" })).await;
+    let (_, public) = server.put(&name, alice.token(), json!({ "name": "public" })).await;
+    let messages = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=5");
+    let prev_content = |page: &Value| {
+        let events = page["chunk"].as_array().unwrap();
+        let replacing = events.iter().find(|e| e["event_id"] == public["event_id"]).unwrap();
+        replacing["unsigned"]["prev_content"].clone()
+    };
+    assert_eq!(
+        prev_content(&server.get(&messages, alice.token()).await.1),
+        json!({ "name": "secret" })
+    );
+    let redact = format!(
+        "/_matrix/client/v3/rooms/{room_id}/redact/{}/tidy",
+        urlencode(secret["event_id"].as_str().unwrap())
+    );
+    let (status, body) = server.put(&redact, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(prev_content(&server.get(&messages, alice.token()).await.1), json!({}));
+    let sync = server.sync(&alice, "").await;
+    let timeline = sync["rooms"]["join"][&room_id]["timeline"]["events"].as_array().unwrap();
+    let replacing = timeline.iter().find(|e| e["event_id"] == public["event_id"]).unwrap();
+    assert_eq!(replacing["unsigned"]["prev_content"], json!({}), "{replacing}");
+}
