@@ -44,6 +44,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         UserInteractiveAuth(_) => (StatusCode::UNAUTHORIZED, "M_FORBIDDEN"),
         Unrecognized => (StatusCode::NOT_FOUND, "M_UNRECOGNIZED"),
         UnrecognizedRequest => (StatusCode::BAD_REQUEST, "M_UNRECOGNIZED"),
+        GuestAccessForbidden => (StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
         MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED"),
         UnknownLoginType => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
         BadState => (StatusCode::BAD_REQUEST, "M_BAD_STATE"),

@@ -121,7 +121,12 @@ impl FromRequestParts<AppState> for Authenticated {
     ) -> Result<Self, ApiError> {
         let token = access_token(parts)
             .ok_or_else(|| Error::new(ErrorKind::MissingToken, "Missing access token"))?;
-        Ok(Self(state.accounts.authenticate(&token).await?))
+        let session = state.accounts.authenticate(&token).await?;
+        // The deprecated forms served through this extractor are not on the guests' list.
+        if session.is_guest() {
+            return Err(guest_forbidden().into());
+        }
+        Ok(Self(session))
     }
 }
 
@@ -191,6 +196,13 @@ where
             }
             (_, Some(token)) => Some(state.accounts.authenticate(&token).await?),
         };
+        // Endpoints that need a token serve guests only where the spec's guest list says so.
+        if authentication == Authentication::Token
+            && session.as_ref().is_some_and(Session::is_guest)
+            && !guests_may_call::<T>()
+        {
+            return Err(guest_forbidden().into());
+        }
         let user_agent = parts
             .headers
             .get(http::header::USER_AGENT)
@@ -223,6 +235,67 @@ where
         let body = T::try_from_http_request(http_request, &path_args).map_err(parse_error)?;
         Ok(Self { body, session, client_ip, user_agent, origin })
     }
+}
+
+fn guest_forbidden() -> Error {
+    Error::new(ErrorKind::GuestAccessForbidden, "Guest access not allowed")
+}
+
+/// Whether guest accounts may call the endpoint: the spec's list for guests (reading and
+/// taking part in rooms, their own profile, devices and keys) and what a client needs to run
+/// (sync filters, capabilities, push rules); everything else (creating rooms, inviting,
+/// state changes, the directory, administration) is refused with `M_GUEST_ACCESS_FORBIDDEN`.
+///
+/// Spec: <https://spec.matrix.org/v1.19/client-server-api/#guest-access>
+fn guests_may_call<T: 'static>() -> bool {
+    use ruma::api::client::{
+        account, config, context, device, discovery, filter, keys, membership, message, peeking,
+        presence, profile, push, read_marker, receipt, room, state, sync, tag, to_device, typing,
+    };
+    let allowed = [
+        TypeId::of::<account::whoami::v3::Request>(),
+        TypeId::of::<sync::sync_events::v3::Request>(),
+        TypeId::of::<filter::create_filter::v3::Request>(),
+        TypeId::of::<filter::get_filter::v3::Request>(),
+        TypeId::of::<discovery::get_capabilities::v3::Request>(),
+        TypeId::of::<push::get_pushrules_all::v3::Request>(),
+        TypeId::of::<state::get_state_events::v3::Request>(),
+        TypeId::of::<state::get_state_event_for_key::v3::Request>(),
+        TypeId::of::<room::get_room_event::v3::Request>(),
+        TypeId::of::<context::get_context::v3::Request>(),
+        TypeId::of::<message::get_message_events::v3::Request>(),
+        TypeId::of::<membership::get_member_events::v3::Request>(),
+        TypeId::of::<membership::joined_rooms::v3::Request>(),
+        TypeId::of::<peeking::get_current_state::v3::Request>(),
+        TypeId::of::<peeking::listen_to_new_events::v3::Request>(),
+        TypeId::of::<message::send_message_event::v3::Request>(),
+        TypeId::of::<membership::join_room_by_id::v3::Request>(),
+        TypeId::of::<membership::join_room_by_id_or_alias::v3::Request>(),
+        TypeId::of::<membership::leave_room::v3::Request>(),
+        TypeId::of::<typing::create_typing_event::v3::Request>(),
+        TypeId::of::<receipt::create_receipt::v3::Request>(),
+        TypeId::of::<read_marker::set_read_marker::v3::Request>(),
+        TypeId::of::<presence::get_presence::v3::Request>(),
+        TypeId::of::<presence::set_presence::v3::Request>(),
+        TypeId::of::<profile::set_display_name::v3::Request>(),
+        TypeId::of::<profile::set_avatar_url::v3::Request>(),
+        TypeId::of::<tag::get_tags::v3::Request>(),
+        TypeId::of::<tag::create_tag::v3::Request>(),
+        TypeId::of::<tag::delete_tag::v3::Request>(),
+        TypeId::of::<config::get_global_account_data::v3::Request>(),
+        TypeId::of::<config::set_global_account_data::v3::Request>(),
+        TypeId::of::<config::get_room_account_data::v3::Request>(),
+        TypeId::of::<config::set_room_account_data::v3::Request>(),
+        TypeId::of::<device::get_devices::v3::Request>(),
+        TypeId::of::<device::get_device::v3::Request>(),
+        TypeId::of::<device::update_device::v3::Request>(),
+        TypeId::of::<keys::upload_keys::v3::Request>(),
+        TypeId::of::<keys::get_keys::v3::Request>(),
+        TypeId::of::<keys::claim_keys::v3::Request>(),
+        TypeId::of::<keys::get_key_changes::v3::Request>(),
+        TypeId::of::<to_device::send_event_to_device::v3::Request>(),
+    ];
+    allowed.contains(&TypeId::of::<T>())
 }
 
 /// Whether the endpoint's whole body is content the client chose (an event's, account

@@ -167,6 +167,10 @@ pub struct Config {
     /// Who may register accounts.
     #[serde(default)]
     pub registration: Registration,
+    /// Whether anyone may register a guest account (off by default, as in Synapse): guests
+    /// read world-readable rooms and join rooms whose `m.room.guest_access` is `can_join`.
+    #[serde(default)]
+    pub allow_guest_access: bool,
     /// Directory holding the database and the signing key.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,

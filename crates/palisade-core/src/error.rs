@@ -54,6 +54,8 @@ pub enum ErrorKind {
     /// A known endpoint asked about something the server does not know, such as an unknown
     /// push rule kind or scope (`M_UNRECOGNIZED`, 400, as Synapse answers).
     UnrecognizedRequest,
+    /// A guest account called an endpoint guests may not use (`M_GUEST_ACCESS_FORBIDDEN`).
+    GuestAccessForbidden,
     /// The endpoint exists but not with this method (`M_UNRECOGNIZED`, 405).
     MethodNotAllowed,
     /// A signature does not verify (`M_INVALID_SIGNATURE`).

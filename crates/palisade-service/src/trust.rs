@@ -44,12 +44,13 @@ pub enum Need {
 pub struct Actor<'a> {
     user: &'a UserId,
     device: Option<&'a DeviceId>,
+    guest: bool,
 }
 
 impl<'a> Actor<'a> {
     /// The server acting for `user`, with no device to check.
     pub(crate) fn server(user: &'a UserId) -> Self {
-        Self { user, device: None }
+        Self { user, device: None, guest: false }
     }
 
     /// The user acting.
@@ -61,11 +62,20 @@ impl<'a> Actor<'a> {
     pub fn device(&self) -> Option<&'a DeviceId> {
         self.device
     }
+
+    /// Whether the user is a guest.
+    pub fn is_guest(&self) -> bool {
+        self.guest
+    }
 }
 
 impl<'a> From<&'a Session> for Actor<'a> {
     fn from(session: &'a Session) -> Self {
-        Self { user: session.user_id(), device: Some(session.device_id()) }
+        Self {
+            user: session.user_id(),
+            device: Some(session.device_id()),
+            guest: session.is_guest(),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{Database, parse_id, sql};
 
 const USER_COLUMNS: &str =
-    "user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url";
+    "user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, guest";
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -20,6 +20,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
         created_ts: row.get(4)?,
         displayname: row.get(5)?,
         avatar_url: row.get(6)?,
+        guest: row.get(7)?,
     })
 }
 
@@ -105,7 +106,7 @@ impl AccountStore for Database {
             let inserted = conn
                 .execute(
                     &format!(
-                        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                          ON CONFLICT (user_id) DO NOTHING"
                     ),
                     params![
@@ -115,7 +116,8 @@ impl AccountStore for Database {
                         user.deactivated,
                         user.created_ts,
                         user.displayname,
-                        user.avatar_url
+                        user.avatar_url,
+                        user.guest
                     ],
                 )
                 .map_err(sql)?;
@@ -279,12 +281,14 @@ impl AccountStore for Database {
     async fn token_owner(&self, token_hash: &[u8; 32]) -> Result<Option<TokenOwner>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1",
+                "SELECT t.user_id, t.device_id, u.guest FROM access_tokens t
+                 JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1",
             )?
             .query_row([token_hash], |row| {
                 Ok(TokenOwner {
                     user_id: parse_id(row, 0)?,
                     device_id: parse_id::<String>(row, 1)?.into(),
+                    guest: row.get(2)?,
                 })
             })
             .optional()

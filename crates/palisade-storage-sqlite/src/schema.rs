@@ -253,6 +253,8 @@ const MIGRATIONS: &[&str] = &[
     // indexes scanned every row.
     "CREATE INDEX account_data_by_stream ON account_data(stream_pos);
     CREATE INDEX receipts_by_stream ON receipts(stream_pos);",
+    // 13: guest accounts.
+    "ALTER TABLE users ADD COLUMN guest INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -15,6 +15,8 @@ pub struct UserRow {
     pub admin: bool,
     /// Whether the account is deactivated (it can no longer log in; its id stays reserved).
     pub deactivated: bool,
+    /// Whether the account is a guest's (limited to the endpoints guests may use).
+    pub guest: bool,
     /// Creation time, milliseconds since the epoch.
     pub created_ts: u64,
     /// Profile display name.
@@ -76,6 +78,8 @@ pub struct TokenOwner {
     pub user_id: OwnedUserId,
     /// The device the token belongs to.
     pub device_id: OwnedDeviceId,
+    /// Whether the user is a guest.
+    pub guest: bool,
 }
 
 /// Users, devices and access tokens.

@@ -3,7 +3,7 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#account-registration>
 //! Closed unless the configuration says `registration = "open"`; then `m.login.dummy` suffices.
 
-use palisade_core::{Error, Result};
+use palisade_core::Result;
 use palisade_service::{RateLimitedAction, Registration};
 use ruma::api::client::account::{
     get_username_availability,
@@ -31,10 +31,8 @@ async fn register(
     }
     let client = request.client();
     let body = request.body;
-    if body.kind == RegistrationKind::Guest {
-        return Err(Error::forbidden("Guest access is disabled"));
-    }
     let registration = Registration {
+        guest: body.kind == RegistrationKind::Guest,
         username: body.username,
         password: body.password,
         device_id: body.device_id,

@@ -100,7 +100,7 @@ async fn whoami(
 ) -> Result<whoami::v3::Response> {
     let _ = state;
     let session = request.session()?;
-    let mut response = whoami::v3::Response::new(session.user_id().to_owned(), false);
+    let mut response = whoami::v3::Response::new(session.user_id().to_owned(), session.is_guest());
     response.device_id = Some(session.device_id().to_owned());
     Ok(response)
 }

@@ -11,6 +11,8 @@ use crate::uia::{UiaAuth, UiaPurpose};
 /// A registration request.
 #[derive(Debug, Clone, Default)]
 pub struct Registration {
+    /// A guest account (`kind=guest`): no name, password or authentication is read.
+    pub guest: bool,
     /// The localpart asked for (downcased, as Synapse does); a random one when `None`.
     pub username: Option<String>,
     /// The password; an account registered without one cannot sign in with a password.
@@ -73,6 +75,9 @@ impl AccountService {
         registration: Registration,
         client: &ClientInfo,
     ) -> Result<Registered> {
+        if registration.guest {
+            return self.register_guest(registration.device_display_name, client).await;
+        }
         self.ensure_registration_open()?;
         let user_id = match &registration.username {
             Some(name) => Some(self.check_available(&name.to_lowercase()).await?),
@@ -103,6 +108,21 @@ impl AccountService {
             ),
         };
         Ok(Registered { user_id, login })
+    }
+
+    /// Registers a guest account (when the configuration allows guests) and signs it in.
+    async fn register_guest(
+        &self,
+        device_display_name: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<Registered> {
+        if !self.config.allow_guest_access {
+            return Err(Error::forbidden("Guest access is disabled"));
+        }
+        let user_id = self.generate_user_id().await?;
+        self.insert_account(&user_id, None, false, true).await?;
+        let login = self.create_session(&user_id, None, device_display_name, client).await?;
+        Ok(Registered { user_id, login: Some(login) })
     }
 
     /// Changes the session's user's password, optionally signing out every other device.

@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 pub struct Session {
     user_id: OwnedUserId,
     device_id: OwnedDeviceId,
+    guest: bool,
 }
 
 impl Session {
@@ -44,6 +45,11 @@ impl Session {
     /// The device the access token belongs to.
     pub fn device_id(&self) -> &DeviceId {
         &self.device_id
+    }
+
+    /// Whether the user is a guest.
+    pub fn is_guest(&self) -> bool {
+        self.guest
     }
 }
 
@@ -276,11 +282,23 @@ impl AccountService {
             }
             None => None,
         };
+        self.insert_account(user_id, password_hash, admin, false).await
+    }
+
+    /// Stores a new account (a guest's has no password and is no admin).
+    async fn insert_account(
+        &self,
+        user_id: &UserId,
+        password_hash: Option<String>,
+        admin: bool,
+        guest: bool,
+    ) -> Result<()> {
         let row = UserRow {
             user_id: user_id.to_owned(),
             password_hash,
             admin,
             deactivated: false,
+            guest,
             created_ts: self.clock.now_millis(),
             displayname: Some(user_id.localpart().to_owned()),
             avatar_url: None,
@@ -288,7 +306,7 @@ impl AccountService {
         if !self.store.create_user(row).await? {
             return Err(Error::new(ErrorKind::UserInUse, "User ID already taken"));
         }
-        tracing::info!(%user_id, admin, "account created");
+        tracing::info!(%user_id, admin, guest, "account created");
         Ok(())
     }
 
@@ -418,7 +436,7 @@ impl AccountService {
         let owner = self.store.token_owner(&hash_token(access_token)).await?;
         let owner =
             owner.ok_or_else(|| Error::new(ErrorKind::UnknownToken, "Unknown access token"))?;
-        Ok(Session { user_id: owner.user_id, device_id: owner.device_id })
+        Ok(Session { user_id: owner.user_id, device_id: owner.device_id, guest: owner.guest })
     }
 
     /// Ends one session: its device and token go.

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use palisade_core::Result;
+use palisade_core::{ErrorKind, Result};
 use palisade_storage::{EventRow, MembershipRow, StateMap};
 use ruma::{EventId, OwnedRoomId, RoomId, UserId};
 
@@ -69,13 +69,30 @@ impl RoomService {
     /// (then sync sends no heroes, as Synapse does).
     pub(crate) async fn is_named(&self, room_id: &RoomId) -> Result<bool> {
         for (kind, field) in [("m.room.name", "name"), ("m.room.canonical_alias", "alias")] {
-            if let Some(id) = self.current_state_id(room_id, kind, "").await?
-                && self.event_content(&id).await?[field].as_str().is_some_and(|v| !v.is_empty())
-            {
+            if self.current_state_text(room_id, kind, field).await?.is_some_and(|v| !v.is_empty()) {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// A text field of the content of the room's current state event of `kind` (empty state
+    /// key); `None` when the room, the event or the field is missing.
+    pub(crate) async fn current_state_text(
+        &self,
+        room_id: &RoomId,
+        kind: &str,
+        field: &str,
+    ) -> Result<Option<String>> {
+        let id = match self.current_state_id(room_id, kind, "").await {
+            Ok(id) => id,
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        match id {
+            Some(id) => Ok(self.event_content(&id).await?[field].as_str().map(str::to_owned)),
+            None => Ok(None),
+        }
     }
 
     /// Wakes the syncs of everyone in a room (an ephemeral change: typing, a receipt, keys).

@@ -108,6 +108,9 @@ impl MembershipService {
             }
         };
         let known = self.rooms.room_version(&room_id).await?.is_some();
+        if actor.is_guest() {
+            return self.join_as_guest(actor, &room_id, reason).await.map(|()| room_id);
+        }
         if known && self.rooms.server_in_room(&room_id, own).await? {
             self.join(actor, &room_id, reason).await?;
             return Ok(room_id);
@@ -134,6 +137,24 @@ impl MembershipService {
             }
         }
         Err(last)
+    }
+
+    /// A guest joins only a room this server is in whose `m.room.guest_access` is `can_join`
+    /// (as Synapse, which does not send guests' joins to other servers).
+    async fn join_as_guest(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let access =
+            self.rooms.current_state_text(room_id, "m.room.guest_access", "guest_access").await?;
+        let own = &self.rooms.config.server_name;
+        if access.as_deref() != Some("can_join") || !self.rooms.server_in_room(room_id, own).await?
+        {
+            return Err(Error::forbidden("Guest access not allowed"));
+        }
+        self.join(actor, room_id, reason).await
     }
 
     /// Leaves a room, or rejects an invite: through this server's pipeline when it is in the

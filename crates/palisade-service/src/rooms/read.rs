@@ -189,14 +189,10 @@ impl RoomService {
     }
 
     async fn is_world_readable(&self, room_id: &RoomId) -> Result<bool> {
-        let Some(state) = self.current_state(room_id).await? else {
-            return Ok(false);
-        };
-        let Some(id) = state.get(&("m.room.history_visibility".to_owned(), String::new())) else {
-            return Ok(false);
-        };
-        let content = self.event_content(id).await?;
-        Ok(content.get("history_visibility").and_then(Value::as_str) == Some("world_readable"))
+        let visibility = self
+            .current_state_text(room_id, "m.room.history_visibility", "history_visibility")
+            .await?;
+        Ok(visibility.as_deref() == Some("world_readable"))
     }
 
     /// The current state of a room, `None` if it is unknown.

@@ -11,6 +11,7 @@ mod discovery;
 mod e2ee;
 mod endpoints;
 mod federation;
+mod guests;
 mod profile;
 mod room_auth;
 mod room_history;

@@ -1,0 +1,100 @@
+//! Guest accounts: off by default; when allowed, guests read world-readable rooms, join only
+//! rooms that let guests in, and reach only the endpoints the spec lists for them.
+
+use palisade_testkit::{TestServer, User, assert_error, message_texts};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const GUEST_REGISTER: &str = "/_matrix/client/v3/register?kind=guest";
+
+async fn register_guest(server: &TestServer) -> User {
+    let (status, body) = server.post(GUEST_REGISTER, None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let text = |key: &str| body[key].as_str().unwrap().to_owned();
+    User { user_id: text("user_id"), device_id: text("device_id"), token: text("access_token") }
+}
+
+#[tokio::test]
+async fn guests_are_refused_unless_the_server_allows_them() {
+    let server = TestServer::start().await;
+    assert_error(
+        &server.post(GUEST_REGISTER, None, json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn guests_read_public_history_and_join_only_rooms_open_to_guests() {
+    let server = TestServer::start_with(|config| config.allow_guest_access = true).await;
+    let alice = server.register("alice").await;
+    let guest = register_guest(&server).await;
+    let other = register_guest(&server).await;
+    assert_ne!(guest.user_id, other.user_id);
+    let (status, whoami) = server.get("/_matrix/client/v3/account/whoami", guest.token()).await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["is_guest"], true);
+    let (_, whoami) = server.get("/_matrix/client/v3/account/whoami", alice.token()).await;
+    assert_ne!(whoami["is_guest"], true, "{whoami}");
+
+    // A public room whose history anyone may read: the guest reads it without joining.
+    let body = json!({
+        "preset": "public_chat",
+        "initial_state": [{
+            "type": "m.room.history_visibility",
+            "state_key": "",
+            "content": { "history_visibility": "world_readable" },
+        }],
+    });
+    let room_id = server.create_room(&alice, body).await;
+    server.send_text(&alice, &room_id, "welcome, readers").await;
+    let messages = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b");
+    let (status, page) = server.get(&messages, guest.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(message_texts(&page), ["welcome, readers"]);
+
+    // Joining needs `m.room.guest_access: can_join`.
+    let join = format!("/_matrix/client/v3/join/{room_id}");
+    assert_error(
+        &server.post(&join, guest.token(), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let guest_access = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.guest_access/");
+    let (status, body) =
+        server.put(&guest_access, alice.token(), json!({ "guest_access": "can_join" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.post(&join, guest.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.send_text(&guest, &room_id, "a guest says hello").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(server.texts(&alice, &room_id).await.contains(&"a guest says hello".to_owned()));
+    let sync = server.sync(&guest, "").await;
+    assert!(sync["rooms"]["join"].get(&room_id).is_some(), "{sync}");
+
+    // What guests may not do, whatever the room allows.
+    let forbidden: [(reqwest::Method, String, Value); 4] = [
+        (reqwest::Method::POST, "/_matrix/client/v3/createRoom".to_owned(), json!({})),
+        (
+            reqwest::Method::PUT,
+            format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/"),
+            json!({ "topic": "guests' room" }),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/_matrix/client/v3/rooms/{room_id}/invite"),
+            json!({ "user_id": other.user_id }),
+        ),
+        (reqwest::Method::POST, "/_matrix/client/v3/logout/all".to_owned(), json!({})),
+    ];
+    for (method, path, body) in forbidden {
+        assert_error(
+            &server.call(method, &path, guest.token(), Some(body)).await,
+            StatusCode::FORBIDDEN,
+            "M_GUEST_ACCESS_FORBIDDEN",
+        );
+    }
+    // Nothing the guest was refused happened.
+    let topic = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/");
+    assert_error(&server.get(&topic, alice.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
