@@ -225,7 +225,8 @@ where
         }
         let bytes = if empty { Bytes::from_static(b"{}") } else { bytes };
         refuse_what_ruma_cannot_parse::<T>(&bytes)?;
-        let bytes = if takes_uia::<T>() { legacy_password_stage(bytes) } else { bytes };
+        let bytes = lenient_body::<T>(bytes);
+        lenient_query::<T>(&mut parts);
         let http_request = http::Request::from_parts(parts, bytes);
         let origin = if authentication == Authentication::Server {
             Some(state.federation.authenticate(&http_request).await?)
@@ -335,9 +336,56 @@ fn takes_uia<T: 'static>() -> bool {
         || id == TypeId::of::<keys::upload_signing_keys::v3::Request>()
 }
 
+/// A query Synapse accepts that ruma would refuse, completed with Synapse's default:
+/// `/messages` without `dir` pages forwards.
+fn lenient_query<T: 'static>(parts: &mut http::request::Parts) {
+    use ruma::api::client::message::get_message_events;
+    if TypeId::of::<T>() != TypeId::of::<get_message_events::v3::Request>() {
+        return;
+    }
+    let query = parts.uri.query().unwrap_or_default();
+    if query.split('&').any(|pair| pair.split('=').next() == Some("dir")) {
+        return;
+    }
+    let separator = if query.is_empty() { "" } else { "&" };
+    let uri = format!("{}?{query}{separator}dir=f", parts.uri.path());
+    if let Ok(uri) = uri.parse() {
+        parts.uri = uri;
+    }
+}
+
+/// A body Synapse accepts that ruma would refuse, rewritten to the form ruma parses; any other
+/// body is left as it came.
+fn lenient_body<T: 'static>(body: Bytes) -> Bytes {
+    if takes_uia::<T>() {
+        legacy_password_stage(body)
+    } else if TypeId::of::<T>()
+        == TypeId::of::<ruma::api::client::typing::create_typing_event::v3::Request>()
+    {
+        typing_without_timeout(body)
+    } else {
+        body
+    }
+}
+
+/// `{"typing": true}` without the `timeout` the spec leaves optional (ruma requires it): the
+/// 30 seconds Synapse assumes.
+fn typing_without_timeout(body: Bytes) -> Bytes {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    if object.get("typing") != Some(&serde_json::Value::Bool(true))
+        || object.contains_key("timeout")
+    {
+        return body;
+    }
+    object.insert("timeout".into(), serde_json::json!(30_000));
+    serde_json::to_vec(&object).map(Bytes::from).unwrap_or(body)
+}
+
 /// A UIA password stage naming its user with the pre-r0.4 top-level `user` field (instead of
 /// an `identifier`), which Synapse accepts and older Element versions send, rewritten to the
-/// `m.id.user` identifier ruma parses. Any other body is left as it came.
+/// `m.id.user` identifier ruma parses.
 fn legacy_password_stage(body: Bytes) -> Bytes {
     if !body.windows(6).any(|w| w == b"\"auth\"") {
         return body;

@@ -9,7 +9,7 @@ use axum::{
     http::Method,
     routing,
 };
-use palisade_core::{Error, Result};
+use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
     api::client::push::{
         PushRule, delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
@@ -33,7 +33,9 @@ pub(super) fn routes(router: Routes) -> Routes {
     // clients use it).
     let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
         let path = format!("/_matrix/client/{version}/pushrules/global/{{kind}}/");
-        router.add(Method::GET, &path, routing::get(of_kind))
+        let router = router.add(Method::GET, &path, routing::get(of_kind));
+        let path = format!("/_matrix/client/{version}/pushrules/{{*rest}}");
+        router.add(Method::GET, &path, routing::any(unrecognized))
     });
     let router = route(router, get);
     let router = route(router, set);
@@ -46,6 +48,12 @@ pub(super) fn routes(router: Routes) -> Routes {
 
 fn not_found(_: impl std::fmt::Debug) -> Error {
     Error::not_found("No such push rule")
+}
+
+/// Any other path under `/pushrules/` (an unknown scope, a kind without its trailing slash):
+/// 400 `M_UNRECOGNIZED`, as Synapse answers, rather than an unknown endpoint's 404.
+async fn unrecognized(_: Authenticated) -> std::result::Result<(), ApiError> {
+    Err(Error::new(ErrorKind::UnrecognizedRequest, "Unrecognized push rule path").into())
 }
 
 /// `GET /_matrix/client/v3/pushrules/`

@@ -424,7 +424,8 @@ impl RoomService {
         }
     }
 
-    /// One event, if the user may see it.
+    /// One event of a room, if the user may see it: an event of a room the user is not in is
+    /// "not found", as the spec (and Synapse) answer for any event the user may not read.
     pub async fn event(
         &self,
         actor: Actor<'_>,
@@ -432,8 +433,19 @@ impl RoomService {
         event_id: &EventId,
     ) -> Result<Raw<AnyTimelineEvent>> {
         self.trust.require(actor, Need::RoomAccess, "room_event").await?;
-        let row = self.visible_event(actor.user(), room_id, event_id).await?;
-        let mut events = self.format_events(room_id, &[row], viewer_of(actor)).await?;
+        let row = self.visible_event(actor.user(), room_id, event_id).await.map_err(|e| match e
+            .kind
+        {
+            palisade_core::ErrorKind::Forbidden => Error::not_found("Event not found"),
+            _ => e,
+        })?;
+        self.formatted(actor, row).await
+    }
+
+    /// One event in the client format, for the actor.
+    async fn formatted(&self, actor: Actor<'_>, row: EventRow) -> Result<Raw<AnyTimelineEvent>> {
+        let room_id = row.room_id.clone();
+        let mut events = self.format_events(&room_id, &[row], viewer_of(actor)).await?;
         Ok(events.remove(0))
     }
 
@@ -709,7 +721,9 @@ impl RoomService {
     ) -> Result<Raw<AnyTimelineEvent>> {
         let row =
             self.store.event(event_id).await?.ok_or_else(|| Error::not_found("Event not found"))?;
-        self.event(actor, &row.room_id, event_id).await
+        self.trust.require(actor, Need::RoomAccess, "room_event").await?;
+        let row = self.visible_event(actor.user(), &row.room_id, event_id).await?;
+        self.formatted(actor, row).await
     }
 
     /// Whether a user (of any server) is joined to any room this server knows.

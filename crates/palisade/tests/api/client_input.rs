@@ -113,3 +113,48 @@ async fn default_push_rules_include_the_legacy_mention_rules() {
     assert!(at(".m.rule.is_room_mention") < at(".m.rule.roomnotif"));
     assert!(at(".m.rule.roomnotif") < at(".m.rule.tombstone"));
 }
+
+/// Requests the spec allows (or Synapse accepts) that a strict parser would refuse, and the
+/// answers Synapse gives where paths or rooms are unknown.
+#[tokio::test]
+async fn lenient_forms_and_synapse_answers() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room_id = server.create_room(&alice, json!({})).await;
+    server.send_text(&alice, &room_id, "first").await;
+
+    // Typing without the `timeout` the spec leaves optional.
+    let typing = format!("{C}/rooms/{room_id}/typing/{}", alice.user_id);
+    let (status, body) = server.put(&typing, alice.token(), json!({ "typing": true })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sync = server.sync(&alice, "").await;
+    let ephemeral = &sync["rooms"]["join"][&room_id]["ephemeral"]["events"];
+    assert_eq!(ephemeral[0]["content"]["user_ids"], json!([alice.user_id]), "{sync}");
+
+    // `/messages` without `dir` pages forwards, from the start of the room.
+    let (status, page) = server.get(&format!("{C}/rooms/{room_id}/messages"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["chunk"][0]["type"], "m.room.create", "{page}");
+
+    // An event of a room the user is not in is "not found", as for any event they may not read.
+    let bob = server.register("bob").await;
+    let (_, sent) = server.send_text(&alice, &room_id, "private").await;
+    let event = format!("{C}/rooms/{room_id}/event/{}", sent["event_id"].as_str().unwrap());
+    assert_error(&server.get(&event, bob.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let unknown = format!("{C}/rooms/!nowhere:localhost/event/$nothing");
+    assert_error(&server.get(&unknown, alice.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // Push rule paths with an unknown scope, or a kind without its trailing slash.
+    for path in ["/pushrules/device/room/x", "/pushrules/global/room", "/pushrules/global"] {
+        assert_error(
+            &server.get(&format!("{C}{path}"), alice.token()).await,
+            StatusCode::BAD_REQUEST,
+            "M_UNRECOGNIZED",
+        );
+    }
+    assert_error(
+        &server.get(&format!("{C}/pushrules/global/room"), None).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+}

@@ -74,6 +74,8 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "~/pushrules/global/", Nothing),
     ("GET", "~/pushrules/global/{kind}/", Nothing),
     ("GET", "/_matrix/client/r0/pushrules/global/{kind}/", Nothing),
+    ("GET", "~/pushrules/{*rest}", Nothing),
+    ("GET", "/_matrix/client/r0/pushrules/{*rest}", Nothing),
     ("DELETE", "~/pushrules/global/{kind}/{rule_id}", Nothing),
     ("GET", "~/pushrules/global/{kind}/{rule_id}", Nothing),
     ("PUT", "~/pushrules/global/{kind}/{rule_id}", Nothing),
