@@ -3,9 +3,11 @@
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#events>
 
+use std::time::Duration;
+
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::Method,
     routing::{get, post},
 };
@@ -13,7 +15,7 @@ use bytes::Bytes;
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_service::{
     EventTemplate,
-    rooms::{EventFilter, Walk, content_from_json, parse_stream_token},
+    rooms::{EventFilter, EventsPage, Walk, content_from_json, parse_stream_token},
 };
 use ruma::{
     OwnedEventId, OwnedRoomId,
@@ -21,7 +23,7 @@ use ruma::{
         context::get_context,
         membership::{get_member_events, joined_members},
         message::{get_message_events, send_message_event},
-        peeking::{get_current_state, listen_to_new_events},
+        peeking::get_current_state,
         redact::redact_event,
         room::get_room_event,
         state::{get_state_event_for_key, get_state_events, send_state_event},
@@ -52,7 +54,10 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, context);
     let router = route(router, members);
     let router = route(router, initial_sync);
-    let router = route(router, events_after);
+    let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
+        let path = format!("/_matrix/client/{version}/events");
+        router.add(Method::GET, &path, get(events_after))
+    });
     let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
         let path = format!("/_matrix/client/{version}/events/{{event_id}}");
         router.add(Method::GET, &path, get(event_by_id))
@@ -60,15 +65,29 @@ pub(super) fn routes(router: Routes) -> Routes {
     route(router, joined)
 }
 
-/// `GET /_matrix/client/v3/events?room_id=…` (deprecated; peeking clients poll it)
+/// The query of the deprecated `/events`.
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    room_id: Option<OwnedRoomId>,
+    from: Option<String>,
+    /// Milliseconds; Synapse's default is not to wait.
+    #[serde(default)]
+    timeout: u64,
+}
+
+/// `GET /_matrix/client/v3/events` (deprecated): the events after a token, of one room
+/// (`room_id`, which peeking clients poll, guests too) or of every room the user is in
+/// (older bots). Ruma's type requires the room, so the query is read here.
 async fn events_after(
-    state: AppState,
-    request: Ruma<listen_to_new_events::v3::Request>,
-) -> Result<listen_to_new_events::v3::Response> {
-    let body = &request.body;
-    let timeout = body.timeout.unwrap_or_default();
-    let from = body.from.as_deref();
-    state.rooms.events_after_token(request.session()?.into(), &body.room_id, from, timeout).await
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated<true>,
+    uri: http::Uri,
+) -> std::result::Result<Json<EventsPage>, ApiError> {
+    let Query(query) = Query::<EventsQuery>::try_from_uri(&uri)
+        .map_err(|e| Error::invalid_param(format!("Invalid request: {e}")))?;
+    let timeout = Duration::from_millis(query.timeout);
+    let (room_id, from) = (query.room_id.as_deref(), query.from.as_deref());
+    Ok(Json(state.rooms.events_after_token((&session).into(), room_id, from, timeout).await?))
 }
 
 /// `GET /_matrix/client/v3/events/{eventId}` (deprecated: an event by id alone)
@@ -87,7 +106,9 @@ async fn initial_sync(
     state: AppState,
     request: Ruma<get_current_state::v3::Request>,
 ) -> Result<get_current_state::v3::Response> {
-    state.rooms.initial_sync(request.session()?.into(), &request.body.room_id).await
+    /// Messages a room's initial sync shows.
+    const MESSAGES: usize = 20;
+    state.rooms.initial_sync(request.session()?.into(), &request.body.room_id, MESSAGES).await
 }
 
 /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}`

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use palisade_core::Result;
-use palisade_service::sync::{SyncRequest, SyncResponse};
+use axum::{Json, extract::State, http::Method, routing};
+use palisade_core::{Error, Result};
+use palisade_service::sync::{InitialSync, SyncRequest, SyncResponse};
 use ruma::api::client::{
     filter::{create_filter, get_filter},
     sync::sync_events,
@@ -14,14 +15,44 @@ use ruma::api::client::{
 
 use crate::{
     AppState, Ruma,
+    error::ApiError,
+    extract::Authenticated,
     json::ensure_own,
     routes::{Routes, route, route_json},
 };
 
 pub(super) fn routes(router: Routes) -> Routes {
     let router = route_json(router, sync);
+    let router = ["r0", "v3"].into_iter().fold(router, |router, version| {
+        let path = format!("/_matrix/client/{version}/initialSync");
+        router.add(Method::GET, &path, routing::get(initial_sync))
+    });
     let router = route(router, create);
     route(router, get)
+}
+
+/// The query of the deprecated global `/initialSync`.
+#[derive(serde::Deserialize)]
+struct InitialSyncQuery {
+    /// Latest messages per room; Synapse's default is 10.
+    #[serde(default = "default_initial_messages")]
+    limit: usize,
+}
+
+fn default_initial_messages() -> usize {
+    10
+}
+
+/// `GET /_matrix/client/v3/initialSync` (deprecated; older bots and bridges start with it).
+/// Ruma has no type for it.
+async fn initial_sync(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    uri: http::Uri,
+) -> std::result::Result<Json<InitialSync>, ApiError> {
+    let axum::extract::Query(query) = axum::extract::Query::<InitialSyncQuery>::try_from_uri(&uri)
+        .map_err(|e| Error::invalid_param(format!("Invalid request: {e}")))?;
+    Ok(Json(state.sync.initial_sync((&session).into(), query.limit.min(100)).await?))
 }
 
 /// `GET /_matrix/client/v3/sync`

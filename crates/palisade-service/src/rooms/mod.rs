@@ -46,7 +46,9 @@ pub use directory::{DirectoryService, PublicRoom};
 pub use membership::MembershipService;
 pub use pdu::Pdu;
 pub(crate) use read::Visibility;
-pub use read::{Context, EventFilter, Messages, Walk, parse_stream_token, stream_token};
+pub use read::{
+    Context, EventFilter, EventsPage, Messages, Walk, parse_stream_token, stream_token,
+};
 pub use remote::{JoinedRoom, RemoteRoomService};
 pub use verify::{RemoteEvent, UnverifiedPdu};
 

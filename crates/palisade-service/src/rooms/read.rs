@@ -20,10 +20,7 @@ use ruma::{
         client::{
             filter::{LazyLoadOptions, RoomEventFilter},
             membership::joined_members::v3::RoomMember,
-            peeking::{
-                get_current_state::{self, v3::PaginationChunk},
-                listen_to_new_events,
-            },
+            peeking::get_current_state::{self, v3::PaginationChunk},
             room::Visibility as RoomVisibility,
         },
     },
@@ -34,7 +31,7 @@ use ruma::{
     room_version_rules::RedactionRules,
     serde::Raw,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, value::RawValue};
 
 use super::{
@@ -103,6 +100,17 @@ pub struct Messages {
     pub end: Option<String>,
     /// Member events of the senders, when lazy loading.
     pub state: Vec<Raw<AnyStateEvent>>,
+}
+
+/// What the deprecated `/events` answers (`chunk` always present, as Synapse sends it).
+#[derive(Debug, Serialize)]
+pub struct EventsPage {
+    /// The events after `start`, oldest first.
+    pub chunk: Vec<Raw<AnyTimelineEvent>>,
+    /// The token the page starts at.
+    pub start: String,
+    /// The token to poll from next.
+    pub end: String,
 }
 
 /// A user's view of a room's history: who, whether joined now, and the answer per state
@@ -645,12 +653,10 @@ impl RoomService {
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
+        limit: usize,
     ) -> Result<get_current_state::v3::Response> {
-        /// Messages an initial sync shows, as Synapse does.
-        const INITIAL_MESSAGES: usize = 20;
         let state = self.state(actor, room_id).await?;
-        let walk =
-            Walk { from: None, to: None, direction: Direction::Backward, limit: INITIAL_MESSAGES };
+        let walk = Walk { from: None, to: None, direction: Direction::Backward, limit };
         let page = self.messages(actor, room_id, walk, &EventFilter::default()).await?;
         let mut chunk = page.chunk;
         chunk.reverse();
@@ -671,16 +677,17 @@ impl RoomService {
         Ok(response)
     }
 
-    /// The events of a room after a token, waiting up to `timeout` for one (the deprecated
-    /// `/events` with a room, which peeking clients poll): from now when no token is given.
+    /// The events of a room (or, without one, of every room the user is in) after a token,
+    /// waiting up to `timeout` for one: the deprecated `/events`, which peeking clients poll
+    /// with a room and older bots without. From now when no token is given.
     pub async fn events_after_token(
         &self,
         actor: Actor<'_>,
-        room_id: &RoomId,
+        room_id: Option<&RoomId>,
         from: Option<&str>,
         timeout: Duration,
-    ) -> Result<listen_to_new_events::v3::Response> {
-        /// Longest a peek waits, and most events one answer carries.
+    ) -> Result<EventsPage> {
+        /// Longest a poll waits, and most events one answer carries.
         const MAX_WAIT: Duration = Duration::from_secs(300);
         const MAX_EVENTS: usize = 100;
         self.trust.require(actor, Need::RoomAccess, "room_events").await?;
@@ -692,25 +699,55 @@ impl RoomService {
         let mut commits = self.subscribe_commits();
         loop {
             commits.borrow_and_update();
-            let walk = Walk {
-                from: Some(from),
-                to: None,
-                direction: Direction::Forward,
-                limit: MAX_EVENTS,
+            let rooms = match room_id {
+                Some(room_id) => vec![room_id.to_owned()],
+                None => self.joined_rooms_with_events_after(actor.user(), from).await?,
             };
-            let page = self.page(actor.user(), room_id, walk, &EventFilter::default()).await?;
+            let mut found: Vec<(OwnedRoomId, EventRow)> = Vec::new();
+            for room_id in rooms {
+                let walk = Walk {
+                    from: Some(from),
+                    to: None,
+                    direction: Direction::Forward,
+                    limit: MAX_EVENTS,
+                };
+                let page = self.page(actor.user(), &room_id, walk, &EventFilter::default()).await?;
+                found.extend(page.rows.into_iter().map(|row| (room_id.clone(), row)));
+            }
+            // Each room's page holds its first events after `from`: cut across rooms at the
+            // same count, every event up to the cut is in.
+            found.sort_by_key(|(_, row)| row.stream_pos);
+            found.truncate(MAX_EVENTS);
             let waited = tokio::time::Instant::now() >= deadline;
-            if !page.rows.is_empty() || waited {
-                let end = page.rows.last().map_or(from, |row| row.stream_pos);
-                let mut response = listen_to_new_events::v3::Response::new();
-                response.chunk = self.format_events(room_id, &page.rows, viewer_of(actor)).await?;
-                response.start = Some(stream_token(from));
-                response.end = Some(stream_token(end));
-                return Ok(response);
+            if !found.is_empty() || waited {
+                let end = found.last().map_or(from, |(_, row)| row.stream_pos);
+                let mut chunk = Vec::with_capacity(found.len());
+                for (room_id, row) in found {
+                    chunk.extend(self.format_events(&room_id, &[row], viewer_of(actor)).await?);
+                }
+                return Ok(EventsPage { chunk, start: stream_token(from), end: stream_token(end) });
             }
             // Woken by any commit; a timeout answers with nothing new.
             let _ = tokio::time::timeout_at(deadline, commits.changed()).await;
         }
+    }
+
+    /// The rooms a user is joined to that have events after stream position `after`.
+    async fn joined_rooms_with_events_after(
+        &self,
+        user: &UserId,
+        after: u64,
+    ) -> Result<Vec<OwnedRoomId>> {
+        let changed = self.store.rooms_with_events_between(after, self.position(), 10_000).await?;
+        Ok(self
+            .store
+            .rooms_of_user(user)
+            .await?
+            .into_iter()
+            .filter(|m| m.membership == "join")
+            .map(|m| m.room_id)
+            .filter(|room| changed.as_ref().is_none_or(|changed| changed.contains(room)))
+            .collect())
     }
 
     /// An event by id alone, if the user may see it (the deprecated `/events/{eventId}`).

@@ -28,8 +28,10 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
+mod legacy;
 mod response;
 
+pub use legacy::{InitialSync, InitialSyncRoom};
 pub use response::{
     DeviceLists, Events, InvitedRoom, JoinedRoom, KnockedRoom, LeftRoom, RoomSummary, Rooms,
     SyncResponse, Timeline, UnreadNotifications,

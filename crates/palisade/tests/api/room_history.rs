@@ -361,7 +361,10 @@ async fn room_initial_sync_shows_state_and_latest_messages() {
     let events = format!("/_matrix/client/v3/events?room_id={}&from={end}", urlencode(&room_id));
     let (status, nothing) = server.get(&format!("{events}&timeout=0"), bob.token()).await;
     assert_eq!(status, StatusCode::OK, "{nothing}");
-    assert_eq!((nothing.get("chunk"), nothing["end"].as_str()), (None, Some(end.as_str())));
+    assert_eq!(
+        (nothing["chunk"].clone(), nothing["end"].as_str()),
+        (json!([]), Some(end.as_str()))
+    );
     let wait = format!("{events}&timeout=10000");
     let (waited, _) = tokio::join!(server.get(&wait, bob.token()), async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -416,4 +419,63 @@ async fn a_redacted_state_event_stays_redacted_in_prev_content() {
     let timeline = sync["rooms"]["join"][&room_id]["timeline"]["events"].as_array().unwrap();
     let replacing = timeline.iter().find(|e| e["event_id"] == public["event_id"]).unwrap();
     assert_eq!(replacing["unsigned"]["prev_content"], json!({}), "{replacing}");
+}
+
+/// The deprecated global `/initialSync` and `/events` without a room, which older bots start
+/// and poll with: every room of the user, and the events of all of them after a token.
+#[tokio::test]
+async fn global_initial_sync_and_events_of_every_room() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let shared = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &shared).await;
+    for i in 0..3 {
+        server.send_text(&alice, &shared, &format!("shared {i}")).await;
+    }
+    let private = server.create_room(&alice, json!({})).await;
+    let invited = server.create_room(&alice, json!({ "invite": [bob.user_id] })).await;
+    let data = format!("/_matrix/client/v3/user/{}/account_data/org.example.note", bob.user_id);
+    server.put(&data, bob.token(), json!({ "note": "kept" })).await;
+
+    let (status, sync) = server.get("/_matrix/client/v3/initialSync?limit=2", bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    let rooms = sync["rooms"].as_array().unwrap();
+    let room = |id: &str| rooms.iter().find(|r| r["room_id"] == id).cloned();
+    let joined = room(&shared).expect("the shared room");
+    assert_eq!(joined["membership"], "join");
+    assert_eq!(bodies(&joined["messages"], "chunk"), ["shared 1", "shared 2"]);
+    assert!(joined["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
+    let invite = room(&invited).expect("the invite");
+    assert_eq!(invite["membership"], "invite");
+    assert_eq!(invite["invite"]["content"]["membership"], "invite", "{invite}");
+    assert!(room(&private).is_none(), "{sync}");
+    assert!(
+        sync["account_data"].as_array().unwrap().iter().any(|e| e["content"]["note"] == "kept"),
+        "{sync}"
+    );
+
+    // From the initial sync's token, the events of bob's rooms only.
+    let end = sync["end"].as_str().unwrap().to_owned();
+    let events = format!("/_matrix/client/v3/events?from={end}&timeout=0");
+    let (status, quiet) = server.get(&events, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{quiet}");
+    assert_eq!(quiet["chunk"], json!([]));
+    server.send_text(&alice, &private, "not for bob").await;
+    server.send_text(&alice, &shared, "after the initial sync").await;
+    let (status, news) = server.get(&events, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{news}");
+    assert_eq!(bodies(&news, "chunk"), ["after the initial sync"]);
+    assert_eq!(news["chunk"][0]["room_id"], shared);
+
+    assert_error(
+        &server.get("/_matrix/client/v3/initialSync", None).await,
+        StatusCode::UNAUTHORIZED,
+        "M_MISSING_TOKEN",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v3/events?from=nonsense", bob.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
 }
