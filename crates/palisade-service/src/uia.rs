@@ -49,7 +49,8 @@ pub enum UiaAuth {
 }
 
 impl UiaAuth {
-    fn session(&self) -> Option<&str> {
+    /// The UIA session the client names.
+    pub fn session(&self) -> Option<&str> {
         match self {
             Self::Dummy { session }
             | Self::Password { session, .. }
@@ -62,6 +63,9 @@ struct PendingSession {
     purpose: UiaPurpose,
     user_id: Option<OwnedUserId>,
     created_ms: u64,
+    /// The account a completed registration session made: a client repeating the request
+    /// gets that account again (as Synapse answers), not "user in use".
+    registered: Option<OwnedUserId>,
 }
 
 /// Sessions live this long.
@@ -110,6 +114,7 @@ impl UiaSessions {
                         purpose,
                         user_id: user_id.map(ToOwned::to_owned),
                         created_ms: now,
+                        registered: None,
                     },
                 );
                 id
@@ -133,6 +138,25 @@ impl UiaSessions {
             ErrorKind::UserInteractiveAuth(Box::new(body)),
             "Additional authentication required",
         )
+    }
+
+    /// The account a registration session already made.
+    pub(crate) fn registered(&self, session: &str) -> Option<OwnedUserId> {
+        let now = self.clock.now_millis();
+        let sessions = self.sessions.lock().expect("uia sessions poisoned");
+        let pending = sessions.get(session)?;
+        let live = now.saturating_sub(pending.created_ms) < SESSION_TTL_MS;
+        pending.registered.clone().filter(|_| live && pending.purpose == UiaPurpose::Register)
+    }
+
+    /// Records the account a registration session made.
+    pub(crate) fn record_registration(&self, session: &str, user_id: &UserId) {
+        let mut sessions = self.sessions.lock().expect("uia sessions poisoned");
+        if let Some(pending) = sessions.get_mut(session)
+            && pending.purpose == UiaPurpose::Register
+        {
+            pending.registered = Some(user_id.to_owned());
+        }
     }
 
     /// Completes UIA for `purpose` by `user_id` (`None` while registering), or returns the
@@ -170,8 +194,9 @@ impl UiaSessions {
             _ => Err(Error::new(ErrorKind::Unrecognized, "Unsupported authentication stage")),
         };
         match outcome {
+            // A registration session stays until it expires, to remember what it made.
             Ok(()) => {
-                if let Some(id) = session {
+                if let Some(id) = session.filter(|_| purpose != UiaPurpose::Register) {
                     self.sessions.lock().expect("uia sessions poisoned").remove(&id);
                 }
                 Ok(())

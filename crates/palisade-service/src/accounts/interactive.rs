@@ -72,18 +72,25 @@ impl AccountService {
     /// refused before the client goes through authentication.
     pub async fn register(
         &self,
-        registration: Registration,
+        mut registration: Registration,
         client: &ClientInfo,
     ) -> Result<Registered> {
         if registration.guest {
             return self.register_guest(registration.device_display_name, client).await;
         }
         self.ensure_registration_open()?;
+        let session = registration.auth.as_ref().and_then(UiaAuth::session).map(str::to_owned);
+        // The same completed session again: the account it made, signed in again.
+        if let Some(user_id) = session.as_deref().and_then(|id| self.uia.registered(id)) {
+            let login = self.login_after_registration(&user_id, registration, client).await?;
+            return Ok(Registered { user_id, login });
+        }
         let user_id = match &registration.username {
             Some(name) => Some(self.check_available(&name.to_lowercase()).await?),
             None => None,
         };
-        self.authenticate_interactively(UiaPurpose::Register, None, registration.auth).await?;
+        let auth = registration.auth.take();
+        self.authenticate_interactively(UiaPurpose::Register, None, auth).await?;
         // A client that sent its name and password only with its first request (before
         // authenticating) would otherwise get a random name and no password: Synapse
         // remembers them in the UIA session; this server asks for them again.
@@ -95,19 +102,25 @@ impl AccountService {
             None => self.generate_user_id().await?,
         };
         self.create_user(&user_id, registration.password.as_deref(), false).await?;
-        let login = match registration.inhibit_login {
-            true => None,
-            false => Some(
-                self.create_session(
-                    &user_id,
-                    registration.device_id,
-                    registration.device_display_name,
-                    client,
-                )
-                .await?,
-            ),
-        };
+        if let Some(id) = &session {
+            self.uia.record_registration(id, &user_id);
+        }
+        let login = self.login_after_registration(&user_id, registration, client).await?;
         Ok(Registered { user_id, login })
+    }
+
+    /// The sign-in a registration asks for, unless it inhibits it.
+    async fn login_after_registration(
+        &self,
+        user_id: &UserId,
+        registration: Registration,
+        client: &ClientInfo,
+    ) -> Result<Option<Login>> {
+        if registration.inhibit_login {
+            return Ok(None);
+        }
+        let Registration { device_id, device_display_name, .. } = registration;
+        self.create_session(user_id, device_id, device_display_name, client).await.map(Some)
     }
 
     /// Registers a guest account (when the configuration allows guests) and signs it in.

@@ -299,3 +299,39 @@ async fn sessions_survive_a_restart() {
     assert_eq!(me["user_id"], "@alice:localhost");
     drop(dir);
 }
+
+/// A client repeating a registration with the session it completed (a lost answer, a retry)
+/// gets the same account again, as Synapse answers, with or without a name of its choosing;
+/// another session cannot take the name.
+#[tokio::test]
+async fn registration_is_idempotent_per_uia_session() {
+    let server = TestServer::start().await;
+    for username in [Some("repeat"), None] {
+        let mut body = json!({ "password": PASSWORD });
+        if let Some(name) = username {
+            body["username"] = json!(name);
+        }
+        let (status, challenge) = server.post(REGISTER, None, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
+        let (status, first) = server.post(REGISTER, None, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        let (status, again) = server.post(REGISTER, None, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["user_id"], first["user_id"]);
+        assert_ne!(again["access_token"], first["access_token"]);
+        let token = again["access_token"].as_str();
+        let (_, whoami) = server.get("/_matrix/client/v3/account/whoami", token).await;
+        assert_eq!(whoami["user_id"], first["user_id"]);
+    }
+    let body = json!({
+        "username": "repeat",
+        "password": PASSWORD,
+        "auth": { "type": "m.login.dummy" },
+    });
+    assert_error(
+        &server.post(REGISTER, None, body).await,
+        StatusCode::BAD_REQUEST,
+        "M_USER_IN_USE",
+    );
+}
