@@ -237,7 +237,7 @@ impl MembershipService {
         ];
         if preset != Preset::PublicChat {
             preset_state.push(EventTemplate::state(
-                "m.room.guest_access",
+                super::GUEST_ACCESS,
                 "",
                 content(json!({ "guest_access": "can_join" }))?,
             ));

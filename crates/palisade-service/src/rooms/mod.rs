@@ -139,6 +139,9 @@ pub const MAX_PDU_BYTES: usize = 65_536;
 /// Most `prev_events` a new event points at.
 const MAX_PREV_EVENTS: usize = 20;
 
+/// The state event that opens a room to guests (`can_join`) or closes it.
+const GUEST_ACCESS: &str = "m.room.guest_access";
+
 /// An event this server built and signed: its fields, its JSON object and that object's text
 /// (serialised once, then stored and sent as is).
 pub(crate) struct Signed {
@@ -380,7 +383,33 @@ impl RoomService {
         if let Some(current) = self.same_state(room, sender, &template).await? {
             return Ok(current);
         }
-        self.append(room, room_id, sender, template, txn).await
+        let guest_access = template.kind == GUEST_ACCESS;
+        let event_id = self.append(room, room_id, sender, template, txn).await?;
+        drop(guard);
+        if guest_access {
+            Box::pin(self.remove_guests(room_id)).await?;
+        }
+        Ok(event_id)
+    }
+
+    /// Once a room is closed to guests, the local guests in it leave (Synapse kicks them).
+    pub(crate) async fn remove_guests(&self, room_id: &RoomId) -> Result<()> {
+        let access = self.current_state_text(room_id, GUEST_ACCESS, "guest_access").await?;
+        if access.as_deref() == Some("can_join") {
+            return Ok(());
+        }
+        for member in self.store.members(room_id).await? {
+            let user = &member.user_id;
+            if member.membership != "join" || user.server_name() != self.config.server_name {
+                continue;
+            }
+            if self.accounts.user(user).await?.is_some_and(|account| account.guest) {
+                let leave = content(serde_json::json!({ "membership": "leave" }))?;
+                let template = EventTemplate::state("m.room.member", user.as_str(), leave);
+                self.send(Actor::server(user), room_id, template, None).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The current state event that `template` would repeat (same sender, same content),

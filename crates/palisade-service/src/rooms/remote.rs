@@ -108,9 +108,16 @@ impl RoomService {
         event: RemoteEvent,
         prev_states: &HashMap<OwnedEventId, StateMap>,
     ) -> Result<Received> {
+        let guest_access = event.object().get("type")
+            == Some(&CanonicalJsonValue::String(super::GUEST_ACCESS.to_owned()));
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        self.admit(room_id, room, Incoming::Remote { event, prev_states }).await
+        let received = self.admit(room_id, room, Incoming::Remote { event, prev_states }).await?;
+        drop(guard);
+        if guest_access && received == Received::Accepted {
+            self.remove_guests(room_id).await?;
+        }
+        Ok(received)
     }
 
     /// Whether an event is in this server's timeline of a room (not only an outlier).

@@ -97,4 +97,19 @@ async fn guests_read_public_history_and_join_only_rooms_open_to_guests() {
     // Nothing the guest was refused happened.
     let topic = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.topic/");
     assert_error(&server.get(&topic, alice.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // Closing the room to guests makes the guests in it leave.
+    let (status, body) =
+        server.put(&guest_access, alice.token(), json!({ "guest_access": "forbidden" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let member =
+        format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.member/{}", guest.user_id);
+    assert_eq!(server.get(&member, alice.token()).await.1["membership"], "leave");
+    let (status, _) = server.send_text(&guest, &room_id, "still here?").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_error(
+        &server.post(&join, guest.token(), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
 }
