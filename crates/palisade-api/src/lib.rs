@@ -21,6 +21,7 @@ pub use routes::Endpoint;
 use std::{ops::Deref, sync::Arc};
 
 use palisade_federation::Federation;
+use palisade_media::MediaService;
 use palisade_service::Services;
 
 /// The state every handler receives: the server's services and federation.
@@ -29,12 +30,14 @@ pub struct AppState {
     services: Services,
     /// Federation with other servers.
     pub federation: Arc<Federation>,
+    /// The content repository.
+    pub media: Arc<MediaService>,
 }
 
 impl AppState {
-    /// The state over the server's services and its federation.
-    pub fn new(services: Services, federation: Arc<Federation>) -> Self {
-        Self { services, federation }
+    /// The state over the server's services, its federation and its content repository.
+    pub fn new(services: Services, federation: Arc<Federation>, media: Arc<MediaService>) -> Self {
+        Self { services, federation, media }
     }
 }
 

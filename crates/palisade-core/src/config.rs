@@ -129,6 +129,29 @@ impl Default for Federation {
     }
 }
 
+/// The content repository (files people share, avatars).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Media {
+    /// Largest upload accepted, in bytes (announced in `/media/config`).
+    pub max_upload_bytes: u64,
+    /// Most bytes of media one user may have uploaded; unlimited when unset.
+    pub per_user_quota_bytes: Option<u64>,
+    /// Serve the legacy unauthenticated `/_matrix/media/v3/download` (off, as Synapse with
+    /// authenticated media: clients use `/_matrix/client/v1/media`).
+    pub allow_legacy_unauthenticated: bool,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 100 * 1024 * 1024,
+            per_user_quota_bytes: None,
+            allow_legacy_unauthenticated: false,
+        }
+    }
+}
+
 /// Request rate limits: a token bucket per client address and action.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +224,9 @@ pub struct Config {
     /// Federation settings.
     #[serde(default)]
     pub federation: Federation,
+    /// The content repository.
+    #[serde(default)]
+    pub media: Media,
 }
 
 fn default_server_notices_user() -> String {
@@ -316,6 +342,11 @@ impl Config {
         self.data_dir.join("palisade.db")
     }
 
+    /// Directory of the content repository's files.
+    pub fn media_path(&self) -> PathBuf {
+        self.data_dir.join("media")
+    }
+
     /// Path of the server's signing key.
     pub fn signing_key_path(&self) -> PathBuf {
         self.data_dir.join("signing.key")
@@ -383,6 +414,11 @@ mod tests {
         assert_eq!(federation.trusted_key_servers, defaults.trusted_key_servers);
         assert_eq!(federation.request_timeout_secs, defaults.request_timeout_secs);
         assert_eq!(federation.delegate_to, defaults.delegate_to);
+        assert_eq!(config.allow_guest_access, default.allow_guest_access);
+        let (media, defaults) = (&config.media, &default.media);
+        assert_eq!(media.max_upload_bytes, defaults.max_upload_bytes);
+        assert_eq!(media.per_user_quota_bytes, defaults.per_user_quota_bytes);
+        assert_eq!(media.allow_legacy_unauthenticated, defaults.allow_legacy_unauthenticated);
     }
 
     #[test]

@@ -54,6 +54,14 @@ pub enum ErrorKind {
     /// A known endpoint asked about something the server does not know, such as an unknown
     /// push rule kind or scope (`M_UNRECOGNIZED`, 400, as Synapse answers).
     UnrecognizedRequest,
+    /// A quota would be exceeded (`M_RESOURCE_LIMIT_EXCEEDED`).
+    ResourceLimitExceeded,
+    /// Media that was uploaded already cannot be uploaded again (`M_CANNOT_OVERWRITE_MEDIA`).
+    CannotOverwriteMedia,
+    /// A media id is reserved but its upload has not come yet (`M_NOT_YET_UPLOADED`, 504).
+    NotYetUploaded,
+    /// The range a download asked for is outside the content (416).
+    RangeNotSatisfiable,
     /// A guest account called an endpoint guests may not use (`M_GUEST_ACCESS_FORBIDDEN`).
     GuestAccessForbidden,
     /// The endpoint exists but not with this method (`M_UNRECOGNIZED`, 405).

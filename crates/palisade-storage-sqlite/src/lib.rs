@@ -9,6 +9,7 @@ mod audit;
 mod database;
 mod e2ee;
 mod federation;
+mod media;
 mod receipts;
 mod rooms;
 mod schema;
@@ -32,7 +33,8 @@ pub fn open(path: &Path) -> Result<Stores> {
         receipts: db.clone(),
         e2ee: db.clone(),
         audit: db.clone(),
-        federation: db,
+        federation: db.clone(),
+        media: db,
     })
 }
 

@@ -255,6 +255,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX receipts_by_stream ON receipts(stream_pos);",
     // 13: guest accounts.
     "ALTER TABLE users ADD COLUMN guest INTEGER NOT NULL DEFAULT 0;",
+    // 14: the content repository's records (the bytes are files named by their SHA-256).
+    "CREATE TABLE media (
+        origin TEXT NOT NULL,
+        media_id TEXT NOT NULL,
+        uploader TEXT,
+        content_type TEXT,
+        upload_name TEXT,
+        size INTEGER NOT NULL DEFAULT 0,
+        sha256 TEXT,
+        created_ts INTEGER NOT NULL,
+        expires_ts INTEGER,
+        PRIMARY KEY (origin, media_id)
+    ) STRICT;
+    CREATE INDEX media_by_uploader ON media(uploader);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod e2ee;
 pub mod federation;
+pub mod media;
 pub mod receipts;
 pub mod rooms;
 pub mod user_data;
@@ -18,6 +19,7 @@ pub use e2ee::{
     ToDeviceRow,
 };
 pub use federation::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
+pub use media::{MediaRow, MediaStore};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
@@ -43,4 +45,6 @@ pub struct Stores {
     pub audit: Arc<dyn AuditStore>,
     /// Other servers' keys.
     pub federation: Arc<dyn FederationStore>,
+    /// The content repository's records.
+    pub media: Arc<dyn MediaStore>,
 }

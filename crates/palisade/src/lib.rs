@@ -9,6 +9,7 @@ mod tls;
 use palisade_api::AppState;
 use palisade_core::{Clock, Config, Error, Result, SystemClock, config::Registration};
 use palisade_federation::{Federation, OpenFederation};
+use palisade_media::{FileStore, MediaService};
 use palisade_service::{Services, SigningKey};
 use palisade_storage::Stores;
 use tokio::net::TcpListener;
@@ -110,7 +111,15 @@ impl Server {
         )?);
         // The services reach other servers through the port federation implements.
         services.outbound.connect(federation.clone());
-        let state = AppState::new(services, federation);
+        let files = Arc::new(FileStore::new(services.config.media_path()));
+        let media = Arc::new(MediaService::new(
+            services.config.clone(),
+            stores.media,
+            files,
+            services.trust.clone(),
+            services.clock.clone(),
+        ));
+        let state = AppState::new(services, federation, media);
         Ok(Self { state, listener, federation: tls })
     }
 

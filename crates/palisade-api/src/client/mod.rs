@@ -8,6 +8,7 @@ mod directory;
 mod discovery;
 mod e2ee;
 mod events;
+mod media;
 mod presence;
 mod profile;
 mod push_rules;
@@ -36,5 +37,6 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = push_rules::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);
+    let router = media::routes(router);
     profile::routes(router)
 }

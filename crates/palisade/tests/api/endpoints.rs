@@ -146,6 +146,19 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/_palisade/admin/v1/users/{user_id}/devices", Approval),
     ("DELETE", "/_palisade/admin/v1/users/{user_id}/devices/{device_id}", Approval),
     ("POST", "/_palisade/admin/v1/users/{user_id}/devices/{device_id}/approve", Approval),
+    ("GET", "/_matrix/client/v1/media/config", Nothing),
+    ("GET", "/_matrix/media/r0/config", Nothing),
+    ("GET", "/_matrix/media/v3/config", Nothing),
+    ("GET", "/_matrix/client/v1/media/download/{server_name}/{media_id}", Rooms),
+    ("GET", "/_matrix/client/v1/media/download/{server_name}/{media_id}/{file_name}", Rooms),
+    ("GET", "/_matrix/media/r0/download/{server_name}/{media_id}", Nothing),
+    ("GET", "/_matrix/media/r0/download/{server_name}/{media_id}/{file_name}", Nothing),
+    ("GET", "/_matrix/media/v3/download/{server_name}/{media_id}", Nothing),
+    ("GET", "/_matrix/media/v3/download/{server_name}/{media_id}/{file_name}", Nothing),
+    ("POST", "/_matrix/media/r0/upload", Rooms),
+    ("POST", "/_matrix/media/v3/upload", Rooms),
+    ("POST", "/_matrix/media/v1/create", Rooms),
+    ("PUT", "/_matrix/media/v3/upload/{server_name}/{media_id}", Rooms),
     // Last: they end the session the walk uses.
     ("POST", "~/logout", Nothing),
     ("POST", "~/logout/all", Nothing),
@@ -223,7 +236,10 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         .replace("{filter_id}", "0")
         .replace("{tag}", "u.walk")
         .replace("{version}", "1")
-        .replace("{session_id}", "walk");
+        .replace("{session_id}", "walk")
+        .replace("{server_name}", server_name)
+        .replace("{media_id}", "walk")
+        .replace("{file_name}", "walk.txt");
     let query = if path.contains("/room_keys/keys") {
         "?version=1".to_owned()
     } else if path.ends_with("/messages") {

@@ -12,6 +12,7 @@ mod e2ee;
 mod endpoints;
 mod federation;
 mod guests;
+mod media;
 mod profile;
 mod room_auth;
 mod room_history;

@@ -1,0 +1,285 @@
+//! The content repository: files, images and voice messages people share, and avatars.
+//!
+//! Media is named `mxc://<server>/<media id>`. The records (who uploaded what, its type and
+//! name) are in the database (`MediaStore`); the bytes are in a blob store (`BlobStore`),
+//! named by their SHA-256, so identical uploads are stored once. Uploads and downloads
+//! stream: memory does not grow with the file. What a browser may do with served content
+//! (inline or attachment) is decided here; the HTTP layer adds the headers.
+//!
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#content-repository>
+
+mod files;
+mod serve;
+
+use std::sync::Arc;
+
+use palisade_core::{Clock, Config, Error, ErrorKind, Result};
+use palisade_service::{
+    DeviceTrustService,
+    trust::{Actor, Need},
+};
+use palisade_storage::{MediaRow, MediaStore};
+use rand::{Rng, distributions::Alphanumeric};
+use ruma::{OwnedMxcUri, ServerName};
+
+pub use files::{BlobStore, ByteStream, FileStore, Stored};
+
+/// How long a media id reserved for an asynchronous upload waits for it (Synapse: a day).
+const RESERVATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Most reserved ids a user may hold waiting at once (Synapse's default).
+const MAX_PENDING_RESERVATIONS: u64 = 5;
+
+/// An upload as the client sends it.
+pub struct Upload {
+    /// The `Content-Type` the client gave.
+    pub content_type: Option<String>,
+    /// The `filename` the client gave.
+    pub file_name: Option<String>,
+    /// The `Content-Length`, when the client announced one.
+    pub length: Option<u64>,
+    /// The bytes.
+    pub body: ByteStream,
+}
+
+/// A media id reserved for an upload to come (`/media/v1/create`).
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    /// The id, as an `mxc://` URI.
+    pub content_uri: OwnedMxcUri,
+    /// When the reservation lapses unless the upload came, milliseconds since the epoch.
+    pub unused_expires_at: u64,
+}
+
+/// Media on its way to a client, with how it must be served.
+pub struct Download {
+    /// The `Content-Type` to send.
+    pub content_type: String,
+    /// The `Content-Disposition` to send.
+    pub disposition: String,
+    /// The size of the whole content.
+    pub size: u64,
+    /// The byte range sent (inclusive), when the request asked for one.
+    pub range: Option<(u64, u64)>,
+    /// The bytes sent.
+    pub body: ByteStream,
+}
+
+/// Uploads and downloads.
+pub struct MediaService {
+    config: Arc<Config>,
+    store: Arc<dyn MediaStore>,
+    files: Arc<dyn BlobStore>,
+    trust: Arc<DeviceTrustService>,
+    clock: Arc<dyn Clock>,
+}
+
+fn new_media_id() -> String {
+    rand::thread_rng().sample_iter(Alphanumeric).take(24).map(char::from).collect()
+}
+
+fn not_found() -> Error {
+    Error::not_found("Media not found")
+}
+
+impl MediaService {
+    /// The service over the media records and a blob store.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn MediaStore>,
+        files: Arc<dyn BlobStore>,
+        trust: Arc<DeviceTrustService>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self { config, store, files, trust, clock }
+    }
+
+    /// The largest upload accepted, in bytes.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.config.media.max_upload_bytes
+    }
+
+    fn uri(&self, media_id: &str) -> OwnedMxcUri {
+        OwnedMxcUri::from(format!("mxc://{}/{media_id}", self.config.server_name))
+    }
+
+    /// Stores an upload under a new media id.
+    pub async fn upload(&self, actor: Actor<'_>, upload: Upload) -> Result<OwnedMxcUri> {
+        self.trust.require(actor, Need::RoomAccess, "media_upload").await?;
+        let (content_type, file_name) = (upload.content_type.clone(), upload.file_name.clone());
+        let stored = self.receive(actor, upload).await?;
+        let row = MediaRow {
+            origin: self.config.server_name.clone(),
+            media_id: String::new(),
+            uploader: Some(actor.user().to_owned()),
+            content_type,
+            upload_name: file_name,
+            size: stored.size,
+            sha256: Some(stored.sha256),
+            created_ts: self.clock.now_millis(),
+            expires_ts: None,
+        };
+        let media_id = self.insert_with_new_id(row).await?;
+        tracing::info!(user = %actor.user(), %media_id, size = stored.size, "media uploaded");
+        Ok(self.uri(&media_id))
+    }
+
+    /// Records media under a new random id; returns the id.
+    async fn insert_with_new_id(&self, mut row: MediaRow) -> Result<String> {
+        loop {
+            row.media_id = new_media_id();
+            if self.store.insert_media(row.clone()).await? {
+                return Ok(row.media_id);
+            }
+        }
+    }
+
+    /// Reserves a media id for an upload to come (asynchronous upload, spec v1.7).
+    pub async fn create(&self, actor: Actor<'_>) -> Result<Reservation> {
+        self.trust.require(actor, Need::RoomAccess, "media_create").await?;
+        let now = self.clock.now_millis();
+        if self.store.pending_reservations(actor.user(), now).await? >= MAX_PENDING_RESERVATIONS {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded { retry_after_ms: RESERVATION_MS },
+                "Too many media ids are waiting for their upload",
+            ));
+        }
+        let unused_expires_at = now + RESERVATION_MS;
+        let row = MediaRow {
+            origin: self.config.server_name.clone(),
+            media_id: String::new(),
+            uploader: Some(actor.user().to_owned()),
+            content_type: None,
+            upload_name: None,
+            size: 0,
+            sha256: None,
+            created_ts: now,
+            expires_ts: Some(unused_expires_at),
+        };
+        let media_id = self.insert_with_new_id(row).await?;
+        Ok(Reservation { content_uri: self.uri(&media_id), unused_expires_at })
+    }
+
+    /// Uploads the content of a reserved media id.
+    pub async fn upload_to(
+        &self,
+        actor: Actor<'_>,
+        server: &ServerName,
+        media_id: &str,
+        upload: Upload,
+    ) -> Result<()> {
+        self.trust.require(actor, Need::RoomAccess, "media_upload").await?;
+        let row = match self.store.media(server, media_id).await? {
+            Some(row) if server == self.config.server_name => row,
+            _ => return Err(not_found()),
+        };
+        if row.uploader.as_deref() != Some(actor.user()) {
+            return Err(Error::forbidden("This media id was reserved by another user"));
+        }
+        if row.sha256.is_some() {
+            return Err(Error::new(ErrorKind::CannotOverwriteMedia, "Media already uploaded"));
+        }
+        if row.expires_ts.is_some_and(|expires| expires <= self.clock.now_millis()) {
+            return Err(not_found());
+        }
+        let (content_type, file_name) = (upload.content_type.clone(), upload.file_name.clone());
+        let stored = self.receive(actor, upload).await?;
+        let filled = self
+            .store
+            .fill_media(
+                server,
+                media_id,
+                actor.user(),
+                content_type.as_deref(),
+                file_name.as_deref(),
+                stored.size,
+                &stored.sha256,
+            )
+            .await?;
+        if !filled {
+            // Another upload to the same id won the race.
+            return Err(Error::new(ErrorKind::CannotOverwriteMedia, "Media already uploaded"));
+        }
+        Ok(())
+    }
+
+    /// Checks an upload against the limits and writes its bytes.
+    async fn receive(&self, actor: Actor<'_>, upload: Upload) -> Result<Stored> {
+        let max = self.max_upload_bytes();
+        if upload.length.is_some_and(|length| length > max) {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("Upload is larger than the limit of {max} bytes"),
+            ));
+        }
+        self.check_quota(actor, upload.length.unwrap_or(0)).await?;
+        let stored = self.files.put(upload.body, max).await?;
+        self.check_quota(actor, stored.size).await?;
+        Ok(stored)
+    }
+
+    /// Refuses an upload of `size` bytes that would take the user past their quota.
+    async fn check_quota(&self, actor: Actor<'_>, size: u64) -> Result<()> {
+        let Some(quota) = self.config.media.per_user_quota_bytes else { return Ok(()) };
+        let used = self.store.uploaded_bytes(actor.user()).await?;
+        if used.saturating_add(size) > quota {
+            return Err(Error::new(
+                ErrorKind::ResourceLimitExceeded,
+                "This upload would exceed your storage quota",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Media for a signed-in user (the authenticated `/_matrix/client/v1/media/download`).
+    /// `file_name` overrides the uploaded name; `range` is the `Range` header.
+    pub async fn download(
+        &self,
+        actor: Actor<'_>,
+        server: &ServerName,
+        media_id: &str,
+        file_name: Option<&str>,
+        range: Option<&str>,
+    ) -> Result<Download> {
+        self.trust.require(actor, Need::RoomAccess, "media_download").await?;
+        self.serve(server, media_id, file_name, range).await
+    }
+
+    /// Media for anyone (the legacy `/_matrix/media/v3/download`): only where the
+    /// configuration still allows unauthenticated media.
+    pub async fn download_unauthenticated(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        file_name: Option<&str>,
+        range: Option<&str>,
+    ) -> Result<Download> {
+        if !self.config.media.allow_legacy_unauthenticated {
+            return Err(not_found());
+        }
+        self.serve(server, media_id, file_name, range).await
+    }
+
+    async fn serve(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        file_name: Option<&str>,
+        range: Option<&str>,
+    ) -> Result<Download> {
+        let row = self.store.media(server, media_id).await?.ok_or_else(not_found)?;
+        let Some(sha256) = &row.sha256 else {
+            return Err(Error::new(ErrorKind::NotYetUploaded, "Media not yet uploaded"));
+        };
+        let range = serve::requested_range(range, row.size)?;
+        let (start, len) = match range {
+            Some((first, last)) => (first, last - first + 1),
+            None => (0, row.size),
+        };
+        let body = self.files.read(sha256, start, len).await?.ok_or_else(|| {
+            Error::internal(format!("media {media_id}: content {sha256} is missing"))
+        })?;
+        let (content_type, inline) = serve::served_type(row.content_type.as_deref());
+        let disposition = serve::disposition(inline, file_name.or(row.upload_name.as_deref()));
+        Ok(Download { content_type, disposition, size: row.size, range, body })
+    }
+}

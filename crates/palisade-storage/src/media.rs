@@ -1,0 +1,55 @@
+//! What the content repository knows of each piece of media; the bytes are in a blob store.
+
+use async_trait::async_trait;
+use palisade_core::Result;
+use ruma::{OwnedServerName, OwnedUserId, ServerName, UserId};
+
+/// A media id of a server, with what is known of its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRow {
+    /// The server whose `mxc://` URI names it (this server for uploads).
+    pub origin: OwnedServerName,
+    /// The media id.
+    pub media_id: String,
+    /// Who uploaded it (or reserved the id), for media of this server.
+    pub uploader: Option<OwnedUserId>,
+    /// The content type the uploader gave.
+    pub content_type: Option<String>,
+    /// The file name the uploader gave.
+    pub upload_name: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content (lower-case hex), which names it in the blob store; `None` for
+    /// an id reserved for an upload that has not come yet.
+    pub sha256: Option<String>,
+    /// Creation time, milliseconds since the epoch.
+    pub created_ts: u64,
+    /// Until when a reserved id waits for its upload.
+    pub expires_ts: Option<u64>,
+}
+
+/// The content repository's records.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    /// Records a new media id; `false` without change if the id exists.
+    async fn insert_media(&self, row: MediaRow) -> Result<bool>;
+    /// Gives a reserved id its content; `false` without change unless the id was reserved,
+    /// still empty, and reserved by `uploader`.
+    #[expect(clippy::too_many_arguments, reason = "the fields an upload fills in")]
+    async fn fill_media(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        uploader: &UserId,
+        content_type: Option<&str>,
+        upload_name: Option<&str>,
+        size: u64,
+        sha256: &str,
+    ) -> Result<bool>;
+    /// One media id.
+    async fn media(&self, origin: &ServerName, media_id: &str) -> Result<Option<MediaRow>>;
+    /// Bytes of the media a user uploaded.
+    async fn uploaded_bytes(&self, uploader: &UserId) -> Result<u64>;
+    /// Ids a user reserved that are still waiting for their upload at `now`.
+    async fn pending_reservations(&self, uploader: &UserId, now: u64) -> Result<u64>;
+}

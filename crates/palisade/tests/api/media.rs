@@ -1,0 +1,259 @@
+//! The content repository through HTTP: uploads and downloads byte for byte, the headers that
+//! keep browsers from running what is served, ranges, limits, quotas and asynchronous upload.
+
+use palisade_testkit::{TestServer, User, assert_error};
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+const UPLOAD: &str = "/_matrix/media/v3/upload";
+
+/// Uploads `bytes` as `user`; returns the status and the JSON answer.
+async fn upload(
+    server: &TestServer,
+    user: &User,
+    bytes: Vec<u8>,
+    content_type: &str,
+    file_name: Option<&str>,
+) -> (StatusCode, Value) {
+    let query = file_name.map(|name| format!("?filename={}", palisade_testkit::urlencode(name)));
+    let url = format!("{}{UPLOAD}{}", server.base, query.unwrap_or_default());
+    let response = server
+        .http
+        .post(url)
+        .bearer_auth(&user.token)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The authenticated download path of an `mxc://` URI.
+fn download_path(content_uri: &Value) -> String {
+    let uri = content_uri.as_str().unwrap();
+    format!("/_matrix/client/v1/media/download/{}", uri.strip_prefix("mxc://").unwrap())
+}
+
+async fn download(
+    server: &TestServer,
+    path: &str,
+    token: Option<&str>,
+    range: Option<&str>,
+) -> reqwest::Response {
+    let mut request = server.http.get(format!("{}{path}", server.base));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(range) = range {
+        request = request.header(header::RANGE, range);
+    }
+    request.send().await.unwrap()
+}
+
+fn header_of(response: &reqwest::Response, name: header::HeaderName) -> &str {
+    response.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or_default()
+}
+
+/// Files under the media directory (the content store, not its temporary files).
+fn stored_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_some_and(|n| n != "tmp") {
+                pending.push(path);
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn uploads_come_back_byte_for_byte_and_are_served_safely() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+
+    // A picture: shown inline, with its name, to any signed-in user.
+    let picture: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (status, body) =
+        upload(&server, &alice, picture.clone(), "image/png", Some("cat.png")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let server_name = server.config.server_name.as_str();
+    assert!(body["content_uri"].as_str().unwrap().starts_with(&format!("mxc://{server_name}/")));
+    let path = download_path(&body["content_uri"]);
+    let response = download(&server, &path, bob.token(), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header_of(&response, header::CONTENT_TYPE), "image/png");
+    assert_eq!(header_of(&response, header::CONTENT_DISPOSITION), "inline; filename=cat.png");
+    assert_eq!(header_of(&response, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert!(header_of(&response, header::CONTENT_SECURITY_POLICY).starts_with("sandbox;"));
+    assert_eq!(response.bytes().await.unwrap().to_vec(), picture);
+
+    // A larger file, several chunks on the way in and out.
+    let large: Vec<u8> =
+        (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let (status, body) = upload(&server, &alice, large.clone(), "application/zip", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = download(&server, &download_path(&body["content_uri"]), bob.token(), None).await;
+    assert_eq!(header_of(&response, header::CONTENT_DISPOSITION), "attachment");
+    assert_eq!(response.bytes().await.unwrap().len(), large.len());
+    let again = download(&server, &download_path(&body["content_uri"]), bob.token(), None).await;
+    assert!(again.bytes().await.unwrap().to_vec() == large, "the large file changed");
+
+    // HTML never runs in the server's origin: an attachment, sandboxed; a hostile file name
+    // is defused.
+    let page = b"<script>alert(document.cookie)</script>".to_vec();
+    let name = "\"evil\";\r\nSet-Cookie: x=1 ünïcode.html";
+    let (_, body) = upload(&server, &alice, page, "text/html", Some(name)).await;
+    let response = download(&server, &download_path(&body["content_uri"]), bob.token(), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let disposition = header_of(&response, header::CONTENT_DISPOSITION);
+    assert!(disposition.starts_with("attachment; filename*=utf-8''"), "{disposition}");
+    assert!(!disposition.contains('"') && !disposition.contains('\r'), "{disposition}");
+    assert!(header_of(&response, header::CONTENT_SECURITY_POLICY).contains("script-src 'none'"));
+    assert!(response.headers().get(header::SET_COOKIE).is_none());
+
+    // A name in the path overrides the uploaded one.
+    let (_, body) = upload(&server, &alice, b"notes".to_vec(), "text/plain", Some("a.txt")).await;
+    let named = format!("{}/b.txt", download_path(&body["content_uri"]));
+    let response = download(&server, &named, bob.token(), None).await;
+    assert_eq!(header_of(&response, header::CONTENT_DISPOSITION), "inline; filename=b.txt");
+
+    // Identical uploads are stored once.
+    let before = stored_files(&server.config.media_path()).len();
+    let (status, _) = upload(&server, &bob, b"notes".to_vec(), "text/plain", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored_files(&server.config.media_path()).len(), before);
+
+    // Authentication is required; the legacy unauthenticated path serves nothing; unknown
+    // media is not found.
+    let response = download(&server, &path, None, None).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let legacy = path.replace("/_matrix/client/v1/media/", "/_matrix/media/v3/");
+    let response = download(&server, &legacy, None, None).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_error(
+        &server
+            .get(&format!("/_matrix/client/v1/media/download/{server_name}/nothing"), bob.token())
+            .await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    let response =
+        server.http.post(format!("{}{UPLOAD}", server.base)).body("x").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn ranges_serve_parts_of_a_file() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let video: Vec<u8> = (0..1000u32).map(|i| (i % 256) as u8).collect();
+    let (_, body) = upload(&server, &alice, video.clone(), "video/mp4", None).await;
+    let path = download_path(&body["content_uri"]);
+
+    let response = download(&server, &path, alice.token(), Some("bytes=100-199")).await;
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header_of(&response, header::CONTENT_RANGE), "bytes 100-199/1000");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), video[100..200]);
+    let response = download(&server, &path, alice.token(), Some("bytes=-10")).await;
+    assert_eq!(response.bytes().await.unwrap().to_vec(), video[990..]);
+    let response = download(&server, &path, alice.token(), Some("bytes=900-")).await;
+    assert_eq!(header_of(&response, header::CONTENT_RANGE), "bytes 900-999/1000");
+    assert_eq!(response.bytes().await.unwrap().len(), 100);
+    let response = download(&server, &path, alice.token(), Some("bytes=1000-")).await;
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    // A form this server does not serve gets the whole file.
+    let response = download(&server, &path, alice.token(), Some("bytes=0-1,5-6")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().len(), 1000);
+}
+
+#[tokio::test]
+async fn size_limits_and_quotas_are_enforced() {
+    let server = TestServer::start_with(|config| {
+        config.media.max_upload_bytes = 1000;
+        config.media.per_user_quota_bytes = Some(1500);
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let (status, limits) = server.get("/_matrix/client/v1/media/config", alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(limits["m.upload.size"], 1000);
+
+    // Announced too large: refused before the body is read.
+    assert_error(
+        &upload(&server, &alice, vec![0; 1001], "application/octet-stream", None).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
+    // Streamed without a length: refused once it passes the limit.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![1u8; 100])).collect();
+    let response = server
+        .http
+        .post(format!("{}{UPLOAD}", server.base))
+        .bearer_auth(&alice.token)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The quota counts what the user has uploaded.
+    let (status, _) = upload(&server, &alice, vec![2; 800], "application/octet-stream", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &upload(&server, &alice, vec![3; 800], "application/octet-stream", None).await,
+        StatusCode::FORBIDDEN,
+        "M_RESOURCE_LIMIT_EXCEEDED",
+    );
+    let bob = server.register("bob").await;
+    let (status, _) = upload(&server, &bob, vec![3; 800], "application/octet-stream", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn asynchronous_upload_fills_a_reserved_id_once() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let (status, created) = server.post("/_matrix/media/v1/create", alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert!(created["unused_expires_at"].as_u64().is_some(), "{created}");
+    let path = download_path(&created["content_uri"]);
+    assert_error(
+        &server.get(&path, alice.token()).await,
+        StatusCode::GATEWAY_TIMEOUT,
+        "M_NOT_YET_UPLOADED",
+    );
+    let target = format!(
+        "/_matrix/media/v3/upload/{}",
+        created["content_uri"].as_str().unwrap().strip_prefix("mxc://").unwrap()
+    );
+    let put = |user: &User, bytes: &'static [u8]| {
+        server
+            .http
+            .put(format!("{}{target}", server.base))
+            .bearer_auth(user.token.clone())
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(bytes)
+            .send()
+    };
+    let response = put(&bob, b"not bob's").await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = put(&alice, b"later").await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = put(&alice, b"again").await.unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errcode"], "M_CANNOT_OVERWRITE_MEDIA");
+    let response = download(&server, &path, bob.token(), None).await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"later");
+}
