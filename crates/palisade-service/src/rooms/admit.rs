@@ -215,7 +215,7 @@ impl RoomService {
 
         // Step 2 before resolving the state: a forged event costs no resolution.
         self.check_against_auth_events(&pdu, &rules).await?;
-        let before = self.resolve_state(&room.version, states).await?;
+        let before = self.resolve_state(&room.version, states, None).await?;
         self.check_against(&pdu, &rules, &before).await?;
         let soft_failed = self.check_against(&pdu, &rules, &room.state).await.is_err()
             || self.check_redaction(room, &pdu).await.is_err();
@@ -247,7 +247,7 @@ impl RoomService {
                     forks.push(state);
                 }
             }
-            let current = self.resolve_state(&room.version, forks).await?;
+            let current = self.resolve_state(&room.version, forks, Some(&pdu)).await?;
             StateUpdate::Resolved { after, current }
         };
         let commit = Commit { state, before: Some(&before), ..Commit::default() };

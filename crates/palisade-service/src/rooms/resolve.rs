@@ -19,11 +19,13 @@ use super::{Pdu, RoomService, rules_of};
 type RumaStateMap = state_res::StateMap<OwnedEventId>;
 
 impl RoomService {
-    /// The state of a room where `states` (forks) meet.
+    /// The state of a room where `states` (forks) meet. `pending` is an event being admitted
+    /// (not stored yet) that one of the states names: it takes part like a stored one.
     pub(crate) async fn resolve_state(
         &self,
         version: &RoomVersionId,
         mut states: Vec<StateMap>,
+        pending: Option<&Pdu>,
     ) -> Result<StateMap> {
         let first = match states.first() {
             Some(first) => first,
@@ -36,16 +38,22 @@ impl RoomService {
         let resolution = match &rules.state_res {
             StateResolutionVersion::V2(resolution) => resolution,
             StateResolutionVersion::V1 => {
-                return self.resolve_v1(&rules.authorization, &states).await;
+                return self.resolve_v1(&rules.authorization, &states, pending).await;
             }
             _ => {
                 return Err(Error::internal(format!("room version {version}: unknown resolution")));
             }
         };
-        let mut events = HashMap::new();
+        let mut events: HashMap<OwnedEventId, Pdu> =
+            pending.map(|pdu| (pdu.event_id.clone(), pdu.clone())).into_iter().collect();
         let mut auth_chains = Vec::with_capacity(states.len());
         for state in &states {
-            let chain = self.auth_chain(state.values().cloned(), &mut events).await?;
+            // A state's full auth chain counts its own events, as Synapse computes the auth
+            // difference: an event that is state in every fork (a member whose join authorises
+            // one fork's event) must not enter the difference, or the forks resolve differently
+            // here and there.
+            let mut chain = self.auth_chain(state.values().cloned(), &mut events).await?;
+            chain.extend(state.values().cloned());
             auth_chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
         }
         let maps: Vec<RumaStateMap> = states
@@ -78,9 +86,11 @@ impl RoomService {
         &self,
         rules: &AuthorizationRules,
         states: &[StateMap],
+        pending: Option<&Pdu>,
     ) -> Result<StateMap> {
         let (mut unconflicted, conflicted) = separate(states);
-        let events = self.load_pdus(conflicted.values().flatten().cloned()).await?;
+        let mut events = self.load_pdus(conflicted.values().flatten().cloned()).await?;
+        events.extend(pending.map(|pdu| (pdu.event_id.clone(), pdu.clone())));
         // The auth events of the conflicted events, taken from the unconflicted state.
         let mut auth_ids: HashMap<StateKey, OwnedEventId> = HashMap::new();
         for event in events.values() {

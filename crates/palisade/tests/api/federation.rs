@@ -384,7 +384,18 @@ impl Peer {
 
     /// Hashes and signs a v12 PDU as this server with `key`; returns its event id.
     fn sign(&self, object: &mut CanonicalJsonObject, key: &Ed25519KeyPair) -> String {
-        let rules = RoomVersionId::V12.rules().unwrap();
+        self.sign_in(object, key, &RoomVersionId::V12)
+    }
+
+    /// Hashes and signs a PDU of a room version (3 or later) as this server with `key`;
+    /// returns its event id.
+    fn sign_in(
+        &self,
+        object: &mut CanonicalJsonObject,
+        key: &Ed25519KeyPair,
+        version: &RoomVersionId,
+    ) -> String {
+        let rules = version.rules().unwrap();
         ruma::signatures::hash_and_sign_event(self.name(), key, object, &rules.redaction).unwrap();
         format!("${}", ruma::signatures::reference_hash(object, &rules).unwrap())
     }
@@ -949,6 +960,53 @@ async fn a_peer_cannot_turn_a_joined_user_into_an_invitee() {
     assert!(sync["rooms"]["invite"].get(&room_id).is_none(), "{sync}");
     assert!(sync["rooms"]["join"].get(&room_id).is_some(), "{sync}");
     assert_eq!(state_before, state_ids(&a, &alice, &room_id).await);
+}
+
+/// Concurrent power levels from two equally powerful users resolve to the later one, as
+/// Synapse resolves them: the event being received takes part in resolving the current state
+/// (it is not stored yet), and a member event that is state on both sides (the peer user's
+/// join, which authorises only its own side's event) stays out of the auth difference, where
+/// it would reorder the power events (state resolution v2, auth chains as Synapse has them).
+#[tokio::test]
+async fn concurrent_power_levels_resolve_as_synapse_resolves_them() {
+    let a = TestServer::start_federated().await;
+    let peer = Peer { server: TestServer::start_federated().await };
+    let alice = a.register("alice").await;
+    let mallory = peer.server.register("mallory").await;
+    let body = json!({ "preset": "public_chat", "room_version": "11" });
+    let room_id = a.create_room(&alice, body).await;
+    join_via(&peer.server, &mallory, &room_id, &a).await;
+    let levels = format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/");
+    let (_, mut power) = a.get(&levels, alice.token()).await;
+    power["users"][&mallory.user_id] = json!(100);
+    let (_, promoted) = a.put(&levels, alice.token(), power.clone()).await;
+    let fork_point = a_extremities(&a, &room_id).await;
+
+    // Alice raises `ban` here; mallory's server, not having seen it, raises `kick` earlier.
+    let mut from_alice = power.clone();
+    from_alice["ban"] = json!(60);
+    let (status, by_alice) = a.put(&levels, alice.token(), from_alice).await;
+    assert_eq!(status, StatusCode::OK, "{by_alice}");
+    let create = state_id(&a, &alice, &room_id, "m.room.create", "").await;
+    let member = state_id(&a, &alice, &room_id, "m.room.member", &mallory.user_id).await;
+    let mut from_mallory = power;
+    from_mallory["kick"] = json!(60);
+    let mut by_mallory: CanonicalJsonObject = serde_json::from_value(json!({
+        "auth_events": [create, promoted["event_id"], member], "content": from_mallory,
+        "depth": 1000, "origin_server_ts": 1_000u64, "prev_events": fork_point,
+        "room_id": room_id, "sender": mallory.user_id, "state_key": "",
+        "type": "m.room.power_levels",
+    }))
+    .unwrap();
+    let mallory_id = peer.sign_in(&mut by_mallory, peer.key(), &RoomVersionId::V11);
+    let results = peer.send(&a, &[by_mallory]).await;
+    assert_eq!(results[&mallory_id], json!({}), "{results}");
+    let event = format!("/_matrix/client/v3/rooms/{room_id}/event/{}", urlencode(&mallory_id));
+    let (status, _) = a.get(&event, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "mallory's change is part of the room");
+    // Equal power, so the later event is applied last and stands.
+    let current = state_id(&a, &alice, &room_id, "m.room.power_levels", "").await;
+    assert_eq!(current, by_alice["event_id"].as_str().unwrap());
 }
 
 /// The room's forward extremities on `server`.
