@@ -10,19 +10,24 @@
 
 mod files;
 mod serve;
+mod thumbnail;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use palisade_core::{Clock, Config, Error, ErrorKind, Result};
 use palisade_service::{
     DeviceTrustService,
     trust::{Actor, Need},
 };
-use palisade_storage::{MediaRow, MediaStore};
+use palisade_storage::{MediaRow, MediaStore, ThumbnailRow};
 use rand::{Rng, distributions::Alphanumeric};
 use ruma::{OwnedMxcUri, ServerName};
+use tokio::sync::Semaphore;
 
 pub use files::{BlobStore, ByteStream, FileStore, Stored};
+pub use thumbnail::Method;
 
 /// How long a media id reserved for an asynchronous upload waits for it (Synapse: a day).
 const RESERVATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -71,7 +76,12 @@ pub struct MediaService {
     files: Arc<dyn BlobStore>,
     trust: Arc<DeviceTrustService>,
     clock: Arc<dyn Clock>,
+    /// One thumbnail decoded per core at a time: each may take up to 256 MiB.
+    thumbnailing: Semaphore,
 }
+
+/// Longest a thumbnail may take to make.
+const THUMBNAIL_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn new_media_id() -> String {
     rand::thread_rng().sample_iter(Alphanumeric).take(24).map(char::from).collect()
@@ -90,7 +100,8 @@ impl MediaService {
         trust: Arc<DeviceTrustService>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { config, store, files, trust, clock }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self { config, store, files, trust, clock, thumbnailing: Semaphore::new(cores) }
     }
 
     /// The largest upload accepted, in bytes.
@@ -230,33 +241,123 @@ impl MediaService {
         Ok(())
     }
 
-    /// Media for a signed-in user (the authenticated `/_matrix/client/v1/media/download`).
-    /// `file_name` overrides the uploaded name; `range` is the `Range` header.
+    /// Who may be served media: a signed-in user (the authenticated
+    /// `/_matrix/client/v1/media` endpoints), or anyone (`None`, the legacy
+    /// `/_matrix/media/v3` ones) only where the configuration still allows it.
+    async fn may_read(&self, reader: Option<Actor<'_>>) -> Result<()> {
+        match reader {
+            Some(actor) => self.trust.require(actor, Need::RoomAccess, "media_read").await,
+            None if self.config.media.allow_legacy_unauthenticated => Ok(()),
+            None => Err(not_found()),
+        }
+    }
+
+    /// Media for `reader` (see [`Self::may_read`]). `file_name` overrides the uploaded name;
+    /// `range` is the `Range` header.
     pub async fn download(
         &self,
-        actor: Actor<'_>,
+        reader: Option<Actor<'_>>,
         server: &ServerName,
         media_id: &str,
         file_name: Option<&str>,
         range: Option<&str>,
     ) -> Result<Download> {
-        self.trust.require(actor, Need::RoomAccess, "media_download").await?;
+        self.may_read(reader).await?;
         self.serve(server, media_id, file_name, range).await
     }
 
-    /// Media for anyone (the legacy `/_matrix/media/v3/download`): only where the
-    /// configuration still allows unauthenticated media.
-    pub async fn download_unauthenticated(
+    /// A thumbnail for `reader` (see [`Self::may_read`]), made on the first request in the
+    /// configured size nearest to `width` × `height`.
+    pub async fn thumbnail(
+        &self,
+        reader: Option<Actor<'_>>,
+        server: &ServerName,
+        media_id: &str,
+        (width, height): (u32, u32),
+        method: Method,
+    ) -> Result<Download> {
+        self.may_read(reader).await?;
+        self.serve_thumbnail(server, media_id, (width, height), method).await
+    }
+
+    async fn serve_thumbnail(
         &self,
         server: &ServerName,
         media_id: &str,
-        file_name: Option<&str>,
-        range: Option<&str>,
+        (width, height): (u32, u32),
+        method: Method,
     ) -> Result<Download> {
-        if !self.config.media.allow_legacy_unauthenticated {
-            return Err(not_found());
+        if width == 0 || height == 0 {
+            return Err(Error::invalid_param("Width and height must be positive"));
         }
-        self.serve(server, media_id, file_name, range).await
+        let (width, height, method) = thumbnail::select(width, height, method);
+        let row = self.store.media(server, media_id).await?.ok_or_else(not_found)?;
+        let Some(sha256) = &row.sha256 else {
+            return Err(Error::new(ErrorKind::NotYetUploaded, "Media not yet uploaded"));
+        };
+        let made = self.store.thumbnail(server, media_id, width, height, method.as_str()).await?;
+        let thumbnail = match made {
+            Some(thumbnail) => thumbnail,
+            None => self.make_thumbnail(&row, sha256, (width, height), method).await?,
+        };
+        let body =
+            self.files.read(&thumbnail.sha256, 0, thumbnail.size).await?.ok_or_else(|| {
+                Error::internal(format!("thumbnail of {media_id}: content is missing"))
+            })?;
+        Ok(Download {
+            content_type: thumbnail.content_type,
+            disposition: "inline".to_owned(),
+            size: thumbnail.size,
+            range: None,
+            body,
+        })
+    }
+
+    /// Makes, stores and records a thumbnail of a piece of media.
+    async fn make_thumbnail(
+        &self,
+        row: &MediaRow,
+        sha256: &str,
+        (width, height): (u32, u32),
+        method: Method,
+    ) -> Result<ThumbnailRow> {
+        if !thumbnail::thumbnailable(row.content_type.as_deref())
+            || row.size > thumbnail::MAX_SOURCE_BYTES
+        {
+            return Err(Error::not_found("No thumbnail can be made of this media"));
+        }
+        let _turn =
+            self.thumbnailing.acquire().await.map_err(|e| Error::internal(e.to_string()))?;
+        let body = self.files.read(sha256, 0, row.size).await?.ok_or_else(|| {
+            Error::internal(format!("media {}: content is missing", row.media_id))
+        })?;
+        let source: Vec<u8> = body
+            .try_fold(Vec::new(), |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("reading media {}: {e}", row.media_id)))?;
+        let making =
+            tokio::task::spawn_blocking(move || thumbnail::make(&source, width, height, method));
+        let (bytes, content_type) = tokio::time::timeout(THUMBNAIL_TIME, making)
+            .await
+            .map_err(|_| Error::bad_json("Making the thumbnail took too long"))?
+            .map_err(|e| Error::internal(format!("thumbnailing: {e}")))??;
+        let body = futures_util::stream::once(async { Ok(Bytes::from(bytes)) }).boxed();
+        let stored = self.files.put(body, u64::MAX).await?;
+        let thumbnail = ThumbnailRow {
+            origin: row.origin.clone(),
+            media_id: row.media_id.clone(),
+            width,
+            height,
+            method: method.as_str().to_owned(),
+            content_type: content_type.to_owned(),
+            sha256: stored.sha256,
+            size: stored.size,
+        };
+        self.store.insert_thumbnail(thumbnail.clone()).await?;
+        Ok(thumbnail)
     }
 
     async fn serve(

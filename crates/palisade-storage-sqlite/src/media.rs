@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use palisade_storage::{MediaRow, MediaStore};
+use palisade_storage::{MediaRow, MediaStore, ThumbnailRow};
 use ruma::{ServerName, UserId};
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -107,5 +107,59 @@ impl MediaStore for Database {
             )?
             .query_row(params![uploader.as_str(), now], |row| row.get(0))
         })
+    }
+
+    async fn thumbnail(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+    ) -> Result<Option<ThumbnailRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT content_type, sha256, size FROM media_thumbnails
+                 WHERE origin = ?1 AND media_id = ?2 AND width = ?3 AND height = ?4
+                 AND method = ?5",
+            )?
+            .query_row(params![origin.as_str(), media_id, width, height, method], |row| {
+                Ok(ThumbnailRow {
+                    origin: origin.to_owned(),
+                    media_id: media_id.to_owned(),
+                    width,
+                    height,
+                    method: method.to_owned(),
+                    content_type: row.get(0)?,
+                    sha256: row.get(1)?,
+                    size: row.get(2)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    async fn insert_thumbnail(&self, row: ThumbnailRow) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO media_thumbnails
+                 (origin, media_id, width, height, method, content_type, sha256, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT DO NOTHING",
+                params![
+                    row.origin.as_str(),
+                    row.media_id,
+                    row.width,
+                    row.height,
+                    row.method,
+                    row.content_type,
+                    row.sha256,
+                    row.size,
+                ],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
     }
 }

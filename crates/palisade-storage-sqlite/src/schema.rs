@@ -269,6 +269,18 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (origin, media_id)
     ) STRICT;
     CREATE INDEX media_by_uploader ON media(uploader);",
+    // 15: thumbnails, made on first request.
+    "CREATE TABLE media_thumbnails (
+        origin TEXT NOT NULL,
+        media_id TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        height INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (origin, media_id, width, height, method)
+    ) STRICT;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

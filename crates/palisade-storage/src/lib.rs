@@ -19,7 +19,7 @@ pub use e2ee::{
     ToDeviceRow,
 };
 pub use federation::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
-pub use media::{MediaRow, MediaStore};
+pub use media::{MediaRow, MediaStore, ThumbnailRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,

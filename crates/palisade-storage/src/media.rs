@@ -28,6 +28,27 @@ pub struct MediaRow {
     pub expires_ts: Option<u64>,
 }
 
+/// A thumbnail made of a piece of media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThumbnailRow {
+    /// The media's server.
+    pub origin: OwnedServerName,
+    /// The media id.
+    pub media_id: String,
+    /// Width asked for (one of the sizes thumbnails are made in).
+    pub width: u32,
+    /// Height asked for.
+    pub height: u32,
+    /// `crop` or `scale`.
+    pub method: String,
+    /// The thumbnail's type (`image/png` or `image/jpeg`).
+    pub content_type: String,
+    /// SHA-256 of the thumbnail, its name in the blob store.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
 /// The content repository's records.
 #[async_trait]
 pub trait MediaStore: Send + Sync {
@@ -52,4 +73,15 @@ pub trait MediaStore: Send + Sync {
     async fn uploaded_bytes(&self, uploader: &UserId) -> Result<u64>;
     /// Ids a user reserved that are still waiting for their upload at `now`.
     async fn pending_reservations(&self, uploader: &UserId, now: u64) -> Result<u64>;
+    /// A thumbnail made before.
+    async fn thumbnail(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+    ) -> Result<Option<ThumbnailRow>>;
+    /// Records a thumbnail (a concurrent request may have recorded the same one first).
+    async fn insert_thumbnail(&self, row: ThumbnailRow) -> Result<()>;
 }

@@ -10,14 +10,15 @@ use std::io;
 use axum::{
     Json,
     body::Body,
-    extract::{Path, State},
+    extract::{FromRequestParts, Path, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
 use futures_util::TryStreamExt;
-use palisade_core::{Error, Result};
+use palisade_core::{Error, ErrorKind, Result};
 use palisade_media::{Download, Upload};
+use palisade_service::Session;
 use ruma::OwnedServerName;
 use serde_json::{Value, json};
 
@@ -35,9 +36,11 @@ pub(super) fn routes(router: Routes) -> Routes {
             router.add(Method::POST, &format!("/_matrix/media/{version}/upload"), post(upload));
         let router =
             router.add(Method::GET, &format!("/_matrix/media/{version}/config"), get(config));
+        let path = format!("/_matrix/media/{version}/thumbnail/{{server_name}}/{{media_id}}");
+        let router = router.add(Method::GET, &path, get(thumbnail::<false>));
         let path = format!("/_matrix/media/{version}/download/{{server_name}}/{{media_id}}");
-        let router = router.add(Method::GET, &path, get(download_unauthenticated));
-        router.add(Method::GET, &format!("{path}/{{file_name}}"), get(download_unauthenticated))
+        let router = router.add(Method::GET, &path, get(download::<false>));
+        router.add(Method::GET, &format!("{path}/{{file_name}}"), get(download::<false>))
     });
     let router = router.add(Method::POST, "/_matrix/media/v1/create", post(create));
     let router = router.add(
@@ -46,9 +49,14 @@ pub(super) fn routes(router: Routes) -> Routes {
         put(upload_to),
     );
     let router = router.add(Method::GET, "/_matrix/client/v1/media/config", get(config));
+    let router = router.add(
+        Method::GET,
+        "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}",
+        get(thumbnail::<true>),
+    );
     let path = "/_matrix/client/v1/media/download/{server_name}/{media_id}";
-    let router = router.add(Method::GET, path, get(download));
-    router.add(Method::GET, &format!("{path}/{{file_name}}"), get(download))
+    let router = router.add(Method::GET, path, get(download::<true>));
+    router.add(Method::GET, &format!("{path}/{{file_name}}"), get(download::<true>))
 }
 
 /// The upload a request carries: its type and length headers, the `filename` query
@@ -129,10 +137,6 @@ fn server_name_of(name: &str) -> Result<OwnedServerName> {
     OwnedServerName::try_from(name).map_err(|_| Error::invalid_param("Invalid server name"))
 }
 
-fn range_of(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::RANGE).and_then(|v| v.to_str().ok())
-}
-
 /// The path parameters of a download: the media, and a file name that overrides the
 /// uploaded one.
 #[derive(serde::Deserialize)]
@@ -142,32 +146,86 @@ struct MediaPath {
     file_name: Option<String>,
 }
 
-/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`
-async fn download(
-    State(state): State<AppState>,
-    Authenticated(session): Authenticated<true>,
-    Path(path): Path<MediaPath>,
-    headers: HeaderMap,
-) -> std::result::Result<Response, ApiError> {
-    let server = server_name_of(&path.server_name)?;
-    let (name, range) = (path.file_name.as_deref(), range_of(&headers));
-    let download =
-        state.media.download((&session).into(), &server, &path.media_id, name, range).await?;
-    Ok(media_response(download))
+/// The query of a thumbnail request.
+#[derive(serde::Deserialize)]
+struct ThumbnailQuery {
+    width: Option<u32>,
+    height: Option<u32>,
+    method: Option<String>,
 }
 
-/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}]` (legacy,
-/// unauthenticated)
-async fn download_unauthenticated(
+/// What a download or thumbnail request names: the media's server, the file name, the
+/// `Range` header, and for a thumbnail its size and method.
+struct Wanted {
+    server: OwnedServerName,
+    media_id: String,
+    file_name: Option<String>,
+    range: Option<String>,
+    thumbnail: Result<((u32, u32), palisade_media::Method)>,
+}
+
+fn wanted(path: MediaPath, headers: &HeaderMap, uri: &http::Uri) -> Result<Wanted> {
+    let server = OwnedServerName::try_from(path.server_name)
+        .map_err(|_| Error::invalid_param("Invalid server name"))?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let thumbnail = axum::extract::Query::<ThumbnailQuery>::try_from_uri(uri)
+        .map_err(|e| Error::invalid_param(format!("Invalid request: {e}")))
+        .and_then(|axum::extract::Query(query)| {
+            let missing = || Error::new(ErrorKind::MissingParam, "Missing width or height");
+            let size = (query.width.ok_or_else(missing)?, query.height.ok_or_else(missing)?);
+            Ok((size, palisade_media::Method::parse(query.method.as_deref())))
+        });
+    Ok(Wanted { server, media_id: path.media_id, file_name: path.file_name, range, thumbnail })
+}
+
+/// Who reads media: a signed-in user (guests included) on the authenticated endpoints
+/// (`AUTHENTICATED`), nobody in particular on the legacy ones.
+struct Reader<const AUTHENTICATED: bool>(Option<Session>);
+
+impl<const AUTHENTICATED: bool> FromRequestParts<AppState> for Reader<AUTHENTICATED> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &AppState,
+    ) -> std::result::Result<Self, ApiError> {
+        if !AUTHENTICATED {
+            return Ok(Self(None));
+        }
+        let Authenticated(session) =
+            Authenticated::<true>::from_request_parts(parts, state).await?;
+        Ok(Self(Some(session)))
+    }
+}
+
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]`, and the
+/// legacy `/_matrix/media/v3/download/…`
+async fn download<const AUTHENTICATED: bool>(
     State(state): State<AppState>,
+    Reader(session): Reader<AUTHENTICATED>,
     Path(path): Path<MediaPath>,
     headers: HeaderMap,
+    uri: http::Uri,
 ) -> std::result::Result<Response, ApiError> {
-    let server = server_name_of(&path.server_name)?;
-    let (name, range) = (path.file_name.as_deref(), range_of(&headers));
-    let download =
-        state.media.download_unauthenticated(&server, &path.media_id, name, range).await?;
-    Ok(media_response(download))
+    let w = wanted(path, &headers, &uri)?;
+    let (name, range) = (w.file_name.as_deref(), w.range.as_deref());
+    let reader = session.as_ref().map(Into::into);
+    Ok(media_response(state.media.download(reader, &w.server, &w.media_id, name, range).await?))
+}
+
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`, and the legacy
+/// `/_matrix/media/v3/thumbnail/…`
+async fn thumbnail<const AUTHENTICATED: bool>(
+    State(state): State<AppState>,
+    Reader(session): Reader<AUTHENTICATED>,
+    Path(path): Path<MediaPath>,
+    headers: HeaderMap,
+    uri: http::Uri,
+) -> std::result::Result<Response, ApiError> {
+    let w = wanted(path, &headers, &uri)?;
+    let (size, method) = w.thumbnail?;
+    let reader = session.as_ref().map(Into::into);
+    Ok(media_response(state.media.thumbnail(reader, &w.server, &w.media_id, size, method).await?))
 }
 
 /// Media as an HTTP response: the whole content or the range asked for, with the headers

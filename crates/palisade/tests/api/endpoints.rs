@@ -155,6 +155,9 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/_matrix/media/r0/download/{server_name}/{media_id}/{file_name}", Nothing),
     ("GET", "/_matrix/media/v3/download/{server_name}/{media_id}", Nothing),
     ("GET", "/_matrix/media/v3/download/{server_name}/{media_id}/{file_name}", Nothing),
+    ("GET", "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}", Rooms),
+    ("GET", "/_matrix/media/r0/thumbnail/{server_name}/{media_id}", Nothing),
+    ("GET", "/_matrix/media/v3/thumbnail/{server_name}/{media_id}", Nothing),
     ("POST", "/_matrix/media/r0/upload", Rooms),
     ("POST", "/_matrix/media/v3/upload", Rooms),
     ("POST", "/_matrix/media/v1/create", Rooms),
@@ -244,6 +247,8 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         "?version=1".to_owned()
     } else if path.ends_with("/messages") {
         "?dir=b".to_owned()
+    } else if path.contains("/thumbnail/") {
+        "?width=32&height=32".to_owned()
     } else if path.ends_with("/events") {
         format!("?room_id={}&timeout=0", scene.room)
     } else {

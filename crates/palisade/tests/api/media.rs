@@ -257,3 +257,98 @@ async fn asynchronous_upload_fills_a_reserved_id_once() {
     let response = download(&server, &path, bob.token(), None).await;
     assert_eq!(response.bytes().await.unwrap().as_ref(), b"later");
 }
+
+/// A picture of `width` × `height` in `format`.
+fn picture(format: image::ImageFormat, width: u32, height: u32) -> Vec<u8> {
+    let pixels = image::RgbaImage::from_fn(width, height, |x, y| {
+        image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, 255])
+    });
+    let picture = match format {
+        image::ImageFormat::Jpeg => {
+            image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(pixels).to_rgb8())
+        }
+        _ => image::DynamicImage::ImageRgba8(pixels),
+    };
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    picture.write_to(&mut bytes, format).unwrap();
+    bytes.into_inner()
+}
+
+/// A PNG that announces 100,000 × 100,000 pixels (40 GB decoded) in a few dozen bytes.
+fn decompression_bomb() -> Vec<u8> {
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+        chunk.extend_from_slice(kind);
+        chunk.extend_from_slice(data);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        chunk.extend_from_slice(&crc.finalize().to_be_bytes());
+        chunk
+    }
+    let mut header = 100_000u32.to_be_bytes().to_vec();
+    header.extend_from_slice(&100_000u32.to_be_bytes());
+    header.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &header));
+    png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[tokio::test]
+async fn thumbnails_are_made_of_each_image_format() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let formats = [
+        (image::ImageFormat::Png, "image/png", "image/png"),
+        (image::ImageFormat::Jpeg, "image/jpeg", "image/jpeg"),
+        (image::ImageFormat::Gif, "image/gif", "image/png"),
+        (image::ImageFormat::WebP, "image/webp", "image/png"),
+    ];
+    for (format, uploaded, served) in formats {
+        let (status, body) =
+            upload(&server, &alice, picture(format, 640, 400), uploaded, None).await;
+        assert_eq!(status, StatusCode::OK, "{uploaded}: {body}");
+        let path = download_path(&body["content_uri"]).replace("/download/", "/thumbnail/");
+        for (query, expected) in
+            [("width=32&height=32&method=crop", (32, 32)), ("width=300&height=200", (320, 200))]
+        {
+            // Made on the first request, served from storage on the second.
+            for _ in 0..2 {
+                let response =
+                    download(&server, &format!("{path}?{query}"), alice.token(), None).await;
+                assert_eq!(response.status(), StatusCode::OK, "{uploaded} {query}");
+                assert_eq!(header_of(&response, header::CONTENT_TYPE), served, "{uploaded}");
+                assert!(
+                    header_of(&response, header::CONTENT_SECURITY_POLICY).starts_with("sandbox")
+                );
+                let bytes = response.bytes().await.unwrap();
+                let thumbnail = image::load_from_memory(&bytes).unwrap();
+                assert_eq!((thumbnail.width(), thumbnail.height()), expected, "{uploaded} {query}");
+            }
+        }
+    }
+
+    // Only images have thumbnails; a decompression bomb is refused without being decoded.
+    let (_, text) = upload(&server, &alice, b"words".to_vec(), "text/plain", None).await;
+    let path = download_path(&text["content_uri"]).replace("/download/", "/thumbnail/");
+    let (status, _) = server.get(&format!("{path}?width=32&height=32"), alice.token()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, bomb) = upload(&server, &alice, decompression_bomb(), "image/png", None).await;
+    assert_eq!(status, StatusCode::OK, "{bomb}");
+    let path = download_path(&bomb["content_uri"]).replace("/download/", "/thumbnail/");
+    let (status, answer) = server.get(&format!("{path}?width=32&height=32"), alice.token()).await;
+    assert!(status.is_client_error(), "{status} {answer}");
+    // The server is still there, and the picture thumbnails still work.
+    let (status, _) = server.get("/_matrix/client/v1/media/config", alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    assert_error(
+        &server.get(&format!("{path}?width=32"), alice.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_MISSING_PARAM",
+    );
+    let (status, _) = server.get(&format!("{path}?width=32&height=32"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
