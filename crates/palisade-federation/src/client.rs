@@ -112,6 +112,20 @@ impl FederationClient {
         R: OutgoingRequest<PathBuilder = SinglePath>,
         R::Authentication: FederationAuth,
     {
+        self.send_limited(destination, request, MAX_RESPONSE_BYTES).await
+    }
+
+    /// As [`Self::send`], reading at most `limit` bytes of the answer.
+    pub async fn send_limited<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        limit: usize,
+    ) -> Result<R::IncomingResponse>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: FederationAuth,
+    {
         if !self.enabled {
             return Err(Error::forbidden("Federation is disabled on this server"));
         }
@@ -134,7 +148,7 @@ impl FederationClient {
             Error::new(ErrorKind::RemoteUnavailable, format!("{destination} is unreachable"))
         })?;
         let status = response.status();
-        let body = read_limited(&mut response, MAX_RESPONSE_BYTES)
+        let body = read_limited(&mut response, limit)
             .await
             .map_err(|e| Error::new(ErrorKind::RemoteUnavailable, format!("{destination}: {e}")))?;
         if !status.is_success() {

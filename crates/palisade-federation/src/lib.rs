@@ -9,6 +9,7 @@ mod devices;
 mod edus;
 mod events;
 pub mod keys;
+mod media;
 pub mod membership;
 mod outbound;
 mod pdu;

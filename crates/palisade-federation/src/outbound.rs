@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use palisade_core::Result;
 use palisade_service::{
-    accounts::Profile, outbound::OutboundFederation, rooms::RemoteEvent, trust::Actor,
+    accounts::Profile,
+    outbound::{OutboundFederation, RemoteMedia},
+    rooms::RemoteEvent,
+    trust::Actor,
 };
 use ruma::{
     CanonicalJsonObject, EventId, OwnedDeviceId, OwnedRoomId, OwnedServerName, OwnedUserId,
@@ -117,5 +120,14 @@ impl OutboundFederation for Federation {
         status_msg: Option<&str>,
     ) -> Result<()> {
         Federation::send_presence(self, user, presence, status_msg).await
+    }
+
+    async fn fetch_media(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        limit: u64,
+    ) -> Result<RemoteMedia> {
+        Federation::fetch_media(self, server, media_id, limit).await
     }
 }

@@ -19,6 +19,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use palisade_core::{Clock, Config, Error, ErrorKind, Result};
 use palisade_service::{
     DeviceTrustService,
+    outbound::OutboundSlot,
     trust::{Actor, Need},
 };
 use palisade_storage::{MediaRow, MediaStore, ThumbnailRow};
@@ -69,6 +70,19 @@ pub struct Download {
     pub body: ByteStream,
 }
 
+/// Who asks for media.
+#[derive(Debug, Clone, Copy)]
+pub enum Reader<'a> {
+    /// A signed-in user (the authenticated `/_matrix/client/v1/media` endpoints): any media,
+    /// other servers' fetched and kept here.
+    User(Actor<'a>),
+    /// Another server (`/_matrix/federation/v1/media`): this server's own media only.
+    Server,
+    /// Anyone (the legacy `/_matrix/media/v3` endpoints): only where the configuration still
+    /// allows unauthenticated media.
+    Anyone,
+}
+
 /// Uploads and downloads.
 pub struct MediaService {
     config: Arc<Config>,
@@ -76,6 +90,8 @@ pub struct MediaService {
     files: Arc<dyn BlobStore>,
     trust: Arc<DeviceTrustService>,
     clock: Arc<dyn Clock>,
+    /// Other servers, for their media.
+    outbound: OutboundSlot,
     /// One thumbnail decoded per core at a time: each may take up to 256 MiB.
     thumbnailing: Semaphore,
 }
@@ -99,9 +115,11 @@ impl MediaService {
         files: Arc<dyn BlobStore>,
         trust: Arc<DeviceTrustService>,
         clock: Arc<dyn Clock>,
+        outbound: OutboundSlot,
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self { config, store, files, trust, clock, thumbnailing: Semaphore::new(cores) }
+        let thumbnailing = Semaphore::new(cores);
+        Self { config, store, files, trust, clock, outbound, thumbnailing }
     }
 
     /// The largest upload accepted, in bytes.
@@ -241,47 +259,79 @@ impl MediaService {
         Ok(())
     }
 
-    /// Who may be served media: a signed-in user (the authenticated
-    /// `/_matrix/client/v1/media` endpoints), or anyone (`None`, the legacy
-    /// `/_matrix/media/v3` ones) only where the configuration still allows it.
-    async fn may_read(&self, reader: Option<Actor<'_>>) -> Result<()> {
+    /// The record of media `reader` may be served: this server's own, or another server's
+    /// (fetched from it once, then kept) for a signed-in user.
+    async fn readable(
+        &self,
+        reader: Reader<'_>,
+        server: &ServerName,
+        media_id: &str,
+    ) -> Result<MediaRow> {
         match reader {
-            Some(actor) => self.trust.require(actor, Need::RoomAccess, "media_read").await,
-            None if self.config.media.allow_legacy_unauthenticated => Ok(()),
+            Reader::User(actor) => {
+                self.trust.require(actor, Need::RoomAccess, "media_read").await?;
+            }
+            Reader::Anyone if !self.config.media.allow_legacy_unauthenticated => {
+                return Err(not_found());
+            }
+            Reader::Anyone | Reader::Server => {}
+        }
+        let own = server == self.config.server_name;
+        match self.store.media(server, media_id).await? {
+            Some(row) => Ok(row),
+            None if !own && matches!(reader, Reader::User(_)) => {
+                self.fetch_remote(server, media_id).await
+            }
             None => Err(not_found()),
         }
+        .and_then(|row| match reader {
+            Reader::Server if !own => Err(not_found()),
+            _ => Ok(row),
+        })
     }
 
-    /// Media for `reader` (see [`Self::may_read`]). `file_name` overrides the uploaded name;
-    /// `range` is the `Range` header.
+    /// Fetches another server's media and keeps it.
+    async fn fetch_remote(&self, server: &ServerName, media_id: &str) -> Result<MediaRow> {
+        let max = self.max_upload_bytes();
+        let remote = self.outbound.get()?.fetch_media(server, media_id, max).await?;
+        let body = futures_util::stream::once(async move { Ok(Bytes::from(remote.bytes)) });
+        let stored = self.files.put(body.boxed(), max).await?;
+        let row = MediaRow {
+            origin: server.to_owned(),
+            media_id: media_id.to_owned(),
+            uploader: None,
+            content_type: remote.content_type,
+            upload_name: remote.file_name,
+            size: stored.size,
+            sha256: Some(stored.sha256),
+            created_ts: self.clock.now_millis(),
+            expires_ts: None,
+        };
+        // A concurrent request may have kept the same media first: either record will do.
+        self.store.insert_media(row.clone()).await?;
+        tracing::info!(%server, %media_id, size = row.size, "remote media fetched");
+        Ok(row)
+    }
+
+    /// Media for `reader`. `file_name` overrides the uploaded name; `range` is the `Range`
+    /// header.
     pub async fn download(
         &self,
-        reader: Option<Actor<'_>>,
+        reader: Reader<'_>,
         server: &ServerName,
         media_id: &str,
         file_name: Option<&str>,
         range: Option<&str>,
     ) -> Result<Download> {
-        self.may_read(reader).await?;
-        self.serve(server, media_id, file_name, range).await
+        let row = self.readable(reader, server, media_id).await?;
+        self.serve(row, file_name, range).await
     }
 
-    /// A thumbnail for `reader` (see [`Self::may_read`]), made on the first request in the
-    /// configured size nearest to `width` × `height`.
+    /// A thumbnail for `reader`, made on the first request in the configured size nearest
+    /// to `width` × `height`.
     pub async fn thumbnail(
         &self,
-        reader: Option<Actor<'_>>,
-        server: &ServerName,
-        media_id: &str,
-        (width, height): (u32, u32),
-        method: Method,
-    ) -> Result<Download> {
-        self.may_read(reader).await?;
-        self.serve_thumbnail(server, media_id, (width, height), method).await
-    }
-
-    async fn serve_thumbnail(
-        &self,
+        reader: Reader<'_>,
         server: &ServerName,
         media_id: &str,
         (width, height): (u32, u32),
@@ -290,11 +340,21 @@ impl MediaService {
         if width == 0 || height == 0 {
             return Err(Error::invalid_param("Width and height must be positive"));
         }
+        let row = self.readable(reader, server, media_id).await?;
+        self.serve_thumbnail(row, (width, height), method).await
+    }
+
+    async fn serve_thumbnail(
+        &self,
+        row: MediaRow,
+        (width, height): (u32, u32),
+        method: Method,
+    ) -> Result<Download> {
         let (width, height, method) = thumbnail::select(width, height, method);
-        let row = self.store.media(server, media_id).await?.ok_or_else(not_found)?;
         let Some(sha256) = &row.sha256 else {
             return Err(Error::new(ErrorKind::NotYetUploaded, "Media not yet uploaded"));
         };
+        let (server, media_id) = (&row.origin, &row.media_id);
         let made = self.store.thumbnail(server, media_id, width, height, method.as_str()).await?;
         let thumbnail = match made {
             Some(thumbnail) => thumbnail,
@@ -362,12 +422,11 @@ impl MediaService {
 
     async fn serve(
         &self,
-        server: &ServerName,
-        media_id: &str,
+        row: MediaRow,
         file_name: Option<&str>,
         range: Option<&str>,
     ) -> Result<Download> {
-        let row = self.store.media(server, media_id).await?.ok_or_else(not_found)?;
+        let media_id = &row.media_id;
         let Some(sha256) = &row.sha256 else {
             return Err(Error::new(ErrorKind::NotYetUploaded, "Media not yet uploaded"));
         };

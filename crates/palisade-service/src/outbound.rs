@@ -113,6 +113,25 @@ pub trait OutboundFederation: Send + Sync {
         presence: &str,
         status_msg: Option<&str>,
     ) -> Result<()>;
+
+    /// Media of another server (`mxc://<server>/<media_id>`), refused past `limit` bytes.
+    async fn fetch_media(
+        &self,
+        server: &ServerName,
+        media_id: &str,
+        limit: u64,
+    ) -> Result<RemoteMedia>;
+}
+
+/// Media another server sent.
+#[derive(Debug, Clone)]
+pub struct RemoteMedia {
+    /// The content type it gave.
+    pub content_type: Option<String>,
+    /// The file name it gave.
+    pub file_name: Option<String>,
+    /// The content.
+    pub bytes: Vec<u8>,
 }
 
 /// Where the services find the port, connected once federation is built (it is built on the
@@ -127,7 +146,7 @@ impl OutboundSlot {
     }
 
     /// The port, or an error saying other servers cannot be reached.
-    pub(crate) fn get(&self) -> Result<&Arc<dyn OutboundFederation>> {
+    pub fn get(&self) -> Result<&Arc<dyn OutboundFederation>> {
         self.0.get().ok_or_else(|| {
             Error::new(ErrorKind::RemoteUnavailable, "This server does not talk to other servers")
         })

@@ -118,6 +118,7 @@ impl Server {
             files,
             services.trust.clone(),
             services.clock.clone(),
+            services.outbound.clone(),
         ));
         let state = AppState::new(services, federation, media);
         Ok(Self { state, listener, federation: tls })

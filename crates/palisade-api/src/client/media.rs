@@ -17,7 +17,7 @@ use axum::{
 };
 use futures_util::TryStreamExt;
 use palisade_core::{Error, ErrorKind, Result};
-use palisade_media::{Download, Upload};
+use palisade_media::{Download, Reader, Upload};
 use palisade_service::Session;
 use ruma::OwnedServerName;
 use serde_json::{Value, json};
@@ -180,9 +180,9 @@ fn wanted(path: MediaPath, headers: &HeaderMap, uri: &http::Uri) -> Result<Wante
 
 /// Who reads media: a signed-in user (guests included) on the authenticated endpoints
 /// (`AUTHENTICATED`), nobody in particular on the legacy ones.
-struct Reader<const AUTHENTICATED: bool>(Option<Session>);
+struct ReaderSession<const AUTHENTICATED: bool>(Option<Session>);
 
-impl<const AUTHENTICATED: bool> FromRequestParts<AppState> for Reader<AUTHENTICATED> {
+impl<const AUTHENTICATED: bool> FromRequestParts<AppState> for ReaderSession<AUTHENTICATED> {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -202,14 +202,14 @@ impl<const AUTHENTICATED: bool> FromRequestParts<AppState> for Reader<AUTHENTICA
 /// legacy `/_matrix/media/v3/download/…`
 async fn download<const AUTHENTICATED: bool>(
     State(state): State<AppState>,
-    Reader(session): Reader<AUTHENTICATED>,
+    ReaderSession(session): ReaderSession<AUTHENTICATED>,
     Path(path): Path<MediaPath>,
     headers: HeaderMap,
     uri: http::Uri,
 ) -> std::result::Result<Response, ApiError> {
     let w = wanted(path, &headers, &uri)?;
     let (name, range) = (w.file_name.as_deref(), w.range.as_deref());
-    let reader = session.as_ref().map(Into::into);
+    let reader = session.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()));
     Ok(media_response(state.media.download(reader, &w.server, &w.media_id, name, range).await?))
 }
 
@@ -217,14 +217,14 @@ async fn download<const AUTHENTICATED: bool>(
 /// `/_matrix/media/v3/thumbnail/…`
 async fn thumbnail<const AUTHENTICATED: bool>(
     State(state): State<AppState>,
-    Reader(session): Reader<AUTHENTICATED>,
+    ReaderSession(session): ReaderSession<AUTHENTICATED>,
     Path(path): Path<MediaPath>,
     headers: HeaderMap,
     uri: http::Uri,
 ) -> std::result::Result<Response, ApiError> {
     let w = wanted(path, &headers, &uri)?;
     let (size, method) = w.thumbnail?;
-    let reader = session.as_ref().map(Into::into);
+    let reader = session.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()));
     Ok(media_response(state.media.thumbnail(reader, &w.server, &w.media_id, size, method).await?))
 }
 

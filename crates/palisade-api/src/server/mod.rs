@@ -3,6 +3,7 @@
 
 mod e2ee;
 mod keys;
+mod media;
 mod membership;
 mod query;
 mod transactions;
@@ -17,5 +18,6 @@ pub(crate) fn key_routes(router: Routes) -> Routes {
 /// Every Server-Server endpoint.
 pub(crate) fn routes(router: Routes) -> Routes {
     let router = query::routes(keys::notary_routes(key_routes(router)));
+    let router = media::routes(router);
     e2ee::routes(transactions::routes(membership::routes(router)))
 }

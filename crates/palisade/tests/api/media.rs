@@ -352,3 +352,48 @@ async fn thumbnails_are_made_of_each_image_format() {
     let (status, _) = server.get(&format!("{path}?width=32&height=32"), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn media_of_another_server_is_fetched_over_federation_and_kept() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let photo = picture(image::ImageFormat::Png, 200, 100);
+    let (status, body) = upload(&a, &alice, photo.clone(), "image/png", Some("photo.png")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = download_path(&body["content_uri"]);
+
+    // Bob's server fetches it from alice's over federation.
+    let response = download(&b, &path, bob.token(), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header_of(&response, header::CONTENT_TYPE), "image/png");
+    assert_eq!(header_of(&response, header::CONTENT_DISPOSITION), "inline; filename=photo.png");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), photo);
+    let thumbnail = path.replace("/download/", "/thumbnail/");
+    let response =
+        download(&b, &format!("{thumbnail}?width=32&height=32&method=crop"), bob.token(), None)
+            .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let unknown = path.rsplit_once('/').unwrap().0.to_owned() + "/nothing";
+    let (status, _) = b.get(&unknown, bob.token()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Kept: served while alice's server is down.
+    let dir = a.stop().await;
+    let response = download(&b, &path, bob.token(), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), photo);
+    drop(dir);
+
+    // Other servers must sign their requests.
+    let media_id = path.rsplit('/').next().unwrap();
+    let response = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .get(format!("{}/_matrix/federation/v1/media/download/{media_id}", b.federation_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}

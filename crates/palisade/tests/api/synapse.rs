@@ -456,3 +456,61 @@ async fn palisade_and_synapse_resolve_concurrent_state_alike() {
         }
     }
 }
+
+/// Media crosses between Palisade and Synapse both ways over the authenticated federation
+/// media endpoints: each server fetches the other's file for its own user, byte for byte.
+#[tokio::test]
+async fn media_crosses_between_palisade_and_synapse() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let bytes = |seed: u32| -> Vec<u8> {
+        (0..200_000u32).map(|i| (i.wrapping_mul(seed) >> 7) as u8).collect()
+    };
+    let upload = |base: String, token: String, body: Vec<u8>| async move {
+        let response = reqwest::Client::new()
+            .post(format!("{base}/_matrix/media/v3/upload?filename=data.bin"))
+            .bearer_auth(token)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let answer: Value = response.json().await.unwrap();
+        answer["content_uri"].as_str().unwrap().trim_start_matches("mxc://").to_owned()
+    };
+    let download = |base: String, token: String, media: String| async move {
+        reqwest::Client::new()
+            .get(format!("{base}/_matrix/client/v1/media/download/{media}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    };
+
+    // Sam's file, read by alice through Palisade.
+    let from_sam = bytes(2_654_435_761);
+    let on_synapse = upload(synapse.client.clone(), sam.token.clone(), from_sam.clone()).await;
+    eventually("palisade fetches synapse's media", &synapse, || async {
+        let response =
+            download(palisade.base.clone(), alice.token.clone(), on_synapse.clone()).await;
+        response.status() == StatusCode::OK
+    })
+    .await;
+    let response = download(palisade.base.clone(), alice.token.clone(), on_synapse).await;
+    assert!(response.bytes().await.unwrap() == from_sam, "palisade changed synapse's file");
+
+    // Alice's file, read by sam through Synapse.
+    let from_alice = bytes(40_503);
+    let on_palisade = upload(palisade.base.clone(), alice.token.clone(), from_alice.clone()).await;
+    eventually("synapse fetches palisade's media", &synapse, || async {
+        let response =
+            download(synapse.client.clone(), sam.token.clone(), on_palisade.clone()).await;
+        response.status() == StatusCode::OK
+    })
+    .await;
+    let response = download(synapse.client.clone(), sam.token.clone(), on_palisade).await;
+    assert!(response.bytes().await.unwrap() == from_alice, "synapse changed palisade's file");
+}
