@@ -131,3 +131,78 @@ async fn key_backup_restores_history_on_a_new_device() {
     let seen = history(&room).await;
     assert_eq!(seen, ["backed up 2", "backed up 1", "backed up 0"]);
 }
+
+/// Whether any file under `dir` contains `needle`.
+fn tree_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            return tree_contains(&path, needle);
+        }
+        std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    })
+}
+
+/// Whether any file under `dir` is `len` bytes long.
+fn tree_has_file_of_len(dir: &std::path::Path, len: u64) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        match path.is_dir() {
+            true => tree_has_file_of_len(&path, len),
+            false => entry.metadata().is_ok_and(|m| m.len() == len),
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_encrypted_attachment_reaches_the_other_member_and_only_ciphertext_is_stored() {
+    use matrix_sdk::{
+        attachment::AttachmentConfig,
+        media::{MediaFormat, MediaRequestParameters},
+        ruma::events::{
+            AnySyncMessageLikeEvent, AnySyncTimelineEvent, SyncMessageLikeEvent,
+            room::{MediaSource, message::MessageType},
+        },
+    };
+    let server = TestServer::start().await;
+    let alice = client(&server, "alice").await;
+    let bob = client(&server, "bob").await;
+    let room_id = encrypted_room(&alice, &[&bob]).await;
+    alice.sync_once(settings()).await.unwrap();
+    let file: Vec<u8> = b"canary-attachment-5e2f ".iter().cycle().take(60_000).copied().collect();
+    let room = alice.get_room(&room_id).unwrap();
+    room.send_attachment("notes.txt", &mime::TEXT_PLAIN, file.clone(), AttachmentConfig::new())
+        .await
+        .unwrap();
+
+    let mut source = None;
+    for _ in 0..10 {
+        let response = bob.sync_once(settings()).await.unwrap();
+        let Some(joined) = response.rooms.joined.get(&room_id) else { continue };
+        source = joined.timeline.events.iter().find_map(|event| {
+            match event.raw().deserialize().ok()? {
+                AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(
+                    SyncMessageLikeEvent::Original(message),
+                )) => match message.content.msgtype {
+                    MessageType::File(file) => Some(file.source),
+                    _ => None,
+                },
+                _ => None,
+            }
+        });
+        if source.is_some() {
+            break;
+        }
+    }
+    let source = source.expect("bob received the attachment");
+    assert!(matches!(source, MediaSource::Encrypted(_)), "the attachment was encrypted");
+    let request = MediaRequestParameters { source, format: MediaFormat::File };
+    let downloaded = bob.media().get_media_content(&request, false).await.unwrap();
+    assert!(downloaded == file, "bob decrypted what alice sent");
+    // What the server stored is the ciphertext (AES-CTR: as long as the file), not the file.
+    let media = server.config.media_path();
+    assert!(!tree_contains(&media, b"canary-attachment-5e2f"), "plaintext on the server's disk");
+    assert!(tree_has_file_of_len(&media, file.len() as u64), "the ciphertext is stored");
+}
