@@ -1,7 +1,8 @@
 //! Palisade's administration API, for server administrators only:
 //! `/_palisade/admin/v1/users/{userId}/devices[/{deviceId}[/approve]]`,
-//! `/_palisade/admin/v1/users/{userId}/allow_cross_signing_reset` and
-//! `/_palisade/admin/v1/audit`.
+//! `/_palisade/admin/v1/users/{userId}/allow_cross_signing_reset`,
+//! `/_palisade/admin/v1/users/{userId}/media`, `/_palisade/admin/v1/media/{serverName}/{mediaId}[/quarantine]`
+//! and `/_palisade/admin/v1/audit`.
 
 use axum::{
     Json,
@@ -163,10 +164,83 @@ async fn audit(
     Ok(Json(json!({ "entries": entries })))
 }
 
+/// The media an administration route names.
+fn media_of((server, media_id): (String, String)) -> Result<(ruma::OwnedServerName, String)> {
+    let server = server.try_into().map_err(|_| Error::invalid_param("Invalid server name"))?;
+    Ok((server, media_id))
+}
+
+/// `GET …/users/{userId}/media`: what the user uploaded, newest first.
+async fn user_media(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+) -> Reply {
+    let user = user_id(&user)?;
+    let media: Vec<Value> = state
+        .media
+        .media_of(&admin, &user)
+        .await?
+        .into_iter()
+        .map(|row| {
+            json!({
+                "content_uri": format!("mxc://{}/{}", row.origin, row.media_id),
+                "content_type": row.content_type,
+                "upload_name": row.upload_name,
+                "size": row.size,
+                "created_ts": row.created_ts,
+                "quarantined": row.quarantined,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "media": media })))
+}
+
+/// `DELETE …/users/{userId}/media`: deletes everything the user uploaded.
+async fn delete_user_media(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(user): Path<String>,
+) -> Reply {
+    let user = user_id(&user)?;
+    Ok(Json(json!({ "deleted": state.media.delete_all_of(&admin, &user).await? })))
+}
+
+/// `DELETE /_palisade/admin/v1/media/{serverName}/{mediaId}`: the file, its thumbnails and
+/// its record go.
+async fn delete_media(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(target): Path<(String, String)>,
+) -> Reply {
+    let (server, media_id) = media_of(target)?;
+    state.media.delete(&admin, &server, &media_id).await?;
+    Ok(Json(json!({})))
+}
+
+/// `POST …/media/{serverName}/{mediaId}/quarantine` (kept, served to no one); `DELETE` to
+/// serve it again.
+async fn quarantine(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    method: Method,
+    Path(target): Path<(String, String)>,
+) -> Reply {
+    let (server, media_id) = media_of(target)?;
+    state.media.quarantine(&admin, &server, &media_id, method == Method::POST).await?;
+    Ok(Json(json!({})))
+}
+
 /// Adds the administration routes.
 pub(crate) fn routes(routes: Routes) -> Routes {
     const USERS: &str = "/_palisade/admin/v1/users/{user_id}";
+    const MEDIA: &str = "/_palisade/admin/v1/media/{server_name}/{media_id}";
     routes
+        .add(Method::GET, &format!("{USERS}/media"), get(user_media))
+        .add(Method::DELETE, &format!("{USERS}/media"), delete(delete_user_media))
+        .add(Method::DELETE, MEDIA, delete(delete_media))
+        .add(Method::POST, &format!("{MEDIA}/quarantine"), post(quarantine))
+        .add(Method::DELETE, &format!("{MEDIA}/quarantine"), delete(quarantine))
         .add(Method::GET, &format!("{USERS}/devices"), get(devices))
         .add(Method::DELETE, &format!("{USERS}/devices"), delete(sign_out_all))
         .add(Method::DELETE, &format!("{USERS}/devices/{{device_id}}"), delete(sign_out))

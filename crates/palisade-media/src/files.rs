@@ -34,6 +34,10 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, body: ByteStream, limit: u64) -> Result<Stored>;
     /// `len` bytes of stored content from offset `start`; `None` if the store lacks it.
     async fn read(&self, sha256: &str, start: u64, len: u64) -> Result<Option<ByteStream>>;
+    /// Whether the store holds content of this hash.
+    async fn exists(&self, sha256: &str) -> Result<bool>;
+    /// Removes stored content (nothing happens if the store lacks it).
+    async fn delete(&self, sha256: &str) -> Result<()>;
 }
 
 /// A blob store on the local file system: `<root>/ab/cd/abcd…` for content hashed `abcd…`,
@@ -129,5 +133,19 @@ impl BlobStore for FileStore {
         file.seek(io::SeekFrom::Start(start)).await.map_err(|e| io_error("seeking", &path, e))?;
         let reader = tokio::io::AsyncReadExt::take(file, len);
         Ok(Some(tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024).boxed()))
+    }
+
+    async fn exists(&self, sha256: &str) -> Result<bool> {
+        let Some(path) = self.path_of(sha256) else { return Ok(false) };
+        tokio::fs::try_exists(&path).await.map_err(|e| io_error("checking", &path, e))
+    }
+
+    async fn delete(&self, sha256: &str) -> Result<()> {
+        let Some(path) = self.path_of(sha256) else { return Ok(()) };
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("removing", &path, e)),
+        }
     }
 }

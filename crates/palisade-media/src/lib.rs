@@ -20,12 +20,12 @@ use palisade_core::{Clock, Config, Error, ErrorKind, Result};
 use palisade_service::{
     DeviceTrustService,
     outbound::OutboundSlot,
-    trust::{Actor, Need},
+    trust::{Actor, Administrator, Need},
 };
 use palisade_storage::{MediaRow, MediaStore, ThumbnailRow};
 use rand::{Rng, distributions::Alphanumeric};
-use ruma::{OwnedMxcUri, ServerName};
-use tokio::sync::Semaphore;
+use ruma::{OwnedMxcUri, OwnedUserId, ServerName, UserId};
+use tokio::sync::{RwLock, Semaphore};
 
 pub use files::{BlobStore, ByteStream, FileStore, Stored};
 pub use thumbnail::Method;
@@ -94,6 +94,9 @@ pub struct MediaService {
     outbound: OutboundSlot,
     /// One thumbnail decoded per core at a time: each may take up to 256 MiB.
     thumbnailing: Semaphore,
+    /// Recording content (read) against deleting it (write): identical files are stored once,
+    /// so a deletion must not remove a file a new record has just come to name.
+    blobs: RwLock<()>,
 }
 
 /// Longest a thumbnail may take to make.
@@ -119,7 +122,7 @@ impl MediaService {
     ) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let thumbnailing = Semaphore::new(cores);
-        Self { config, store, files, trust, clock, outbound, thumbnailing }
+        Self { config, store, files, trust, clock, outbound, thumbnailing, blobs: RwLock::new(()) }
     }
 
     /// The largest upload accepted, in bytes.
@@ -143,13 +146,31 @@ impl MediaService {
             content_type,
             upload_name: file_name,
             size: stored.size,
-            sha256: Some(stored.sha256),
+            sha256: Some(stored.sha256.clone()),
             created_ts: self.clock.now_millis(),
             expires_ts: None,
+            quarantined: false,
         };
-        let media_id = self.insert_with_new_id(row).await?;
+        let media_id = self.recorded(&stored.sha256, self.insert_with_new_id(row)).await?;
         tracing::info!(user = %actor.user(), %media_id, size = stored.size, "media uploaded");
         Ok(self.uri(&media_id))
+    }
+
+    /// Runs `record`, which records stored content, unless the content was deleted since it
+    /// was stored (a deletion of identical content raced the upload: the client may retry).
+    async fn recorded<T>(
+        &self,
+        sha256: &str,
+        record: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let _recording = self.blobs.read().await;
+        if !self.files.exists(sha256).await? {
+            return Err(Error::new(
+                ErrorKind::RemoteUnavailable,
+                "Identical media was being deleted: upload it again",
+            ));
+        }
+        record.await
     }
 
     /// Records media under a new random id; returns the id.
@@ -183,6 +204,7 @@ impl MediaService {
             sha256: None,
             created_ts: now,
             expires_ts: Some(unused_expires_at),
+            quarantined: false,
         };
         let media_id = self.insert_with_new_id(row).await?;
         Ok(Reservation { content_uri: self.uri(&media_id), unused_expires_at })
@@ -212,18 +234,16 @@ impl MediaService {
         }
         let (content_type, file_name) = (upload.content_type.clone(), upload.file_name.clone());
         let stored = self.receive(actor, upload).await?;
-        let filled = self
-            .store
-            .fill_media(
-                server,
-                media_id,
-                actor.user(),
-                content_type.as_deref(),
-                file_name.as_deref(),
-                stored.size,
-                &stored.sha256,
-            )
-            .await?;
+        let fill = self.store.fill_media(
+            server,
+            media_id,
+            actor.user(),
+            content_type.as_deref(),
+            file_name.as_deref(),
+            stored.size,
+            &stored.sha256,
+        );
+        let filled = self.recorded(&stored.sha256, fill).await?;
         if !filled {
             // Another upload to the same id won the race.
             return Err(Error::new(ErrorKind::CannotOverwriteMedia, "Media already uploaded"));
@@ -286,6 +306,8 @@ impl MediaService {
         }
         .and_then(|row| match reader {
             Reader::Server if !own => Err(not_found()),
+            // Quarantined media is kept as evidence and served to no one.
+            _ if row.quarantined => Err(not_found()),
             _ => Ok(row),
         })
     }
@@ -303,12 +325,13 @@ impl MediaService {
             content_type: remote.content_type,
             upload_name: remote.file_name,
             size: stored.size,
-            sha256: Some(stored.sha256),
+            sha256: Some(stored.sha256.clone()),
             created_ts: self.clock.now_millis(),
             expires_ts: None,
+            quarantined: false,
         };
         // A concurrent request may have kept the same media first: either record will do.
-        self.store.insert_media(row.clone()).await?;
+        self.recorded(&stored.sha256, self.store.insert_media(row.clone())).await?;
         tracing::info!(%server, %media_id, size = row.size, "remote media fetched");
         Ok(row)
     }
@@ -416,7 +439,7 @@ impl MediaService {
             sha256: stored.sha256,
             size: stored.size,
         };
-        self.store.insert_thumbnail(thumbnail.clone()).await?;
+        self.recorded(&thumbnail.sha256, self.store.insert_thumbnail(thumbnail.clone())).await?;
         Ok(thumbnail)
     }
 
@@ -441,5 +464,69 @@ impl MediaService {
         let (content_type, inline) = serve::served_type(row.content_type.as_deref());
         let disposition = serve::disposition(inline, file_name.or(row.upload_name.as_deref()));
         Ok(Download { content_type, disposition, size: row.size, range, body })
+    }
+
+    /// The media a user uploaded, newest first (for administrators).
+    pub async fn media_of(&self, _: &Administrator, user: &UserId) -> Result<Vec<MediaRow>> {
+        self.store.media_of_uploader(user).await
+    }
+
+    /// Quarantines media (or releases it): kept as evidence, served to no one.
+    pub async fn quarantine(
+        &self,
+        admin: &Administrator,
+        server: &ServerName,
+        media_id: &str,
+        quarantined: bool,
+    ) -> Result<()> {
+        let row = self.store.media(server, media_id).await?.ok_or_else(not_found)?;
+        self.store.set_quarantined(server, media_id, quarantined).await?;
+        let kind = if quarantined { "media_quarantined" } else { "media_released" };
+        self.audit(admin, kind, &row).await
+    }
+
+    /// Deletes media: its record, its thumbnails, and the files no other record names.
+    pub async fn delete(
+        &self,
+        admin: &Administrator,
+        server: &ServerName,
+        media_id: &str,
+    ) -> Result<()> {
+        let row = self.store.media(server, media_id).await?.ok_or_else(not_found)?;
+        {
+            let _deleting = self.blobs.write().await;
+            let unreferenced =
+                self.store.delete_media(server, media_id).await?.ok_or_else(not_found)?;
+            for sha256 in unreferenced {
+                self.files.delete(&sha256).await?;
+            }
+        }
+        self.audit(admin, "media_deleted", &row).await
+    }
+
+    /// Deletes every piece of media a user uploaded; returns how many.
+    pub async fn delete_all_of(&self, admin: &Administrator, user: &UserId) -> Result<usize> {
+        let media = self.store.media_of_uploader(user).await?;
+        for row in &media {
+            self.delete(admin, &row.origin, &row.media_id).await?;
+        }
+        Ok(media.len())
+    }
+
+    /// Records an administrator's action on media in the security audit log, under the
+    /// account that uploaded it (the server's own account for media of other servers).
+    async fn audit(&self, admin: &Administrator, kind: &str, row: &MediaRow) -> Result<()> {
+        let system = format!("@{}:{}", self.config.server_notices_user, self.config.server_name);
+        let owner = match &row.uploader {
+            Some(uploader) => uploader.clone(),
+            None => OwnedUserId::try_from(system)
+                .map_err(|e| Error::internal(format!("server account id: {e}")))?,
+        };
+        let detail = serde_json::json!({
+            "media": format!("mxc://{}/{}", row.origin, row.media_id),
+            "size": row.size,
+            "content_type": row.content_type,
+        });
+        self.trust.record(kind, &owner, None, Some(admin.name()), detail).await
     }
 }

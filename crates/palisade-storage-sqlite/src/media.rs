@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use crate::{Database, parse_id, sql};
 
-const MEDIA_COLUMNS: &str =
-    "origin, media_id, uploader, content_type, upload_name, size, sha256, created_ts, expires_ts";
+const MEDIA_COLUMNS: &str = "origin, media_id, uploader, content_type, upload_name, size, \
+                             sha256, created_ts, expires_ts, quarantined";
 
 fn media_row(row: &Row<'_>) -> rusqlite::Result<MediaRow> {
     Ok(MediaRow {
@@ -22,6 +22,7 @@ fn media_row(row: &Row<'_>) -> rusqlite::Result<MediaRow> {
         sha256: row.get(6)?,
         created_ts: row.get(7)?,
         expires_ts: row.get(8)?,
+        quarantined: row.get(9)?,
     })
 }
 
@@ -32,7 +33,7 @@ impl MediaStore for Database {
             let inserted = conn
                 .execute(
                     &format!(
-                        "INSERT INTO media ({MEDIA_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                        "INSERT INTO media ({MEDIA_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (origin, media_id) DO NOTHING"
                     ),
                     params![
@@ -45,6 +46,7 @@ impl MediaStore for Database {
                         row.sha256,
                         row.created_ts,
                         row.expires_ts,
+                        row.quarantined,
                     ],
                 )
                 .map_err(sql)?;
@@ -137,6 +139,77 @@ impl MediaStore for Database {
             })
             .optional()
         })
+    }
+
+    async fn media_of_uploader(&self, uploader: &UserId) -> Result<Vec<MediaRow>> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {MEDIA_COLUMNS} FROM media WHERE uploader = ?1
+                 ORDER BY created_ts DESC, media_id"
+            ))?
+            .query_map([uploader.as_str()], media_row)?
+            .collect()
+        })
+    }
+
+    async fn set_quarantined(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        quarantined: bool,
+    ) -> Result<bool> {
+        let (origin, media_id) = (origin.to_string(), media_id.to_owned());
+        self.write(move |conn| {
+            let changed = conn
+                .execute(
+                    "UPDATE media SET quarantined = ?3 WHERE origin = ?1 AND media_id = ?2",
+                    params![origin, media_id, quarantined],
+                )
+                .map_err(sql)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn delete_media(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+    ) -> Result<Option<Vec<String>>> {
+        let (origin, media_id) = (origin.to_string(), media_id.to_owned());
+        self.write(move |conn| {
+            let key = params![origin, media_id];
+            let mut hashes: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT sha256 FROM media WHERE origin = ?1 AND media_id = ?2
+                     AND sha256 IS NOT NULL
+                     UNION SELECT sha256 FROM media_thumbnails WHERE origin = ?1 AND media_id = ?2",
+                )
+                .and_then(|mut statement| statement.query_map(key, |row| row.get(0))?.collect())
+                .map_err(sql)?;
+            conn.execute("DELETE FROM media_thumbnails WHERE origin = ?1 AND media_id = ?2", key)
+                .map_err(sql)?;
+            let deleted = conn
+                .execute("DELETE FROM media WHERE origin = ?1 AND media_id = ?2", key)
+                .map_err(sql)?;
+            if deleted == 0 {
+                return Ok(None);
+            }
+            let mut referenced = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = ?1)
+                     OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = ?1)",
+                )
+                .map_err(sql)?;
+            let mut unreferenced = Vec::new();
+            for hash in hashes.drain(..) {
+                if !referenced.query_row([&hash], |row| row.get::<_, bool>(0)).map_err(sql)? {
+                    unreferenced.push(hash);
+                }
+            }
+            Ok(Some(unreferenced))
+        })
+        .await
     }
 
     async fn insert_thumbnail(&self, row: ThumbnailRow) -> Result<()> {

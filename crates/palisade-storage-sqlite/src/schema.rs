@@ -281,6 +281,11 @@ const MIGRATIONS: &[&str] = &[
         size INTEGER NOT NULL,
         PRIMARY KEY (origin, media_id, width, height, method)
     ) STRICT;",
+    // 16: quarantine, and lookups by content (identical files are stored once, so a file goes
+    // only when no record refers to it).
+    "ALTER TABLE media ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX media_by_sha256 ON media(sha256);
+    CREATE INDEX media_thumbnails_by_sha256 ON media_thumbnails(sha256);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -26,6 +26,8 @@ pub struct MediaRow {
     pub created_ts: u64,
     /// Until when a reserved id waits for its upload.
     pub expires_ts: Option<u64>,
+    /// Quarantined by an administrator: kept, no longer served.
+    pub quarantined: bool,
 }
 
 /// A thumbnail made of a piece of media.
@@ -84,4 +86,21 @@ pub trait MediaStore: Send + Sync {
     ) -> Result<Option<ThumbnailRow>>;
     /// Records a thumbnail (a concurrent request may have recorded the same one first).
     async fn insert_thumbnail(&self, row: ThumbnailRow) -> Result<()>;
+    /// The media a user uploaded, newest first.
+    async fn media_of_uploader(&self, uploader: &UserId) -> Result<Vec<MediaRow>>;
+    /// Quarantines (or releases) a media id; `false` if it is unknown.
+    async fn set_quarantined(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        quarantined: bool,
+    ) -> Result<bool>;
+    /// Deletes a media id's record and its thumbnails' in one transaction. Returns `None` if
+    /// the id is unknown, else the content hashes no record refers to any more (their blobs
+    /// can go).
+    async fn delete_media(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+    ) -> Result<Option<Vec<String>>>;
 }

@@ -56,6 +56,32 @@ pub async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Services> {
     Ok(open_stores(config, clock).await?.0)
 }
 
+/// Opens storage, the services and the content repository (for the media commands).
+pub async fn open_with_media(
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> Result<(Services, Arc<MediaService>)> {
+    let (services, stores) = open_stores(config, clock).await?;
+    let media = media_service(&services, stores.media);
+    Ok((services, media))
+}
+
+/// The content repository over the services, its records and the files under the data
+/// directory.
+fn media_service(
+    services: &Services,
+    store: Arc<dyn palisade_storage::MediaStore>,
+) -> Arc<MediaService> {
+    Arc::new(MediaService::new(
+        services.config.clone(),
+        store,
+        Arc::new(FileStore::new(services.config.media_path())),
+        services.trust.clone(),
+        services.clock.clone(),
+        services.outbound.clone(),
+    ))
+}
+
 async fn open_stores(config: Config, clock: Arc<dyn Clock>) -> Result<(Services, Stores)> {
     let stores = palisade_storage_sqlite::open(&config.database_path())?;
     let key = load_or_create_signing_key(&config.signing_key_path())?;
@@ -111,15 +137,7 @@ impl Server {
         )?);
         // The services reach other servers through the port federation implements.
         services.outbound.connect(federation.clone());
-        let files = Arc::new(FileStore::new(services.config.media_path()));
-        let media = Arc::new(MediaService::new(
-            services.config.clone(),
-            stores.media,
-            files,
-            services.trust.clone(),
-            services.clock.clone(),
-            services.outbound.clone(),
-        ));
+        let media = media_service(&services, stores.media);
         let state = AppState::new(services, federation, media);
         Ok(Self { state, listener, federation: tls })
     }

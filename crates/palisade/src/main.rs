@@ -3,7 +3,7 @@
 use std::{io::BufRead, path::PathBuf, process::ExitCode, sync::Arc};
 
 use clap::{Parser, Subcommand};
-use palisade::{Server, load_config, open};
+use palisade::{Server, load_config, open, open_with_media};
 use palisade_core::{Config, Result, SystemClock};
 use palisade_service::trust::Administrator;
 use ruma::OwnedUserId;
@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// List, delete and quarantine media.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
     /// Show the security audit log, newest first.
     Audit {
         /// Only this account (localpart or user id).
@@ -46,6 +51,33 @@ enum Command {
         /// Most entries to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum MediaCommand {
+    /// List the media a user uploaded, newest first.
+    List {
+        /// Localpart or user id.
+        user: String,
+    },
+    /// Delete media (an `mxc://` URI): its files and thumbnails leave the disk.
+    Delete {
+        /// `mxc://server/media_id`.
+        uri: String,
+    },
+    /// Delete every piece of media a user uploaded.
+    DeleteUser {
+        /// Localpart or user id.
+        user: String,
+    },
+    /// Quarantine media (an `mxc://` URI): kept as evidence, served to no one.
+    Quarantine {
+        /// `mxc://server/media_id`.
+        uri: String,
+        /// Serve it again instead.
+        #[arg(long)]
+        release: bool,
     },
 }
 
@@ -96,6 +128,9 @@ enum UserCommand {
     Deactivate {
         /// Localpart or user id.
         user: String,
+        /// Also delete every piece of media the account uploaded.
+        #[arg(long)]
+        delete_media: bool,
     },
     /// Set a new password (read from standard input unless given) and end every session.
     ResetPassword {
@@ -137,7 +172,7 @@ fn read_password(given: Option<String>) -> Result<String> {
 }
 
 async fn user_command(config: Config, command: UserCommand) -> Result<()> {
-    let services = open(config, Arc::new(SystemClock)).await?;
+    let (services, media) = open_with_media(config, Arc::new(SystemClock)).await?;
     let accounts = &services.accounts;
     let existing = |user: &str| -> Result<OwnedUserId> { accounts.local_user_id(user) };
     match command {
@@ -161,10 +196,14 @@ async fn user_command(config: Config, command: UserCommand) -> Result<()> {
                 println!("{}\t{}", user.user_id, flags.join(","));
             }
         }
-        UserCommand::Deactivate { user } => {
+        UserCommand::Deactivate { user, delete_media } => {
             let user_id = existing(&user)?;
             accounts.deactivate(&user_id).await?;
             println!("deactivated {user_id}");
+            if delete_media {
+                let deleted = media.delete_all_of(&Administrator::console(), &user_id).await?;
+                println!("deleted {deleted} media of {user_id}");
+            }
         }
         UserCommand::ResetPassword { user, password } => {
             let user_id = existing(&user)?;
@@ -229,6 +268,52 @@ async fn device_command(config: Config, command: DeviceCommand) -> Result<()> {
     Ok(())
 }
 
+/// The server and media id of an `mxc://` URI.
+fn mxc(uri: &str) -> Result<(ruma::OwnedServerName, String)> {
+    let invalid = || palisade_core::Error::invalid_param(format!("not an mxc:// URI: {uri}"));
+    let (server, media_id) =
+        uri.strip_prefix("mxc://").and_then(|rest| rest.split_once('/')).ok_or_else(invalid)?;
+    Ok((server.try_into().map_err(|_| invalid())?, media_id.to_owned()))
+}
+
+async fn media_command(config: Config, command: MediaCommand) -> Result<()> {
+    let (services, media) = open_with_media(config, Arc::new(SystemClock)).await?;
+    let console = Administrator::console();
+    match command {
+        MediaCommand::List { user } => {
+            let user_id = services.accounts.local_user_id(&user)?;
+            for row in media.media_of(&console, &user_id).await? {
+                let state = if row.quarantined { "quarantined" } else { "" };
+                println!(
+                    "mxc://{}/{}	{}	{}	{}	{state}",
+                    row.origin,
+                    row.media_id,
+                    row.size,
+                    row.content_type.unwrap_or_default(),
+                    row.upload_name.unwrap_or_default()
+                );
+            }
+        }
+        MediaCommand::Delete { uri } => {
+            let (server, media_id) = mxc(&uri)?;
+            media.delete(&console, &server, &media_id).await?;
+            println!("deleted {uri}");
+        }
+        MediaCommand::DeleteUser { user } => {
+            let user_id = services.accounts.local_user_id(&user)?;
+            let deleted = media.delete_all_of(&console, &user_id).await?;
+            println!("deleted {deleted} media of {user_id}");
+        }
+        MediaCommand::Quarantine { uri, release } => {
+            let (server, media_id) = mxc(&uri)?;
+            media.quarantine(&console, &server, &media_id, !release).await?;
+            println!("{uri} is {}", if release { "served again" } else { "quarantined" });
+        }
+    }
+    finish(&services).await;
+    Ok(())
+}
+
 /// Waits for the security notices an administrative command caused to be posted.
 async fn finish(services: &palisade_service::Services) {
     services.notice_queue.drain().await;
@@ -287,6 +372,7 @@ async fn main() -> ExitCode {
             Command::Serve => Server::bind(config).await?.run(shutdown_signal()).await,
             Command::User { command } => user_command(config, command).await,
             Command::Device { command } => device_command(config, command).await,
+            Command::Media { command } => media_command(config, command).await,
             Command::Audit { user, limit } => audit_command(config, user, limit).await,
         }
     }

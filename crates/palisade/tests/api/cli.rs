@@ -82,3 +82,51 @@ async fn administrators_manage_accounts_from_the_command_line() {
     let (ok, out) = palisade(&dir, &["user", "deactivate", "nobody"], None);
     assert!(!ok, "{out}");
 }
+
+#[tokio::test]
+async fn administrators_manage_media_from_the_command_line() {
+    let server = TestServer::start().await;
+    let dir = server.config.data_dir.clone();
+    let alice = server.register("alice").await;
+    let upload = |body: &'static [u8]| {
+        server
+            .http
+            .post(format!("{}/_matrix/media/v3/upload?filename=note.txt", server.base))
+            .bearer_auth(alice.token.clone())
+            .header(reqwest::header::CONTENT_TYPE, "text/plain")
+            .body(body)
+            .send()
+    };
+    let first: serde_json::Value = upload(b"first").await.unwrap().json().await.unwrap();
+    let second: serde_json::Value = upload(b"second").await.unwrap().json().await.unwrap();
+    let (first, second) =
+        (first["content_uri"].as_str().unwrap(), second["content_uri"].as_str().unwrap());
+    let download = |uri: &str| {
+        let path = uri.trim_start_matches("mxc://").to_owned();
+        let request = server
+            .http
+            .get(format!("{}/_matrix/client/v1/media/download/{path}", server.base))
+            .bearer_auth(alice.token.clone());
+        async move { request.send().await.unwrap().status() }
+    };
+
+    let (ok, out) = palisade(&dir, &["media", "list", "alice"], None);
+    assert!(ok && out.contains(first) && out.contains(second), "{out}");
+    let (ok, out) = palisade(&dir, &["media", "quarantine", first], None);
+    assert!(ok, "{out}");
+    assert_eq!(download(first).await, StatusCode::NOT_FOUND);
+    let (ok, out) = palisade(&dir, &["media", "quarantine", first, "--release"], None);
+    assert!(ok, "{out}");
+    assert_eq!(download(first).await, StatusCode::OK);
+    let (ok, out) = palisade(&dir, &["media", "delete", second], None);
+    assert!(ok, "{out}");
+    assert_eq!(download(second).await, StatusCode::NOT_FOUND);
+    let (ok, out) = palisade(&dir, &["media", "delete", "not-a-uri"], None);
+    assert!(!ok, "{out}");
+
+    // Deactivating with --delete-media takes the rest.
+    let (ok, out) = palisade(&dir, &["user", "deactivate", "alice", "--delete-media"], None);
+    assert!(ok && out.contains("deleted 1 media"), "{out}");
+    let (_, out) = palisade(&dir, &["media", "list", "alice"], None);
+    assert!(!out.contains("mxc://"), "{out}");
+}

@@ -397,3 +397,75 @@ async fn media_of_another_server_is_fetched_over_federation_and_kept() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn administrators_list_quarantine_and_delete_media() {
+    let server = TestServer::start().await;
+    let ada = server.register("ada").await;
+    let ada_id: ruma::OwnedUserId = ada.user_id.as_str().try_into().unwrap();
+    server.services.accounts.set_admin(&ada_id, true).await.unwrap();
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let (_, own) = upload(&server, &alice, b"alice's own file".to_vec(), "text/plain", None).await;
+    let (_, shared) = upload(&server, &alice, b"shared content".to_vec(), "text/plain", None).await;
+    let (_, copy) = upload(&server, &bob, b"shared content".to_vec(), "text/plain", None).await;
+    let admin_path = |uri: &Value| {
+        format!("/_palisade/admin/v1/media/{}", uri.as_str().unwrap().trim_start_matches("mxc://"))
+    };
+    let files = || stored_files(&server.config.media_path()).len();
+
+    let listing = format!("/_palisade/admin/v1/users/{}/media", alice.user_id);
+    let (status, listed) = server.get(&listing, ada.token()).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["media"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(server.get(&listing, alice.token()).await.0, StatusCode::FORBIDDEN);
+
+    // Quarantined: kept on disk, served to no one, until released.
+    let quarantine = format!("{}/quarantine", admin_path(&own["content_uri"]));
+    let before = files();
+    assert_eq!(server.post(&quarantine, ada.token(), json!({})).await.0, StatusCode::OK);
+    let own_path = download_path(&own["content_uri"]);
+    assert_eq!(
+        download(&server, &own_path, bob.token(), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(files(), before);
+    let (status, _) = server.call(reqwest::Method::DELETE, &quarantine, ada.token(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(download(&server, &own_path, bob.token(), None).await.status(), StatusCode::OK);
+
+    // Deleting alice's copy of shared content keeps the file bob's copy names.
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, &admin_path(&shared["content_uri"]), ada.token(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let shared_path = download_path(&shared["content_uri"]);
+    assert_eq!(
+        download(&server, &shared_path, bob.token(), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let response = download(&server, &download_path(&copy["content_uri"]), bob.token(), None).await;
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"shared content");
+    assert_eq!(files(), before);
+
+    // Deleting everything alice uploaded takes her own file off the disk.
+    let (status, deleted) = server.call(reqwest::Method::DELETE, &listing, ada.token(), None).await;
+    assert_eq!((status, deleted["deleted"].clone()), (StatusCode::OK, json!(1)), "{deleted}");
+    assert_eq!(files(), before - 1);
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, &admin_path(&own["content_uri"]), ada.token(), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Every step is in the audit log, under alice.
+    let audit = format!(
+        "/_palisade/admin/v1/audit?user_id={}",
+        palisade_testkit::urlencode(&alice.user_id)
+    );
+    let (_, log) = server.get(&audit, ada.token()).await;
+    let kinds: Vec<&str> =
+        log["entries"].as_array().unwrap().iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in ["media_quarantined", "media_released", "media_deleted"] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+}
