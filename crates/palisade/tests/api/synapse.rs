@@ -77,6 +77,7 @@ rc_login: {{address: {limit}, account: {limit}, failed_attempts: {limit}}}
 rc_joins: {{local: {limit}, remote: {limit}}}
 rc_joins_per_room: {limit}
 rc_invites: {{per_room: {limit}, per_user: {limit}}}
+rc_room_creation: {limit}
 rc_federation: {{window_size: 1000, sleep_limit: 1000, sleep_delay: 1, reject_limit: 1000, concurrent: 100}}
 listeners:
   - port: {federation_port}
@@ -349,7 +350,7 @@ async fn rooms_of_older_versions_work_across_palisade_and_synapse() {
     let alice = palisade.register("alice").await;
     let sam = synapse.register("sam").await;
     let post = reqwest::Method::POST;
-    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9"] {
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"] {
         // Alice (Palisade) joins sam's room of that version on Synapse.
         let body = json!({ "preset": "public_chat", "room_version": version });
         let (status, room) =
