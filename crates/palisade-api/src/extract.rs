@@ -108,6 +108,20 @@ pub(crate) fn access_token(parts: &http::request::Parts) -> Option<String> {
     axum::extract::Query::<Query>::try_from_uri(&parts.uri).ok()?.0.access_token
 }
 
+/// The client's address, when the listener knows it (for rate limits).
+pub(crate) struct ClientIp(pub(crate) Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &AppState,
+    ) -> Result<Self, ApiError> {
+        Ok(Self(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
 /// The session of an access token, for the few endpoints ruma has no request type for
 /// (deprecated forms that clients still use); guests only where `GUESTS` says they may.
 pub(crate) struct Authenticated<const GUESTS: bool = false>(pub(crate) Session);

@@ -170,13 +170,17 @@ pub struct RateLimits {
     pub login: RateLimit,
     /// `/register` attempts per client address.
     pub registration: RateLimit,
+    /// Media uploads (and reservations) per client address.
+    pub media_upload: RateLimit,
 }
 
 impl Default for RateLimits {
     fn default() -> Self {
         // Synapse's defaults: 0.17/s with a burst of 3.
         let strict = RateLimit { per_second: 0.17, burst: 3 };
-        Self { login: strict, registration: strict }
+        // Synapse's `rc_media_create`.
+        let media_upload = RateLimit { per_second: 10.0, burst: 50 };
+        Self { login: strict, registration: strict, media_upload }
     }
 }
 
@@ -406,6 +410,7 @@ mod tests {
         assert_eq!(config.device_trust.notify_user, default.device_trust.notify_user);
         assert_eq!(config.server_notices_user, default.server_notices_user);
         assert_eq!(config.rate_limits.login.burst, default.rate_limits.login.burst);
+        assert_eq!(config.rate_limits.media_upload.burst, default.rate_limits.media_upload.burst);
         assert_eq!(config.listen.federation, default.listen.federation);
         let (federation, defaults) = (&config.federation, &default.federation);
         assert_eq!(federation.verify_certificates, defaults.verify_certificates);

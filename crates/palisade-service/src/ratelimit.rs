@@ -11,6 +11,8 @@ pub enum RateLimitedAction {
     Login,
     /// A `/register` attempt.
     Registration,
+    /// A media upload or reservation.
+    MediaUpload,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +41,7 @@ impl RateLimiter {
         match action {
             RateLimitedAction::Login => self.limits.login,
             RateLimitedAction::Registration => self.limits.registration,
+            RateLimitedAction::MediaUpload => self.limits.media_upload,
         }
     }
 
@@ -83,8 +86,10 @@ mod tests {
     fn bucket_refills_over_time() {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let limit = RateLimit { per_second: 1.0, burst: 2 };
-        let limiter =
-            RateLimiter::new(RateLimits { login: limit, registration: limit }, clock.clone());
+        let limiter = RateLimiter::new(
+            RateLimits { login: limit, registration: limit, media_upload: limit },
+            clock.clone(),
+        );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         limiter.check(RateLimitedAction::Login, ip).unwrap();
         limiter.check(RateLimitedAction::Login, ip).unwrap();

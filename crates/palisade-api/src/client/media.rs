@@ -18,11 +18,16 @@ use axum::{
 use futures_util::TryStreamExt;
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_media::{Download, Reader, Upload};
-use palisade_service::Session;
+use palisade_service::{RateLimitedAction, Session};
 use ruma::OwnedServerName;
 use serde_json::{Value, json};
 
-use crate::{AppState, error::ApiError, extract::Authenticated, routes::Routes};
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{Authenticated, ClientIp},
+    routes::Routes,
+};
 
 /// What every media response carries (as Synapse): content opened directly in a browser
 /// runs nothing and loads nothing.
@@ -85,14 +90,24 @@ fn upload_of(headers: &HeaderMap, uri: &http::Uri, body: Body) -> Result<Upload>
     })
 }
 
+/// The upload rate limit, per client address.
+fn limit_uploads(state: &AppState, ClientIp(ip): ClientIp) -> Result<()> {
+    match ip {
+        Some(ip) => state.rate_limiter.check(RateLimitedAction::MediaUpload, ip),
+        None => Ok(()),
+    }
+}
+
 /// `POST /_matrix/media/v3/upload`
 async fn upload(
     State(state): State<AppState>,
     Authenticated(session): Authenticated,
+    ip: ClientIp,
     headers: HeaderMap,
     uri: http::Uri,
     body: Body,
 ) -> std::result::Result<Json<Value>, ApiError> {
+    limit_uploads(&state, ip)?;
     let upload = upload_of(&headers, &uri, body)?;
     let content_uri = state.media.upload((&session).into(), upload).await?;
     Ok(Json(json!({ "content_uri": content_uri })))
@@ -102,7 +117,9 @@ async fn upload(
 async fn create(
     State(state): State<AppState>,
     Authenticated(session): Authenticated,
+    ip: ClientIp,
 ) -> std::result::Result<Json<Value>, ApiError> {
+    limit_uploads(&state, ip)?;
     let reservation = state.media.create((&session).into()).await?;
     Ok(Json(json!({
         "content_uri": reservation.content_uri,

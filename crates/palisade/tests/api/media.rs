@@ -469,3 +469,27 @@ async fn administrators_list_quarantine_and_delete_media() {
         assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
     }
 }
+
+#[tokio::test]
+async fn uploads_are_rate_limited() {
+    let server = TestServer::start_with(|config| {
+        config.rate_limits.media_upload =
+            palisade_core::config::RateLimit { per_second: 0.001, burst: 2 };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    for _ in 0..2 {
+        let (status, body) = upload(&server, &alice, b"x".to_vec(), "text/plain", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_error(
+        &upload(&server, &alice, b"x".to_vec(), "text/plain", None).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "M_LIMIT_EXCEEDED",
+    );
+    assert_error(
+        &server.post("/_matrix/media/v1/create", alice.token(), json!({})).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "M_LIMIT_EXCEEDED",
+    );
+}
