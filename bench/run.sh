@@ -58,6 +58,11 @@ burst = 100000
 [rate_limits.registration]
 per_second = 100000.0
 burst = 100000
+[rate_limits.media_upload]
+per_second = 100000.0
+burst = 100000
+[media]
+max_upload_bytes = 4294967296
 TOML
 ensure_free http://127.0.0.1:18008
 RUST_LOG=warn "$BIN/palisade" --config "$WORK/palisade.toml" serve > "$WORK/palisade.log" 2>&1 &
@@ -90,6 +95,8 @@ rc_joins_per_room: $LIMIT
 rc_invites: {per_room: $LIMIT, per_user: $LIMIT}
 rc_presence: {per_user: $LIMIT}
 rc_room_creation: $LIMIT
+rc_media_create: $LIMIT
+max_upload_size: 4G
 YAML
 sed -i 's/port: 8008/port: 18009/; s/bind_addresses: \[.::1., .127.0.0.1.\]/bind_addresses: ["127.0.0.1"]/' "$WORK/synapse/homeserver.yaml"
 ensure_free http://127.0.0.1:18009

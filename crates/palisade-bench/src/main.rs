@@ -22,7 +22,8 @@ pub struct Args {
     /// Name printed with the results (`palisade`, `synapse`).
     #[arg(long, default_value = "server")]
     pub name: String,
-    /// Scenarios to run, comma separated: ceiling, send, delivery, initial-sync, big-room.
+    /// Scenarios to run, comma separated: ceiling, send, delivery, initial-sync, big-room,
+    /// media.
     #[arg(long, default_value = "ceiling,send,delivery,initial-sync,big-room")]
     pub scenarios: String,
     /// Process id of the server, for memory readings from /proc.
@@ -49,6 +50,9 @@ pub struct Args {
     /// Users joining the big room.
     #[arg(long, default_value_t = 500)]
     pub members: usize,
+    /// Size of the file the media scenario uploads and downloads, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub media_mib: u64,
     /// Limit for the whole run, in seconds.
     #[arg(long, default_value_t = 900)]
     pub time_limit: u64,

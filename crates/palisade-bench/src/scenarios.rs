@@ -35,6 +35,7 @@ pub async fn run(args: &Args) -> Result<()> {
             "delivery" => delivery(&server, args).await?,
             "initial-sync" => initial_sync(&server, args).await?,
             "big-room" => big_room(&server, args).await?,
+            "media" => media(&server, args).await?,
             other => return Err(format!("unknown scenario {other}")),
         }
         footprint(args, scenario);
@@ -42,15 +43,104 @@ pub async fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// Resident memory of the server process in KiB, when known.
+fn rss_kb(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+}
+
+/// Samples the server's resident memory every 50 ms until `done`; returns the peak in MiB.
+fn watch_rss(
+    pid: Option<u32>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<f64> {
+    tokio::spawn(async move {
+        let mut peak = 0;
+        while !done.load(Ordering::Relaxed) {
+            peak = peak.max(rss_kb(pid).unwrap_or(0));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        round(peak as f64 / 1024.0)
+    })
+}
+
+/// Uploads a file of `--media-mib` MiB (streamed, never held whole by the client), then
+/// downloads it: throughput each way and the server's peak resident memory meanwhile.
+async fn media(server: &Server, args: &Args) -> Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let user = server.register("media").await?;
+    let chunks = args.media_mib;
+    let chunk: bytes::Bytes = (0..CHUNK).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>().into();
+    let body = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let size = chunks * CHUNK as u64;
+    let before = rss_kb(args.pid).map(|kb| round(kb as f64 / 1024.0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_rss(args.pid, done.clone());
+    let started = Instant::now();
+    let response = server
+        .http
+        .post(format!("{}/_matrix/media/v3/upload?filename=bench.bin", server.base))
+        .bearer_auth(&user.token)
+        .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|e| format!("upload: {e}"))?;
+    let upload_s = started.elapsed().as_secs_f64();
+    let status = response.status();
+    let answer: Value = response.json().await.map_err(|e| format!("upload answer: {e}"))?;
+    done.store(true, Ordering::Relaxed);
+    let upload_peak = watcher.await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("upload: {status} {answer}"));
+    }
+    let uri = answer["content_uri"].as_str().ok_or("no content_uri")?.to_owned();
+
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = watch_rss(args.pid, done.clone());
+    let started = Instant::now();
+    let path = uri.trim_start_matches("mxc://");
+    let mut response = server
+        .http
+        .get(format!("{}/_matrix/client/v1/media/download/{path}", server.base))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .map_err(|e| format!("download: {e}"))?;
+    let mut received = 0u64;
+    while let Some(part) = response.chunk().await.map_err(|e| format!("download: {e}"))? {
+        received += part.len() as u64;
+    }
+    let download_s = started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    let download_peak = watcher.await.map_err(|e| e.to_string())?;
+    if received != size {
+        return Err(format!("download: {received} of {size} bytes"));
+    }
+    let mib = size as f64 / 1_048_576.0;
+    report(
+        &args.name,
+        &format!("media {} MiB upload, download", chunks),
+        json!({
+            "upload_mib_per_s": round(mib / upload_s),
+            "download_mib_per_s": round(mib / download_s),
+            "rss_mb_before": before,
+            "rss_mb_peak_upload": upload_peak,
+            "rss_mb_peak_download": download_peak,
+        }),
+    );
+    Ok(())
+}
+
 /// Memory of the server process and size of its data on disk, when known.
 fn footprint(args: &Args, after: &str) {
-    let rss_kb = args.pid.and_then(|pid| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    });
+    let rss_kb = rss_kb(args.pid);
     let disk = args.data.as_deref().map(disk_bytes);
     let events = EVENTS.load(Ordering::Relaxed);
     let per_100k = match (disk, events) {
