@@ -66,6 +66,17 @@ struct PendingSession {
     /// The account a completed registration session made: a client repeating the request
     /// gets that account again (as Synapse answers), not "user in use".
     registered: Option<OwnedUserId>,
+    /// What a registration's first request named, for a client that does not send it again.
+    params: RegistrationParams,
+}
+
+/// What a registration request named, remembered in its UIA session (as Synapse does).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegistrationParams {
+    /// The user name asked for.
+    pub(crate) username: Option<String>,
+    /// The password, hashed (the plain password is never kept).
+    pub(crate) password_hash: Option<String>,
 }
 
 /// Sessions live this long.
@@ -115,6 +126,7 @@ impl UiaSessions {
                         user_id: user_id.map(ToOwned::to_owned),
                         created_ms: now,
                         registered: None,
+                        params: RegistrationParams::default(),
                     },
                 );
                 id
@@ -147,6 +159,29 @@ impl UiaSessions {
         let pending = sessions.get(session)?;
         let live = now.saturating_sub(pending.created_ms) < SESSION_TTL_MS;
         pending.registered.clone().filter(|_| live && pending.purpose == UiaPurpose::Register)
+    }
+
+    /// Remembers what a registration request named in its session (what it left out keeps
+    /// what an earlier request of the session named).
+    pub(crate) fn remember_registration(&self, session: &str, params: RegistrationParams) {
+        let mut sessions = self.sessions.lock().expect("uia sessions poisoned");
+        if let Some(pending) = sessions.get_mut(session)
+            && pending.purpose == UiaPurpose::Register
+        {
+            let remembered = &mut pending.params;
+            remembered.username = params.username.or(remembered.username.take());
+            remembered.password_hash = params.password_hash.or(remembered.password_hash.take());
+        }
+    }
+
+    /// What a registration session's requests named.
+    pub(crate) fn remembered_registration(&self, session: &str) -> RegistrationParams {
+        let sessions = self.sessions.lock().expect("uia sessions poisoned");
+        sessions
+            .get(session)
+            .filter(|pending| pending.purpose == UiaPurpose::Register)
+            .map(|pending| pending.params.clone())
+            .unwrap_or_default()
     }
 
     /// Records the account a registration session made.

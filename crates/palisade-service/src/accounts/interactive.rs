@@ -5,8 +5,8 @@
 use palisade_core::{Error, ErrorKind, Result, config::Registration as RegistrationPolicy};
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 
-use super::{AccountService, ClientInfo, Login, Session};
-use crate::uia::{UiaAuth, UiaPurpose};
+use super::{AccountService, ClientInfo, Login, Session, check_password_strength, hash_password};
+use crate::uia::{RegistrationParams, UiaAuth, UiaPurpose};
 
 /// A registration request.
 #[derive(Debug, Clone, Default)]
@@ -89,19 +89,43 @@ impl AccountService {
             Some(name) => Some(self.check_available(&name.to_lowercase()).await?),
             None => None,
         };
+        let password_hash = match &registration.password {
+            Some(password) => {
+                check_password_strength(password)?;
+                Some(hash_password(password.clone()).await?)
+            }
+            None => None,
+        };
         let auth = registration.auth.take();
-        self.authenticate_interactively(UiaPurpose::Register, None, auth).await?;
-        // A client that sent its name and password only with its first request (before
-        // authenticating) would otherwise get a random name and no password: Synapse
-        // remembers them in the UIA session; this server asks for them again.
-        if registration.username.is_none() && registration.password.is_none() {
+        if let Err(error) = self.authenticate_interactively(UiaPurpose::Register, None, auth).await
+        {
+            // The session the challenge opens (or continues) remembers what this request
+            // named, for a client that sends its name and password only once (Synapse does).
+            if let ErrorKind::UserInteractiveAuth(body) = &error.kind
+                && let Some(id) = body["session"].as_str()
+            {
+                let username = registration.username.clone();
+                self.uia.remember_registration(id, RegistrationParams { username, password_hash });
+            }
+            return Err(error);
+        }
+        let remembered = match &session {
+            Some(id) => self.uia.remembered_registration(id),
+            None => RegistrationParams::default(),
+        };
+        let password_hash = password_hash.or(remembered.password_hash);
+        if registration.username.is_none()
+            && remembered.username.is_none()
+            && password_hash.is_none()
+        {
             return Err(Error::new(ErrorKind::MissingParam, "Missing password"));
         }
-        let user_id = match user_id {
-            Some(user_id) => user_id,
-            None => self.generate_user_id().await?,
+        let user_id = match (user_id, remembered.username) {
+            (Some(user_id), _) => user_id,
+            (None, Some(name)) => self.check_available(&name.to_lowercase()).await?,
+            (None, None) => self.generate_user_id().await?,
         };
-        self.create_user(&user_id, registration.password.as_deref(), false).await?;
+        self.insert_account(&user_id, password_hash, false, false).await?;
         if let Some(id) = &session {
             self.uia.record_registration(id, &user_id);
         }

@@ -335,3 +335,25 @@ async fn registration_is_idempotent_per_uia_session() {
         "M_USER_IN_USE",
     );
 }
+
+/// A client that names the account and its password only in its first request (before
+/// authenticating) gets that account, as Synapse remembers them in the UIA session.
+#[tokio::test]
+async fn registration_remembers_what_the_first_request_named() {
+    let server = TestServer::start().await;
+    let first = json!({ "username": "Remembered", "password": PASSWORD });
+    let (status, challenge) = server.post(REGISTER, None, first).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    let completing =
+        json!({ "auth": { "type": "m.login.dummy", "session": challenge["session"] } });
+    let (status, registered) = server.post(REGISTER, None, completing).await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    assert_eq!(registered["user_id"], "@remembered:localhost");
+    server.login("remembered", None).await;
+    // A weak password is refused at once, before any authentication.
+    assert_error(
+        &server.post(REGISTER, None, json!({ "username": "weak", "password": "short" })).await,
+        StatusCode::BAD_REQUEST,
+        "M_WEAK_PASSWORD",
+    );
+}
