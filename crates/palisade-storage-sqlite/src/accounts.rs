@@ -126,6 +126,20 @@ impl AccountStore for Database {
         .await
     }
 
+    async fn upgrade_guest(&self, user_id: &UserId, password_hash: Option<&str>) -> Result<bool> {
+        let (user_id, hash) = (user_id.to_string(), password_hash.map(str::to_owned));
+        self.write(move |conn| {
+            let upgraded = conn
+                .execute(
+                    "UPDATE users SET guest = 0, password_hash = ?2 WHERE user_id = ?1 AND guest = 1",
+                    params![user_id, hash],
+                )
+                .map_err(sql)?;
+            Ok(upgraded == 1)
+        })
+        .await
+    }
+
     async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>> {
         self.read(|conn| {
             conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = ?1"))?

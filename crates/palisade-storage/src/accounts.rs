@@ -95,6 +95,8 @@ pub trait AccountStore: Send + Sync {
     async fn search_users(&self, term: &str, limit: usize) -> Result<Vec<UserRow>>;
     /// Replaces the password hash; returns `false` if the user does not exist.
     async fn set_password_hash(&self, user_id: &UserId, hash: &str) -> Result<bool>;
+    /// Makes a guest account a full one with a password; `false` unless it was a guest.
+    async fn upgrade_guest(&self, user_id: &UserId, password_hash: Option<&str>) -> Result<bool>;
     /// Grants or revokes admin; returns `false` if the user does not exist.
     async fn set_admin(&self, user_id: &UserId, admin: bool) -> Result<bool>;
     /// Marks the user deactivated, clears the password and profile, and removes every device

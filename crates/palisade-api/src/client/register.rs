@@ -33,6 +33,7 @@ async fn register(
     let body = request.body;
     let registration = Registration {
         guest: body.kind == RegistrationKind::Guest,
+        guest_access_token: body.guest_access_token,
         username: body.username,
         password: body.password,
         device_id: body.device_id,

@@ -13,6 +13,9 @@ use crate::uia::{RegistrationParams, UiaAuth, UiaPurpose};
 pub struct Registration {
     /// A guest account (`kind=guest`): no name, password or authentication is read.
     pub guest: bool,
+    /// The access token of the guest account this registration turns into a full one (its
+    /// `username` must be the guest's).
+    pub guest_access_token: Option<String>,
     /// The localpart asked for (downcased, as Synapse does); a random one when `None`.
     pub username: Option<String>,
     /// The password; an account registered without one cannot sign in with a password.
@@ -85,9 +88,16 @@ impl AccountService {
             let login = self.login_after_registration(&user_id, registration, client).await?;
             return Ok(Registered { user_id, login });
         }
-        let user_id = match &registration.username {
-            Some(name) => Some(self.check_available(&name.to_lowercase()).await?),
+        let upgrading = match &registration.guest_access_token {
+            Some(token) => {
+                Some(self.guest_to_upgrade(token, registration.username.as_deref()).await?)
+            }
             None => None,
+        };
+        let user_id = match (&upgrading, &registration.username) {
+            (Some(guest), _) => Some(guest.clone()),
+            (None, Some(name)) => Some(self.check_available(&name.to_lowercase()).await?),
+            (None, None) => None,
         };
         let password_hash = match &registration.password {
             Some(password) => {
@@ -125,12 +135,36 @@ impl AccountService {
             (None, Some(name)) => self.check_available(&name.to_lowercase()).await?,
             (None, None) => self.generate_user_id().await?,
         };
-        self.insert_account(&user_id, password_hash, false, false).await?;
+        if upgrading.is_some() {
+            if !self.store.upgrade_guest(&user_id, password_hash.as_deref()).await? {
+                return Err(Error::forbidden("This account is no longer a guest's"));
+            }
+            tracing::info!(%user_id, "guest account upgraded");
+        } else {
+            self.insert_account(&user_id, password_hash, false, false).await?;
+        }
         if let Some(id) = &session {
             self.uia.record_registration(id, &user_id);
         }
         let login = self.login_after_registration(&user_id, registration, client).await?;
         Ok(Registered { user_id, login })
+    }
+
+    /// The guest account a registration with `guest_access_token` upgrades: the token must be
+    /// a guest's, and the name asked for that guest's (as Synapse checks).
+    async fn guest_to_upgrade(&self, token: &str, username: Option<&str>) -> Result<OwnedUserId> {
+        let refused = || {
+            Error::forbidden(
+                "Cannot register taken user ID without valid guest credentials for that user",
+            )
+        };
+        let session = self.authenticate(token).await.map_err(|_| refused())?;
+        let named =
+            username.is_some_and(|name| name.to_lowercase() == session.user_id().localpart());
+        if !session.is_guest() || !named {
+            return Err(refused());
+        }
+        Ok(session.user_id().to_owned())
     }
 
     /// The sign-in a registration asks for, unless it inhibits it.

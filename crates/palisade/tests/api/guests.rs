@@ -1,7 +1,7 @@
 //! Guest accounts: off by default; when allowed, guests read world-readable rooms, join only
 //! rooms that let guests in, and reach only the endpoints the spec lists for them.
 
-use palisade_testkit::{TestServer, User, assert_error, message_texts};
+use palisade_testkit::{PASSWORD, TestServer, User, assert_error, message_texts};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -112,4 +112,43 @@ async fn guests_read_public_history_and_join_only_rooms_open_to_guests() {
         StatusCode::FORBIDDEN,
         "M_FORBIDDEN",
     );
+}
+
+/// A guest registers a full account under its own id (with its guest token, as Synapse
+/// upgrades guests); nobody else's token or name will do.
+#[tokio::test]
+async fn a_guest_becomes_a_full_account_under_its_id() {
+    let server = TestServer::start_with(|config| config.allow_guest_access = true).await;
+    let guest = register_guest(&server).await;
+    let other = register_guest(&server).await;
+    let alice = server.register("alice").await;
+    let localpart =
+        |user: &User| user.user_id.trim_start_matches('@').split(':').next().unwrap().to_owned();
+    const REGISTER: &str = "/_matrix/client/v3/register";
+
+    // Someone else's name, or a token that is not a guest's, is refused.
+    for (name, token) in [(localpart(&other), &guest.token), (localpart(&guest), &alice.token)] {
+        let body = json!({ "username": name, "password": PASSWORD, "guest_access_token": token, "auth": { "type": "m.login.dummy" } });
+        assert_error(
+            &server.post(REGISTER, None, body).await,
+            StatusCode::FORBIDDEN,
+            "M_FORBIDDEN",
+        );
+    }
+
+    let body = json!({ "username": localpart(&guest), "password": PASSWORD, "guest_access_token": guest.token });
+    let (status, challenge) = server.post(REGISTER, None, body.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    let mut body = body;
+    body["auth"] = json!({ "type": "m.login.dummy", "session": challenge["session"] });
+    let (status, upgraded) = server.post(REGISTER, None, body).await;
+    assert_eq!(status, StatusCode::OK, "{upgraded}");
+    assert_eq!(upgraded["user_id"], guest.user_id);
+    let token = upgraded["access_token"].as_str();
+    let (_, whoami) = server.get("/_matrix/client/v3/account/whoami", token).await;
+    assert_eq!(whoami["user_id"], guest.user_id);
+    assert_ne!(whoami["is_guest"], true, "{whoami}");
+    let (status, room) = server.post("/_matrix/client/v3/createRoom", token, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "a full account creates rooms: {room}");
+    server.login(&localpart(&guest), None).await;
 }
