@@ -140,6 +140,12 @@ pub struct Media {
     /// Serve the legacy unauthenticated `/_matrix/media/v3/download` (off, as Synapse with
     /// authenticated media: clients use `/_matrix/client/v1/media`).
     pub allow_legacy_unauthenticated: bool,
+    /// Fetch web pages for link previews (`/preview_url`). Off: the server then never connects
+    /// to addresses its users name.
+    pub url_previews: bool,
+    /// Addresses previews may reach although they are not public (an intranet site); every
+    /// other loopback, private, link-local or metadata address is refused.
+    pub url_preview_allowed_ips: Vec<std::net::IpAddr>,
 }
 
 impl Default for Media {
@@ -148,6 +154,8 @@ impl Default for Media {
             max_upload_bytes: 100 * 1024 * 1024,
             per_user_quota_bytes: None,
             allow_legacy_unauthenticated: false,
+            url_previews: false,
+            url_preview_allowed_ips: Vec::new(),
         }
     }
 }
@@ -424,6 +432,8 @@ mod tests {
         assert_eq!(media.max_upload_bytes, defaults.max_upload_bytes);
         assert_eq!(media.per_user_quota_bytes, defaults.per_user_quota_bytes);
         assert_eq!(media.allow_legacy_unauthenticated, defaults.allow_legacy_unauthenticated);
+        assert_eq!(media.url_previews, defaults.url_previews);
+        assert_eq!(media.url_preview_allowed_ips, defaults.url_preview_allowed_ips);
     }
 
     #[test]

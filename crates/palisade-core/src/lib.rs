@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod net;
 
 pub use clock::{Clock, SystemClock};
 pub use config::Config;

@@ -9,6 +9,7 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#content-repository>
 
 mod files;
+mod preview;
 mod serve;
 mod thumbnail;
 
@@ -94,6 +95,8 @@ pub struct MediaService {
     outbound: OutboundSlot,
     /// One thumbnail decoded per core at a time: each may take up to 256 MiB.
     thumbnailing: Semaphore,
+    /// Link previews, when the configuration turns them on.
+    previews: Option<preview::Previewer>,
     /// Recording content (read) against deleting it (write): identical files are stored once,
     /// so a deletion must not remove a file a new record has just come to name.
     blobs: RwLock<()>,
@@ -119,10 +122,30 @@ impl MediaService {
         trust: Arc<DeviceTrustService>,
         clock: Arc<dyn Clock>,
         outbound: OutboundSlot,
-    ) -> Self {
+    ) -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let thumbnailing = Semaphore::new(cores);
-        Self { config, store, files, trust, clock, outbound, thumbnailing, blobs: RwLock::new(()) }
+        let previews = config
+            .media
+            .url_previews
+            .then(|| preview::Previewer::new(config.media.url_preview_allowed_ips.clone()))
+            .transpose()?;
+        let blobs = RwLock::new(());
+        Ok(Self { config, store, files, trust, clock, outbound, thumbnailing, previews, blobs })
+    }
+
+    /// The Open Graph tags of the page at `url`, for a link preview.
+    pub async fn preview_url(
+        &self,
+        actor: Actor<'_>,
+        url: Option<&str>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        self.trust.require(actor, Need::RoomAccess, "preview_url").await?;
+        let Some(previews) = &self.previews else {
+            return Err(Error::new(ErrorKind::Unrecognized, "URL previews are disabled"));
+        };
+        let url = url.ok_or_else(|| Error::new(ErrorKind::MissingParam, "Missing url"))?;
+        previews.preview(url, self.clock.now_millis()).await
     }
 
     /// The largest upload accepted, in bytes.

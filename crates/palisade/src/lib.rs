@@ -62,7 +62,7 @@ pub async fn open_with_media(
     clock: Arc<dyn Clock>,
 ) -> Result<(Services, Arc<MediaService>)> {
     let (services, stores) = open_stores(config, clock).await?;
-    let media = media_service(&services, stores.media);
+    let media = media_service(&services, stores.media)?;
     Ok((services, media))
 }
 
@@ -71,15 +71,16 @@ pub async fn open_with_media(
 fn media_service(
     services: &Services,
     store: Arc<dyn palisade_storage::MediaStore>,
-) -> Arc<MediaService> {
-    Arc::new(MediaService::new(
+) -> Result<Arc<MediaService>> {
+    MediaService::new(
         services.config.clone(),
         store,
         Arc::new(FileStore::new(services.config.media_path())),
         services.trust.clone(),
         services.clock.clone(),
         services.outbound.clone(),
-    ))
+    )
+    .map(Arc::new)
 }
 
 async fn open_stores(config: Config, clock: Arc<dyn Clock>) -> Result<(Services, Stores)> {
@@ -137,7 +138,7 @@ impl Server {
         )?);
         // The services reach other servers through the port federation implements.
         services.outbound.connect(federation.clone());
-        let media = media_service(&services, stores.media);
+        let media = media_service(&services, stores.media)?;
         let state = AppState::new(services, federation, media);
         Ok(Self { state, listener, federation: tls })
     }

@@ -41,6 +41,11 @@ pub(super) fn routes(router: Routes) -> Routes {
             router.add(Method::POST, &format!("/_matrix/media/{version}/upload"), post(upload));
         let router =
             router.add(Method::GET, &format!("/_matrix/media/{version}/config"), get(config));
+        let router = router.add(
+            Method::GET,
+            &format!("/_matrix/media/{version}/preview_url"),
+            get(preview_url),
+        );
         let path = format!("/_matrix/media/{version}/thumbnail/{{server_name}}/{{media_id}}");
         let router = router.add(Method::GET, &path, get(thumbnail::<false>));
         let path = format!("/_matrix/media/{version}/download/{{server_name}}/{{media_id}}");
@@ -54,6 +59,7 @@ pub(super) fn routes(router: Routes) -> Routes {
         put(upload_to),
     );
     let router = router.add(Method::GET, "/_matrix/client/v1/media/config", get(config));
+    let router = router.add(Method::GET, "/_matrix/client/v1/media/preview_url", get(preview_url));
     let router = router.add(
         Method::GET,
         "/_matrix/client/v1/media/thumbnail/{server_name}/{media_id}",
@@ -148,6 +154,22 @@ async fn config(
     _: Authenticated<true>,
 ) -> std::result::Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "m.upload.size": state.media.max_upload_bytes() })))
+}
+
+/// `GET /_matrix/client/v1/media/preview_url?url=…`: a link's Open Graph tags.
+async fn preview_url(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    uri: http::Uri,
+) -> std::result::Result<Json<Value>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Query {
+        url: Option<String>,
+    }
+    let axum::extract::Query(query) = axum::extract::Query::<Query>::try_from_uri(&uri)
+        .map_err(|e| Error::invalid_param(format!("Invalid request: {e}")))?;
+    let url = query.url.as_deref();
+    Ok(Json(Value::Object(state.media.preview_url((&session).into(), url).await?)))
 }
 
 fn server_name_of(name: &str) -> Result<OwnedServerName> {

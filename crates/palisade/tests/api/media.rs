@@ -493,3 +493,81 @@ async fn uploads_are_rate_limited() {
         "M_LIMIT_EXCEEDED",
     );
 }
+
+/// A web server on loopback for link previews: `/page` (Open Graph tags), `/hop` (a redirect
+/// to the cloud metadata address) and `/loop` (a redirect to itself). Returns its port.
+async fn web_site() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = vec![0; 4096];
+            let read = socket.read(&mut request).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..read]).to_string();
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let response = match path.as_str() {
+                "/page" => {
+                    let page = r#"<html><head><title>Fallback title</title>
+                        <meta property="og:title" content="Palisade &amp; friends">
+                        <meta property="og:description" content="A sovereign homeserver">
+                        <meta property="og:image" content="http://169.254.169.254/x.png">
+                        <meta name="description" content="ignored"></head><body>hi</body></html>"#;
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}", page.len())
+                }
+                "/hop" => "HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+                _ => "HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
+            };
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    port
+}
+
+/// Asks `server` for a preview of `url` as `user`.
+async fn preview(server: &TestServer, user: &User, url: String) -> (StatusCode, Value) {
+    let path =
+        format!("/_matrix/client/v1/media/preview_url?url={}", palisade_testkit::urlencode(&url));
+    server.get(&path, user.token()).await
+}
+
+#[tokio::test]
+async fn link_previews_read_open_graph_and_never_reach_private_addresses() {
+    let port = web_site().await;
+    // Off by default.
+    let off = TestServer::start().await;
+    let alice = off.register("alice").await;
+    let (status, _) = preview(&off, &alice, format!("http://127.0.0.1:{port}/page")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // On, with this test's site allowed although it is on loopback.
+    let on = TestServer::start_with(|config| {
+        config.media.url_previews = true;
+        config.media.url_preview_allowed_ips = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let bob = on.register("bob").await;
+    let (status, tags) = preview(&on, &bob, format!("http://127.0.0.1:{port}/page")).await;
+    assert_eq!(status, StatusCode::OK, "{tags}");
+    assert_eq!(tags["og:title"], "Palisade & friends");
+    assert_eq!(tags["og:description"], "A sovereign homeserver");
+    assert!(tags.get("og:image").is_none(), "{tags}");
+    // A redirect to the metadata address is refused; so are loops and other schemes.
+    let (status, answer) = preview(&on, &bob, format!("http://127.0.0.1:{port}/hop")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, _) = preview(&on, &bob, format!("http://127.0.0.1:{port}/loop")).await;
+    assert!(status.is_server_error() || status.is_client_error(), "{status}");
+    let (status, _) = preview(&on, &bob, "file:///etc/passwd".to_owned()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Without the allowance, loopback is refused whether named by address or by name.
+    let strict = TestServer::start_with(|config| config.media.url_previews = true).await;
+    let carol = strict.register("carol").await;
+    let (status, _) = preview(&strict, &carol, format!("http://127.0.0.1:{port}/page")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = preview(&strict, &carol, format!("http://localhost:{port}/page")).await;
+    assert!(!status.is_success(), "{answer}");
+    let (status, _) =
+        preview(&strict, &carol, format!("http://[::ffff:127.0.0.1]:{port}/page")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
