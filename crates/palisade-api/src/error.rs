@@ -47,7 +47,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         GuestAccessForbidden => (StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN"),
         ResourceLimitExceeded => (StatusCode::FORBIDDEN, "M_RESOURCE_LIMIT_EXCEEDED"),
         CannotOverwriteMedia => (StatusCode::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA"),
-        RangeNotSatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, "M_UNKNOWN"),
+        RangeNotSatisfiable { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "M_UNKNOWN"),
         NotYetUploaded => (StatusCode::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED"),
         MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED"),
         UnknownLoginType => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
@@ -77,6 +77,10 @@ impl IntoResponse for ApiError {
             ErrorKind::LimitExceeded { retry_after_ms } => Some(retry_after_ms),
             _ => None,
         };
+        let unsatisfiable = match kind {
+            ErrorKind::RangeNotSatisfiable { size } => Some(size),
+            _ => None,
+        };
         let body = match kind {
             ErrorKind::UserInteractiveAuth(body) => *body,
             ErrorKind::Internal => {
@@ -100,6 +104,12 @@ impl IntoResponse for ApiError {
                 http::HeaderValue::from_str(&retry_after_ms.div_ceil(1000).to_string())
         {
             response.headers_mut().insert(http::header::RETRY_AFTER, value);
+        }
+        if let Some(size) = unsatisfiable {
+            response.headers_mut().insert(
+                http::header::CONTENT_RANGE,
+                format!("bytes */{size}").parse().expect("a valid header"),
+            );
         }
         response
     }

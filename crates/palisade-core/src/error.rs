@@ -61,7 +61,10 @@ pub enum ErrorKind {
     /// A media id is reserved but its upload has not come yet (`M_NOT_YET_UPLOADED`, 504).
     NotYetUploaded,
     /// The range a download asked for is outside the content (416).
-    RangeNotSatisfiable,
+    RangeNotSatisfiable {
+        /// The size of the content, for `Content-Range: bytes */<size>`.
+        size: u64,
+    },
     /// A guest account called an endpoint guests may not use (`M_GUEST_ACCESS_FORBIDDEN`).
     GuestAccessForbidden,
     /// The endpoint exists but not with this method (`M_UNRECOGNIZED`, 405).

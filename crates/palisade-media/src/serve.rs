@@ -83,7 +83,8 @@ pub(crate) fn requested_range(header: Option<&str>, size: u64) -> Result<Option<
     }
     let Some((first, last)) = spec.split_once('-') else { return Ok(None) };
     let (first, last) = (first.trim(), last.trim());
-    let unsatisfiable = || Error::new(ErrorKind::RangeNotSatisfiable, "Range not satisfiable");
+    let unsatisfiable =
+        || Error::new(ErrorKind::RangeNotSatisfiable { size }, "Range not satisfiable");
     let range = match (first.parse::<u64>(), last.parse::<u64>()) {
         (Ok(start), Ok(end)) if start <= end => (start, end.min(size.saturating_sub(1))),
         (Ok(start), Err(_)) if last.is_empty() => (start, size.saturating_sub(1)),

@@ -169,6 +169,7 @@ async fn ranges_serve_parts_of_a_file() {
     assert_eq!(response.bytes().await.unwrap().len(), 100);
     let response = download(&server, &path, alice.token(), Some("bytes=1000-")).await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header_of(&response, header::CONTENT_RANGE), "bytes */1000");
     // A form this server does not serve gets the whole file.
     let response = download(&server, &path, alice.token(), Some("bytes=0-1,5-6")).await;
     assert_eq!(response.status(), StatusCode::OK);
