@@ -17,6 +17,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || a >= 240
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (18..20).contains(&b)))
         }
@@ -38,7 +39,16 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return !v6.is_unspecified() && !v6.is_loopback() && is_public(IpAddr::V4(v4));
             }
             let first = segments[0];
-            !(v6.is_multicast() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80)
+            // Unique-local, link-local, site-local (deprecated), Teredo, discard-only, and the
+            // local-use NAT64 prefix.
+            !(v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || segments[..2] == [0x2001, 0]
+                || segments[..2] == [0x2001, 0xdb8]
+                || segments[..4] == [0x100, 0, 0, 0]
+                || segments[..3] == [0x64, 0xff9b, 1])
         }
     }
 }

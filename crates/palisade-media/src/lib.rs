@@ -94,7 +94,7 @@ pub struct MediaService {
     /// Other servers, for their media.
     outbound: OutboundSlot,
     /// One thumbnail decoded per core at a time: each may take up to 256 MiB.
-    thumbnailing: Semaphore,
+    thumbnailing: Arc<Semaphore>,
     /// Link previews, when the configuration turns them on.
     previews: Option<preview::Previewer>,
     /// Recording content (read) against deleting it (write): identical files are stored once,
@@ -107,6 +107,10 @@ const THUMBNAIL_TIME: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn new_media_id() -> String {
     rand::thread_rng().sample_iter(Alphanumeric).take(24).map(char::from).collect()
+}
+
+fn over_quota() -> Error {
+    Error::new(ErrorKind::ResourceLimitExceeded, "This upload would exceed your storage quota")
 }
 
 fn not_found() -> Error {
@@ -124,7 +128,7 @@ impl MediaService {
         outbound: OutboundSlot,
     ) -> Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let thumbnailing = Semaphore::new(cores);
+        let thumbnailing = Arc::new(Semaphore::new(cores));
         let previews = config
             .media
             .url_previews
@@ -186,14 +190,28 @@ impl MediaService {
         sha256: &str,
         record: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let _recording = self.blobs.read().await;
+        let recording = self.blobs.read().await;
         if !self.files.exists(sha256).await? {
             return Err(Error::new(
                 ErrorKind::RemoteUnavailable,
                 "Identical media was being deleted: upload it again",
             ));
         }
-        record.await
+        let recorded = record.await;
+        drop(recording);
+        if recorded.is_err() {
+            self.discard(sha256).await?;
+        }
+        recorded
+    }
+
+    /// Removes stored content no record names (what an upload stored before it failed).
+    async fn discard(&self, sha256: &str) -> Result<()> {
+        let _deleting = self.blobs.write().await;
+        if !self.store.content_referenced(sha256).await? {
+            self.files.delete(sha256).await?;
+        }
+        Ok(())
     }
 
     /// Records media under a new random id; returns the id.
@@ -269,6 +287,7 @@ impl MediaService {
         let filled = self.recorded(&stored.sha256, fill).await?;
         if !filled {
             // Another upload to the same id won the race.
+            self.discard(&stored.sha256).await?;
             return Err(Error::new(ErrorKind::CannotOverwriteMedia, "Media already uploaded"));
         }
         Ok(())
@@ -283,23 +302,22 @@ impl MediaService {
                 format!("Upload is larger than the limit of {max} bytes"),
             ));
         }
-        self.check_quota(actor, upload.length.unwrap_or(0)).await?;
-        let stored = self.files.put(upload.body, max).await?;
-        self.check_quota(actor, stored.size).await?;
-        Ok(stored)
+        let room = self.quota_room(actor).await?;
+        if upload.length.unwrap_or(0) > room {
+            return Err(over_quota());
+        }
+        // The stream stops at whichever comes first, the size limit or the quota.
+        match self.files.put(upload.body, max.min(room)).await {
+            Err(e) if e.kind == ErrorKind::TooLarge && room < max => Err(over_quota()),
+            stored => stored,
+        }
     }
 
-    /// Refuses an upload of `size` bytes that would take the user past their quota.
-    async fn check_quota(&self, actor: Actor<'_>, size: u64) -> Result<()> {
-        let Some(quota) = self.config.media.per_user_quota_bytes else { return Ok(()) };
+    /// How many more bytes the user may upload (`u64::MAX` without a quota).
+    async fn quota_room(&self, actor: Actor<'_>) -> Result<u64> {
+        let Some(quota) = self.config.media.per_user_quota_bytes else { return Ok(u64::MAX) };
         let used = self.store.uploaded_bytes(actor.user()).await?;
-        if used.saturating_add(size) > quota {
-            return Err(Error::new(
-                ErrorKind::ResourceLimitExceeded,
-                "This upload would exceed your storage quota",
-            ));
-        }
-        Ok(())
+        Ok(quota.saturating_sub(used))
     }
 
     /// The record of media `reader` may be served: this server's own, or another server's
@@ -432,8 +450,13 @@ impl MediaService {
         {
             return Err(Error::not_found("No thumbnail can be made of this media"));
         }
-        let _turn =
-            self.thumbnailing.acquire().await.map_err(|e| Error::internal(e.to_string()))?;
+        // The turn goes with the decode: one abandoned at its time limit still holds it.
+        let turn = self
+            .thumbnailing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?;
         let body = self.files.read(sha256, 0, row.size).await?.ok_or_else(|| {
             Error::internal(format!("media {}: content is missing", row.media_id))
         })?;
@@ -444,8 +467,11 @@ impl MediaService {
             })
             .await
             .map_err(|e| Error::internal(format!("reading media {}: {e}", row.media_id)))?;
-        let making =
-            tokio::task::spawn_blocking(move || thumbnail::make(&source, width, height, method));
+        let making = tokio::task::spawn_blocking(move || {
+            let made = thumbnail::make(&source, width, height, method);
+            drop(turn);
+            made
+        });
         let (bytes, content_type) = tokio::time::timeout(THUMBNAIL_TIME, making)
             .await
             .map_err(|_| Error::bad_json("Making the thumbnail took too long"))?

@@ -27,6 +27,9 @@ const CACHE_MS: u64 = 60 * 60 * 1000;
 const MAX_CACHED: usize = 1000;
 /// Longest value kept of a tag.
 const MAX_VALUE_CHARS: usize = 1000;
+/// The Open Graph tags a preview keeps (so a page of countless tags stays small).
+const KEPT_TAGS: &[&str] =
+    &["og:title", "og:description", "og:site_name", "og:type", "og:url", "og:locale"];
 
 /// Whether a preview may connect to an address.
 fn reachable(ip: IpAddr, allowed: &[IpAddr]) -> bool {
@@ -160,7 +163,7 @@ fn open_graph(html: &str) -> Preview {
                 let attribute = |name: &[u8]| tag.attributes.get(name).map(|v| text(&v.value));
                 let key = attribute(b"property").or_else(|| attribute(b"name"));
                 let (Some(key), Some(content)) = (key, attribute(b"content")) else { continue };
-                if key.starts_with("og:") && !key.starts_with("og:image") {
+                if KEPT_TAGS.contains(&key.as_str()) {
                     preview.entry(key).or_insert(Value::from(content));
                 } else if key == "description" {
                     description.get_or_insert(content);

@@ -38,8 +38,9 @@ const INLINE_TYPES: &[&str] = &[
 /// The `Content-Type` to serve (as uploaded when it is a well-formed header value) and
 /// whether it may be shown inline.
 pub(crate) fn served_type(uploaded: Option<&str>) -> (String, bool) {
+    // A comma would let a browser read a second type after the one checked here.
     let valid = uploaded.filter(|t| {
-        !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| (0x20..0x7f).contains(&b))
+        !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b',')
     });
     let Some(content_type) = valid else {
         return ("application/octet-stream".to_owned(), false);

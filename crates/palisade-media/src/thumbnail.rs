@@ -93,7 +93,24 @@ pub(crate) fn make(
     reader.limits(limits);
     let image = reader.decode().map_err(|e| refused(&e))?;
     let thumbnail = match method {
-        Method::Crop => image.resize_to_fill(width, height, FilterType::Triangle),
+        // Cut the source to the size's proportions first, then scale: scaling the whole image
+        // to cover the size first (`resize_to_fill`) would blow a long, thin image up to
+        // gigapixels.
+        Method::Crop => {
+            let (target_w, target_h) = (u64::from(width), u64::from(height));
+            let (source_w, source_h) = (u64::from(w), u64::from(h));
+            let (crop_w, crop_h) = if source_w * target_h > source_h * target_w {
+                ((source_h * target_w / target_h).max(1), source_h)
+            } else {
+                (source_w, (source_w * target_h / target_w).max(1))
+            };
+            let (crop_w, crop_h) = (crop_w.min(source_w) as u32, crop_h.min(source_h) as u32);
+            image.crop_imm((w - crop_w) / 2, (h - crop_h) / 2, crop_w, crop_h).resize_exact(
+                width,
+                height,
+                FilterType::Triangle,
+            )
+        }
         // Never enlarged: a small image is its own thumbnail.
         Method::Scale if w <= width && h <= height => image,
         Method::Scale => image.thumbnail(width, height),

@@ -26,6 +26,15 @@ fn media_row(row: &Row<'_>) -> rusqlite::Result<MediaRow> {
     })
 }
 
+/// Whether any record (media or thumbnail) names content of this hash.
+fn referenced(conn: &rusqlite::Connection, sha256: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = ?1)
+         OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = ?1)",
+    )?
+    .query_row([sha256], |row| row.get(0))
+}
+
 #[async_trait]
 impl MediaStore for Database {
     async fn insert_media(&self, row: MediaRow) -> Result<bool> {
@@ -141,6 +150,10 @@ impl MediaStore for Database {
         })
     }
 
+    async fn content_referenced(&self, sha256: &str) -> Result<bool> {
+        self.read(|conn| referenced(conn, sha256))
+    }
+
     async fn media_of_uploader(&self, uploader: &UserId) -> Result<Vec<MediaRow>> {
         self.read(|conn| {
             conn.prepare_cached(&format!(
@@ -195,15 +208,9 @@ impl MediaStore for Database {
             if deleted == 0 {
                 return Ok(None);
             }
-            let mut referenced = conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = ?1)
-                     OR EXISTS (SELECT 1 FROM media_thumbnails WHERE sha256 = ?1)",
-                )
-                .map_err(sql)?;
             let mut unreferenced = Vec::new();
             for hash in hashes.drain(..) {
-                if !referenced.query_row([&hash], |row| row.get::<_, bool>(0)).map_err(sql)? {
+                if !referenced(conn, &hash).map_err(sql)? {
                     unreferenced.push(hash);
                 }
             }

@@ -86,6 +86,8 @@ pub trait MediaStore: Send + Sync {
     ) -> Result<Option<ThumbnailRow>>;
     /// Records a thumbnail (a concurrent request may have recorded the same one first).
     async fn insert_thumbnail(&self, row: ThumbnailRow) -> Result<()>;
+    /// Whether any record (media or thumbnail) names content of this hash.
+    async fn content_referenced(&self, sha256: &str) -> Result<bool>;
     /// The media a user uploaded, newest first.
     async fn media_of_uploader(&self, uploader: &UserId) -> Result<Vec<MediaRow>>;
     /// Quarantines (or releases) a media id; `false` if it is unknown.

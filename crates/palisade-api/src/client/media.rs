@@ -137,11 +137,13 @@ async fn create(
 async fn upload_to(
     State(state): State<AppState>,
     Authenticated(session): Authenticated,
+    ip: ClientIp,
     Path((server_name, media_id)): Path<(String, String)>,
     headers: HeaderMap,
     uri: http::Uri,
     body: Body,
 ) -> std::result::Result<Json<Value>, ApiError> {
+    limit_uploads(&state, ip)?;
     let server = server_name_of(&server_name)?;
     let upload = upload_of(&headers, &uri, body)?;
     state.media.upload_to((&session).into(), &server, &media_id, upload).await?;

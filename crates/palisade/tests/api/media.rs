@@ -30,6 +30,21 @@ async fn upload(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Uploads `chunks` chunks of 100 bytes as a stream without a `Content-Length`.
+async fn upload_chunked(server: &TestServer, user: &User, chunks: usize) -> StatusCode {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..chunks).map(|_| Ok(vec![1u8; 100])).collect();
+    let response = server
+        .http
+        .post(format!("{}{UPLOAD}", server.base))
+        .bearer_auth(&user.token)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
 /// The authenticated download path of an `mxc://` URI.
 fn download_path(content_uri: &Value) -> String {
     let uri = content_uri.as_str().unwrap();
@@ -195,17 +210,7 @@ async fn size_limits_and_quotas_are_enforced() {
         "M_TOO_LARGE",
     );
     // Streamed without a length: refused once it passes the limit.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..20).map(|_| Ok(vec![1u8; 100])).collect();
-    let response = server
-        .http
-        .post(format!("{}{UPLOAD}", server.base))
-        .bearer_auth(&alice.token)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(upload_chunked(&server, &alice, 20).await, StatusCode::PAYLOAD_TOO_LARGE);
 
     // The quota counts what the user has uploaded.
     let (status, _) = upload(&server, &alice, vec![2; 800], "application/octet-stream", None).await;
@@ -215,6 +220,10 @@ async fn size_limits_and_quotas_are_enforced() {
         StatusCode::FORBIDDEN,
         "M_RESOURCE_LIMIT_EXCEEDED",
     );
+    // Streamed without a length, the upload stops where the quota does and leaves nothing.
+    let files_before = stored_files(&server.config.media_path()).len();
+    assert_eq!(upload_chunked(&server, &alice, 8).await, StatusCode::FORBIDDEN);
+    assert_eq!(stored_files(&server.config.media_path()).len(), files_before);
     let bob = server.register("bob").await;
     let (status, _) = upload(&server, &bob, vec![3; 800], "application/octet-stream", None).await;
     assert_eq!(status, StatusCode::OK);
@@ -330,6 +339,18 @@ async fn thumbnails_are_made_of_each_image_format() {
             }
         }
     }
+
+    // A long, thin image is cut to shape before it is scaled (never blown up whole).
+    let (_, thin) =
+        upload(&server, &alice, picture(image::ImageFormat::Png, 20_000, 1), "image/png", None)
+            .await;
+    let path = download_path(&thin["content_uri"]).replace("/download/", "/thumbnail/");
+    let response =
+        download(&server, &format!("{path}?width=96&height=96&method=crop"), alice.token(), None)
+            .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let thumbnail = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!((thumbnail.width(), thumbnail.height()), (96, 96));
 
     // Only images have thumbnails; a decompression bomb is refused without being decoded.
     let (_, text) = upload(&server, &alice, b"words".to_vec(), "text/plain", None).await;
