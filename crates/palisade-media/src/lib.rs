@@ -95,12 +95,17 @@ pub struct MediaService {
     outbound: OutboundSlot,
     /// One thumbnail decoded per core at a time: each may take up to 256 MiB.
     thumbnailing: Arc<Semaphore>,
+    /// Other servers' files being fetched (each held in memory until stored).
+    fetching: Semaphore,
     /// Link previews, when the configuration turns them on.
     previews: Option<preview::Previewer>,
     /// Recording content (read) against deleting it (write): identical files are stored once,
     /// so a deletion must not remove a file a new record has just come to name.
     blobs: RwLock<()>,
 }
+
+/// Other servers' files fetched at once.
+const MAX_REMOTE_FETCHES: usize = 4;
 
 /// Longest a thumbnail may take to make.
 const THUMBNAIL_TIME: std::time::Duration = std::time::Duration::from_secs(30);
@@ -134,8 +139,19 @@ impl MediaService {
             .url_previews
             .then(|| preview::Previewer::new(config.media.url_preview_allowed_ips.clone()))
             .transpose()?;
-        let blobs = RwLock::new(());
-        Ok(Self { config, store, files, trust, clock, outbound, thumbnailing, previews, blobs })
+        let (blobs, fetching) = (RwLock::new(()), Semaphore::new(MAX_REMOTE_FETCHES));
+        Ok(Self {
+            config,
+            store,
+            files,
+            trust,
+            clock,
+            outbound,
+            thumbnailing,
+            fetching,
+            previews,
+            blobs,
+        })
     }
 
     /// The Open Graph tags of the page at `url`, for a link preview.
@@ -356,6 +372,8 @@ impl MediaService {
     /// Fetches another server's media and keeps it.
     async fn fetch_remote(&self, server: &ServerName, media_id: &str) -> Result<MediaRow> {
         let max = self.max_upload_bytes();
+        // A fetched file is held in memory until stored: only a few at a time.
+        let _turn = self.fetching.acquire().await.map_err(|e| Error::internal(e.to_string()))?;
         let remote = self.outbound.get()?.fetch_media(server, media_id, max).await?;
         let body = futures_util::stream::once(async move { Ok(Bytes::from(remote.bytes)) });
         let stored = self.files.put(body.boxed(), max).await?;
@@ -488,7 +506,15 @@ impl MediaService {
             sha256: stored.sha256,
             size: stored.size,
         };
-        self.recorded(&thumbnail.sha256, self.store.insert_thumbnail(thumbnail.clone())).await?;
+        // The media may have been deleted while its thumbnail was made: nothing is recorded
+        // for it then (and the thumbnail's content goes).
+        let record = async {
+            match self.store.media(&row.origin, &row.media_id).await? {
+                Some(_) => self.store.insert_thumbnail(thumbnail.clone()).await,
+                None => Err(not_found()),
+            }
+        };
+        self.recorded(&thumbnail.sha256, record).await?;
         Ok(thumbnail)
     }
 
