@@ -96,7 +96,24 @@ impl AccountService {
         };
         let user_id = match (&upgrading, &registration.username) {
             (Some(guest), _) => Some(guest.clone()),
-            (None, Some(name)) => Some(self.check_available(&name.to_lowercase()).await?),
+            (None, Some(name)) => match self.check_available(&name.to_lowercase()).await {
+                Ok(user_id) => Some(user_id),
+                // Taken, perhaps by this session's first attempt finishing meanwhile.
+                Err(error) if error.kind == ErrorKind::UserInUse => {
+                    let made = match &session {
+                        Some(id) => {
+                            let _completed = self.completing_registration.lock().await;
+                            self.uia.registered(id)
+                        }
+                        None => None,
+                    };
+                    let Some(user_id) = made else { return Err(error) };
+                    let login =
+                        self.login_after_registration(&user_id, registration, client).await?;
+                    return Ok(Registered { user_id, login });
+                }
+                Err(error) => return Err(error),
+            },
             (None, None) => None,
         };
         let password_hash = match &registration.password {
@@ -118,6 +135,12 @@ impl AccountService {
                 self.uia.remember_registration(id, RegistrationParams { username, password_hash });
             }
             return Err(error);
+        }
+        let _completing = self.completing_registration.lock().await;
+        // A retry that raced the first attempt: the account it made.
+        if let Some(user_id) = session.as_deref().and_then(|id| self.uia.registered(id)) {
+            let login = self.login_after_registration(&user_id, registration, client).await?;
+            return Ok(Registered { user_id, login });
         }
         let remembered = match &session {
             Some(id) => self.uia.remembered_registration(id),

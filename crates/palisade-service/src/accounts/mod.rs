@@ -94,6 +94,9 @@ pub struct AccountService {
     uia: UiaSessions,
     /// OpenID tokens (by hash) with their user and expiry: short-lived, so kept in memory.
     openid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (OwnedUserId, u64)>>,
+    /// One registration completes at a time, so a retry racing its first attempt on the same
+    /// UIA session finds the account that attempt made.
+    completing_registration: tokio::sync::Mutex<()>,
 }
 
 /// Most OpenID tokens one user holds at once.
@@ -184,7 +187,16 @@ impl AccountService {
         outbound: OutboundSlot,
     ) -> Self {
         let uia = UiaSessions::new(clock.clone());
-        Self { config, store, trust, clock, outbound, uia, openid: Default::default() }
+        Self {
+            config,
+            store,
+            trust,
+            clock,
+            outbound,
+            uia,
+            openid: Default::default(),
+            completing_registration: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Whether a user is of this server.
