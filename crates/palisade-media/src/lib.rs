@@ -13,7 +13,7 @@ mod preview;
 mod serve;
 mod thumbnail;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -104,11 +104,16 @@ pub struct MediaService {
     blobs: RwLock<()>,
 }
 
+/// Longest a download waits for a reserved id's upload.
+const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(120);
+/// How often a waiting download looks for the upload.
+const UPLOAD_POLL: Duration = Duration::from_millis(250);
+
 /// Other servers' files fetched at once.
 const MAX_REMOTE_FETCHES: usize = 4;
 
 /// Longest a thumbnail may take to make.
-const THUMBNAIL_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+const THUMBNAIL_TIME: Duration = Duration::from_secs(30);
 
 fn new_media_id() -> String {
     rand::thread_rng().sample_iter(Alphanumeric).take(24).map(char::from).collect()
@@ -343,6 +348,7 @@ impl MediaService {
         reader: Reader<'_>,
         server: &ServerName,
         media_id: &str,
+        wait: Duration,
     ) -> Result<MediaRow> {
         match reader {
             Reader::User(actor) => {
@@ -367,6 +373,26 @@ impl MediaService {
             _ if row.quarantined => Err(not_found()),
             _ => Ok(row),
         })
+        .map(|row| self.uploaded(row, wait))?
+        .await
+    }
+
+    /// A reserved id's record once its upload came, waiting up to `wait` for it (a client
+    /// that sent the event before the file, as Element X's send queue does, is answered as
+    /// soon as the file arrives).
+    async fn uploaded(&self, mut row: MediaRow, wait: Duration) -> Result<MediaRow> {
+        let deadline = tokio::time::Instant::now() + wait.min(MAX_UPLOAD_WAIT);
+        while row.sha256.is_none() {
+            if row.expires_ts.is_some_and(|expires| expires <= self.clock.now_millis()) {
+                return Err(not_found());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::new(ErrorKind::NotYetUploaded, "Media not yet uploaded"));
+            }
+            tokio::time::sleep(UPLOAD_POLL).await;
+            row = self.store.media(&row.origin, &row.media_id).await?.ok_or_else(not_found)?;
+        }
+        Ok(row)
     }
 
     /// Fetches another server's media and keeps it.
@@ -396,7 +422,7 @@ impl MediaService {
     }
 
     /// Media for `reader`. `file_name` overrides the uploaded name; `range` is the `Range`
-    /// header.
+    /// header; `wait` is how long to wait for a reserved id's upload.
     pub async fn download(
         &self,
         reader: Reader<'_>,
@@ -404,8 +430,9 @@ impl MediaService {
         media_id: &str,
         file_name: Option<&str>,
         range: Option<&str>,
+        wait: Duration,
     ) -> Result<Download> {
-        let row = self.readable(reader, server, media_id).await?;
+        let row = self.readable(reader, server, media_id, wait).await?;
         self.serve(row, file_name, range).await
     }
 
@@ -418,11 +445,12 @@ impl MediaService {
         media_id: &str,
         (width, height): (u32, u32),
         method: Method,
+        wait: Duration,
     ) -> Result<Download> {
         if width == 0 || height == 0 {
             return Err(Error::invalid_param("Width and height must be positive"));
         }
-        let row = self.readable(reader, server, media_id).await?;
+        let row = self.readable(reader, server, media_id, wait).await?;
         self.serve_thumbnail(row, (width, height), method).await
     }
 

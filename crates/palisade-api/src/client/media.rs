@@ -195,6 +195,17 @@ struct ThumbnailQuery {
     method: Option<String>,
 }
 
+/// How long a download waits for a reserved id's upload (`timeout_ms`; the spec's default).
+#[derive(serde::Deserialize)]
+struct WaitQuery {
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+}
+
+fn default_wait_ms() -> u64 {
+    20_000
+}
+
 /// What a download or thumbnail request names: the media's server, the file name, the
 /// `Range` header, and for a thumbnail its size and method.
 struct Wanted {
@@ -203,6 +214,7 @@ struct Wanted {
     file_name: Option<String>,
     range: Option<String>,
     thumbnail: Result<((u32, u32), palisade_media::Method)>,
+    wait: std::time::Duration,
 }
 
 fn wanted(path: MediaPath, headers: &HeaderMap, uri: &http::Uri) -> Result<Wanted> {
@@ -216,7 +228,12 @@ fn wanted(path: MediaPath, headers: &HeaderMap, uri: &http::Uri) -> Result<Wante
             let size = (query.width.ok_or_else(missing)?, query.height.ok_or_else(missing)?);
             Ok((size, palisade_media::Method::parse(query.method.as_deref())))
         });
-    Ok(Wanted { server, media_id: path.media_id, file_name: path.file_name, range, thumbnail })
+    let wait = axum::extract::Query::<WaitQuery>::try_from_uri(uri)
+        .map(|axum::extract::Query(query)| query.timeout_ms)
+        .unwrap_or_else(|_| default_wait_ms());
+    let wait = std::time::Duration::from_millis(wait);
+    let (media_id, file_name) = (path.media_id, path.file_name);
+    Ok(Wanted { server, media_id, file_name, range, thumbnail, wait })
 }
 
 /// Who reads media: a signed-in user (guests included) on the authenticated endpoints
@@ -251,7 +268,8 @@ async fn download<const AUTHENTICATED: bool>(
     let w = wanted(path, &headers, &uri)?;
     let (name, range) = (w.file_name.as_deref(), w.range.as_deref());
     let reader = session.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()));
-    Ok(media_response(state.media.download(reader, &w.server, &w.media_id, name, range).await?))
+    let download = state.media.download(reader, &w.server, &w.media_id, name, range, w.wait);
+    Ok(media_response(download.await?))
 }
 
 /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`, and the legacy
@@ -266,7 +284,8 @@ async fn thumbnail<const AUTHENTICATED: bool>(
     let w = wanted(path, &headers, &uri)?;
     let (size, method) = w.thumbnail?;
     let reader = session.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()));
-    Ok(media_response(state.media.thumbnail(reader, &w.server, &w.media_id, size, method).await?))
+    let thumbnail = state.media.thumbnail(reader, &w.server, &w.media_id, size, method, w.wait);
+    Ok(media_response(thumbnail.await?))
 }
 
 /// Media as an HTTP response: the whole content or the range asked for, with the headers

@@ -31,8 +31,8 @@ async fn download(
 ) -> std::result::Result<Response, ApiError> {
     request.origin()?;
     let own = &state.config.server_name;
-    let media_id = &request.body.media_id;
-    Ok(multipart(state.media.download(Reader::Server, own, media_id, None, None).await?))
+    let (media_id, wait) = (&request.body.media_id, request.body.timeout_ms);
+    Ok(multipart(state.media.download(Reader::Server, own, media_id, None, None, wait).await?))
 }
 
 /// `GET /_matrix/federation/v1/media/thumbnail/{mediaId}`
@@ -46,7 +46,8 @@ async fn thumbnail(
     let size = (dimension(body.width), dimension(body.height));
     let method = palisade_media::Method::parse(body.method.as_ref().map(|m| m.as_str()));
     let own = &state.config.server_name;
-    let thumbnail = state.media.thumbnail(Reader::Server, own, &body.media_id, size, method);
+    let (media_id, wait) = (&body.media_id, body.timeout_ms);
+    let thumbnail = state.media.thumbnail(Reader::Server, own, media_id, size, method, wait);
     Ok(multipart(thumbnail.await?))
 }
 

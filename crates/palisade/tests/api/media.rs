@@ -239,7 +239,7 @@ async fn asynchronous_upload_fills_a_reserved_id_once() {
     assert!(created["unused_expires_at"].as_u64().is_some(), "{created}");
     let path = download_path(&created["content_uri"]);
     assert_error(
-        &server.get(&path, alice.token()).await,
+        &server.get(&format!("{path}?timeout_ms=100"), alice.token()).await,
         StatusCode::GATEWAY_TIMEOUT,
         "M_NOT_YET_UPLOADED",
     );
@@ -258,8 +258,17 @@ async fn asynchronous_upload_fills_a_reserved_id_once() {
     };
     let response = put(&bob, b"not bob's").await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = put(&alice, b"later").await.unwrap();
+    // A download asked for before the upload is answered when the upload comes.
+    let patient = format!("{path}?timeout_ms=10000");
+    let waiting = download(&server, &patient, bob.token(), None);
+    let uploading = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        put(&alice, b"later").await.unwrap()
+    };
+    let (waited, response) = tokio::join!(waiting, uploading);
     assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(waited.status(), StatusCode::OK);
+    assert_eq!(waited.bytes().await.unwrap().as_ref(), b"later");
     let response = put(&alice, b"again").await.unwrap();
     assert_eq!(response.status(), StatusCode::CONFLICT);
     let body: Value = response.json().await.unwrap();
