@@ -240,6 +240,13 @@ fn wanted(path: MediaPath, headers: &HeaderMap, uri: &http::Uri) -> Result<Wante
 /// (`AUTHENTICATED`), nobody in particular on the legacy ones.
 struct ReaderSession<const AUTHENTICATED: bool>(Option<Session>);
 
+impl<const AUTHENTICATED: bool> ReaderSession<AUTHENTICATED> {
+    /// Who reads, as the media service sees it.
+    fn reader(&self) -> Reader<'_> {
+        self.0.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()))
+    }
+}
+
 impl<const AUTHENTICATED: bool> FromRequestParts<AppState> for ReaderSession<AUTHENTICATED> {
     type Rejection = ApiError;
 
@@ -260,14 +267,13 @@ impl<const AUTHENTICATED: bool> FromRequestParts<AppState> for ReaderSession<AUT
 /// legacy `/_matrix/media/v3/download/…`
 async fn download<const AUTHENTICATED: bool>(
     State(state): State<AppState>,
-    ReaderSession(session): ReaderSession<AUTHENTICATED>,
+    session: ReaderSession<AUTHENTICATED>,
     Path(path): Path<MediaPath>,
     headers: HeaderMap,
     uri: http::Uri,
 ) -> std::result::Result<Response, ApiError> {
     let w = wanted(path, &headers, &uri)?;
-    let (name, range) = (w.file_name.as_deref(), w.range.as_deref());
-    let reader = session.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()));
+    let (name, range, reader) = (w.file_name.as_deref(), w.range.as_deref(), session.reader());
     let download = state.media.download(reader, &w.server, &w.media_id, name, range, w.wait);
     Ok(media_response(download.await?))
 }
@@ -276,14 +282,13 @@ async fn download<const AUTHENTICATED: bool>(
 /// `/_matrix/media/v3/thumbnail/…`
 async fn thumbnail<const AUTHENTICATED: bool>(
     State(state): State<AppState>,
-    ReaderSession(session): ReaderSession<AUTHENTICATED>,
+    session: ReaderSession<AUTHENTICATED>,
     Path(path): Path<MediaPath>,
     headers: HeaderMap,
     uri: http::Uri,
 ) -> std::result::Result<Response, ApiError> {
     let w = wanted(path, &headers, &uri)?;
-    let (size, method) = w.thumbnail?;
-    let reader = session.as_ref().map_or(Reader::Anyone, |session| Reader::User(session.into()));
+    let ((size, method), reader) = (w.thumbnail?, session.reader());
     let thumbnail = state.media.thumbnail(reader, &w.server, &w.media_id, size, method, w.wait);
     Ok(media_response(thumbnail.await?))
 }

@@ -722,8 +722,10 @@ impl RoomService {
             if !found.is_empty() || waited {
                 let end = found.last().map_or(from, |(_, row)| row.stream_pos);
                 let mut chunk = Vec::with_capacity(found.len());
-                for (room_id, row) in found {
-                    chunk.extend(self.format_events(&room_id, &[row], viewer_of(actor)).await?);
+                // Formatted a run of one room's events at a time, in stream order.
+                for run in found.chunk_by(|a, b| a.0 == b.0) {
+                    let rows: Vec<EventRow> = run.iter().map(|(_, row)| row.clone()).collect();
+                    chunk.extend(self.format_events(&run[0].0, &rows, viewer_of(actor)).await?);
                 }
                 return Ok(EventsPage { chunk, start: stream_token(from), end: stream_token(end) });
             }
