@@ -56,7 +56,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Unauthorized => (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"),
         IncompatibleRoomVersion => (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
-        RemoteUnavailable | RemoteRefused(RemoteRefusal::Other) => {
+        RemoteUnavailable | RemoteRefused(RemoteRefusal::Other | RemoteRefusal::Unrecognized) => {
             (StatusCode::BAD_GATEWAY, "M_UNKNOWN")
         }
         RemoteRefused(RemoteRefusal::Forbidden) => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),

@@ -104,6 +104,8 @@ pub enum RemoteRefusal {
     NotFound,
     /// The peer cannot serve the room version.
     UnsupportedRoomVersion,
+    /// `M_UNRECOGNIZED` (or a bare 404): the peer does not serve the endpoint, being older.
+    Unrecognized,
     /// Anything else the peer refused: this server's request was at fault, not the client's.
     Other,
 }

@@ -126,6 +126,41 @@ impl FederationClient {
         R: OutgoingRequest<PathBuilder = SinglePath>,
         R::Authentication: FederationAuth,
     {
+        let base_url = self.destination_url(destination).await?;
+        let input = R::Authentication::input(&self.origin, destination, self.key.pair());
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&base_url, input, ())
+            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
+        let request = reqwest::Request::try_from(http_request)
+            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
+        let path = request.url().path().to_owned();
+        let http_response = self.execute(destination, request, limit).await?;
+        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
+            Error::new(
+                ErrorKind::RemoteUnavailable,
+                format!("{destination} sent an unreadable response to {path}: {e}"),
+            )
+        })
+    }
+
+    /// An unauthenticated `GET` of `path_and_query` on `destination`'s federation address,
+    /// reading at most `limit` bytes: for the legacy endpoints older servers serve instead of
+    /// federation ones.
+    pub async fn get_unsigned(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+        limit: usize,
+    ) -> Result<http::Response<Vec<u8>>> {
+        let base_url = self.destination_url(destination).await?;
+        let url = reqwest::Url::parse(&format!("{base_url}{path_and_query}"))
+            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
+        let request = reqwest::Request::new(reqwest::Method::GET, url);
+        self.execute(destination, request, limit).await
+    }
+
+    /// Where requests to `destination` go, once policy allows them.
+    async fn destination_url(&self, destination: &ServerName) -> Result<String> {
         if !self.enabled {
             return Err(Error::forbidden("Federation is disabled on this server"));
         }
@@ -135,13 +170,17 @@ impl FederationClient {
         if !self.policy.may_federate(destination) {
             return Err(Error::forbidden(format!("Federation with {destination} is not allowed")));
         }
-        let base_url = self.resolve(destination).await?;
-        let input = R::Authentication::input(&self.origin, destination, self.key.pair());
-        let http_request = request
-            .try_into_http_request::<Vec<u8>>(&base_url, input, ())
-            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
-        let request = reqwest::Request::try_from(http_request)
-            .map_err(|e| Error::internal(format!("building request to {destination}: {e}")))?;
+        self.resolve(destination).await
+    }
+
+    /// Sends `request` and reads at most `limit` bytes of a successful answer; an error answer
+    /// becomes the matching [`Error`].
+    async fn execute(
+        &self,
+        destination: &ServerName,
+        request: reqwest::Request,
+        limit: usize,
+    ) -> Result<http::Response<Vec<u8>>> {
         let path = request.url().path().to_owned();
         let mut response = self.http.execute(request).await.map_err(|e| {
             tracing::info!(%destination, %path, error = %e, "federation request failed");
@@ -157,12 +196,7 @@ impl FederationClient {
         let mut http_response = http::Response::new(body);
         *http_response.status_mut() = status;
         *http_response.headers_mut() = std::mem::take(response.headers_mut());
-        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| {
-            Error::new(
-                ErrorKind::RemoteUnavailable,
-                format!("{destination} sent an unreadable response to {path}: {e}"),
-            )
-        })
+        Ok(http_response)
     }
 
     /// The base URL requests to `server` go to, following the spec's resolution steps: an IP
@@ -365,6 +399,10 @@ fn remote_error(destination: &ServerName, status: http::StatusCode, body: &[u8])
         error: String,
     }
     let Ok(error) = serde_json::from_slice::<MatrixError>(body) else {
+        if status == http::StatusCode::NOT_FOUND {
+            let kind = ErrorKind::RemoteRefused(RemoteRefusal::Unrecognized);
+            return Error::new(kind, format!("{destination} has no such endpoint"));
+        }
         return Error::new(
             ErrorKind::RemoteUnavailable,
             format!("{destination} answered {status}"),
@@ -373,6 +411,7 @@ fn remote_error(destination: &ServerName, status: http::StatusCode, body: &[u8])
     let refusal = match error.errcode.as_str() {
         "M_FORBIDDEN" => RemoteRefusal::Forbidden,
         "M_NOT_FOUND" => RemoteRefusal::NotFound,
+        "M_UNRECOGNIZED" => RemoteRefusal::Unrecognized,
         "M_UNSUPPORTED_ROOM_VERSION" | "M_INCOMPATIBLE_ROOM_VERSION" => {
             RemoteRefusal::UnsupportedRoomVersion
         }

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::Path, sync::Arc};
 
-mod tls;
+pub mod tls;
 
 use palisade_api::AppState;
 use palisade_core::{Clock, Config, Error, Result, SystemClock, config::Registration};

@@ -429,6 +429,83 @@ async fn media_of_another_server_is_fetched_over_federation_and_kept() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A server from before authenticated media (spec v1.11), federating on loopback TLS: it does
+/// not know the federation media endpoint and serves `mxc://<it>/old` (a PNG) and
+/// `mxc://<it>/huge` (2 KiB) through the legacy one, to servers asking for its own media only.
+async fn older_server() -> String {
+    use axum::{
+        extract::{Path, RawQuery},
+        response::IntoResponse,
+        routing::get,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let name = listener.local_addr().unwrap().to_string();
+    let mut config = palisade_testkit::test_config(std::path::Path::new("."));
+    config.server_name = name.as_str().try_into().unwrap();
+    let tls = palisade::tls::server_config(&config).unwrap();
+    let legacy =
+        get(|Path((_, id)): Path<(String, String)>, RawQuery(query): RawQuery| async move {
+            let own_only = query.unwrap_or_default().split('&').any(|p| p == "allow_remote=false");
+            match id.as_str() {
+                "old" if own_only => (
+                    [
+                        (header::CONTENT_TYPE, "image/png"),
+                        (header::CONTENT_DISPOSITION, "inline; filename=\"old.png\""),
+                    ],
+                    b"\x89PNG old bytes".to_vec(),
+                )
+                    .into_response(),
+                "huge" => vec![7u8; 2048].into_response(),
+                _ => (StatusCode::NOT_FOUND, r#"{"errcode":"M_NOT_FOUND","error":"nothing"}"#)
+                    .into_response(),
+            }
+        });
+    let unrecognized = get(|| async {
+        (StatusCode::NOT_FOUND, r#"{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}"#)
+    });
+    let router = axum::Router::new()
+        .route("/_matrix/media/v3/download/{server}/{id}", legacy)
+        .route("/_matrix/federation/v1/media/download/{id}", unrecognized);
+    let listener = palisade::tls::TlsListener::new(listener, tls).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    name
+}
+
+#[tokio::test]
+async fn media_of_an_older_server_is_fetched_through_the_legacy_endpoint() {
+    let old = older_server().await;
+    let server =
+        TestServer::start_federated_with(|config| config.media.max_upload_bytes = 1024).await;
+    let bob = server.register("bob").await;
+
+    let path = format!("/_matrix/client/v1/media/download/{old}/old");
+    let response = download(&server, &path, bob.token(), None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header_of(&response, header::CONTENT_TYPE), "image/png");
+    assert_eq!(header_of(&response, header::CONTENT_DISPOSITION), "inline; filename=old.png");
+    assert_eq!(response.bytes().await.unwrap().as_ref(), b"\x89PNG old bytes");
+
+    // What the older server does not have, or sends beyond the size limit, is not served.
+    let missing = download(
+        &server,
+        &format!("/_matrix/client/v1/media/download/{old}/gone"),
+        bob.token(),
+        None,
+    )
+    .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let huge = download(
+        &server,
+        &format!("/_matrix/client/v1/media/download/{old}/huge"),
+        bob.token(),
+        None,
+    )
+    .await;
+    assert!(!huge.status().is_success(), "{}", huge.status());
+    let dir = server.config.media_path();
+    assert_eq!(stored_files(&dir).len(), 1, "only the fetched file is kept");
+}
+
 #[tokio::test]
 async fn administrators_list_quarantine_and_delete_media() {
     let server = TestServer::start().await;
