@@ -239,6 +239,22 @@ pub struct Config {
     /// The content repository.
     #[serde(default)]
     pub media: Media,
+    /// Push notifications to phones, through the push gateways clients name.
+    #[serde(default)]
+    pub push: Push,
+}
+
+/// Push notifications.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Push {
+    /// Addresses push gateways may have although they are not public (a gateway on the
+    /// organisation's network); every other loopback, private, link-local or metadata address
+    /// is refused.
+    pub gateway_allowed_ips: Vec<std::net::IpAddr>,
+    /// Send message content to push gateways (only for unencrypted rooms, and only to pushers
+    /// that asked for the full format). Off keeps content off third-party push services.
+    pub include_content: bool,
 }
 
 fn default_server_notices_user() -> String {

@@ -1,7 +1,24 @@
 //! Address classification shared by everything that connects to hosts named by others
-//! (federation peers, URL previews): only public addresses are reached unless configured.
+//! (federation peers, URL previews, push gateways): only public addresses are reached unless
+//! configured.
 
 use std::net::IpAddr;
+
+/// Whether a client for URLs users name may connect to an address.
+pub fn reachable(ip: IpAddr, allowed: &[IpAddr]) -> bool {
+    is_public(ip) || allowed.contains(&ip)
+}
+
+/// Whether a guarded client may connect to `url`'s host: name resolution checks names, this
+/// checks an IP literal (which is never resolved).
+pub fn host_reachable(url: &url::Url, allowed: &[IpAddr]) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => reachable(IpAddr::V4(ip), allowed),
+        Some(url::Host::Ipv6(ip)) => reachable(IpAddr::V6(ip), allowed),
+        Some(url::Host::Domain(_)) => true,
+        None => false,
+    }
+}
 
 /// Whether an address is on the public internet (not loopback, private, link-local, …).
 pub fn is_public(ip: IpAddr) -> bool {

@@ -4,15 +4,11 @@
 //! for every address a name resolves to and again after every redirect, with the page's size
 //! and the time bounded.
 
-use std::{
-    collections::HashMap,
-    net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, net::IpAddr, sync::Mutex, time::Duration};
 
 use html5gum::{Token, Tokenizer};
-use palisade_core::{Error, ErrorKind, Result, net::is_public};
+use palisade_core::{Error, ErrorKind, Result, net::host_reachable};
+use palisade_net::guarded_client;
 use serde_json::{Map, Value};
 
 /// Most of a page read.
@@ -31,36 +27,10 @@ const MAX_VALUE_CHARS: usize = 1000;
 const KEPT_TAGS: &[&str] =
     &["og:title", "og:description", "og:site_name", "og:type", "og:url", "og:locale"];
 
-/// Whether a preview may connect to an address.
-fn reachable(ip: IpAddr, allowed: &[IpAddr]) -> bool {
-    is_public(ip) || allowed.contains(&ip)
-}
-
-/// Name resolution that keeps only the addresses previews may reach, so the address checked
-/// is the address connected to.
-struct GuardedDns {
-    allowed: Arc<Vec<IpAddr>>,
-}
-
-impl reqwest::dns::Resolve for GuardedDns {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allowed = self.allowed.clone();
-        Box::pin(async move {
-            let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
-            let addresses: Vec<SocketAddr> =
-                found.filter(|address| reachable(address.ip(), &allowed)).collect();
-            if addresses.is_empty() {
-                return Err("the name resolves to no address a preview may reach".into());
-            }
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// Fetches and reads pages for previews, and remembers them for an hour.
 pub(crate) struct Previewer {
     http: reqwest::Client,
-    allowed: Arc<Vec<IpAddr>>,
+    allowed: Vec<IpAddr>,
     cache: Mutex<HashMap<String, (u64, Preview)>>,
 }
 
@@ -74,15 +44,7 @@ fn unreachable(why: impl std::fmt::Display) -> Error {
 impl Previewer {
     /// A previewer that may also reach `allowed`.
     pub(crate) fn new(allowed: Vec<IpAddr>) -> Result<Self> {
-        let allowed = Arc::new(allowed);
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("Palisade/", env!("CARGO_PKG_VERSION"), " (link preview)"))
-            .dns_resolver(Arc::new(GuardedDns { allowed: allowed.clone() }))
-            .build()
-            .map_err(|e| Error::internal(format!("preview client: {e}")))?;
+        let http = guarded_client(allowed.clone(), TIMEOUT, "link preview")?;
         Ok(Self { http, allowed, cache: Mutex::new(HashMap::new()) })
     }
 
@@ -99,12 +61,7 @@ impl Previewer {
             if !matches!(target.scheme(), "http" | "https") {
                 return Err(Error::invalid_param("Only http and https URLs are previewed"));
             }
-            let literal = match target.host() {
-                Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-                _ => None,
-            };
-            if literal.is_some_and(|ip| !reachable(ip, &self.allowed)) {
+            if !host_reachable(&target, &self.allowed) {
                 return Err(Error::forbidden("IP address blocked"));
             }
             let mut response = self.http.get(target.clone()).send().await.map_err(unreachable)?;

@@ -13,6 +13,7 @@ pub mod notices;
 pub mod notify;
 pub mod outbound;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod receipts;
 pub mod rooms;
@@ -37,6 +38,8 @@ pub use accounts::{AccountService, ClientInfo, Registered, Registration, Session
 pub use e2ee::E2eeService;
 pub use keys::SigningKey;
 pub use presence::PresenceService;
+use push::PushRuleEvaluator;
+pub use push::PushService;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
 pub use rooms::{
@@ -86,6 +89,8 @@ pub struct Services {
     pub notice_queue: NoticeQueue,
     /// What users say about their presence.
     pub presence: Arc<PresenceService>,
+    /// Pushers, notifications and their delivery to push gateways.
+    pub push: Arc<PushService>,
     /// Where federation connects the port the services reach other servers through.
     pub outbound: OutboundSlot,
 }
@@ -163,9 +168,20 @@ impl Services {
             trust.clone(),
             outbound.clone(),
         ));
+        let push_rules =
+            Arc::new(PushRuleEvaluator::new(rooms.clone(), accounts.clone(), account_data.clone()));
+        let push = Arc::new(PushService::new(
+            stores.push,
+            rooms.clone(),
+            receipts.clone(),
+            push_rules.clone(),
+            trust.clone(),
+            config.push.include_content,
+            clock.clone(),
+        ));
         let sync = Arc::new(SyncService::new(
             rooms.clone(),
-            accounts.clone(),
+            push_rules,
             account_data.clone(),
             receipts.clone(),
             typing.clone(),
@@ -193,6 +209,7 @@ impl Services {
             notices,
             notice_queue,
             presence,
+            push,
             outbound,
         })
     }

@@ -66,7 +66,8 @@ fn delete_devices_where(
         devices.execute(params![user_id, device_id]).map_err(sql)?;
         // A deleted device's keys and undelivered messages go with it, and so do the messages
         // it sent that were held until it would be trusted.
-        for table in ["device_keys", "one_time_keys", "fallback_keys", "to_device"] {
+        // Its pushers go too: a signed-out phone must not be woken for messages.
+        for table in ["device_keys", "one_time_keys", "fallback_keys", "to_device", "pushers"] {
             conn.prepare_cached(&format!(
                 "DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"
             ))
@@ -210,6 +211,7 @@ impl AccountStore for Database {
             }
             let devices = device_ids_of(conn, &user_id, None)?;
             delete_devices_where(conn, &user_id, &devices)?;
+            conn.execute("DELETE FROM pushers WHERE user_id = ?1", [&user_id]).map_err(sql)?;
             Ok(true)
         })
         .await

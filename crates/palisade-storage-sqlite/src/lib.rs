@@ -10,6 +10,7 @@ mod database;
 mod e2ee;
 mod federation;
 mod media;
+mod push;
 mod receipts;
 mod rooms;
 mod schema;
@@ -34,7 +35,8 @@ pub fn open(path: &Path) -> Result<Stores> {
         e2ee: db.clone(),
         audit: db.clone(),
         federation: db.clone(),
-        media: db,
+        media: db.clone(),
+        push: db,
     })
 }
 

@@ -286,6 +286,37 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE media ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX media_by_sha256 ON media(sha256);
     CREATE INDEX media_thumbnails_by_sha256 ON media_thumbnails(sha256);",
+    // 17: pushers, and the notifications push rules gave (what pushers are sent, what
+    // `/notifications` lists), recorded up to a position in the event stream.
+    "CREATE TABLE pushers (
+        user_id TEXT NOT NULL,
+        app_id TEXT NOT NULL,
+        pushkey TEXT NOT NULL,
+        device_id TEXT,
+        pusher TEXT NOT NULL,
+        created_ts INTEGER NOT NULL,
+        sent_up_to INTEGER NOT NULL,
+        PRIMARY KEY (user_id, app_id, pushkey)
+    ) STRICT;
+    CREATE INDEX pushers_by_key ON pushers(app_id, pushkey);
+    CREATE TABLE notifications (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        stream_pos INTEGER NOT NULL,
+        actions TEXT NOT NULL,
+        highlight INTEGER NOT NULL,
+        ts INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX notifications_by_user ON notifications(user_id, id);
+    CREATE INDEX notifications_by_ts ON notifications(ts);
+    CREATE TABLE push_position (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        stream_pos INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO push_position (id, stream_pos)
+        VALUES (1, (SELECT coalesce(max(stream_pos), 0) FROM events));",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

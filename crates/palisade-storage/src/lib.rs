@@ -8,6 +8,7 @@ pub mod audit;
 pub mod e2ee;
 pub mod federation;
 pub mod media;
+pub mod push;
 pub mod receipts;
 pub mod rooms;
 pub mod user_data;
@@ -20,6 +21,7 @@ pub use e2ee::{
 };
 pub use federation::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
 pub use media::{MediaRow, MediaStore, ThumbnailRow};
+pub use push::{NewNotification, NotificationRow, PushStore, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
@@ -47,4 +49,6 @@ pub struct Stores {
     pub federation: Arc<dyn FederationStore>,
     /// The content repository's records.
     pub media: Arc<dyn MediaStore>,
+    /// Pushers and notifications.
+    pub push: Arc<dyn PushStore>,
 }

@@ -164,6 +164,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let sweeper = spawn_stale_device_sweeper(&self.state);
         self.state.federation.start().await?;
+        let gateway = palisade_push::HttpPushGateway::new(&self.state.config)?;
+        self.state.push.connect(Arc::new(gateway));
+        self.state.push.start().await?;
+        let push = self.state.push.clone();
         let federation_service = self.state.federation.clone();
         let (stop, stopped) = tokio::sync::watch::channel(());
         let federation = self.federation.map(|listener| {
@@ -191,6 +195,7 @@ impl Server {
             drop(federation.await);
         }
         federation_service.stop();
+        push.stop();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

@@ -25,9 +25,9 @@ fn dependencies() -> BTreeMap<String, Vec<String>> {
 /// Crates in layers: a crate may depend only on crates of lower layers.
 const LAYERS: &[&[&str]] = &[
     &["palisade-core"],
-    &["palisade-storage"],
+    &["palisade-storage", "palisade-net"],
     &["palisade-storage-sqlite", "palisade-service"],
-    &["palisade-federation"],
+    &["palisade-federation", "palisade-media", "palisade-push"],
     &["palisade-api"],
     &["palisade"],
     &["palisade-testkit"],
@@ -45,6 +45,8 @@ const ABSENT: &[(&str, &[&str], &str)] = &[
         "handlers see services, not storage",
     ),
     ("palisade-storage-sqlite", &["axum", "reqwest"], "storage only"),
+    ("palisade-net", &["axum", "rusqlite", "palisade-storage"], "a client, nothing more"),
+    ("palisade-push", &["axum", "rusqlite", "palisade-storage"], "delivery, not state"),
 ];
 
 #[test]

@@ -12,6 +12,7 @@ mod media;
 mod presence;
 mod profile;
 mod push_rules;
+mod pushers;
 mod receipts;
 mod register;
 mod rooms;
@@ -35,6 +36,7 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = account_data::routes(router);
     let router = presence::routes(router);
     let router = push_rules::routes(router);
+    let router = pushers::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);
     let router = media::routes(router);

@@ -65,6 +65,11 @@ impl RoomService {
         self.store.rooms_with_events_between(after, up_to, limit).await
     }
 
+    /// Whether a user is of this server.
+    pub(crate) fn is_local(&self, user: &UserId) -> bool {
+        user.server_name() == self.config.server_name
+    }
+
     /// Whether clients can name the room from its state: a non-empty name or canonical alias
     /// (then sync sends no heroes, as Synapse does).
     pub(crate) async fn is_named(&self, room_id: &RoomId) -> Result<bool> {

@@ -14,7 +14,7 @@ use std::{
 use palisade_core::{Error, Result};
 use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, StateMap};
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
     api::{
         Direction,
         client::{
@@ -23,7 +23,6 @@ use ruma::{
         },
     },
     events::AnySyncStateEvent,
-    push::PushConditionRoomCtx,
     serde::Raw,
 };
 use serde_json::{Value, json};
@@ -38,11 +37,12 @@ pub use response::{
 };
 
 use crate::{
-    AccountDataService, AccountService, Session,
+    AccountDataService, Session,
     account_data::PUSH_RULES,
     e2ee::{DeviceListChanges, E2eeService},
     events::{event_of, to_raw},
     notify::Notifier,
+    push::PushRuleEvaluator,
     receipts::ReceiptService,
     rooms::{EventFilter, INVITE_STATE, RoomService, Visibility, pdu::stripped, stream_token},
     typing::TypingService,
@@ -171,7 +171,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Builds sync responses.
 pub struct SyncService {
     rooms: Arc<RoomService>,
-    accounts: Arc<AccountService>,
+    push_rules: Arc<PushRuleEvaluator>,
     account_data: Arc<AccountDataService>,
     receipts: Arc<ReceiptService>,
     typing: Arc<TypingService>,
@@ -216,7 +216,7 @@ impl SyncService {
     /// The service.
     pub fn new(
         rooms: Arc<RoomService>,
-        accounts: Arc<AccountService>,
+        push_rules: Arc<PushRuleEvaluator>,
         account_data: Arc<AccountDataService>,
         receipts: Arc<ReceiptService>,
         typing: Arc<TypingService>,
@@ -224,7 +224,7 @@ impl SyncService {
         notifier: Arc<Notifier>,
     ) -> Self {
         let unread_counts = Mutex::new(HashMap::new());
-        Self { rooms, accounts, account_data, receipts, typing, e2ee, notifier, unread_counts }
+        Self { rooms, push_rules, account_data, receipts, typing, e2ee, notifier, unread_counts }
     }
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),
@@ -651,24 +651,9 @@ impl SyncService {
         if unread.is_empty() {
             return Ok((0, 0));
         }
-        let rules = self.account_data.push_rules(user).await?;
-        let joined = self.rooms.joined_count(room_id).await?;
-        let display_name = self
-            .accounts
-            .user(user)
-            .await?
-            .and_then(|u| u.displayname)
-            .unwrap_or_else(|| user.localpart().to_owned());
-        let context = PushConditionRoomCtx::new(
-            room_id.to_owned(),
-            UInt::new(joined).unwrap_or_default(),
-            user.to_owned(),
-            display_name,
-        );
         let events = self.rooms.format_events(room_id, unread, None).await?;
         let (mut notifications, mut highlights) = (0, 0);
-        for event in events {
-            let actions = rules.get_actions(&event, &context).await;
+        for actions in self.push_rules.actions(user, room_id, &events).await? {
             if actions.iter().any(|a| a.should_notify()) {
                 notifications += 1;
             }

@@ -70,6 +70,9 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("PUT", "~/profile/{user_id}/displayname", Nothing),
     ("GET", "~/publicRooms", Nothing),
     ("POST", "~/publicRooms", Nothing),
+    ("GET", "~/pushers", Nothing),
+    ("POST", "~/pushers/set", Approval),
+    ("GET", "~/notifications", Rooms),
     ("GET", "~/pushrules/", Nothing),
     ("GET", "~/pushrules/global/", Nothing),
     ("GET", "~/pushrules/global/{kind}/", Nothing),
@@ -270,6 +273,15 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         ("POST", "invite") => Some(json!({ "user_id": carol })),
         ("POST", "kick" | "ban" | "unban") => Some(json!({ "user_id": bob })),
         ("POST", "read_markers") => Some(json!({ "m.fully_read": scene.event })),
+        ("POST", "set") => Some(json!({
+            "kind": "http",
+            "app_id": "walk",
+            "pushkey": "walk",
+            "app_display_name": "walk",
+            "device_display_name": "walk",
+            "lang": "en",
+            "data": { "url": "https://push.example.org/_matrix/push/v1/notify" },
+        })),
         ("PUT", "{room_id}") if path.contains("/directory/list/") => {
             Some(json!({ "visibility": "public" }))
         }

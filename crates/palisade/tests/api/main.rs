@@ -14,6 +14,7 @@ mod federation;
 mod guests;
 mod media;
 mod profile;
+mod push;
 mod room_auth;
 mod room_history;
 mod rooms;

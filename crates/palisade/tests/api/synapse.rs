@@ -28,12 +28,18 @@ fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The Python of the Synapse virtualenv (installed on first use), which also has the packages
+/// the push gateway stand-in needs (`jsonschema`, `PyYAML`).
+pub fn python() -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/synapse-venv.sh");
+    let output = Command::new("bash").arg(script).output().expect("running synapse-venv.sh");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
 impl Synapse {
     async fn start() -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/synapse-venv.sh");
-        let output = Command::new("bash").arg(script).output().expect("running synapse-venv.sh");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let python = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+        let python = python();
         let dir = TempDir::new().unwrap();
         let (federation_port, client_port) = (free_port(), free_port());
         let server_name = format!("127.0.0.1:{federation_port}");
