@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::{sync::Notify, task::JoinSet};
 
 pub use gateway::PushGateway;
-pub use rules::PushRuleEvaluator;
+pub use rules::{PushRuleEvaluator, RoomContext};
 
 use crate::{
     DeviceTrustService, Session,
@@ -292,8 +292,9 @@ impl PushService {
                     }
                 }
                 let events = self.rooms.format_events(&room_id, &rows, None).await?;
+                let room = self.rules.room(&room_id).await?;
                 for user in recipients {
-                    let actions = self.rules.actions(&user, &room_id, &events).await?;
+                    let actions = self.rules.actions(&user, &room, &events).await?;
                     for (row, actions) in rows.iter().zip(actions) {
                         if row.sender == user || !actions.iter().any(Action::should_notify) {
                             continue;

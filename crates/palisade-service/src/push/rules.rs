@@ -7,12 +7,18 @@ use std::sync::Arc;
 
 use palisade_core::Result;
 use ruma::{
-    RoomId, UInt, UserId,
+    OwnedRoomId, RoomId, UInt, UserId,
     push::{Action, PushConditionRoomCtx},
     serde::Raw,
 };
 
 use crate::{AccountDataService, AccountService, rooms::RoomService};
+
+/// A room as push rules see it.
+pub struct RoomContext {
+    room_id: OwnedRoomId,
+    joined: u64,
+}
 
 /// Evaluates users' push rules against events.
 pub struct PushRuleEvaluator {
@@ -31,18 +37,23 @@ impl PushRuleEvaluator {
         Self { rooms, accounts, account_data }
     }
 
-    /// The actions `user`'s push rules give each of `events` (of one room), in order.
+    /// What rules are evaluated against in a room, read once for all its recipients.
+    pub async fn room(&self, room_id: &RoomId) -> Result<RoomContext> {
+        let joined = self.rooms.joined_count(room_id).await?;
+        Ok(RoomContext { room_id: room_id.to_owned(), joined })
+    }
+
+    /// The actions `user`'s push rules give each of `events` (of the room), in order.
     pub async fn actions<T>(
         &self,
         user: &UserId,
-        room_id: &RoomId,
+        room: &RoomContext,
         events: &[Raw<T>],
     ) -> Result<Vec<Vec<Action>>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let rules = self.account_data.push_rules(user).await?;
-        let joined = self.rooms.joined_count(room_id).await?;
         let display_name = self
             .accounts
             .user(user)
@@ -50,8 +61,8 @@ impl PushRuleEvaluator {
             .and_then(|u| u.displayname)
             .unwrap_or_else(|| user.localpart().to_owned());
         let context = PushConditionRoomCtx::new(
-            room_id.to_owned(),
-            UInt::new(joined).unwrap_or_default(),
+            room.room_id.clone(),
+            UInt::new(room.joined).unwrap_or_default(),
             user.to_owned(),
             display_name,
         );

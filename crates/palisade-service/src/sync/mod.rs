@@ -653,7 +653,8 @@ impl SyncService {
         }
         let events = self.rooms.format_events(room_id, unread, None).await?;
         let (mut notifications, mut highlights) = (0, 0);
-        for actions in self.push_rules.actions(user, room_id, &events).await? {
+        let room = self.push_rules.room(room_id).await?;
+        for actions in self.push_rules.actions(user, &room, &events).await? {
             if actions.iter().any(|a| a.should_notify()) {
                 notifications += 1;
             }
