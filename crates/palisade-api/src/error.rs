@@ -52,6 +52,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED"),
         UnknownLoginType => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
         BadState => (StatusCode::BAD_REQUEST, "M_BAD_STATE"),
+        UnknownPos => (StatusCode::BAD_REQUEST, "M_UNKNOWN_POS"),
         InvalidSignature => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Unauthorized => (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"),

@@ -49,6 +49,9 @@ pub enum ErrorKind {
     },
     /// User-interactive authentication is needed; carries the UIA body to return with 401.
     UserInteractiveAuth(Box<serde_json::Value>),
+    /// A sliding sync position the server does not know (any more): the client starts a new
+    /// connection (`M_UNKNOWN_POS`, 400, as Synapse answers).
+    UnknownPos,
     /// The endpoint is unknown (`M_UNRECOGNIZED`).
     Unrecognized,
     /// A known endpoint asked about something the server does not know, such as an unknown

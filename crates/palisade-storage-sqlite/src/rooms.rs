@@ -656,6 +656,21 @@ impl RoomStore for Database {
         })
     }
 
+    async fn latest_of_types(&self, room_id: &RoomId, types: &[&str]) -> Result<Option<u64>> {
+        // Walks the room's events newest first (the usual latest event is a message).
+        let list = vec!["?"; types.len()].join(", ");
+        let sql = format!(
+            "SELECT stream_pos FROM events WHERE room_id = ?1 AND outlier = 0 AND type IN ({list})
+             ORDER BY stream_pos DESC LIMIT 1"
+        );
+        self.read(|conn| {
+            let room = room_id.as_str();
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&room];
+            params.extend(types.iter().map(|t| t as &dyn rusqlite::ToSql));
+            conn.prepare_cached(&sql)?.query_row(params.as_slice(), |row| row.get(0)).optional()
+        })
+    }
+
     async fn rooms_with_events_between(
         &self,
         after: u64,

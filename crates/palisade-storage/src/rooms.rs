@@ -212,6 +212,8 @@ pub trait RoomStore: Send + Sync {
         user_id: &UserId,
         since: u64,
     ) -> Result<Vec<MembershipRow>>;
+    /// The stream position of a room's latest timeline event of one of `types`.
+    async fn latest_of_types(&self, room_id: &RoomId, types: &[&str]) -> Result<Option<u64>>;
     /// Rooms with events at `after < stream_pos <= up_to`; `None` when more than `limit`
     /// events lie in between (then every room may have changed).
     async fn rooms_with_events_between(

@@ -41,7 +41,10 @@ async fn versions(
     _: Ruma<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response> {
     let versions = SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect();
-    Ok(get_supported_versions::Response::new(versions))
+    let mut response = get_supported_versions::Response::new(versions);
+    // Clients (Element X) look for this before using simplified sliding sync.
+    response.unstable_features.insert("org.matrix.simplified_msc3575".to_owned(), true);
+    Ok(response)
 }
 
 /// `GET /.well-known/matrix/client`: served when `public_baseurl` is configured.

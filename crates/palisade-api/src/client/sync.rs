@@ -27,6 +27,7 @@ pub(super) fn routes(router: Routes) -> Routes {
         let path = format!("/_matrix/client/{version}/initialSync");
         router.add(Method::GET, &path, routing::get(initial_sync))
     });
+    let router = route(router, sliding);
     let router = route(router, create);
     route(router, get)
 }
@@ -65,6 +66,15 @@ async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> Resul
         filter: body.filter.clone(),
     };
     state.sync.sync(request.session()?, &sync).await
+}
+
+/// `POST /_matrix/client/unstable/org.matrix.simplified_msc3575/sync`: simplified sliding
+/// sync (MSC4186), what Element X syncs with.
+async fn sliding(
+    state: AppState,
+    request: Ruma<sync_events::v5::Request>,
+) -> Result<sync_events::v5::Response> {
+    state.sync.sliding_sync(request.session()?, &request.body).await
 }
 
 /// `POST /_matrix/client/v3/user/{userId}/filter`

@@ -65,6 +65,15 @@ impl RoomService {
         self.store.rooms_with_events_between(after, up_to, limit).await
     }
 
+    /// The stream position of a room's latest event of one of `types`.
+    pub(crate) async fn latest_of_types(
+        &self,
+        room_id: &RoomId,
+        types: &[&str],
+    ) -> Result<Option<u64>> {
+        self.store.latest_of_types(room_id, types).await
+    }
+
     /// Whether a user is of this server.
     pub(crate) fn is_local(&self, user: &UserId) -> bool {
         user.server_name() == self.config.server_name

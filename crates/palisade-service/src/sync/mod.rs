@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 mod legacy;
 mod response;
+mod sliding;
 
 pub use legacy::{InitialSync, InitialSyncRoom};
 pub use response::{
@@ -178,6 +179,10 @@ pub struct SyncService {
     e2ee: Arc<E2eeService>,
     notifier: Arc<Notifier>,
     unread_counts: Mutex<HashMap<(OwnedUserId, OwnedRoomId), UnreadCount>>,
+    /// Sliding sync connections and what each has been sent.
+    connections: sliding::Connections,
+    /// Rooms' bump stamps, valid up to the event stream position beside them.
+    bumps: Mutex<(u64, HashMap<OwnedRoomId, u64>)>,
 }
 
 /// Unread counts of a user in a room, as far as they have been counted.
@@ -224,7 +229,18 @@ impl SyncService {
         notifier: Arc<Notifier>,
     ) -> Self {
         let unread_counts = Mutex::new(HashMap::new());
-        Self { rooms, push_rules, account_data, receipts, typing, e2ee, notifier, unread_counts }
+        Self {
+            rooms,
+            push_rules,
+            account_data,
+            receipts,
+            typing,
+            e2ee,
+            notifier,
+            unread_counts,
+            connections: sliding::Connections::default(),
+            bumps: Mutex::new((0, HashMap::new())),
+        }
     }
 
     /// Answers a sync: at once if anything changed (or on an initial or full-state sync),

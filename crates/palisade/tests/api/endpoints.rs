@@ -132,6 +132,8 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("POST", "~/rooms/{room_id}/unban", Approval),
     ("PUT", "~/sendToDevice/{event_type}/{txn_id}", Nothing),
     ("GET", "~/sync", Nothing),
+    // Like `/sync`, an unapproved device is answered, and sent no rooms.
+    ("POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync", Nothing),
     ("GET", "~/user/{user_id}/account_data/{event_type}", Nothing),
     ("PUT", "~/user/{user_id}/account_data/{event_type}", Nothing),
     ("POST", "~/user/{user_id}/filter", Nothing),

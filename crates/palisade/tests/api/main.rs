@@ -18,5 +18,6 @@ mod push;
 mod room_auth;
 mod room_history;
 mod rooms;
+mod sliding_sync;
 mod synapse;
 mod sync;

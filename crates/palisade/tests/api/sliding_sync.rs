@@ -1,0 +1,160 @@
+//! Simplified sliding sync (MSC4186) through HTTP: lists sorted by activity with only the
+//! requested window sent, positions, long-polling, subscriptions, invites and extensions.
+
+use palisade_testkit::{TestServer, User, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SLIDING: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+
+/// A request for the first `window` rooms of the room list, with one event each.
+fn room_list(window: u64) -> Value {
+    json!({
+        "conn_id": "room-list",
+        "lists": {
+            "all_rooms": {
+                "ranges": [[0, window - 1]],
+                "timeline_limit": 1,
+                "required_state": [["m.room.name", ""], ["m.room.member", "$ME"]],
+            }
+        },
+        "extensions": { "e2ee": { "enabled": true }, "to_device": { "enabled": true } },
+    })
+}
+
+/// A sliding sync request from `pos`, waiting up to `wait_ms` for news.
+async fn sliding(
+    server: &TestServer,
+    user: &User,
+    pos: Option<&str>,
+    wait_ms: u64,
+    body: &Value,
+) -> Value {
+    let query = pos.map(|p| format!("?pos={p}&timeout={wait_ms}")).unwrap_or_default();
+    let (status, response) =
+        server.post(&format!("{SLIDING}{query}"), user.token(), body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response
+}
+
+fn rooms(response: &Value) -> Vec<String> {
+    response["rooms"].as_object().map(|r| r.keys().cloned().collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_room_list_window_follows_activity() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let mut created = Vec::new();
+    for name in ["first", "second", "third"] {
+        let room = server.create_room(&alice, json!({ "name": name })).await;
+        server.send_text(&alice, &room, &format!("in {name}")).await;
+        created.push(room);
+    }
+    let (status, versions) = server.get("/_matrix/client/versions", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(versions["unstable_features"]["org.matrix.simplified_msc3575"], true);
+
+    // The two most recently active rooms, in full; the count covers all three.
+    let first = sliding(&server, &alice, None, 0, &room_list(2)).await;
+    assert_eq!(first["lists"]["all_rooms"]["count"], 3);
+    let mut sent = rooms(&first);
+    sent.sort();
+    let mut expected = vec![created[1].clone(), created[2].clone()];
+    expected.sort();
+    assert_eq!(sent, expected);
+    let third = &first["rooms"][&created[2]];
+    assert_eq!(third["initial"], true);
+    assert_eq!(third["name"], "third");
+    let timeline = third["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1);
+    assert_eq!(timeline[0]["content"]["body"], "in third");
+    assert_eq!(third["limited"], true);
+    assert!(third["prev_batch"].is_string());
+    assert_eq!(third["joined_count"], 1);
+    assert!(
+        third["bump_stamp"].as_u64().unwrap()
+            > first["rooms"][&created[1]]["bump_stamp"].as_u64().unwrap()
+    );
+    let state: Vec<&str> = third["required_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(state.len(), 2, "{state:?}");
+    assert!(state.contains(&"m.room.name") && state.contains(&"m.room.member"));
+    assert!(first["extensions"]["to_device"]["next_batch"].is_string());
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    // A message in the oldest room moves it into the window: sent in full (it never was);
+    // the request waits for it.
+    let waiting = {
+        let (server, alice, pos) = (&server, &alice, pos.clone());
+        async move { sliding(server, alice, Some(&pos), 10_000, &room_list(2)).await }
+    };
+    let sender = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        server.send_text(&alice, &created[0], "back on top").await;
+    };
+    let (next, ()) = tokio::join!(waiting, sender);
+    assert_eq!(rooms(&next), [created[0].clone()], "{next}");
+    let moved = &next["rooms"][&created[0]];
+    assert_eq!(moved["initial"], true);
+    assert_eq!(moved["timeline"][0]["content"]["body"], "back on top");
+    let pos = next["pos"].as_str().unwrap().to_owned();
+
+    // A room already sent gets only what is new.
+    server.send_text(&alice, &created[2], "more").await;
+    let update = sliding(&server, &alice, Some(&pos), 0, &room_list(2)).await;
+    assert_eq!(rooms(&update), [created[2].clone()]);
+    let room = &update["rooms"][&created[2]];
+    assert!(room.get("initial").is_none(), "{room}");
+    assert_eq!(room["timeline"].as_array().unwrap().len(), 1);
+    assert_eq!(room["timeline"][0]["content"]["body"], "more");
+    assert_eq!(room["num_live"], 1);
+    assert!(room["required_state"].as_array().is_none_or(|s| s.is_empty()), "{room}");
+    let pos = update["pos"].as_str().unwrap().to_owned();
+
+    // The previous position still answers (a lost response is retried), an unknown one does
+    // not.
+    let retried = sliding(&server, &alice, Some(&pos), 0, &room_list(2)).await;
+    assert!(retried["pos"].is_string());
+    let (status, body) =
+        server.post(&format!("{SLIDING}?pos=999999"), alice.token(), room_list(2)).await;
+    assert_error(&(status, body), StatusCode::BAD_REQUEST, "M_UNKNOWN_POS");
+    let (status, _) = server.post(SLIDING, None, room_list(2)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // An invite appears in the list with its invite state; a subscription brings a room
+    // outside the window.
+    let invited =
+        server.create_room(&bob, json!({ "name": "from bob", "invite": [alice.user_id] })).await;
+    let fresh = sliding(&server, &alice, None, 0, &room_list(1)).await;
+    assert_eq!(fresh["lists"]["all_rooms"]["count"], 4);
+    assert_eq!(rooms(&fresh), std::slice::from_ref(&invited), "the invite is the latest activity");
+    let invite = &fresh["rooms"][&invited];
+    let stripped: Vec<&str> = invite["invite_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(stripped.contains(&"m.room.name") && stripped.contains(&"m.room.member"));
+    let mut subscribed = room_list(1);
+    subscribed["room_subscriptions"] =
+        json!({ created[1].clone(): { "timeline_limit": 2, "required_state": [["*", "*"]] } });
+    let pos = fresh["pos"].as_str().unwrap().to_owned();
+    let with_subscription = sliding(&server, &alice, Some(&pos), 0, &subscribed).await;
+    let room = &with_subscription["rooms"][&created[1]];
+    assert_eq!(room["initial"], true, "{with_subscription}");
+    assert_eq!(room["timeline"].as_array().unwrap().len(), 2);
+    assert!(room["required_state"].as_array().unwrap().len() >= 5, "all state");
+
+    // Filters: invites only.
+    let mut invites_only = room_list(10);
+    invites_only["lists"]["all_rooms"]["filters"] = json!({ "is_invite": true });
+    let only = sliding(&server, &alice, None, 0, &invites_only).await;
+    assert_eq!(only["lists"]["all_rooms"]["count"], 1);
+    assert_eq!(rooms(&only), [invited]);
+}
