@@ -7,3 +7,4 @@ mod common;
 mod device_trust;
 mod e2ee;
 mod federation;
+mod room_list;

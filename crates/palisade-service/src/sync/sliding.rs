@@ -569,10 +569,13 @@ impl SyncService {
         let mut extensions = response::Extensions::default();
         let mut news = false;
         if asked.to_device.enabled == Some(true) {
+            // A position this extension gave, or a `/sync` token (clients keep one to-device
+            // position for both).
             let from = match asked.to_device.since.as_deref() {
-                Some(token) => {
-                    Some(token.parse::<u64>().map_err(|_| Error::invalid_param("Invalid since"))?)
-                }
+                Some(token) => Some(match token.parse::<u64>() {
+                    Ok(pos) => pos,
+                    Err(_) => SyncToken::parse(token)?.to_device,
+                }),
                 None => None,
             };
             let (events, pos) = self.e2ee.to_device_for_sync(session, from, now.to_device).await?;
