@@ -131,10 +131,9 @@ async fn element_x_decrypts_a_message_with_keys_from_the_e2ee_extensions() {
             }
         }
     };
-    if tokio::time::timeout(Duration::from_secs(15), waiting).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), waiting).await.is_err() {
         let state = sync.state().get();
-        let shown: Vec<String> = items.iter().map(|i| format!("{:?}", i.as_event().map(|e| e.content().clone()))).collect();
-        panic!("the encrypted message never decrypted in Element X's timeline: {state:?} {shown:#?}");
+        panic!("the encrypted message never decrypted in Element X's timeline (sync: {state:?})");
     }
     sync.stop().await;
 }
