@@ -133,6 +133,28 @@ impl Server {
         Ok(sent["event_id"].as_str().ok_or("send: no event_id")?.to_owned())
     }
 
+    /// A simplified sliding sync request (`pos` as given, waiting up to `timeout_ms`);
+    /// returns the body and its size in bytes.
+    pub async fn sliding_sync(
+        &self,
+        user: &User,
+        pos: Option<&str>,
+        timeout_ms: u64,
+        body: &Value,
+    ) -> Result<(Value, usize)> {
+        let query = match pos {
+            Some(pos) => format!("?pos={pos}&timeout={timeout_ms}"),
+            None => String::new(),
+        };
+        let path = format!("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync{query}");
+        let (status, json, bytes) =
+            self.call(Method::POST, &path, Some(&user.token), Some(body)).await?;
+        if !status.is_success() {
+            return Err(format!("sliding sync: {status} {json}"));
+        }
+        Ok((json, bytes))
+    }
+
     /// A `/sync`; returns the body and its size in bytes.
     pub async fn sync(&self, user: &User, query: &str) -> Result<(Value, usize)> {
         let (status, json, bytes) = self

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, default_value = "server")]
     pub name: String,
     /// Scenarios to run, comma separated: ceiling, send, delivery, initial-sync, big-room,
-    /// media.
+    /// media, sliding-sync.
     #[arg(long, default_value = "ceiling,send,delivery,initial-sync,big-room")]
     pub scenarios: String,
     /// Process id of the server, for memory readings from /proc.

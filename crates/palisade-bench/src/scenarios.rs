@@ -36,6 +36,7 @@ pub async fn run(args: &Args) -> Result<()> {
             "initial-sync" => initial_sync(&server, args).await?,
             "big-room" => big_room(&server, args).await?,
             "media" => media(&server, args).await?,
+            "sliding-sync" => sliding_sync(&server, args).await?,
             other => return Err(format!("unknown scenario {other}")),
         }
         footprint(args, scenario);
@@ -461,6 +462,125 @@ async fn initial_sync(server: &Server, args: &Args) -> Result<()> {
         "initial sync",
         json!({ "median_ms": round(samples.percentile(50.0)), "bytes": bytes, "rooms": args.rooms }),
     );
+    Ok(())
+}
+
+/// What Element X's room list asks first: the 20 most recently active rooms, one event each,
+/// with the state it names rooms by.
+fn room_list_request() -> Value {
+    json!({
+        "conn_id": "room-list",
+        "lists": { "all_rooms": {
+            "ranges": [[0, 19]],
+            "timeline_limit": 1,
+            "required_state": [
+                ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"],
+                ["m.room.member", "$ME"], ["m.room.topic", ""], ["m.room.avatar", ""],
+                ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+                ["m.room.join_rules", ""], ["m.room.create", ""], ["m.room.history_visibility", ""],
+            ],
+        }},
+        "extensions": { "account_data": { "enabled": true }, "receipts": { "enabled": true }, "typing": { "enabled": true } },
+    })
+}
+
+/// Whether a sliding sync response carries `event_id` in `room`'s timeline.
+fn slides(response: &Value, room: &str, event_id: &str) -> bool {
+    response["rooms"][room]["timeline"]
+        .as_array()
+        .is_some_and(|events| events.iter().any(|e| e["event_id"] == event_id))
+}
+
+/// Simplified sliding sync (Element X): the first room-list response of a user in
+/// `--rooms` rooms, then delivery of a message to `--pollers` long-polling connections.
+async fn sliding_sync(server: &Server, args: &Args) -> Result<()> {
+    let user = server.register("slider").await?;
+    let mut last = String::new();
+    for i in 0..args.rooms {
+        last = public_room(server, &user).await?;
+        server.send(&user, &last, &format!("history {i}")).await?;
+    }
+    EVENTS.fetch_add(args.rooms as u64, Ordering::Relaxed);
+    let request = room_list_request();
+    let (mut times, mut bytes) = (Vec::new(), 0);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (response, size) = server.sliding_sync(&user, None, 0, &request).await?;
+        times.push(started.elapsed());
+        bytes = size;
+        let sent = response["rooms"].as_object().map_or(0, |r| r.len());
+        if sent != 20.min(args.rooms) || response["rooms"].get(&last).is_none() {
+            return Err(format!("the room list sent {sent} rooms, or not the latest"));
+        }
+    }
+    let samples = Samples::new(&times);
+    report(
+        &args.name,
+        "sliding sync, first room list",
+        json!({ "median_ms": round(samples.percentile(50.0)), "bytes": bytes, "rooms": args.rooms }),
+    );
+
+    // Every poller holds a room-list connection on a room the observer's messages go to.
+    let sender = server.register("slidesend").await?;
+    let observer = server.register("slideobs").await?;
+    let room = public_room(server, &sender).await?;
+    server.join(&observer, &room).await?;
+    let pollers = users(server, "slidepoll", args.pollers).await?;
+    for poller in &pollers {
+        server.join(poller, &room).await?;
+    }
+    EVENTS.fetch_add(2 + 2 * args.pollers as u64, Ordering::Relaxed);
+    let loops: Vec<_> = pollers
+        .into_iter()
+        .map(|poller| {
+            let (s, request) = (server.clone(), request.clone());
+            tokio::spawn(async move {
+                let Ok((first, _)) = s.sliding_sync(&poller, None, 0, &request).await else {
+                    return;
+                };
+                let mut pos = first["pos"].as_str().unwrap_or_default().to_owned();
+                while let Ok((next, _)) =
+                    s.sliding_sync(&poller, Some(&pos), POLL_TIMEOUT_MS, &request).await
+                {
+                    pos = next["pos"].as_str().unwrap_or_default().to_owned();
+                }
+            })
+        })
+        .collect();
+    // Let the connections reach their long-poll.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (first, _) = server.sliding_sync(&observer, None, 0, &request).await?;
+    let mut pos = first["pos"].as_str().unwrap_or_default().to_owned();
+    let rounds = 50;
+    let mut delays = Vec::with_capacity(rounds);
+    let cpu_before = args.pid.and_then(cpu_seconds);
+    for i in 0..rounds {
+        let (s, o, p, r) = (server.clone(), observer.clone(), pos.clone(), request.clone());
+        let poll = tokio::spawn(async move { s.sliding_sync(&o, Some(&p), 10_000, &r).await });
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let event_id = server.send(&sender, &room, &format!("slide {i}")).await?;
+        let sent = Instant::now();
+        let (mut response, _) = poll.await.map_err(|e| e.to_string())??;
+        while !slides(&response, &room, &event_id) {
+            let p = response["pos"].as_str().unwrap_or_default().to_owned();
+            response = server.sliding_sync(&observer, Some(&p), 10_000, &request).await?.0;
+        }
+        delays.push(sent.elapsed());
+        pos = response["pos"].as_str().unwrap_or_default().to_owned();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_after = args.pid.and_then(cpu_seconds);
+    for handle in &loops {
+        handle.abort();
+    }
+    EVENTS.fetch_add(rounds as u64, Ordering::Relaxed);
+    let server_cpu_ms = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => Some((after - before) * 1000.0 / rounds as f64),
+        _ => None,
+    };
+    let deliveries = Deliveries { delays: Samples::new(&delays), server_cpu_ms };
+    report(&args.name, "sliding sync, fan-out", deliveries.fields(args.pollers + 1));
+    tokio::time::sleep(Duration::from_millis(POLL_TIMEOUT_MS + 500)).await;
     Ok(())
 }
 
