@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use palisade_core::{ErrorKind, Result};
 use palisade_storage::{EventRow, MembershipRow, StateMap};
-use ruma::{EventId, OwnedRoomId, RoomId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, RoomId, UserId};
 
 use super::RoomService;
 
@@ -63,6 +63,16 @@ impl RoomService {
         limit: usize,
     ) -> Result<Option<HashSet<OwnedRoomId>>> {
         self.store.rooms_with_events_between(after, up_to, limit).await
+    }
+
+    /// One entry of a state snapshot.
+    pub(crate) async fn state_entry(
+        &self,
+        group: u64,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        self.store.state_entry(group, kind, state_key).await
     }
 
     /// The stream position of a room's latest event of one of `types`.

@@ -53,6 +53,8 @@ const BUMP_TYPES: &[&str] = &[
 ];
 /// Connections remembered at once; the least recently used goes first.
 const MAX_CONNECTIONS: usize = 10_000;
+/// Connections one device may hold (Element X uses two: room list and encryption).
+const MAX_CONNECTIONS_PER_DEVICE: usize = 8;
 /// Positions remembered per connection.
 const POSITIONS_KEPT: usize = 2;
 /// Longest `timeline_limit` honoured.
@@ -113,9 +115,19 @@ impl Connections {
     fn advance(&self, key: ConnectionKey, from: Option<&str>, state: ConnectionState) -> String {
         let pos = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let mut connections = self.connections.lock().expect("connections poisoned");
-        if connections.len() >= MAX_CONNECTIONS && !connections.contains_key(&key) {
-            let oldest = connections.iter().min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
+        if !connections.contains_key(&key) {
+            // A device opening connection after connection evicts its own oldest, not
+            // other devices'; past the global bound the least recently used goes.
+            let of_device = |k: &ConnectionKey| k.0 == key.0 && k.1 == key.1;
+            let own = connections.keys().filter(|k| of_device(k)).count();
+            let evict = if own >= MAX_CONNECTIONS_PER_DEVICE {
+                connections.iter().filter(|(k, _)| of_device(k)).min_by_key(|(_, c)| c.used)
+            } else if connections.len() >= MAX_CONNECTIONS {
+                connections.iter().min_by_key(|(_, c)| c.used)
+            } else {
+                None
+            };
+            if let Some(oldest) = evict.map(|(k, _)| k.clone()) {
                 connections.remove(&oldest);
             }
         }
@@ -151,6 +163,13 @@ impl RoomConfig {
             }
         }
         self.required_state.sort();
+    }
+
+    /// Whether the members of the timeline's senders are asked for (`$LAZY`).
+    fn lazy_members(&self) -> bool {
+        self.required_state
+            .iter()
+            .any(|(kind, key)| (kind == "m.room.member" || kind == "*") && key == "$LAZY")
     }
 
     /// Whether the state event `(kind, key)` is asked for; `lazy` are the members the timeline
@@ -303,9 +322,37 @@ impl SyncService {
                 .collect(),
             _ => HashSet::new(),
         };
+        // Rooms with events since the previous position; `None` when there was none, or too
+        // much happened to list.
+        let changed_rooms = match since {
+            Some(since) if now.events > since.events => {
+                let between = self.rooms.rooms_with_events_between(
+                    since.events,
+                    now.events,
+                    MAX_CHANGED_SCAN,
+                );
+                between.await?
+            }
+            Some(_) => Some(HashSet::new()),
+            None => None,
+        };
         let mut news = previous.is_none_or(|p| p.list_counts != state.list_counts);
         for (room_id, config) in &wanted {
             let Some(membership) = memberships.get(room_id) else { continue };
+            // A room the connection had up to the previous position, untouched since and asked
+            // for as before, costs nothing: an idle connection's wake-up reads only the rooms
+            // that changed.
+            if let (Some(sent), Some(since), Some(changed)) =
+                (state.rooms.get_mut(room_id), since, &changed_rooms)
+                && sent.up_to >= since.events
+                && sent.membership == membership.membership
+                && sent.required_state == config.required_state
+                && !changed.contains(room_id)
+                && !receipts_changed.contains(room_id)
+            {
+                sent.up_to = now.events;
+                continue;
+            }
             let sent = state.rooms.get(room_id);
             let window = RoomWindow {
                 since: since.map(|s| s.events),
@@ -475,17 +522,36 @@ impl SyncService {
             return Ok(None);
         }
         let lazy: HashSet<String> = rows.iter().map(|r| r.sender.to_string()).collect();
-        let current = self.rooms.state_at_pos(room_id, window.now).await?.unwrap_or_default();
-        let before: Option<StateMap> = match after {
-            Some(after) => Some(self.rooms.state_at_pos(room_id, after).await?.unwrap_or_default()),
-            None => None,
+        let ids = if initial || limited || rows.iter().any(|r| r.state_key.is_some()) {
+            let current = self.rooms.state_at_pos(room_id, window.now).await?.unwrap_or_default();
+            let before = match after {
+                Some(after) => self.rooms.state_at_pos(room_id, after).await?,
+                None => None,
+            };
+            self.describe(&mut room, room_id, user, &current).await?;
+            current
+                .iter()
+                .filter(|(k, v)| before.as_ref().is_none_or(|b| b.get(*k) != Some(*v)))
+                .filter(|((kind, key), _)| config.wants(kind, key, user, &lazy))
+                .map(|(_, id)| id.clone())
+                .collect()
+        } else {
+            // Only messages since: no state changed, and of the state only the members of
+            // their senders may be wanted (`$LAZY`), looked up one by one rather than
+            // loading the room's whole state (thousands of members in a big room).
+            let mut ids = Vec::new();
+            if let Some(group) = rows.last().map(|r| r.state_group)
+                && config.lazy_members()
+            {
+                for sender in &lazy {
+                    if let Some(id) = self.rooms.state_entry(group, "m.room.member", sender).await?
+                    {
+                        ids.push(id);
+                    }
+                }
+            }
+            ids
         };
-        let ids: Vec<_> = current
-            .iter()
-            .filter(|(k, v)| before.as_ref().is_none_or(|b| b.get(*k) != Some(*v)))
-            .filter(|((kind, key), _)| config.wants(kind, key, user, &lazy))
-            .map(|(_, id)| id.clone())
-            .collect();
         let required_state = self.rooms.format_state(room_id, &ids).await?;
         room.required_state = required_state.into_iter().map(Raw::cast).collect();
         let timeline = self.timeline_of(session, room_id, &rows, limited, Some(start)).await?;
@@ -500,9 +566,6 @@ impl SyncService {
         room.unread_notifications = UnreadNotificationsCount::new();
         room.unread_notifications.notification_count = Some(UInt::new_saturating(notifications));
         room.unread_notifications.highlight_count = Some(UInt::new_saturating(highlights));
-        if initial || rows.iter().any(|r| r.state_key.is_some()) {
-            self.describe(&mut room, room_id, user, &current).await?;
-        }
         room.initial = initial.then_some(true);
         Ok(Some(BuiltRoom { room, news: true }))
     }

@@ -151,6 +151,28 @@ async fn the_room_list_window_follows_activity() {
     assert_eq!(room["timeline"].as_array().unwrap().len(), 2);
     assert!(room["required_state"].as_array().unwrap().len() >= 5, "all state");
 
+    // `$LAZY`: the members of the timeline's senders come with it, also in an update.
+    let lazy_room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    let mut lazy = room_list(1);
+    lazy["lists"]["all_rooms"]["required_state"] = json!([["m.room.member", "$LAZY"]]);
+    let start = sliding(&server, &alice, None, 0, &lazy).await;
+    server.join(&bob, &lazy_room).await;
+    server.send_text(&bob, &lazy_room, "hi alice").await;
+    let pos = start["pos"].as_str().unwrap().to_owned();
+    let update = sliding(&server, &alice, Some(&pos), 0, &lazy).await;
+    let pos = update["pos"].as_str().unwrap().to_owned();
+    server.send_text(&bob, &lazy_room, "again").await;
+    let update = sliding(&server, &alice, Some(&pos), 0, &lazy).await;
+    let room = &update["rooms"][&lazy_room];
+    assert_eq!(room["timeline"][0]["content"]["body"], "again", "{update}");
+    let members: Vec<&str> = room["required_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(members, [bob.user_id.as_str()]);
+
     // Filters: invites only.
     let mut invites_only = room_list(10);
     invites_only["lists"]["all_rooms"]["filters"] = json!({ "is_invite": true });
