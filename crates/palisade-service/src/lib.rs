@@ -187,6 +187,7 @@ impl Services {
             typing.clone(),
             e2ee.clone(),
             notifier,
+            stores.sync,
         ));
         let presence =
             Arc::new(PresenceService::new(accounts.clone(), clock.clone(), outbound.clone()));

@@ -14,6 +14,7 @@ mod push;
 mod receipts;
 mod rooms;
 mod schema;
+mod sync;
 mod user_data;
 
 pub use database::Database;
@@ -36,7 +37,8 @@ pub fn open(path: &Path) -> Result<Stores> {
         audit: db.clone(),
         federation: db.clone(),
         media: db.clone(),
-        push: db,
+        push: db.clone(),
+        sync: db,
     })
 }
 

@@ -317,6 +317,11 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     INSERT INTO push_position (id, stream_pos)
         VALUES (1, (SELECT coalesce(max(stream_pos), 0) FROM events));",
+    // 18: sliding sync connections saved at shutdown, for clients to continue after a restart.
+    "CREATE TABLE sliding_sync_saved (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        connections TEXT NOT NULL
+    ) STRICT;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -11,6 +11,7 @@ pub mod media;
 pub mod push;
 pub mod receipts;
 pub mod rooms;
+pub mod sync;
 pub mod user_data;
 
 pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
@@ -26,6 +27,7 @@ pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use rooms::{
     Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
 };
+pub use sync::SyncStore;
 pub use user_data::{AccountDataRow, UserDataStore};
 
 use std::sync::Arc;
@@ -51,4 +53,6 @@ pub struct Stores {
     pub media: Arc<dyn MediaStore>,
     /// Pushers and notifications.
     pub push: Arc<dyn PushStore>,
+    /// Sliding sync connections across a restart.
+    pub sync: Arc<dyn SyncStore>,
 }

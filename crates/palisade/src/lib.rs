@@ -168,6 +168,8 @@ impl Server {
         self.state.push.connect(Arc::new(gateway));
         self.state.push.start().await?;
         let push = self.state.push.clone();
+        self.state.sync.restore_connections().await?;
+        let sync = self.state.sync.clone();
         let federation_service = self.state.federation.clone();
         let (stop, stopped) = tokio::sync::watch::channel(());
         let federation = self.federation.map(|listener| {
@@ -196,6 +198,9 @@ impl Server {
         }
         federation_service.stop();
         push.stop();
+        if let Err(error) = sync.save_connections().await {
+            tracing::warn!(%error, "sliding sync connections not saved: clients will start over");
+        }
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

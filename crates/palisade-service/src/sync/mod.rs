@@ -12,7 +12,7 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, StateMap};
+use palisade_storage::{AccountDataRow, EventRow, MembershipRow, ReceiptRow, StateMap, SyncStore};
 use ruma::{
     OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId,
     api::{
@@ -80,6 +80,25 @@ impl SyncToken {
             return Err(invalid());
         };
         Ok(Self { events, account_data, receipts, typing, to_device, device_lists })
+    }
+}
+
+/// Saved as its text form (sliding sync connections kept across a restart).
+impl serde::Serialize for SyncToken {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SyncToken {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -181,6 +200,8 @@ pub struct SyncService {
     unread_counts: Mutex<HashMap<(OwnedUserId, OwnedRoomId), UnreadCount>>,
     /// Sliding sync connections and what each has been sent.
     connections: sliding::Connections,
+    /// Where the connections are kept across a restart.
+    store: Arc<dyn SyncStore>,
     /// Rooms' bump stamps, valid up to the event stream position beside them.
     bumps: Mutex<(u64, HashMap<OwnedRoomId, u64>)>,
 }
@@ -219,6 +240,10 @@ struct Pass {
 
 impl SyncService {
     /// The service.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a sync reads every stream: rooms, push rules, account data, receipts, typing, keys"
+    )]
     pub fn new(
         rooms: Arc<RoomService>,
         push_rules: Arc<PushRuleEvaluator>,
@@ -227,6 +252,7 @@ impl SyncService {
         typing: Arc<TypingService>,
         e2ee: Arc<E2eeService>,
         notifier: Arc<Notifier>,
+        store: Arc<dyn SyncStore>,
     ) -> Self {
         let unread_counts = Mutex::new(HashMap::new());
         Self {
@@ -239,6 +265,7 @@ impl SyncService {
             notifier,
             unread_counts,
             connections: sliding::Connections::default(),
+            store,
             bumps: Mutex::new((0, HashMap::new())),
         }
     }

@@ -31,6 +31,7 @@ use ruma::{
     events::StateEventType,
     serde::Raw,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{MAX_CHANGED_SCAN, MAX_TIMEOUT, SyncFilter, SyncService, SyncToken, receipt_event};
@@ -66,7 +67,7 @@ const MAX_RANGE: u64 = 1000;
 type ConnectionKey = (OwnedUserId, OwnedDeviceId, String);
 
 /// What a connection had been sent as of one position.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct ConnectionState {
     token: SyncToken,
     rooms: HashMap<OwnedRoomId, SentRoom>,
@@ -74,7 +75,7 @@ struct ConnectionState {
 }
 
 /// How far a room has been sent on a connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SentRoom {
     /// The event stream position its timeline was sent up to.
     up_to: u64,
@@ -88,6 +89,13 @@ struct SentRoom {
 struct Connection {
     positions: VecDeque<(u64, ConnectionState)>,
     used: Instant,
+}
+
+/// The connections as saved across a restart.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    next: u64,
+    connections: Vec<(ConnectionKey, VecDeque<(u64, ConnectionState)>)>,
 }
 
 /// The connections of every device.
@@ -108,6 +116,34 @@ impl Connections {
         let (_, state) =
             connection.positions.iter().find(|(p, _)| *p == pos).ok_or_else(unknown)?;
         Ok(state.clone())
+    }
+
+    /// Every connection, as JSON.
+    fn save(&self) -> Result<String> {
+        let connections = self.connections.lock().expect("connections poisoned");
+        let saved = Saved {
+            next: self.next.load(Ordering::Relaxed),
+            connections: connections
+                .iter()
+                .map(|(k, c)| (k.clone(), c.positions.clone()))
+                .collect(),
+        };
+        serde_json::to_string(&saved)
+            .map_err(|e| Error::internal(format!("saving connections: {e}")))
+    }
+
+    /// Takes back connections [`Self::save`] wrote; positions handed out later continue after
+    /// theirs.
+    fn restore(&self, json: &str) -> Result<usize> {
+        let saved: Saved = serde_json::from_str(json)
+            .map_err(|e| Error::internal(format!("saved connections: {e}")))?;
+        self.next.fetch_max(saved.next, Ordering::Relaxed);
+        let mut connections = self.connections.lock().expect("connections poisoned");
+        let count = saved.connections.len();
+        for (key, positions) in saved.connections.into_iter().take(MAX_CONNECTIONS) {
+            connections.insert(key, Connection { positions, used: Instant::now() });
+        }
+        Ok(count)
     }
 
     /// Records a connection's new state; answers its position. The position it came from is
@@ -195,6 +231,23 @@ struct BuiltRoom {
 }
 
 impl SyncService {
+    /// Saves the sliding sync connections, at shutdown, so that clients continue after the
+    /// restart instead of starting over.
+    pub async fn save_connections(&self) -> Result<()> {
+        self.store.save_sliding_connections(self.connections.save()?).await
+    }
+
+    /// Takes back the connections saved at the last shutdown.
+    pub async fn restore_connections(&self) -> Result<()> {
+        if let Some(json) = self.store.take_sliding_connections().await? {
+            match self.connections.restore(&json) {
+                Ok(count) => tracing::info!(count, "sliding sync connections restored"),
+                Err(error) => tracing::warn!(%error, "saved sliding sync connections unreadable"),
+            }
+        }
+        Ok(())
+    }
+
     /// Answers a sliding sync request: at once on a new connection or when anything asked
     /// for changed since `pos`, else when something does or the timeout passes.
     pub async fn sliding_sync(

@@ -180,3 +180,25 @@ async fn the_room_list_window_follows_activity() {
     assert_eq!(only["lists"]["all_rooms"]["count"], 1);
     assert_eq!(rooms(&only), [invited]);
 }
+
+#[tokio::test]
+async fn connections_continue_after_a_restart() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({ "name": "kept" })).await;
+    let first = sliding(&server, &alice, None, 0, &room_list(5)).await;
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    let config = server.config.clone();
+    let dir = server.stop().await;
+    let server = TestServer::start_on(config).await;
+    server.send_text(&alice, &room, "after the restart").await;
+    // The position from before the restart goes on: only the new message, not the room anew.
+    let update = sliding(&server, &alice, Some(&pos), 0, &room_list(5)).await;
+    let sent = &update["rooms"][&room];
+    assert!(sent.get("initial").is_none(), "{update}");
+    assert_eq!(sent["timeline"][0]["content"]["body"], "after the restart");
+    let next = update["pos"].as_str().unwrap();
+    assert_ne!(next, pos, "positions after the restart do not reuse earlier ones");
+    drop((server, dir));
+}
