@@ -128,6 +128,14 @@ impl Visibility {
     }
 }
 
+/// Of two memberships, the one nearer to joined (Synapse's `MEMBERSHIP_PRIORITY`).
+fn more_joined<'a>(a: &'a str, b: &'a str) -> &'a str {
+    let rank = |m: &str| {
+        ["join", "invite", "knock", "leave", "ban"].iter().position(|p| *p == m).unwrap_or(3)
+    };
+    if rank(b) < rank(a) { b } else { a }
+}
+
 /// Events found by [`RoomService::timeline_page`].
 pub(crate) struct TimelinePage {
     /// The events, in the direction walked.
@@ -374,13 +382,30 @@ impl RoomService {
     }
 
     /// Whether the viewer may see an event, by the history visibility and their membership in
-    /// the state at the event (spec: history visibility; decided as Synapse does). Users always
-    /// see their own membership events.
+    /// the state at the event (spec: history visibility; decided as Synapse does). A user's own
+    /// membership event counts with the more joined of its membership and the one before
+    /// (their join is theirs to see, an invite under `joined` history is not), and a leave
+    /// that ended a join or an invite is always theirs to see.
     pub(crate) async fn can_see(&self, viewer: &mut Visibility, row: &EventRow) -> Result<bool> {
-        if row.kind == "m.room.member" && row.state_key.as_deref() == Some(viewer.user.as_str()) {
-            return Ok(true);
-        }
-        if let Some(known) = viewer.by_group.get(&row.state_group) {
+        let own =
+            row.kind == "m.room.member" && row.state_key.as_deref() == Some(viewer.user.as_str());
+        let own_membership = if own {
+            let event: Value = serde_json::from_str(&row.json).unwrap_or_default();
+            let unsigned: Value = row
+                .unsigned
+                .as_deref()
+                .and_then(|u| serde_json::from_str(u).ok())
+                .unwrap_or_default();
+            let new = event["content"]["membership"].as_str().unwrap_or("leave").to_owned();
+            let before = unsigned["prev_content"]["membership"].as_str().unwrap_or("leave");
+            if new == "leave" && matches!(before, "join" | "invite") {
+                return Ok(true);
+            }
+            Some(more_joined(&new, before).to_owned())
+        } else {
+            None
+        };
+        if !own && let Some(known) = viewer.by_group.get(&row.state_group) {
             return Ok(*known);
         }
         let visibility = self.history_visibility(row.state_group).await?;
@@ -390,16 +415,24 @@ impl RoomService {
         {
             true
         } else {
-            let member =
-                self.state_content(row.state_group, "m.room.member", viewer.user.as_str()).await?;
-            let membership = member["membership"].as_str().unwrap_or_default();
+            let membership = match own_membership {
+                Some(membership) => membership,
+                None => {
+                    let member = self
+                        .state_content(row.state_group, "m.room.member", viewer.user.as_str())
+                        .await?;
+                    member["membership"].as_str().unwrap_or_default().to_owned()
+                }
+            };
             match visibility {
-                HistoryVisibility::Invited => matches!(membership, "join" | "invite"),
+                HistoryVisibility::Invited => matches!(membership.as_str(), "join" | "invite"),
                 HistoryVisibility::Joined => membership == "join",
                 _ => membership == "join" || viewer.joined_now,
             }
         };
-        viewer.by_group.insert(row.state_group, allowed);
+        if !own {
+            viewer.by_group.insert(row.state_group, allowed);
+        }
         Ok(allowed)
     }
 

@@ -1163,3 +1163,53 @@ async fn no_federation_endpoint_answers_malformed_input_with_a_server_error() {
     let bad_request = statuses.iter().filter(|s| **s == StatusCode::BAD_REQUEST).count();
     assert!(unauthorized < statuses.len() / 2 && bad_request > 10, "{statuses:?}");
 }
+
+#[tokio::test]
+async fn requests_from_a_server_known_only_through_a_notary_are_accepted() {
+    let notary = TestServer::start_federated().await;
+    let origin = Peer { server: TestServer::start_federated().await };
+    let trusted = notary.server_name().try_into().unwrap();
+    let a = TestServer::start_federated_with(|config| {
+        config.federation.trusted_key_servers = vec![trusted];
+    })
+    .await;
+    let bob = a.register("bob").await;
+    let sender = format!("@olga:{}", origin.name());
+
+    // The notary learns the origin's keys; then the origin goes offline, so A can learn them
+    // only through the notary.
+    let path = format!("/_matrix/key/v2/query/{}", origin.name());
+    let (status, body) = federation_call(&notary, Method::GET, &path, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let name = origin.name().to_owned();
+    let signing_key = origin.server.services.signing_key.clone();
+    let key = signing_key.pair();
+    let mut invite: CanonicalJsonObject = serde_json::from_value(json!({
+        "auth_events": ["$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"], "depth": 3,
+        "content": { "membership": "invite" }, "origin_server_ts": 1_700_000_000_000u64,
+        "prev_events": ["$bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"],
+        "room_id": "!cccccccccccccccccccccccccccccccccccccccccccc", "sender": sender,
+        "state_key": bob.user_id, "type": "m.room.member",
+    }))
+    .unwrap();
+    let invite_id = origin.sign(&mut invite, key);
+    let room_id = "!cccccccccccccccccccccccccccccccccccccccccccc";
+    drop(origin.server.stop().await);
+
+    let profile =
+        format!("/_matrix/federation/v1/query/profile?user_id={}", urlencode(&bob.user_id));
+    let (status, body) = federation_call(&a, Method::GET, &profile, None, Some((&name, key))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["displayname"], "bob");
+
+    let path =
+        format!("/_matrix/federation/v2/invite/{}/{}", urlencode(room_id), urlencode(&invite_id));
+    let body = json!({ "room_version": "12", "event": invite, "invite_room_state": [] });
+    let (status, answer) =
+        federation_call(&a, Method::PUT, &path, Some(body), Some((&name, key))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let signatures = answer["event"]["signatures"].as_object().unwrap();
+    assert!(signatures.contains_key(a.server_name()), "countersigned: {answer}");
+    let sync = a.sync(&bob, "").await;
+    assert!(sync["rooms"]["invite"].get(room_id).is_some(), "{sync}");
+}

@@ -291,6 +291,41 @@ async fn history_visibility_decides_what_newcomers_read() {
         server.send_text(&alice, &room_id, "after join").await;
 
         assert_eq!(readable(&server, &bob, &room_id).await, expected, "{visibility}");
+        if visibility == "joined" {
+            // Paging back one event at a time: `end` while there is more to see, the join
+            // as the first event bob may see of his time in the room; before it only the
+            // room's set-up, from before its history was closed (shared then), and no `end`
+            // once that is exhausted.
+            let path = format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=1");
+            let (_, first) = server.get(&path, bob.token()).await;
+            assert_eq!(bodies(&first, "chunk"), ["after join"]);
+            let end = first["end"].as_str().expect("more history");
+            let (_, second) = server.get(&format!("{path}&from={end}"), bob.token()).await;
+            let join = &second["chunk"][0];
+            assert_eq!(
+                (join["type"].as_str(), join["state_key"].as_str()),
+                (Some("m.room.member"), Some(bob.user_id.as_str())),
+                "{second}"
+            );
+            assert_eq!(join["content"]["membership"], "join");
+            let mut from = second["end"].as_str().expect("the page was full").to_owned();
+            let mut earlier = Vec::new();
+            for _ in 0..20 {
+                let (_, page) = server.get(&format!("{path}&from={from}"), bob.token()).await;
+                earlier.extend(page["chunk"].as_array().unwrap().iter().cloned());
+                match page["end"].as_str() {
+                    Some(end) => from = end.to_owned(),
+                    None => break,
+                }
+            }
+            let kinds: Vec<&str> = earlier.iter().map(|e| e["type"].as_str().unwrap()).collect();
+            assert!(!kinds.contains(&"m.room.message"), "{kinds:?}");
+            assert!(
+                earlier.iter().all(|e| e["state_key"] != bob.user_id.as_str()),
+                "his invite is hidden: {earlier:?}"
+            );
+            assert!(kinds.contains(&"m.room.create"), "{kinds:?}");
+        }
         assert_eq!(
             readable(&server, &alice, &room_id).await.len(),
             3,
