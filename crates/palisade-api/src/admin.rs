@@ -1,8 +1,8 @@
 //! Palisade's administration API, for server administrators only:
 //! `/_palisade/admin/v1/users/{userId}/devices[/{deviceId}[/approve]]`,
 //! `/_palisade/admin/v1/users/{userId}/allow_cross_signing_reset`,
-//! `/_palisade/admin/v1/users/{userId}/media`, `/_palisade/admin/v1/media/{serverName}/{mediaId}[/quarantine]`
-//! and `/_palisade/admin/v1/audit`.
+//! `/_palisade/admin/v1/users/{userId}/media`, `/_palisade/admin/v1/media/{serverName}/{mediaId}[/quarantine]`,
+//! `/_palisade/admin/v1/reports[/{id}/resolve]` and `/_palisade/admin/v1/audit`.
 
 use axum::{
     Json,
@@ -164,6 +164,54 @@ async fn audit(
     Ok(Json(json!({ "entries": entries })))
 }
 
+/// The query of the report list.
+#[derive(Deserialize)]
+struct ReportsQuery {
+    #[serde(default)]
+    include_resolved: bool,
+    before: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET …/reports?include_resolved=&before=&limit=`: reports, newest first.
+async fn reports(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Query(query): Query<ReportsQuery>,
+) -> Reply {
+    let limit = query.limit.unwrap_or(100);
+    let rows = state.reports.reports(&admin, query.include_resolved, query.before, limit).await?;
+    let reports: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let report = &row.report;
+            json!({
+                "id": row.id,
+                "reporter": report.reporter,
+                "room_id": report.room_id,
+                "event_id": report.event_id,
+                "user_id": report.user_id,
+                "reason": report.reason,
+                "received_ts": report.received_ts,
+                "resolved_ts": row.resolved.as_ref().map(|(ts, _)| ts),
+                "resolved_by": row.resolved.as_ref().map(|(_, by)| by),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "reports": reports })))
+}
+
+/// `POST …/reports/{id}/resolve`
+async fn resolve_report(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Reply {
+    let id = id.parse().map_err(|_| Error::invalid_param("Invalid report id"))?;
+    state.reports.resolve(&admin, id).await?;
+    Ok(Json(json!({})))
+}
+
 /// The media an administration route names.
 fn media_of((server, media_id): (String, String)) -> Result<(ruma::OwnedServerName, String)> {
     let server = server.try_into().map_err(|_| Error::invalid_param("Invalid server name"))?;
@@ -246,5 +294,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         .add(Method::DELETE, &format!("{USERS}/devices/{{device_id}}"), delete(sign_out))
         .add(Method::POST, &format!("{USERS}/devices/{{device_id}}/approve"), post(approve))
         .add(Method::POST, &format!("{USERS}/allow_cross_signing_reset"), post(allow_reset))
+        .add(Method::GET, "/_palisade/admin/v1/reports", get(reports))
+        .add(Method::POST, "/_palisade/admin/v1/reports/{id}/resolve", post(resolve_report))
         .add(Method::GET, "/_palisade/admin/v1/audit", get(audit))
 }

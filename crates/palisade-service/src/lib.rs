@@ -16,6 +16,7 @@ pub mod presence;
 pub mod push;
 pub mod ratelimit;
 pub mod receipts;
+pub mod reports;
 pub mod rooms;
 pub mod sync;
 pub mod trust;
@@ -42,6 +43,7 @@ use push::PushRuleEvaluator;
 pub use push::PushService;
 pub use ratelimit::{RateLimitedAction, RateLimiter};
 pub use receipts::ReceiptService;
+pub use reports::ReportService;
 pub use rooms::{
     DirectoryService, EventTemplate, MembershipService, RemoteRoomService, RoomService,
 };
@@ -91,6 +93,8 @@ pub struct Services {
     pub presence: Arc<PresenceService>,
     /// Pushers, notifications and their delivery to push gateways.
     pub push: Arc<PushService>,
+    /// Reports of abuse, for the administrators.
+    pub reports: Arc<ReportService>,
     /// Where federation connects the port the services reach other servers through.
     pub outbound: OutboundSlot,
 }
@@ -189,6 +193,12 @@ impl Services {
             notifier,
             stores.sync,
         ));
+        let reports = Arc::new(ReportService::new(
+            stores.reports,
+            rooms.clone(),
+            trust.clone(),
+            clock.clone(),
+        ));
         let presence =
             Arc::new(PresenceService::new(accounts.clone(), clock.clone(), outbound.clone()));
         Ok(Self {
@@ -211,6 +221,7 @@ impl Services {
             notice_queue,
             presence,
             push,
+            reports,
             outbound,
         })
     }

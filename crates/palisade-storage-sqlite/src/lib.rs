@@ -12,6 +12,7 @@ mod federation;
 mod media;
 mod push;
 mod receipts;
+mod reports;
 mod rooms;
 mod schema;
 mod sync;
@@ -38,7 +39,8 @@ pub fn open(path: &Path) -> Result<Stores> {
         federation: db.clone(),
         media: db.clone(),
         push: db.clone(),
-        sync: db,
+        sync: db.clone(),
+        reports: db,
     })
 }
 

@@ -322,6 +322,19 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY CHECK (id = 1),
         connections TEXT NOT NULL
     ) STRICT;",
+    // 19: reports of abusive events, rooms and users, for the administrators.
+    "CREATE TABLE reports (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        reporter TEXT NOT NULL,
+        room_id TEXT,
+        event_id TEXT,
+        user_id TEXT,
+        reason TEXT,
+        received_ts INTEGER NOT NULL,
+        resolved_ts INTEGER,
+        resolved_by TEXT
+    ) STRICT;
+    CREATE INDEX reports_open ON reports(id) WHERE resolved_ts IS NULL;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -10,6 +10,7 @@ pub mod federation;
 pub mod media;
 pub mod push;
 pub mod receipts;
+pub mod reports;
 pub mod rooms;
 pub mod sync;
 pub mod user_data;
@@ -24,6 +25,7 @@ pub use federation::{FederationStore, OutboxRow, QueuedUpTo, ServerKeyRow};
 pub use media::{MediaRow, MediaStore, ThumbnailRow};
 pub use push::{NewNotification, NotificationRow, PushStore, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
+pub use reports::{NewReport, ReportRow, ReportStore};
 pub use rooms::{
     Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
 };
@@ -55,4 +57,6 @@ pub struct Stores {
     pub push: Arc<dyn PushStore>,
     /// Sliding sync connections across a restart.
     pub sync: Arc<dyn SyncStore>,
+    /// Reports of abuse.
+    pub reports: Arc<dyn ReportStore>,
 }

@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: MediaCommand,
     },
+    /// List and resolve users' reports of abuse.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Show the security audit log, newest first.
     Audit {
         /// Only this account (localpart or user id).
@@ -51,6 +56,24 @@ enum Command {
         /// Most entries to show.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// List reports, newest first (open ones unless --all).
+    List {
+        /// Resolved ones too.
+        #[arg(long)]
+        all: bool,
+        /// Most reports to show.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Mark a report resolved.
+    Resolve {
+        /// The report's id.
+        id: u64,
     },
 }
 
@@ -314,6 +337,42 @@ async fn media_command(config: Config, command: MediaCommand) -> Result<()> {
     Ok(())
 }
 
+async fn report_command(config: Config, command: ReportCommand) -> Result<()> {
+    let services = open(config, Arc::new(SystemClock)).await?;
+    let console = Administrator::console();
+    match command {
+        ReportCommand::List { all, limit } => {
+            for row in services.reports.reports(&console, all, None, limit).await? {
+                let report = &row.report;
+                let subject = [
+                    report.room_id.as_ref().map(ToString::to_string),
+                    report.event_id.as_ref().map(ToString::to_string),
+                    report.user_id.as_ref().map(ToString::to_string),
+                ];
+                let subject: Vec<String> = subject.into_iter().flatten().collect();
+                let state = match &row.resolved {
+                    Some((_, by)) => format!("resolved by {by}"),
+                    None => "open".to_owned(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{state}",
+                    row.id,
+                    report.received_ts,
+                    report.reporter,
+                    subject.join(" "),
+                    report.reason.as_deref().unwrap_or_default().replace(['\n', '\t'], " "),
+                );
+            }
+        }
+        ReportCommand::Resolve { id } => {
+            services.reports.resolve(&console, id).await?;
+            println!("report {id} resolved");
+        }
+    }
+    finish(&services).await;
+    Ok(())
+}
+
 /// Waits for the security notices an administrative command caused to be posted.
 async fn finish(services: &palisade_service::Services) {
     services.notice_queue.drain().await;
@@ -373,6 +432,7 @@ async fn main() -> ExitCode {
             Command::User { command } => user_command(config, command).await,
             Command::Device { command } => device_command(config, command).await,
             Command::Media { command } => media_command(config, command).await,
+            Command::Report { command } => report_command(config, command).await,
             Command::Audit { user, limit } => audit_command(config, user, limit).await,
         }
     }

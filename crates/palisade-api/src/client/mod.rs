@@ -15,6 +15,7 @@ mod push_rules;
 mod pushers;
 mod receipts;
 mod register;
+mod reports;
 mod rooms;
 mod session;
 mod sync;
@@ -37,6 +38,7 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = presence::routes(router);
     let router = push_rules::routes(router);
     let router = pushers::routes(router);
+    let router = reports::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);
     let router = media::routes(router);

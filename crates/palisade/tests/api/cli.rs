@@ -10,7 +10,8 @@ use serde_json::json;
 
 use palisade_testkit::{PASSWORD, TestServer, assert_error};
 
-fn palisade(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+/// Runs the `palisade` binary on a data directory; whether it succeeded, and what it printed.
+pub fn palisade(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
         .env("PALISADE_DATA_DIR", data_dir)

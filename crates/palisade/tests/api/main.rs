@@ -15,6 +15,7 @@ mod guests;
 mod media;
 mod profile;
 mod push;
+mod reports;
 mod room_auth;
 mod room_history;
 mod rooms;
