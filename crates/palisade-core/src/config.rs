@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use ruma::{OwnedServerName, RoomVersionId};
+use ruma::{OwnedServerName, OwnedUserId, RoomVersionId};
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -242,6 +242,32 @@ pub struct Config {
     /// Push notifications to phones, through the push gateways clients name.
     #[serde(default)]
     pub push: Push,
+    /// Who users and other administrators contact about this server
+    /// (`/.well-known/matrix/support`).
+    #[serde(default)]
+    pub support: Support,
+}
+
+/// Support contacts, announced at `/.well-known/matrix/support` (none: the document is 404).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Support {
+    /// People to contact.
+    pub contacts: Vec<SupportContact>,
+    /// A web page with the server's support information.
+    pub page: Option<String>,
+}
+
+/// One support contact: a role and a way to reach them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupportContact {
+    /// `m.role.admin` (the server's administrator) or `m.role.security` (security reports).
+    pub role: String,
+    /// Their Matrix account.
+    pub matrix_id: Option<OwnedUserId>,
+    /// Their email address.
+    pub email_address: Option<String>,
 }
 
 /// Push notifications.

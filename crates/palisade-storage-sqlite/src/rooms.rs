@@ -656,6 +656,33 @@ impl RoomStore for Database {
         })
     }
 
+    async fn event_near_time(
+        &self,
+        room_id: &RoomId,
+        ts: u64,
+        forward: bool,
+        up_to: u64,
+    ) -> Result<Option<(OwnedEventId, u64)>> {
+        let sql = if forward {
+            "SELECT event_id, origin_server_ts FROM events
+             WHERE room_id = ?1 AND origin_server_ts >= ?2 AND stream_pos <= ?3 AND outlier = 0
+             ORDER BY origin_server_ts, stream_pos LIMIT 1"
+        } else {
+            "SELECT event_id, origin_server_ts FROM events
+             WHERE room_id = ?1 AND origin_server_ts <= ?2 AND stream_pos <= ?3 AND outlier = 0
+             ORDER BY origin_server_ts DESC, stream_pos DESC LIMIT 1"
+        };
+        let (ts, up_to) =
+            (i64::try_from(ts).unwrap_or(i64::MAX), i64::try_from(up_to).unwrap_or(i64::MAX));
+        self.read(|conn| {
+            conn.prepare_cached(sql)?
+                .query_row(params![room_id.as_str(), ts, up_to], |row| {
+                    Ok((parse_id(row, 0)?, row.get(1)?))
+                })
+                .optional()
+        })
+    }
+
     async fn latest_of_types(&self, room_id: &RoomId, types: &[&str]) -> Result<Option<u64>> {
         // Walks the room's events newest first (the usual latest event is a message).
         let list = vec!["?"; types.len()].join(", ");

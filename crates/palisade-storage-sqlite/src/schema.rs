@@ -335,6 +335,8 @@ const MIGRATIONS: &[&str] = &[
         resolved_by TEXT
     ) STRICT;
     CREATE INDEX reports_open ON reports(id) WHERE resolved_ts IS NULL;",
+    // 20: events by time, for jumping to a date (`/timestamp_to_event`).
+    "CREATE INDEX events_by_room_time ON events(room_id, origin_server_ts);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -212,6 +212,16 @@ pub trait RoomStore: Send + Sync {
         user_id: &UserId,
         since: u64,
     ) -> Result<Vec<MembershipRow>>;
+    /// The timeline event of a room nearest `ts` (origin milliseconds) at or after it
+    /// (`forward`) or at or before it, among events up to stream position `up_to`: its id and
+    /// timestamp.
+    async fn event_near_time(
+        &self,
+        room_id: &RoomId,
+        ts: u64,
+        forward: bool,
+        up_to: u64,
+    ) -> Result<Option<(OwnedEventId, u64)>>;
     /// The stream position of a room's latest timeline event of one of `types`.
     async fn latest_of_types(&self, room_id: &RoomId, types: &[&str]) -> Result<Option<u64>>;
     /// Rooms with events at `after < stream_pos <= up_to`; `None` when more than `limit`

@@ -1,4 +1,4 @@
-//! Discovery: `/versions`, `/.well-known/matrix/{client,server}` and `/capabilities`.
+//! Discovery: `/versions`, `/.well-known/matrix/{client,server,support}` and `/capabilities`.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#server-discovery>
 
@@ -8,6 +8,7 @@ use palisade_core::{Error, Result, SUPPORTED_ROOM_VERSIONS};
 use ruma::api::{
     client::discovery::{
         discover_homeserver::{self, HomeserverInfo},
+        discover_support::{self, Contact, ContactRole},
         get_capabilities::{
             self,
             v3::{Capabilities, RoomVersionStability, RoomVersionsCapability},
@@ -32,6 +33,7 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, versions);
     let router = route(router, well_known_client);
     let router = route(router, well_known_server);
+    let router = route(router, well_known_support);
     route(router, capabilities)
 }
 
@@ -58,6 +60,33 @@ async fn well_known_client(
         .clone()
         .ok_or_else(|| Error::not_found("No client discovery is configured"))?;
     Ok(discover_homeserver::Response::new(HomeserverInfo::new(base_url)))
+}
+
+/// `GET /.well-known/matrix/support`: the configured contacts, or 404 when there are none
+/// (as Synapse answers).
+async fn well_known_support(
+    state: AppState,
+    _: Ruma<discover_support::Request>,
+) -> Result<discover_support::Response> {
+    let support = &state.config.support;
+    if support.contacts.is_empty() && support.page.is_none() {
+        return Err(Error::not_found("No support information is configured"));
+    }
+    let contacts = support.contacts.iter().filter_map(|contact| {
+        let role = ContactRole::from(contact.role.as_str());
+        match (&contact.matrix_id, &contact.email_address) {
+            (Some(id), email) => {
+                let mut entry = Contact::with_matrix_id(role, id.clone());
+                entry.email_address = email.clone();
+                Some(entry)
+            }
+            (None, Some(email)) => Some(Contact::with_email_address(role, email.clone())),
+            (None, None) => None,
+        }
+    });
+    let mut response = discover_support::Response::with_contacts(contacts.collect());
+    response.support_page = support.page.clone();
+    Ok(response)
 }
 
 /// `GET /.well-known/matrix/server`: where federation traffic goes (`delegate_to`, else the

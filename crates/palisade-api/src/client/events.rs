@@ -25,7 +25,7 @@ use ruma::{
         message::{get_message_events, send_message_event},
         peeking::get_current_state,
         redact::redact_event,
-        room::get_room_event,
+        room::{get_event_by_timestamp, get_room_event},
         state::{get_state_event_for_key, get_state_events, send_state_event},
     },
     events::AnyTimelineEvent,
@@ -62,7 +62,61 @@ pub(super) fn routes(router: Routes) -> Routes {
         let path = format!("/_matrix/client/{version}/events/{{event_id}}");
         router.add(Method::GET, &path, get(event_by_id))
     });
+    let router = route(router, event_near);
+    // The stable path of spec v1.19 and the one clients used before it (MSC2666); ruma has a
+    // type for the latter only.
+    let router = ["v1/mutual_rooms", "unstable/uk.half-shot.msc2666/user/mutual_rooms"]
+        .into_iter()
+        .fold(router, |router, path| {
+            router.add(Method::GET, &format!("/_matrix/client/{path}"), get(mutual_rooms))
+        });
     route(router, joined)
+}
+
+#[derive(serde::Deserialize)]
+struct MutualRoomsQuery {
+    user_id: Option<String>,
+    from: Option<String>,
+}
+
+/// The rooms two users share, in one batch (so there is never a `next_batch`).
+#[derive(serde::Serialize)]
+struct MutualRooms {
+    joined: Vec<OwnedRoomId>,
+    count: usize,
+}
+
+/// `GET /_matrix/client/v1/mutual_rooms?user_id=`
+async fn mutual_rooms(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    uri: http::Uri,
+) -> std::result::Result<Json<MutualRooms>, ApiError> {
+    let Query(query) = Query::<MutualRoomsQuery>::try_from_uri(&uri)
+        .map_err(|e| Error::invalid_param(format!("Invalid request: {e}")))?;
+    let user_id =
+        query.user_id.ok_or_else(|| Error::new(ErrorKind::MissingParam, "Missing user_id"))?;
+    let user_id = ruma::OwnedUserId::try_from(user_id)
+        .map_err(|_| Error::invalid_param("The user ID provided was invalid"))?;
+    if query.from.is_some() {
+        // No token was ever handed out: every answer is one batch.
+        return Err(Error::invalid_param("Unknown from token").into());
+    }
+    let joined = state.rooms.mutual_rooms((&session).into(), &user_id).await?;
+    Ok(Json(MutualRooms { count: joined.len(), joined }))
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/timestamp_to_event?ts=&dir=`
+async fn event_near(
+    state: AppState,
+    request: Ruma<get_event_by_timestamp::v1::Request>,
+) -> Result<get_event_by_timestamp::v1::Response> {
+    let body = &request.body;
+    let ts = u64::from(body.ts.0);
+    let (event_id, ts) =
+        state.rooms.event_near(request.session()?.into(), &body.room_id, ts, body.dir).await?;
+    let ts = ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts));
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, ts))
 }
 
 /// The query of the deprecated `/events`.

@@ -19,6 +19,7 @@ mod reports;
 mod rooms;
 mod session;
 mod sync;
+mod thirdparty;
 
 use crate::routes::Routes;
 
@@ -39,6 +40,7 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = push_rules::routes(router);
     let router = pushers::routes(router);
     let router = reports::routes(router);
+    let router = thirdparty::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);
     let router = media::routes(router);

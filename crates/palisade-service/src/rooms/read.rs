@@ -14,7 +14,7 @@ use std::{
 use palisade_core::{Error, Result};
 use palisade_storage::{EventRow, MembershipRow, StateMap};
 use ruma::{
-    DeviceId, EventId, OwnedMxcUri, OwnedRoomId, OwnedUserId, RoomId, UserId,
+    DeviceId, EventId, OwnedEventId, OwnedMxcUri, OwnedRoomId, OwnedUserId, RoomId, UserId,
     api::{
         Direction,
         client::{
@@ -806,14 +806,44 @@ impl RoomService {
     /// The rooms the user has joined.
     pub async fn joined_rooms(&self, actor: Actor<'_>) -> Result<Vec<OwnedRoomId>> {
         self.trust.require(actor, Need::RoomAccess, "joined_rooms").await?;
-        Ok(self
-            .store
-            .rooms_of_user(actor.user())
-            .await?
-            .into_iter()
-            .filter(|m| m.membership == "join")
-            .map(|m| m.room_id)
-            .collect())
+        self.joined_rooms_of(actor.user()).await
+    }
+
+    /// The rooms both `actor` and `other` are joined to (`/mutual_rooms`); none for a user
+    /// this server does not know, as the spec asks.
+    pub async fn mutual_rooms(&self, actor: Actor<'_>, other: &UserId) -> Result<Vec<OwnedRoomId>> {
+        if other == actor.user() {
+            return Err(Error::invalid_param("You cannot ask for rooms shared with yourself"));
+        }
+        let mut own = self.joined_rooms(actor).await?;
+        let theirs: BTreeSet<OwnedRoomId> =
+            self.joined_rooms_of(other).await?.into_iter().collect();
+        own.retain(|room| theirs.contains(room));
+        own.sort();
+        Ok(own)
+    }
+
+    /// The event nearest `ts` (milliseconds) in `direction` that `actor` may read
+    /// (`/timestamp_to_event`, for jumping to a date).
+    pub async fn event_near(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        ts: u64,
+        direction: Direction,
+    ) -> Result<(OwnedEventId, u64)> {
+        let up_to = self.read_bound(actor, room_id).await?.unwrap_or(self.position());
+        let forward = direction == Direction::Forward;
+        self.store.event_near_time(room_id, ts, forward, up_to).await?.ok_or_else(|| {
+            let towards = if forward { "after" } else { "before" };
+            Error::not_found(format!("Unable to find an event {towards} {ts}"))
+        })
+    }
+
+    /// The rooms a user is joined to.
+    async fn joined_rooms_of(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+        let memberships = self.store.rooms_of_user(user).await?.into_iter();
+        Ok(memberships.filter(|m| m.membership == "join").map(|m| m.room_id).collect())
     }
 }
 

@@ -119,3 +119,57 @@ async fn malformed_and_oversized_bodies() {
         "M_TOO_LARGE",
     );
 }
+
+#[tokio::test]
+async fn support_contacts_are_announced_when_configured() {
+    let server = TestServer::start().await;
+    let (status, _) = server.get("/.well-known/matrix/support", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing configured");
+
+    let server = TestServer::start_with(|config| {
+        config.support = toml::from_str(
+            r#"page = "https://help.example.org"
+               [[contacts]]
+               role = "m.role.admin"
+               matrix_id = "@admin:localhost"
+               email_address = "admin@example.org"
+               [[contacts]]
+               role = "m.role.security"
+               email_address = "security@example.org""#,
+        )
+        .unwrap();
+    })
+    .await;
+    let (status, support) = server.get("/.well-known/matrix/support", None).await;
+    assert_eq!(status, StatusCode::OK, "{support}");
+    assert_eq!(support["support_page"], "https://help.example.org");
+    assert_eq!(support["contacts"][0]["role"], "m.role.admin");
+    assert_eq!(support["contacts"][0]["matrix_id"], "@admin:localhost");
+    assert_eq!(support["contacts"][0]["email_address"], "admin@example.org");
+    assert_eq!(support["contacts"][1]["role"], "m.role.security");
+}
+
+#[tokio::test]
+async fn third_party_lookups_find_no_bridges() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let (status, protocols) =
+        server.get("/_matrix/client/v3/thirdparty/protocols", alice.token()).await;
+    assert_eq!((status, protocols), (StatusCode::OK, json!({})));
+    assert_error(
+        &server.get("/_matrix/client/v3/thirdparty/protocol/irc", alice.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    for path in [
+        "/_matrix/client/v3/thirdparty/location/irc?channel=x",
+        "/_matrix/client/v3/thirdparty/user/irc?nick=x",
+        "/_matrix/client/v3/thirdparty/location?alias=%23x:localhost",
+        "/_matrix/client/v3/thirdparty/user?userid=@x:localhost",
+    ] {
+        let (status, found) = server.get(path, alice.token()).await;
+        assert_eq!((status, found), (StatusCode::OK, json!([])), "{path}");
+    }
+    let (status, _) = server.get("/_matrix/client/v3/thirdparty/protocols", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

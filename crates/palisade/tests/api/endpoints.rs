@@ -31,6 +31,16 @@ const C: &str = "/_matrix/client/v3";
 const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/.well-known/matrix/client", Nothing),
     ("GET", "/.well-known/matrix/server", Nothing),
+    ("GET", "/.well-known/matrix/support", Nothing),
+    ("GET", "~/thirdparty/protocols", Nothing),
+    ("GET", "~/thirdparty/protocol/{protocol}", Nothing),
+    ("GET", "~/thirdparty/location/{protocol}", Nothing),
+    ("GET", "~/thirdparty/user/{protocol}", Nothing),
+    ("GET", "~/thirdparty/location", Nothing),
+    ("GET", "~/thirdparty/user", Nothing),
+    ("GET", "/_matrix/client/v1/mutual_rooms", Rooms),
+    ("GET", "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms", Rooms),
+    ("GET", "/_matrix/client/v1/rooms/{room_id}/timestamp_to_event", Rooms),
     ("GET", "/_matrix/client/versions", Nothing),
     ("GET", "/_matrix/key/v2/server", Nothing),
     ("GET", "/_matrix/key/v2/server/{key_id}", Nothing),
@@ -267,6 +277,10 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         "?dir=b".to_owned()
     } else if path.contains("/thumbnail/") {
         "?width=32&height=32".to_owned()
+    } else if path.ends_with("/timestamp_to_event") {
+        "?ts=1&dir=f".to_owned()
+    } else if path.ends_with("/mutual_rooms") {
+        format!("?user_id={}", palisade_testkit::urlencode(bob))
     } else if path.ends_with("/events") {
         format!("?room_id={}&timeout=0", scene.room)
     } else {

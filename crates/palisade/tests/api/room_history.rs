@@ -514,3 +514,38 @@ async fn global_initial_sync_and_events_of_every_room() {
         "M_INVALID_PARAM",
     );
 }
+
+#[tokio::test]
+async fn jump_to_date_finds_the_nearest_event() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room_id = server.create_room(&alice, json!({ "preset": "private_chat" })).await;
+    let mut sent = Vec::new();
+    for text in ["first", "second", "third"] {
+        let (_, body) = server.send_text(&alice, &room_id, text).await;
+        let event_id = body["event_id"].as_str().unwrap().to_owned();
+        let (_, event) = server
+            .get(&format!("/_matrix/client/v3/rooms/{room_id}/event/{event_id}"), alice.token())
+            .await;
+        sent.push((event_id, event["origin_server_ts"].as_u64().unwrap()));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let jump = |ts: u64, dir: &str| {
+        format!("/_matrix/client/v1/rooms/{room_id}/timestamp_to_event?ts={ts}&dir={dir}")
+    };
+    let (status, found) = server.get(&jump(sent[1].1, "f"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["event_id"], sent[1].0);
+    assert_eq!(found["origin_server_ts"], sent[1].1);
+    let (_, after) = server.get(&jump(sent[1].1 + 1, "f"), alice.token()).await;
+    assert_eq!(after["event_id"], sent[2].0);
+    let (_, before) = server.get(&jump(sent[2].1 - 1, "b"), alice.token()).await;
+    assert_eq!(before["event_id"], sent[1].0);
+    assert_error(
+        &server.get(&jump(sent[2].1 + 60_000, "f"), alice.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_eq!(server.get(&jump(1, "sideways"), alice.token()).await.0, StatusCode::BAD_REQUEST);
+    assert_forbidden(&server.get(&jump(sent[0].1, "f"), bob.token()).await);
+}

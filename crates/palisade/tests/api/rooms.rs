@@ -437,3 +437,43 @@ async fn private_rooms_are_encrypted_by_default() {
     let room = server.create_room(&alice, json!({ "preset": "private_chat" })).await;
     assert_eq!(server.get(&encryption(&room), alice.token()).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn mutual_rooms_lists_the_rooms_two_users_share() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let shared = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &shared).await;
+    server.create_room(&alice, json!({})).await;
+    let invited = server.create_room(&alice, json!({ "invite": [bob.user_id] })).await;
+
+    let path = format!("/_matrix/client/v1/mutual_rooms?user_id={}", urlencode(&bob.user_id));
+    let (status, body) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({ "joined": [shared], "count": 1 }), "not {invited}");
+    let unstable =
+        path.replace("v1/mutual_rooms", "unstable/uk.half-shot.msc2666/user/mutual_rooms");
+    assert_eq!(server.get(&unstable, alice.token()).await.1["joined"], json!([shared]));
+
+    let stranger =
+        format!("/_matrix/client/v1/mutual_rooms?user_id={}", urlencode("@nobody:localhost"));
+    assert_eq!(server.get(&stranger, alice.token()).await.1, json!({ "joined": [], "count": 0 }));
+    let own = format!("/_matrix/client/v1/mutual_rooms?user_id={}", urlencode(&alice.user_id));
+    assert_error(
+        &server.get(&own, alice.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    let invalid = "/_matrix/client/v1/mutual_rooms?user_id=bob";
+    assert_error(
+        &server.get(invalid, alice.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+    assert_error(
+        &server.get("/_matrix/client/v1/mutual_rooms", alice.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_MISSING_PARAM",
+    );
+    assert_eq!(server.get(&path, None).await.0, StatusCode::UNAUTHORIZED);
+}
