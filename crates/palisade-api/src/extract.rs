@@ -265,6 +265,7 @@ fn guests_may_call<T: 'static>() -> bool {
     use ruma::api::client::{
         account, config, context, device, discovery, filter, keys, membership, message, peeking,
         presence, profile, push, read_marker, receipt, room, state, sync, tag, to_device, typing,
+        voip,
     };
     let allowed = [
         TypeId::of::<account::whoami::v3::Request>(),
@@ -307,6 +308,8 @@ fn guests_may_call<T: 'static>() -> bool {
         TypeId::of::<keys::claim_keys::v3::Request>(),
         TypeId::of::<keys::get_key_changes::v3::Request>(),
         TypeId::of::<to_device::send_event_to_device::v3::Request>(),
+        // Guests may take part in calls (`[turn] allow_guests` decides whether with a relay).
+        TypeId::of::<voip::get_turn_server_info::v3::Request>(),
     ];
     allowed.contains(&TypeId::of::<T>())
 }

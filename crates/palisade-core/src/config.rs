@@ -246,6 +246,41 @@ pub struct Config {
     /// (`/.well-known/matrix/support`).
     #[serde(default)]
     pub support: Support,
+    /// TURN servers that relay voice and video calls (`/voip/turnServer`).
+    #[serde(default)]
+    pub turn: Turn,
+}
+
+/// TURN servers for calls. Clients get time-limited credentials made with the secret shared
+/// with the TURN server (coturn's `use-auth-secret`), or the fixed ones configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Turn {
+    /// `turn:` and `turns:` URIs of the servers; none: calls get no relay.
+    pub uris: Vec<String>,
+    /// The secret shared with the TURN server.
+    pub shared_secret: Option<String>,
+    /// Fixed credentials, for a TURN server without a shared secret.
+    pub username: Option<String>,
+    /// The password that goes with `username`.
+    pub password: Option<String>,
+    /// How long credentials last, in seconds.
+    pub ttl_secs: u64,
+    /// Whether guests get credentials too.
+    pub allow_guests: bool,
+}
+
+impl Default for Turn {
+    fn default() -> Self {
+        Self {
+            uris: Vec::new(),
+            shared_secret: None,
+            username: None,
+            password: None,
+            ttl_secs: 24 * 60 * 60,
+            allow_guests: true,
+        }
+    }
 }
 
 /// Support contacts, announced at `/.well-known/matrix/support` (none: the document is 404).

@@ -6,6 +6,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod calls;
 pub mod e2ee;
 mod events;
 pub mod keys;
@@ -36,6 +37,7 @@ use crate::{
 
 pub use account_data::AccountDataService;
 pub use accounts::{AccountService, ClientInfo, Registered, Registration, Session};
+pub use calls::CallService;
 pub use e2ee::E2eeService;
 pub use keys::SigningKey;
 pub use presence::PresenceService;
@@ -95,6 +97,8 @@ pub struct Services {
     pub push: Arc<PushService>,
     /// Reports of abuse, for the administrators.
     pub reports: Arc<ReportService>,
+    /// What calls need: TURN credentials.
+    pub calls: Arc<CallService>,
     /// Where federation connects the port the services reach other servers through.
     pub outbound: OutboundSlot,
 }
@@ -199,6 +203,7 @@ impl Services {
             trust.clone(),
             clock.clone(),
         ));
+        let calls = Arc::new(CallService::new(config.turn.clone(), clock.clone()));
         let presence =
             Arc::new(PresenceService::new(accounts.clone(), clock.clone(), outbound.clone()));
         Ok(Self {
@@ -222,6 +227,7 @@ impl Services {
             presence,
             push,
             reports,
+            calls,
             outbound,
         })
     }

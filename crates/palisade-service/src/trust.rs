@@ -184,6 +184,15 @@ impl DeviceTrustService {
         Ok(Administrator { name: session.user_id().to_string() })
     }
 
+    /// A user's devices with where and when each was last seen (`/admin/whois`): for the
+    /// user themself, or a server administrator.
+    pub async fn whois(&self, session: &Session, user: &UserId) -> Result<Vec<DeviceRow>> {
+        if user != session.user_id() {
+            self.administrator(session).await?;
+        }
+        self.accounts.devices(user).await
+    }
+
     /// Whether `device` may not yet see rooms (strict mode, untrusted).
     pub async fn is_walled_off(&self, user: &UserId, device: &DeviceId) -> Result<bool> {
         Ok(self.mode == TrustMode::Strict && !self.is_trusted(user, device).await?)

@@ -3,6 +3,10 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#device-management>
 
 use palisade_core::Result;
+use ruma::api::client::admin::get_user_info::{
+    self,
+    v3::{ConnectionInfo, DeviceInfo, SessionInfo},
+};
 use ruma::api::client::device::{
     delete_device, delete_devices, get_device, get_devices, update_device,
 };
@@ -18,7 +22,34 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, get);
     let router = route(router, update);
     let router = route(router, delete_one);
-    route(router, delete_many)
+    let router = route(router, delete_many);
+    route(router, whois)
+}
+
+/// `GET /_matrix/client/v3/admin/whois/{userId}`: each device with where and when it was last
+/// seen (one session and connection per device), for the user themself or an administrator.
+async fn whois(
+    state: AppState,
+    request: Ruma<get_user_info::v3::Request>,
+) -> Result<get_user_info::v3::Response> {
+    let user_id = &request.body.user_id;
+    let devices = state.trust.whois(request.session()?, user_id).await?;
+    let mut response = get_user_info::v3::Response::new();
+    response.user_id = Some(user_id.clone());
+    for device in devices {
+        let mut connection = ConnectionInfo::new();
+        connection.ip = device.last_seen_ip;
+        connection.last_seen = device
+            .last_seen_ts
+            .map(|ts| ruma::MilliSecondsSinceUnixEpoch(ruma::UInt::new_saturating(ts)));
+        connection.user_agent = device.user_agent;
+        let mut session = SessionInfo::new();
+        session.connections = vec![connection];
+        let mut info = DeviceInfo::new();
+        info.sessions = vec![session];
+        response.devices.insert(device.device_id.to_string(), info);
+    }
+    Ok(response)
 }
 
 /// `GET /_matrix/client/v3/devices`

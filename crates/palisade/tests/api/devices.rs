@@ -102,3 +102,31 @@ async fn deleting_devices_requires_the_password_and_revokes_tokens() {
     let (_, list) = server.get("/_matrix/client/v3/devices", alice.token()).await;
     assert_eq!(list["devices"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn whois_shows_devices_to_their_owner_and_administrators() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let admin = server.register("admin").await;
+    server
+        .services
+        .accounts
+        .set_admin(admin.user_id.as_str().try_into().unwrap(), true)
+        .await
+        .unwrap();
+    let path =
+        format!("/_matrix/client/v3/admin/whois/{}", palisade_testkit::urlencode(&alice.user_id));
+    server.get("/_matrix/client/v3/account/whoami", alice.token()).await;
+
+    let (status, own) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{own}");
+    assert_eq!(own["user_id"], alice.user_id);
+    let device = &own["devices"][&alice.device_id]["sessions"][0]["connections"][0];
+    assert_eq!(device["ip"], "127.0.0.1", "{own}");
+    assert!(device["last_seen"].as_u64().is_some(), "{own}");
+    let (status, seen) = server.get(&path, admin.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["devices"], own["devices"]);
+    let (status, _) = server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

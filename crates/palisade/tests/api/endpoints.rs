@@ -32,6 +32,8 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/.well-known/matrix/client", Nothing),
     ("GET", "/.well-known/matrix/server", Nothing),
     ("GET", "/.well-known/matrix/support", Nothing),
+    ("GET", "~/voip/turnServer", Nothing),
+    ("GET", "~/admin/whois/{user_id}", Nothing),
     ("GET", "~/thirdparty/protocols", Nothing),
     ("GET", "~/thirdparty/protocol/{protocol}", Nothing),
     ("GET", "~/thirdparty/location/{protocol}", Nothing),

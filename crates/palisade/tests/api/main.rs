@@ -3,6 +3,7 @@
 //! One test binary (modules below) keeps link time down.
 
 mod accounts;
+mod calls;
 mod cli;
 mod client_input;
 mod device_trust;
