@@ -52,6 +52,9 @@ pub enum ErrorKind {
     /// A sliding sync position the server does not know (any more): the client starts a new
     /// connection (`M_UNKNOWN_POS`, 400, as Synapse answers).
     UnknownPos,
+    /// Email addresses and phone numbers are not kept here
+    /// (`M_THREEPID_MEDIUM_NOT_SUPPORTED`, 400).
+    ThreepidMediumNotSupported,
     /// The endpoint is unknown (`M_UNRECOGNIZED`).
     Unrecognized,
     /// A known endpoint asked about something the server does not know, such as an unknown

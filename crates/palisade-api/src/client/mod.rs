@@ -20,6 +20,7 @@ mod rooms;
 mod session;
 mod sync;
 mod thirdparty;
+mod threepid;
 mod voip;
 
 use crate::routes::Routes;
@@ -42,6 +43,7 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = pushers::routes(router);
     let router = reports::routes(router);
     let router = thirdparty::routes(router);
+    let router = threepid::routes(router);
     let router = voip::routes(router);
     let router = e2ee::routes(router);
     let router = backup::routes(router);

@@ -362,3 +362,45 @@ async fn registration_remembers_what_the_first_request_named() {
         "M_WEAK_PASSWORD",
     );
 }
+
+#[tokio::test]
+async fn third_party_identifiers_are_not_kept() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let (status, body) = server.get("/_matrix/client/v3/account/3pid", alice.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({ "threepids": [] })));
+    let email = json!({ "client_secret": "secret", "email": "a@example.org", "send_attempt": 1 });
+    let phone = json!({ "client_secret": "secret", "country": "FR", "phone_number": "0600000000", "send_attempt": 1 });
+    for (path, body) in [
+        ("/_matrix/client/v3/account/3pid/email/requestToken", &email),
+        ("/_matrix/client/v3/account/3pid/msisdn/requestToken", &phone),
+        ("/_matrix/client/v3/account/password/email/requestToken", &email),
+        ("/_matrix/client/v3/register/email/requestToken", &email),
+        ("/_matrix/client/v3/register/msisdn/requestToken", &phone),
+    ] {
+        let answer = server.post(path, alice.token(), body.clone()).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED");
+    }
+    let add = json!({ "client_secret": "secret", "sid": "1" });
+    let answer = server.post("/_matrix/client/v3/account/3pid/add", alice.token(), add).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED");
+    let deprecated = json!({ "three_pid_creds": { "client_secret": "secret", "sid": "1" } });
+    let answer = server.post("/_matrix/client/v3/account/3pid", alice.token(), deprecated).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED");
+    let gone = json!({ "medium": "email", "address": "a@example.org" });
+    let (status, body) =
+        server.post("/_matrix/client/v3/account/3pid/delete", alice.token(), gone.clone()).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({ "id_server_unbind_result": "no-support" }))
+    );
+    let (status, _) =
+        server.post("/_matrix/client/v3/account/3pid/unbind", alice.token(), gone).await;
+    assert_eq!(status, StatusCode::OK);
+    let validity = "/_matrix/client/v1/register/m.login.registration_token/validity?token=abc";
+    assert_eq!(server.get(validity, None).await, (StatusCode::OK, json!({ "valid": false })));
+    assert_eq!(
+        server.get("/_matrix/client/v3/account/3pid", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
