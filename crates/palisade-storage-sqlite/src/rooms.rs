@@ -302,7 +302,20 @@ fn insert_event(
         txn_id,
         outlier
     ])?;
-    Ok(conn.last_insert_rowid() as u64)
+    let stream_pos = conn.last_insert_rowid() as u64;
+    if !outlier {
+        // A relation (`m.relates_to` with a `rel_type`) is indexed by what it relates to.
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO event_relations (relating_id, relates_to, rel_type)
+             SELECT event_id, json_extract(json, '$.content.\"m.relates_to\".event_id'),
+                    json_extract(json, '$.content.\"m.relates_to\".rel_type')
+             FROM events WHERE stream_pos = ?1
+               AND json_type(json, '$.content.\"m.relates_to\".event_id') = 'text'
+               AND json_type(json, '$.content.\"m.relates_to\".rel_type') = 'text'",
+        )?
+        .execute([stream_pos])?;
+    }
+    Ok(stream_pos)
 }
 
 /// Brings the membership index from state `old` to state `new`.
@@ -652,6 +665,45 @@ impl RoomStore for Database {
                  WHERE mine.user_id = ?1 AND mine.membership = 'join' AND m.stream_pos > ?2",
             )?
             .query_map(params![user_id.as_str(), since], membership_row)?
+            .collect()
+        })
+    }
+
+    async fn relations(
+        &self,
+        room_id: &RoomId,
+        target: &EventId,
+        rel_type: Option<&str>,
+        event_type: Option<&str>,
+        (after, before): (u64, u64),
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<EventRow>> {
+        let order = match direction {
+            Direction::Backward => "DESC",
+            Direction::Forward => "ASC",
+        };
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM event_relations JOIN events ON event_id = relating_id
+                 WHERE relates_to = ?1 AND room_id = ?2 AND outlier = 0
+                   AND (?3 IS NULL OR rel_type = ?3) AND (?4 IS NULL OR type = ?4)
+                   AND stream_pos > ?5 AND stream_pos < ?6
+                 ORDER BY stream_pos {order} LIMIT ?7"
+            ))?
+            .query_map(
+                params![
+                    target.as_str(),
+                    room_id.as_str(),
+                    rel_type,
+                    event_type,
+                    after as i64,
+                    before,
+                    limit as i64
+                ],
+                event_row,
+            )?
             .collect()
         })
     }

@@ -337,6 +337,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX reports_open ON reports(id) WHERE resolved_ts IS NULL;",
     // 20: events by time, for jumping to a date (`/timestamp_to_event`).
     "CREATE INDEX events_by_room_time ON events(room_id, origin_server_ts);",
+    // 21: relations (`m.relates_to` with a `rel_type`): what relates to an event, for
+    // `/relations`, threads, edits and reactions; filled from the events already stored.
+    "CREATE TABLE event_relations (
+        relating_id TEXT PRIMARY KEY,
+        relates_to TEXT NOT NULL,
+        rel_type TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX event_relations_by_target ON event_relations(relates_to, rel_type);
+    INSERT OR IGNORE INTO event_relations (relating_id, relates_to, rel_type)
+        SELECT event_id, json_extract(json, '$.content.\"m.relates_to\".event_id'),
+               json_extract(json, '$.content.\"m.relates_to\".rel_type')
+        FROM events
+        WHERE outlier = 0
+          AND json_type(json, '$.content.\"m.relates_to\".event_id') = 'text'
+          AND json_type(json, '$.content.\"m.relates_to\".rel_type') = 'text';",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -212,6 +212,19 @@ pub trait RoomStore: Send + Sync {
         user_id: &UserId,
         since: u64,
     ) -> Result<Vec<MembershipRow>>;
+    /// The events relating to `target` (of `rel_type` and `event_type` when given) with
+    /// stream positions strictly between the bounds, walked in `direction`, at most `limit`.
+    #[expect(clippy::too_many_arguments, reason = "the filters `/relations` takes")]
+    async fn relations(
+        &self,
+        room_id: &RoomId,
+        target: &EventId,
+        rel_type: Option<&str>,
+        event_type: Option<&str>,
+        bounds: (u64, u64),
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<EventRow>>;
     /// The timeline event of a room nearest `ts` (origin milliseconds) at or after it
     /// (`forward`) or at or before it, among events up to stream position `up_to`: its id and
     /// timestamp.

@@ -15,6 +15,7 @@ mod push_rules;
 mod pushers;
 mod receipts;
 mod register;
+mod relations;
 mod reports;
 mod rooms;
 mod session;
@@ -42,6 +43,7 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = push_rules::routes(router);
     let router = pushers::routes(router);
     let router = reports::routes(router);
+    let router = relations::routes(router);
     let router = thirdparty::routes(router);
     let router = threepid::routes(router);
     let router = voip::routes(router);

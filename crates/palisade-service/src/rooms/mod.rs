@@ -13,6 +13,7 @@ mod index;
 mod membership;
 pub mod pdu;
 mod read;
+mod relations;
 mod remote;
 mod resolve;
 mod verify;
@@ -49,6 +50,7 @@ pub(crate) use read::Visibility;
 pub use read::{
     Context, EventFilter, EventsPage, Messages, Walk, parse_stream_token, stream_token,
 };
+pub use relations::{Relations, RelationsQuery};
 pub use remote::{JoinedRoom, RemoteRoomService};
 pub use verify::{RemoteEvent, UnverifiedPdu};
 

@@ -344,7 +344,7 @@ impl RoomService {
     }
 
     /// An event of the room the user may see, or `M_NOT_FOUND`.
-    async fn visible_event(
+    pub(crate) async fn visible_event(
         &self,
         user: &UserId,
         room_id: &RoomId,
@@ -950,7 +950,7 @@ impl RoomService {
 }
 
 /// The user and device events are formatted for (their own transaction ids).
-fn viewer_of(actor: Actor<'_>) -> Option<(&UserId, &DeviceId)> {
+pub(crate) fn viewer_of(actor: Actor<'_>) -> Option<(&UserId, &DeviceId)> {
     actor.device().map(|device| (actor.user(), device))
 }
 

@@ -57,6 +57,13 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/_matrix/client/v1/mutual_rooms", Rooms),
     ("GET", "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms", Rooms),
     ("GET", "/_matrix/client/v1/rooms/{room_id}/timestamp_to_event", Rooms),
+    ("GET", "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}", Rooms),
+    ("GET", "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}", Rooms),
+    (
+        "GET",
+        "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
+        Rooms,
+    ),
     ("GET", "/_matrix/client/versions", Nothing),
     ("GET", "/_matrix/key/v2/server", Nothing),
     ("GET", "/_matrix/key/v2/server/{key_id}", Nothing),

@@ -16,6 +16,7 @@ mod guests;
 mod media;
 mod profile;
 mod push;
+mod relations;
 mod reports;
 mod room_auth;
 mod room_history;

@@ -1,0 +1,118 @@
+//! Relations through HTTP: reactions, edits and thread replies listed by `/relations`, with
+//! filters, pagination, direction and recursion.
+
+use palisade_testkit::{TestServer, User, assert_error, urlencode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn send(server: &TestServer, user: &User, room: &str, kind: &str, content: Value) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/{kind}/{}", rand::random::<u64>());
+    let (status, body) = server.put(&path, user.token(), content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().unwrap().to_owned()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn relations_list_reactions_edits_and_thread_replies() {
+    let server = TestServer::start().await;
+    let (alice, bob, carol) = (
+        server.register("alice").await,
+        server.register("bob").await,
+        server.register("carol").await,
+    );
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let root = send(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "root" }),
+    )
+    .await;
+    let relates = |rel: &str| json!({ "rel_type": rel, "event_id": root });
+    let reaction = send(
+        &server,
+        &bob,
+        &room,
+        "m.reaction",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": "👍" } }),
+    )
+    .await;
+    let edit = send(&server, &alice, &room, "m.room.message", json!({
+        "msgtype": "m.text", "body": "* root!", "m.new_content": { "msgtype": "m.text", "body": "root!" }, "m.relates_to": relates("m.replace"),
+    })).await;
+    let reply = send(
+        &server,
+        &bob,
+        &room,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": relates("m.thread") }),
+    )
+    .await;
+    // A reply (`m.in_reply_to`) is not a relation; a reaction to the thread reply is one of its.
+    send(&server, &alice, &room, "m.room.message", json!({ "msgtype": "m.text", "body": "quote", "m.relates_to": { "m.in_reply_to": { "event_id": root } } })).await;
+    let nested = send(
+        &server,
+        &alice,
+        &room,
+        "m.reaction",
+        json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": reply, "key": "❤️" } }),
+    )
+    .await;
+
+    let base = format!("/_matrix/client/v1/rooms/{room}/relations/{}", urlencode(&root));
+    let (status, page) = server.get(&base, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), [reply.clone(), edit.clone(), reaction.clone()], "newest first");
+    assert!(page.get("next_batch").is_none(), "{page}");
+
+    let (_, reactions) = server.get(&format!("{base}/m.annotation"), alice.token()).await;
+    assert_eq!(ids(&reactions), std::slice::from_ref(&reaction));
+    let (_, thread) = server.get(&format!("{base}/m.thread/m.room.message"), alice.token()).await;
+    assert_eq!(ids(&thread), std::slice::from_ref(&reply));
+    let (_, none) = server.get(&format!("{base}/m.thread/m.reaction"), alice.token()).await;
+    assert_eq!(ids(&none), Vec::<String>::new());
+
+    // Pages of one, both ways.
+    let (_, first) = server.get(&format!("{base}?limit=1"), alice.token()).await;
+    assert_eq!(ids(&first), std::slice::from_ref(&reply));
+    let next = first["next_batch"].as_str().expect("more");
+    let (_, second) = server.get(&format!("{base}?limit=1&from={next}"), alice.token()).await;
+    assert_eq!(ids(&second), std::slice::from_ref(&edit));
+    let (_, forward) = server.get(&format!("{base}?dir=f"), alice.token()).await;
+    assert_eq!(ids(&forward), [reaction.clone(), edit.clone(), reply.clone()]);
+
+    // Recursing brings the reaction to the thread reply.
+    let (_, deep) = server.get(&format!("{base}?recurse=true"), alice.token()).await;
+    assert_eq!(ids(&deep), [nested, reply, edit, reaction], "{deep}");
+    assert_eq!(deep["recursion_depth"], 2);
+
+    // Unknown events are not found; strangers to the room are refused.
+    let unknown = format!("/_matrix/client/v1/rooms/{room}/relations/{}", urlencode("$nothing"));
+    assert_error(&server.get(&unknown, alice.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let private = server.create_room(&alice, json!({})).await;
+    let secret = send(
+        &server,
+        &alice,
+        &private,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "s" }),
+    )
+    .await;
+    let path = format!("/_matrix/client/v1/rooms/{private}/relations/{}", urlencode(&secret));
+    assert_eq!(server.get(&path, carol.token()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.get(&format!("{base}?from=garbage"), alice.token()).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
