@@ -267,6 +267,14 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
 }
 
 /// Inserts the event row; returns its stream position.
+/// The SQL order of a walk in `direction` by stream position.
+fn sql_order(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Backward => "DESC",
+        Direction::Forward => "ASC",
+    }
+}
+
 fn insert_event(
     conn: &Connection,
     event: &NewEvent,
@@ -559,10 +567,7 @@ impl RoomStore for Database {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>> {
-        let order = match direction {
-            Direction::Backward => "DESC",
-            Direction::Forward => "ASC",
-        };
+        let order = sql_order(direction);
         let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
         self.read(|conn| {
             conn.prepare_cached(&format!(
@@ -679,10 +684,7 @@ impl RoomStore for Database {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>> {
-        let order = match direction {
-            Direction::Backward => "DESC",
-            Direction::Forward => "ASC",
-        };
+        let order = sql_order(direction);
         let before = i64::try_from(before).unwrap_or(i64::MAX);
         self.read(|conn| {
             conn.prepare_cached(&format!(
