@@ -352,18 +352,22 @@ fn takes_uia<T: 'static>() -> bool {
 }
 
 /// A query Synapse accepts that ruma would refuse, completed with Synapse's default:
-/// `/messages` without `dir` pages forwards.
+/// `/messages` without `dir` pages forwards, `/threads` without `include` lists them all.
 fn lenient_query<T: 'static>(parts: &mut http::request::Parts) {
-    use ruma::api::client::message::get_message_events;
-    if TypeId::of::<T>() != TypeId::of::<get_message_events::v3::Request>() {
+    use ruma::api::client::{message::get_message_events, threads::get_threads};
+    let (name, default) = if TypeId::of::<T>() == TypeId::of::<get_message_events::v3::Request>() {
+        ("dir", "f")
+    } else if TypeId::of::<T>() == TypeId::of::<get_threads::v1::Request>() {
+        ("include", "all")
+    } else {
         return;
-    }
+    };
     let query = parts.uri.query().unwrap_or_default();
-    if query.split('&').any(|pair| pair.split('=').next() == Some("dir")) {
+    if query.split('&').any(|pair| pair.split('=').next() == Some(name)) {
         return;
     }
     let separator = if query.is_empty() { "" } else { "&" };
-    let uri = format!("{}?{query}{separator}dir=f", parts.uri.path());
+    let uri = format!("{}?{query}{separator}{name}={default}", parts.uri.path());
     if let Ok(uri) = uri.parse() {
         parts.uri = uri;
     }

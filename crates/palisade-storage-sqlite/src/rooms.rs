@@ -710,6 +710,57 @@ impl RoomStore for Database {
         })
     }
 
+    async fn thread_roots(
+        &self,
+        room_id: &RoomId,
+        before: u64,
+        up_to: u64,
+        participant: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(OwnedEventId, u64)>> {
+        let (before, up_to) =
+            (i64::try_from(before).unwrap_or(i64::MAX), i64::try_from(up_to).unwrap_or(i64::MAX));
+        let participant = participant.map(|p| p.as_str());
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT relates_to, max(stream_pos) AS latest
+                 FROM event_relations JOIN events ON event_id = relating_id
+                 WHERE rel_type = 'm.thread' AND room_id = ?1 AND outlier = 0
+                   AND stream_pos <= ?3
+                 GROUP BY relates_to
+                 HAVING latest < ?2 AND (?4 IS NULL OR max(sender = ?4) = 1
+                   OR EXISTS (SELECT 1 FROM events AS root
+                              WHERE root.event_id = relates_to AND root.sender = ?4))
+                 ORDER BY latest DESC LIMIT ?5",
+            )?
+            .query_map(
+                params![room_id.as_str(), before, up_to, participant, limit as i64],
+                |row| Ok((parse_id(row, 0)?, row.get(1)?)),
+            )?
+            .collect()
+        })
+    }
+
+    async fn thread_replies(
+        &self,
+        root: &EventId,
+        up_to: u64,
+        user: &UserId,
+    ) -> Result<(u64, bool)> {
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT count(*), coalesce(max(sender = ?3), 0)
+                 FROM event_relations JOIN events ON event_id = relating_id
+                 WHERE relates_to = ?1 AND rel_type = 'm.thread' AND outlier = 0
+                   AND stream_pos <= ?2",
+            )?
+            .query_row(params![root.as_str(), up_to, user.as_str()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+        })
+    }
+
     async fn event_near_time(
         &self,
         room_id: &RoomId,

@@ -225,6 +225,25 @@ pub trait RoomStore: Send + Sync {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>>;
+    /// A room's threads (events with `m.thread` relations) whose latest reply is below stream
+    /// position `before` (and at most `up_to`), latest activity first, with that reply's
+    /// position; only those `participant` started or replied to, when given.
+    async fn thread_roots(
+        &self,
+        room_id: &RoomId,
+        before: u64,
+        up_to: u64,
+        participant: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<(OwnedEventId, u64)>>;
+    /// How many replies a thread has up to stream position `up_to`, and whether `user` sent
+    /// one.
+    async fn thread_replies(
+        &self,
+        root: &EventId,
+        up_to: u64,
+        user: &UserId,
+    ) -> Result<(u64, bool)>;
     /// The timeline event of a room nearest `ts` (origin milliseconds) at or after it
     /// (`forward`) or at or before it, among events up to stream position `up_to`: its id and
     /// timestamp.

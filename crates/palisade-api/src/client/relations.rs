@@ -1,4 +1,5 @@
-//! `/relations`: the events relating to an event (edits, reactions, threads, references).
+//! `/relations`: the events relating to an event (edits, reactions, threads, references);
+//! `/threads`: a room's threads.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#get_matrixclientv1roomsroomideventidrelationseventid>
 
@@ -8,9 +9,12 @@ use ruma::{
     UInt,
     api::{
         Direction,
-        client::relations::{
-            get_relating_events, get_relating_events_with_rel_type,
-            get_relating_events_with_rel_type_and_event_type,
+        client::{
+            relations::{
+                get_relating_events, get_relating_events_with_rel_type,
+                get_relating_events_with_rel_type_and_event_type,
+            },
+            threads::get_threads::{self, v1::IncludeThreads},
         },
     },
     serde::Raw,
@@ -23,11 +27,32 @@ use crate::{
 
 /// Events per page unless the client asks otherwise (Synapse's default).
 const DEFAULT_LIMIT: usize = 5;
+/// Threads per page unless the client asks otherwise (Synapse's default).
+const THREADS_LIMIT: usize = 5;
 
 pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, all);
     let router = route(router, of_type);
-    route(router, of_type_and_event_type)
+    let router = route(router, of_type_and_event_type);
+    route(router, threads)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/threads`
+async fn threads(
+    state: AppState,
+    request: Ruma<get_threads::v1::Request>,
+) -> Result<get_threads::v1::Response> {
+    let b = &request.body;
+    let participated = b.include == IncludeThreads::Participated;
+    let limit =
+        b.limit.map_or(THREADS_LIMIT, |l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX));
+    let page = state
+        .rooms
+        .threads(request.session()?.into(), &b.room_id, b.from.as_deref(), participated, limit)
+        .await?;
+    let mut response = get_threads::v1::Response::new(page.chunk);
+    response.next_batch = page.next_batch;
+    Ok(response)
 }
 
 /// The query the three forms share.

@@ -50,7 +50,7 @@ pub(crate) use read::Visibility;
 pub use read::{
     Context, EventFilter, EventsPage, Messages, Walk, parse_stream_token, stream_token,
 };
-pub use relations::{Relations, RelationsQuery};
+pub use relations::{Relations, RelationsQuery, Threads};
 pub use remote::{JoinedRoom, RemoteRoomService};
 pub use verify::{RemoteEvent, UnverifiedPdu};
 

@@ -52,7 +52,68 @@ pub struct Relations {
     pub recursion_depth: Option<u64>,
 }
 
+/// A page of a room's threads.
+#[derive(Debug)]
+pub struct Threads {
+    /// The threads' root events, latest activity first, each with its summary bundled
+    /// (`unsigned.m.relations.m.thread`).
+    pub chunk: Vec<Raw<AnyTimelineEvent>>,
+    /// Where the next page starts, when there is more.
+    pub next_batch: Option<String>,
+}
+
 impl RoomService {
+    /// A room's threads, latest activity first (`/threads`); with `participated`, only
+    /// those the user started or replied to.
+    pub async fn threads(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        from: Option<&str>,
+        participated: bool,
+        limit: usize,
+    ) -> Result<Threads> {
+        self.trust.require(actor, Need::RoomAccess, "threads").await?;
+        let user = actor.user();
+        let up_to = self.bound_of(user, room_id).await?.unwrap_or(self.position());
+        let before = from.map(parse_stream_token).transpose()?.unwrap_or(u64::MAX);
+        let limit = limit.clamp(1, 100);
+        let participant = participated.then_some(user);
+        let mut roots =
+            self.store.thread_roots(room_id, before, up_to, participant, limit + 1).await?;
+        let more = roots.len() > limit;
+        roots.truncate(limit);
+        let next_batch = more.then(|| roots.last().map(|(_, pos)| stream_token(*pos))).flatten();
+        let mut viewer = self.visibility(user, room_id).await?;
+        let mut chunk = Vec::with_capacity(roots.len());
+        for (root, _) in roots {
+            let Some(row) = self.store.event(&root).await? else { continue };
+            if row.room_id != room_id || !self.can_see(&mut viewer, &row).await? {
+                continue;
+            }
+            let (count, replied) = self.store.thread_replies(&root, up_to, user).await?;
+            let bounds = (0, up_to + 1);
+            let latest = self
+                .store
+                .relations(room_id, &root, Some("m.thread"), None, bounds, Direction::Backward, 1)
+                .await?;
+            let formatted = self.format_events(room_id, &[row.clone()], viewer_of(actor)).await?;
+            let latest = self.format_events(room_id, &latest, viewer_of(actor)).await?;
+            let (Some(root_event), Some(latest_event)) =
+                (formatted.into_iter().next(), latest.into_iter().next())
+            else {
+                continue;
+            };
+            let summary = serde_json::json!({
+                "latest_event": latest_event,
+                "count": count,
+                "current_user_participated": replied || row.sender == user,
+            });
+            chunk.push(with_bundled(root_event, "m.thread", summary)?);
+        }
+        Ok(Threads { chunk, next_batch })
+    }
+
     /// The events relating to `event_id`, which `actor` must be able to see; of those, the
     /// ones `actor` may see.
     pub async fn relations(
@@ -170,4 +231,16 @@ impl RoomService {
 fn relation_type(row: &EventRow) -> String {
     let event: serde_json::Value = serde_json::from_str(&row.json).unwrap_or_default();
     event["content"]["m.relates_to"]["rel_type"].as_str().unwrap_or_default().to_owned()
+}
+
+/// `event` with an aggregation bundled under `unsigned.m.relations.<rel_type>`.
+fn with_bundled(
+    event: Raw<AnyTimelineEvent>,
+    rel_type: &str,
+    aggregation: serde_json::Value,
+) -> Result<Raw<AnyTimelineEvent>> {
+    let mut json: serde_json::Value = serde_json::from_str(event.json().get())
+        .map_err(|e| Error::internal(format!("formatted event: {e}")))?;
+    json["unsigned"]["m.relations"][rel_type] = aggregation;
+    crate::events::to_raw(&json)
 }

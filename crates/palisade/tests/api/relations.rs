@@ -116,3 +116,47 @@ async fn relations_list_reactions_edits_and_thread_replies() {
         StatusCode::BAD_REQUEST
     );
 }
+
+#[tokio::test]
+async fn threads_are_listed_by_latest_activity_with_their_summary() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let text = |body: &str| json!({ "msgtype": "m.text", "body": body });
+    let in_thread = |body: &str, root: &str| json!({ "msgtype": "m.text", "body": body, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
+    let first = send(&server, &alice, &room, "m.room.message", text("first topic")).await;
+    let second = send(&server, &bob, &room, "m.room.message", text("second topic")).await;
+    send(&server, &alice, &room, "m.room.message", text("no thread")).await;
+    send(&server, &bob, &room, "m.room.message", in_thread("re first", &first)).await;
+    send(&server, &bob, &room, "m.room.message", in_thread("re second", &second)).await;
+    let latest =
+        send(&server, &bob, &room, "m.room.message", in_thread("again first", &first)).await;
+
+    let path = format!("/_matrix/client/v1/rooms/{room}/threads");
+    let (status, page) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(ids(&page), [first.clone(), second.clone()], "latest activity first");
+    let summary = &page["chunk"][0]["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(summary["count"], 2, "{page}");
+    assert_eq!(summary["latest_event"]["event_id"], latest);
+    assert_eq!(summary["current_user_participated"], true, "alice started it");
+    assert_eq!(
+        page["chunk"][1]["unsigned"]["m.relations"]["m.thread"]["current_user_participated"],
+        false
+    );
+
+    // Only the threads alice took part in; pages of one.
+    let (_, mine) = server.get(&format!("{path}?include=participated"), alice.token()).await;
+    assert_eq!(ids(&mine), std::slice::from_ref(&first));
+    let (_, one) = server.get(&format!("{path}?limit=1"), alice.token()).await;
+    assert_eq!(ids(&one), std::slice::from_ref(&first));
+    let next = one["next_batch"].as_str().expect("more");
+    let (_, two) = server.get(&format!("{path}?limit=1&from={next}"), alice.token()).await;
+    assert_eq!(ids(&two), [second]);
+    assert!(two.get("next_batch").is_none(), "{two}");
+    let carol = server.register("carol").await;
+    let private = server.create_room(&alice, json!({})).await;
+    let hidden = format!("/_matrix/client/v1/rooms/{private}/threads");
+    assert_eq!(server.get(&hidden, carol.token()).await.0, StatusCode::FORBIDDEN);
+}
