@@ -97,7 +97,8 @@ impl RoomService {
                 .store
                 .relations(room_id, &root, Some("m.thread"), None, bounds, Direction::Backward, 1)
                 .await?;
-            let formatted = self.format_events(room_id, &[row.clone()], viewer_of(actor)).await?;
+            let formatted =
+                self.format_events(room_id, std::slice::from_ref(&row), viewer_of(actor)).await?;
             let latest = self.format_events(room_id, &latest, viewer_of(actor)).await?;
             let (Some(root_event), Some(latest_event)) =
                 (formatted.into_iter().next(), latest.into_iter().next())
