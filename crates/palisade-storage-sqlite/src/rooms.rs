@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use palisade_core::{Error, Result};
 use palisade_storage::{
-    Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
+    Aggregations, Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
+    StateUpdate,
 };
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
@@ -710,6 +711,59 @@ impl RoomStore for Database {
         })
     }
 
+    async fn aggregations(&self, targets: &[OwnedEventId], user: &UserId) -> Result<Aggregations> {
+        if targets.is_empty() {
+            return Ok(Aggregations::default());
+        }
+        let list = vec!["?"; targets.len()].join(", ");
+        let ids: Vec<&str> = targets.iter().map(|id| id.as_str()).collect();
+        let user = user.as_str();
+        self.read(|conn| {
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&user];
+            params.extend(ids.iter().map(|id| id as &dyn rusqlite::ToSql));
+            // SQLite takes a bare column of a query with one `max()` from the row with the
+            // maximum (hence `sum`, not a second `max`, for whether the user replied).
+            let threads = conn
+                .prepare_cached(&format!(
+                    "SELECT relates_to, count(*), relating_id, max(stream_pos), sum(sender = ?1)
+                     FROM event_relations JOIN events ON event_id = relating_id
+                     WHERE rel_type = 'm.thread' AND outlier = 0 AND relates_to IN ({list})
+                     GROUP BY relates_to"
+                ))?
+                .query_map(params.as_slice(), |row| {
+                    let replied: i64 = row.get(4)?;
+                    Ok((parse_id(row, 0)?, row.get(1)?, parse_id(row, 2)?, replied > 0))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let targets_only = &params[1..];
+            let numbered: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+            let numbered = numbered.join(", ");
+            // An edit counts only from the original's sender and of the original's type.
+            let edits = conn
+                .prepare_cached(&format!(
+                    "SELECT relates_to, relating_id, max(edit.stream_pos)
+                     FROM event_relations JOIN events AS edit ON edit.event_id = relating_id
+                     JOIN events AS original ON original.event_id = relates_to
+                     WHERE rel_type = 'm.replace' AND edit.outlier = 0
+                       AND edit.sender = original.sender AND edit.type = original.type
+                       AND relates_to IN ({numbered})
+                     GROUP BY relates_to"
+                ))?
+                .query_map(targets_only, |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let references = conn
+                .prepare_cached(&format!(
+                    "SELECT relates_to, relating_id
+                     FROM event_relations JOIN events ON event_id = relating_id
+                     WHERE rel_type = 'm.reference' AND outlier = 0 AND relates_to IN ({numbered})
+                     ORDER BY stream_pos"
+                ))?
+                .query_map(targets_only, |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(Aggregations { threads, edits, references })
+        })
+    }
+
     async fn thread_roots(
         &self,
         room_id: &RoomId,
@@ -738,26 +792,6 @@ impl RoomStore for Database {
                 |row| Ok((parse_id(row, 0)?, row.get(1)?)),
             )?
             .collect()
-        })
-    }
-
-    async fn thread_replies(
-        &self,
-        root: &EventId,
-        up_to: u64,
-        user: &UserId,
-    ) -> Result<(u64, bool)> {
-        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
-        self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT count(*), coalesce(max(sender = ?3), 0)
-                 FROM event_relations JOIN events ON event_id = relating_id
-                 WHERE relates_to = ?1 AND rel_type = 'm.thread' AND outlier = 0
-                   AND stream_pos <= ?2",
-            )?
-            .query_row(params![root.as_str(), up_to, user.as_str()], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
         })
     }
 

@@ -27,7 +27,8 @@ pub use push::{NewNotification, NotificationRow, PushStore, PusherRow};
 pub use receipts::{NewReceipt, ReceiptRow, ReceiptStore};
 pub use reports::{NewReport, ReportRow, ReportStore};
 pub use rooms::{
-    Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap, StateUpdate,
+    Aggregations, Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
+    StateUpdate,
 };
 pub use sync::SyncStore;
 pub use user_data::{AccountDataRow, UserDataStore};

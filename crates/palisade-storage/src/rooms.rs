@@ -127,6 +127,17 @@ pub struct RoomSnapshot {
     pub extremities: Vec<(OwnedEventId, u64)>,
 }
 
+/// What relates to some events, for bundling with them (see [`RoomStore::aggregations`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Aggregations {
+    /// Thread root, reply count, latest reply, whether the user replied.
+    pub threads: Vec<(OwnedEventId, u64, OwnedEventId, bool)>,
+    /// Edited event, its latest edit.
+    pub edits: Vec<(OwnedEventId, OwnedEventId)>,
+    /// Referenced event, a reference to it (in stream order).
+    pub references: Vec<(OwnedEventId, OwnedEventId)>,
+}
+
 /// A user's membership in a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipRow {
@@ -225,6 +236,10 @@ pub trait RoomStore: Send + Sync {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>>;
+    /// What relates to `targets`, for bundling with them: each thread's reply count, latest
+    /// reply and whether `user` replied; each event's latest edit by its own sender; the
+    /// events referencing each.
+    async fn aggregations(&self, targets: &[OwnedEventId], user: &UserId) -> Result<Aggregations>;
     /// A room's threads (events with `m.thread` relations) whose latest reply is below stream
     /// position `before` (and at most `up_to`), latest activity first, with that reply's
     /// position; only those `participant` started or replied to, when given.
@@ -236,14 +251,6 @@ pub trait RoomStore: Send + Sync {
         participant: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<(OwnedEventId, u64)>>;
-    /// How many replies a thread has up to stream position `up_to`, and whether `user` sent
-    /// one.
-    async fn thread_replies(
-        &self,
-        root: &EventId,
-        up_to: u64,
-        user: &UserId,
-    ) -> Result<(u64, bool)>;
     /// The timeline event of a room nearest `ts` (origin milliseconds) at or after it
     /// (`forward`) or at or before it, among events up to stream position `up_to`: its id and
     /// timestamp.

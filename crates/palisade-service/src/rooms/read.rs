@@ -12,7 +12,7 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use palisade_storage::{EventRow, MembershipRow, StateMap};
+use palisade_storage::{Aggregations, EventRow, MembershipRow, StateMap};
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedMxcUri, OwnedRoomId, OwnedUserId, RoomId, UserId,
     api::{
@@ -240,6 +240,92 @@ impl RoomService {
 
     /// Formats events of one room for a client.
     pub async fn format_events(
+        &self,
+        room_id: &RoomId,
+        rows: &[EventRow],
+        viewer: Option<(&UserId, &DeviceId)>,
+    ) -> Result<Vec<Raw<AnyTimelineEvent>>> {
+        let events = self.format_plain(room_id, rows, viewer).await?;
+        match viewer {
+            Some((user, _)) => self.bundle(room_id, rows, events, user, viewer).await,
+            None => Ok(events),
+        }
+    }
+
+    /// Events with what relates to them bundled under `unsigned.m.relations`, as the spec
+    /// asks of every place a client is served events: a thread's summary (`m.thread`: reply
+    /// count, latest reply, whether the user replied), the latest edit by the original's
+    /// sender (`m.replace`), and the references (`m.reference`). One query for the page.
+    async fn bundle(
+        &self,
+        room_id: &RoomId,
+        rows: &[EventRow],
+        events: Vec<Raw<AnyTimelineEvent>>,
+        user: &UserId,
+        viewer: Option<(&UserId, &DeviceId)>,
+    ) -> Result<Vec<Raw<AnyTimelineEvent>>> {
+        let targets: Vec<OwnedEventId> = rows
+            .iter()
+            .filter(|row| row.state_key.is_none() && row.redacted_by.is_none())
+            .map(|row| row.event_id.clone())
+            .collect();
+        if targets.is_empty() {
+            return Ok(events);
+        }
+        let found = self.store.aggregations(&targets, user).await?;
+        if found == Aggregations::default() {
+            return Ok(events);
+        }
+        let mut bundles: HashMap<OwnedEventId, serde_json::Map<String, Value>> = HashMap::new();
+        for (root, count, latest, replied) in found.threads {
+            let Some(latest) = self.formatted_one(room_id, &latest, viewer).await? else {
+                continue;
+            };
+            let started = rows.iter().any(|r| r.event_id == root && r.sender == user);
+            let summary = serde_json::json!({
+                "latest_event": latest,
+                "count": count,
+                "current_user_participated": replied || started,
+            });
+            bundles.entry(root).or_default().insert("m.thread".to_owned(), summary);
+        }
+        for (original, edit) in found.edits {
+            if let Some(edit) = self.formatted_one(room_id, &edit, viewer).await? {
+                let edit = serde_json::to_value(&edit)
+                    .map_err(|e| Error::internal(format!("edit: {e}")))?;
+                bundles.entry(original).or_default().insert("m.replace".to_owned(), edit);
+            }
+        }
+        for (target, reference) in found.references {
+            let bundle = bundles.entry(target).or_default();
+            let chunk =
+                bundle.entry("m.reference").or_insert_with(|| serde_json::json!({ "chunk": [] }));
+            if let Some(chunk) = chunk["chunk"].as_array_mut() {
+                chunk.push(serde_json::json!({ "event_id": reference }));
+            }
+        }
+        rows.iter()
+            .zip(events)
+            .map(|(row, event)| match bundles.remove(&row.event_id) {
+                Some(relations) => with_relations(event, relations),
+                None => Ok(event),
+            })
+            .collect()
+    }
+
+    /// One stored event in client format, without bundled relations.
+    async fn formatted_one(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        viewer: Option<(&UserId, &DeviceId)>,
+    ) -> Result<Option<Raw<AnyTimelineEvent>>> {
+        let Some(row) = self.store.event(event_id).await? else { return Ok(None) };
+        Ok(self.format_plain(room_id, std::slice::from_ref(&row), viewer).await?.pop())
+    }
+
+    /// Events in client format, as stored (redactions applied), nothing bundled.
+    async fn format_plain(
         &self,
         room_id: &RoomId,
         rows: &[EventRow],
@@ -952,6 +1038,17 @@ impl RoomService {
 /// The user and device events are formatted for (their own transaction ids).
 pub(crate) fn viewer_of(actor: Actor<'_>) -> Option<(&UserId, &DeviceId)> {
     actor.device().map(|device| (actor.user(), device))
+}
+
+/// `event` with `relations` under `unsigned.m.relations`.
+pub(crate) fn with_relations(
+    event: Raw<AnyTimelineEvent>,
+    relations: serde_json::Map<String, Value>,
+) -> Result<Raw<AnyTimelineEvent>> {
+    let mut json: Value = serde_json::from_str(event.json().get())
+        .map_err(|e| Error::internal(format!("formatted event: {e}")))?;
+    json["unsigned"]["m.relations"] = Value::Object(relations);
+    crate::events::to_raw(&json)
 }
 
 /// The content a redaction left of a stored event.

@@ -84,34 +84,18 @@ impl RoomService {
         let more = roots.len() > limit;
         roots.truncate(limit);
         let next_batch = more.then(|| roots.last().map(|(_, pos)| stream_token(*pos))).flatten();
+        // Each root comes with its thread's summary bundled, as every served event does.
         let mut viewer = self.visibility(user, room_id).await?;
-        let mut chunk = Vec::with_capacity(roots.len());
+        let mut rows = Vec::with_capacity(roots.len());
         for (root, _) in roots {
-            let Some(row) = self.store.event(&root).await? else { continue };
-            if row.room_id != room_id || !self.can_see(&mut viewer, &row).await? {
-                continue;
+            if let Some(row) = self.store.event(&root).await?
+                && row.room_id == room_id
+                && self.can_see(&mut viewer, &row).await?
+            {
+                rows.push(row);
             }
-            let (count, replied) = self.store.thread_replies(&root, up_to, user).await?;
-            let bounds = (0, up_to + 1);
-            let latest = self
-                .store
-                .relations(room_id, &root, Some("m.thread"), None, bounds, Direction::Backward, 1)
-                .await?;
-            let formatted =
-                self.format_events(room_id, std::slice::from_ref(&row), viewer_of(actor)).await?;
-            let latest = self.format_events(room_id, &latest, viewer_of(actor)).await?;
-            let (Some(root_event), Some(latest_event)) =
-                (formatted.into_iter().next(), latest.into_iter().next())
-            else {
-                continue;
-            };
-            let summary = serde_json::json!({
-                "latest_event": latest_event,
-                "count": count,
-                "current_user_participated": replied || row.sender == user,
-            });
-            chunk.push(with_bundled(root_event, "m.thread", summary)?);
         }
+        let chunk = self.format_events(room_id, &rows, viewer_of(actor)).await?;
         Ok(Threads { chunk, next_batch })
     }
 
@@ -232,16 +216,4 @@ impl RoomService {
 fn relation_type(row: &EventRow) -> String {
     let event: serde_json::Value = serde_json::from_str(&row.json).unwrap_or_default();
     event["content"]["m.relates_to"]["rel_type"].as_str().unwrap_or_default().to_owned()
-}
-
-/// `event` with an aggregation bundled under `unsigned.m.relations.<rel_type>`.
-fn with_bundled(
-    event: Raw<AnyTimelineEvent>,
-    rel_type: &str,
-    aggregation: serde_json::Value,
-) -> Result<Raw<AnyTimelineEvent>> {
-    let mut json: serde_json::Value = serde_json::from_str(event.json().get())
-        .map_err(|e| Error::internal(format!("formatted event: {e}")))?;
-    json["unsigned"]["m.relations"][rel_type] = aggregation;
-    crate::events::to_raw(&json)
 }

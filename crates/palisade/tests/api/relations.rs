@@ -160,3 +160,77 @@ async fn threads_are_listed_by_latest_activity_with_their_summary() {
     let hidden = format!("/_matrix/client/v1/rooms/{private}/threads");
     assert_eq!(server.get(&hidden, carol.token()).await.0, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn edits_threads_and_references_are_bundled_wherever_the_event_is_served() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let root = send(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "root" }),
+    )
+    .await;
+    let edit = |body: &str| json!({ "msgtype": "m.text", "body": format!("* {body}"), "m.new_content": { "msgtype": "m.text", "body": body }, "m.relates_to": { "rel_type": "m.replace", "event_id": root } });
+    send(&server, &alice, &room, "m.room.message", edit("first edit")).await;
+    let latest_edit = send(&server, &alice, &room, "m.room.message", edit("second edit")).await;
+    // Bob may not edit alice's message: his "edit" is not bundled.
+    send(&server, &bob, &room, "m.room.message", edit("bob's edit")).await;
+    let reply = send(&server, &bob, &room, "m.room.message", json!({ "msgtype": "m.text", "body": "in thread", "m.relates_to": { "rel_type": "m.thread", "event_id": root } })).await;
+    let reference = send(
+        &server,
+        &bob,
+        &room,
+        "m.key.verification.done",
+        json!({ "m.relates_to": { "rel_type": "m.reference", "event_id": root } }),
+    )
+    .await;
+
+    let check = |event: &Value, place: &str| {
+        let relations = &event["unsigned"]["m.relations"];
+        assert_eq!(relations["m.replace"]["event_id"], latest_edit, "{place}: {event}");
+        assert_eq!(
+            relations["m.replace"]["content"]["m.new_content"]["body"], "second edit",
+            "{place}"
+        );
+        assert_eq!(relations["m.thread"]["count"], 1, "{place}");
+        assert_eq!(relations["m.thread"]["latest_event"]["event_id"], reply, "{place}");
+        assert_eq!(relations["m.thread"]["current_user_participated"], true, "{place}");
+        assert_eq!(
+            relations["m.reference"]["chunk"],
+            json!([{ "event_id": reference }]),
+            "{place}"
+        );
+    };
+    let (_, event) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", urlencode(&root)), alice.token())
+        .await;
+    check(&event, "/event");
+    let (_, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=f&limit=50"), alice.token())
+        .await;
+    let served =
+        page["chunk"].as_array().unwrap().iter().find(|e| e["event_id"] == root).unwrap().clone();
+    check(&served, "/messages");
+    let (_, context) = server
+        .get(
+            &format!("/_matrix/client/v3/rooms/{room}/context/{}", urlencode(&root)),
+            alice.token(),
+        )
+        .await;
+    check(&context["event"], "/context");
+    let synced = server
+        .sync(&alice, "filter=%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A50%7D%7D%7D")
+        .await;
+    let timeline = synced["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap().clone();
+    check(timeline.iter().find(|e| e["event_id"] == root).unwrap(), "/sync");
+    // Bob replied in the thread: he took part too.
+    let (_, seen) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", urlencode(&root)), bob.token())
+        .await;
+    assert_eq!(seen["unsigned"]["m.relations"]["m.thread"]["current_user_participated"], true);
+}
