@@ -53,6 +53,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         UnknownLoginType => (StatusCode::BAD_REQUEST, "M_UNKNOWN"),
         BadState => (StatusCode::BAD_REQUEST, "M_BAD_STATE"),
         UnknownPos => (StatusCode::BAD_REQUEST, "M_UNKNOWN_POS"),
+        DuplicateAnnotation => (StatusCode::BAD_REQUEST, "M_DUPLICATE_ANNOTATION"),
         ThreepidMediumNotSupported => (StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
         InvalidSignature => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),

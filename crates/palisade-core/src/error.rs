@@ -55,6 +55,8 @@ pub enum ErrorKind {
     /// Email addresses and phone numbers are not kept here
     /// (`M_THREEPID_MEDIUM_NOT_SUPPORTED`, 400).
     ThreepidMediumNotSupported,
+    /// The same annotation (reaction) again (`M_DUPLICATE_ANNOTATION`, 400, as Synapse).
+    DuplicateAnnotation,
     /// The endpoint is unknown (`M_UNRECOGNIZED`).
     Unrecognized,
     /// A known endpoint asked about something the server does not know, such as an unknown

@@ -764,6 +764,24 @@ impl RoomStore for Database {
         })
     }
 
+    async fn annotated(
+        &self,
+        target: &EventId,
+        sender: &UserId,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM event_relations JOIN events ON event_id = relating_id
+                 WHERE relates_to = ?1 AND rel_type = 'm.annotation' AND sender = ?2 AND type = ?3
+                   AND redacted_by IS NULL AND outlier = 0
+                   AND json_extract(json, '$.content.\"m.relates_to\".key') = ?4)",
+            )?
+            .query_row(params![target.as_str(), sender.as_str(), kind, key], |row| row.get(0))
+        })
+    }
+
     async fn thread_roots(
         &self,
         room_id: &RoomId,

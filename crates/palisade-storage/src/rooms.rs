@@ -240,6 +240,15 @@ pub trait RoomStore: Send + Sync {
     /// reply and whether `user` replied; each event's latest edit by its own sender; the
     /// events referencing each.
     async fn aggregations(&self, targets: &[OwnedEventId], user: &UserId) -> Result<Aggregations>;
+    /// Whether `sender` already annotated `target` with `key` in an event of `kind` that is
+    /// not redacted (a reaction given twice).
+    async fn annotated(
+        &self,
+        target: &EventId,
+        sender: &UserId,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool>;
     /// A room's threads (events with `m.thread` relations) whose latest reply is below stream
     /// position `before` (and at most `up_to`), latest activity first, with that reply's
     /// position; only those `participant` started or replied to, when given.

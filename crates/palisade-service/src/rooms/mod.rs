@@ -385,6 +385,7 @@ impl RoomService {
         if let Some(current) = self.same_state(room, sender, &template).await? {
             return Ok(current);
         }
+        self.check_annotation(sender, &template).await?;
         let guest_access = template.kind == GUEST_ACCESS;
         let event_id = self.append(room, room_id, sender, template, txn).await?;
         drop(guard);
@@ -392,6 +393,32 @@ impl RoomService {
             Box::pin(self.remove_guests(room_id)).await?;
         }
         Ok(event_id)
+    }
+
+    /// A user annotates an event with a key once (the same reaction twice is refused with
+    /// `M_DUPLICATE_ANNOTATION`, as Synapse does, until the first is redacted).
+    async fn check_annotation(&self, sender: &UserId, template: &EventTemplate) -> Result<()> {
+        let Some(CanonicalJsonValue::Object(relates_to)) = template.content.get("m.relates_to")
+        else {
+            return Ok(());
+        };
+        let text = |field: &str| match relates_to.get(field) {
+            Some(CanonicalJsonValue::String(text)) => Some(text.as_str()),
+            _ => None,
+        };
+        let (Some("m.annotation"), Some(target), Some(key)) =
+            (text("rel_type"), text("event_id"), text("key"))
+        else {
+            return Ok(());
+        };
+        let Ok(target) = <&EventId>::try_from(target) else { return Ok(()) };
+        if self.store.annotated(target, sender, &template.kind, key).await? {
+            return Err(Error::new(
+                ErrorKind::DuplicateAnnotation,
+                "Can't send same reaction twice",
+            ));
+        }
+        Ok(())
     }
 
     /// Once a room is closed to guests, the local guests in it leave (Synapse kicks them).

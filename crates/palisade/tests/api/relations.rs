@@ -234,3 +234,34 @@ async fn edits_threads_and_references_are_bundled_wherever_the_event_is_served()
         .await;
     assert_eq!(seen["unsigned"]["m.relations"]["m.thread"]["current_user_participated"], true);
 }
+
+#[tokio::test]
+async fn the_same_reaction_twice_is_refused_until_the_first_is_redacted() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let root = send(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "root" }),
+    )
+    .await;
+    let react = |key: &str| json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": key } });
+    let thumbs = send(&server, &bob, &room, "m.reaction", react("👍")).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.reaction/again");
+    assert_error(
+        &server.put(&path, bob.token(), react("👍")).await,
+        StatusCode::BAD_REQUEST,
+        "M_DUPLICATE_ANNOTATION",
+    );
+    send(&server, &bob, &room, "m.reaction", react("🎉")).await;
+    send(&server, &alice, &room, "m.reaction", react("👍")).await;
+
+    let redact = format!("/_matrix/client/v3/rooms/{room}/redact/{}/undo", urlencode(&thumbs));
+    let (status, body) = server.put(&redact, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    send(&server, &bob, &room, "m.reaction", react("👍")).await;
+}
