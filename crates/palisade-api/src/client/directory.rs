@@ -32,7 +32,18 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, set_visibility);
     let router = route(router, public_rooms);
     let router = route(router, public_rooms_filtered);
+    let router = route(router, room_summary);
     route(router, search_users)
+}
+
+/// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`: a room's preview, for signed-in
+/// users and anonymous visitors alike.
+async fn room_summary(
+    state: AppState,
+    request: Ruma<ruma::api::client::room::get_summary::v1::Request>,
+) -> Result<ruma::api::client::room::get_summary::v1::Response> {
+    let viewer = request.session.as_ref().map(|session| session.user_id());
+    state.directory.room_summary(viewer, &request.body.room_id_or_alias).await
 }
 
 /// `POST /_matrix/client/v3/user_directory/search`: local users by id or display name.

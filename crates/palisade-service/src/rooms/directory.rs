@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
-    CanonicalJsonObject, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, UInt,
-    UserId,
+    CanonicalJsonObject, OwnedRoomAliasId, OwnedRoomId, OwnedServerName, RoomAliasId, RoomId,
+    RoomOrAliasId, UInt, UserId,
+    api::client::room::get_summary,
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
-    room::{JoinRuleKind, RoomType},
+    events::room::member::MembershipState,
+    room::{JoinRuleKind, JoinRuleSummary, RoomSummary, RoomType},
 };
 use serde_json::Value;
 
@@ -193,59 +195,118 @@ impl DirectoryService {
         self.rooms.store.set_public(room_id, public).await
     }
 
+    /// A room as the directory and previews describe it, from its current state; `None` for
+    /// a room this server does not have.
+    async fn described(&self, room_id: OwnedRoomId) -> Result<Option<PublicRoom>> {
+        let Some(state) = self.rooms.current_state(&room_id).await? else { return Ok(None) };
+        let content = |kind: &str| {
+            let id = state.get(&(kind.to_owned(), String::new())).cloned();
+            async move {
+                match id {
+                    Some(id) => self.rooms.event_content(&id).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        // A field of the wrong type reads as absent, as clients treat it.
+        let field = |content: Option<Value>, key: &str| {
+            content.and_then(|c| c.get(key).and_then(Value::as_str).map(str::to_owned))
+        };
+        let name = field(content("m.room.name").await?, "name");
+        let topic = field(content("m.room.topic").await?, "topic");
+        let alias = field(content("m.room.canonical_alias").await?, "alias");
+        let avatar = field(content("m.room.avatar").await?, "url");
+        let join_rule = field(content("m.room.join_rules").await?, "join_rule");
+        let history = field(content("m.room.history_visibility").await?, "history_visibility");
+        let guest = field(content("m.room.guest_access").await?, "guest_access");
+        let room_type = field(content("m.room.create").await?, "type");
+        let joined = self
+            .rooms
+            .store
+            .members(&room_id)
+            .await?
+            .iter()
+            .filter(|m| m.membership == "join")
+            .count();
+        let search_text = [&name, &topic, &alias]
+            .into_iter()
+            .flatten()
+            .map(|text| text.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut chunk = PublicRoomsChunk::from(PublicRoomsChunkInit {
+            num_joined_members: UInt::new_saturating(joined as u64),
+            room_id,
+            world_readable: history.as_deref() == Some("world_readable"),
+            guest_can_join: guest.as_deref() == Some("can_join"),
+        });
+        chunk.join_rule = JoinRuleKind::from(join_rule.as_deref().unwrap_or("invite"));
+        chunk.name = name;
+        chunk.topic = topic;
+        chunk.canonical_alias = alias.and_then(|alias| alias.try_into().ok());
+        chunk.avatar_url = avatar.map(Into::into);
+        chunk.room_type = room_type.map(|kind| RoomType::from(kind.as_str()));
+        Ok(Some(PublicRoom { chunk, search_text }))
+    }
+
+    /// A room's summary for previews (`/room_summary`, MSC3266): for anyone when the room is
+    /// public, knockable or world-readable, else only for its members and invitees (anything
+    /// else is not found, as Synapse answers, so a private room's existence is not told).
+    pub async fn room_summary(
+        &self,
+        viewer: Option<&UserId>,
+        room: &RoomOrAliasId,
+    ) -> Result<get_summary::v1::Response> {
+        let not_found = || Error::not_found("Room not found or is not accessible");
+        let room_id = match <&RoomId>::try_from(room) {
+            Ok(room_id) => room_id.to_owned(),
+            Err(alias) => self.resolve_alias(alias, None).await.map_err(|_| not_found())?.0,
+        };
+        let Some(PublicRoom { chunk, .. }) = self.described(room_id.clone()).await? else {
+            return Err(not_found());
+        };
+        let membership = match viewer {
+            Some(user) => self.rooms.store.membership(&room_id, user).await?,
+            None => None,
+        }
+        .map(|m| m.membership);
+        let open = matches!(
+            chunk.join_rule,
+            JoinRuleKind::Public | JoinRuleKind::Knock | JoinRuleKind::KnockRestricted
+        );
+        let member =
+            membership.as_deref().is_some_and(|m| matches!(m, "join" | "invite" | "knock"));
+        if !open && !chunk.world_readable && !member {
+            return Err(not_found());
+        }
+        let mut summary = RoomSummary::new(
+            room_id.clone(),
+            JoinRuleSummary::from(chunk.join_rule.clone()),
+            chunk.guest_can_join,
+            chunk.num_joined_members,
+            chunk.world_readable,
+        );
+        summary.canonical_alias = chunk.canonical_alias;
+        summary.name = chunk.name;
+        summary.topic = chunk.topic;
+        summary.avatar_url = chunk.avatar_url;
+        summary.room_type = chunk.room_type;
+        summary.room_version = self.rooms.room_version(&room_id).await?;
+        summary.encryption = self
+            .rooms
+            .current_state_text(&room_id, "m.room.encryption", "algorithm")
+            .await?
+            .map(|algorithm| algorithm.as_str().into());
+        let mut response = get_summary::v1::Response::new(summary);
+        response.membership = membership.map(|m| MembershipState::from(m.as_str()));
+        Ok(response)
+    }
+
     /// The rooms of the public directory, with their summaries.
     pub async fn public_rooms(&self) -> Result<Vec<PublicRoom>> {
         let mut rooms = Vec::new();
         for room_id in self.rooms.store.public_rooms().await? {
-            let Some(state) = self.rooms.current_state(&room_id).await? else { continue };
-            let content = |kind: &str| {
-                let id = state.get(&(kind.to_owned(), String::new())).cloned();
-                async move {
-                    match id {
-                        Some(id) => self.rooms.event_content(&id).await.map(Some),
-                        None => Ok(None),
-                    }
-                }
-            };
-            // A field of the wrong type reads as absent, as clients treat it.
-            let field = |content: Option<Value>, key: &str| {
-                content.and_then(|c| c.get(key).and_then(Value::as_str).map(str::to_owned))
-            };
-            let name = field(content("m.room.name").await?, "name");
-            let topic = field(content("m.room.topic").await?, "topic");
-            let alias = field(content("m.room.canonical_alias").await?, "alias");
-            let avatar = field(content("m.room.avatar").await?, "url");
-            let join_rule = field(content("m.room.join_rules").await?, "join_rule");
-            let history = field(content("m.room.history_visibility").await?, "history_visibility");
-            let guest = field(content("m.room.guest_access").await?, "guest_access");
-            let room_type = field(content("m.room.create").await?, "type");
-            let joined = self
-                .rooms
-                .store
-                .members(&room_id)
-                .await?
-                .iter()
-                .filter(|m| m.membership == "join")
-                .count();
-            let search_text = [&name, &topic, &alias]
-                .into_iter()
-                .flatten()
-                .map(|text| text.to_lowercase())
-                .collect::<Vec<_>>()
-                .join(" ");
-            let mut chunk = PublicRoomsChunk::from(PublicRoomsChunkInit {
-                num_joined_members: UInt::new_saturating(joined as u64),
-                room_id,
-                world_readable: history.as_deref() == Some("world_readable"),
-                guest_can_join: guest.as_deref() == Some("can_join"),
-            });
-            chunk.join_rule = JoinRuleKind::from(join_rule.as_deref().unwrap_or("invite"));
-            chunk.name = name;
-            chunk.topic = topic;
-            chunk.canonical_alias = alias.and_then(|alias| alias.try_into().ok());
-            chunk.avatar_url = avatar.map(Into::into);
-            chunk.room_type = room_type.map(|kind| RoomType::from(kind.as_str()));
-            rooms.push(PublicRoom { chunk, search_text });
+            rooms.extend(self.described(room_id).await?);
         }
         rooms.sort_by_key(|r| std::cmp::Reverse(r.chunk.num_joined_members));
         Ok(rooms)

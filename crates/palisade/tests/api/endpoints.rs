@@ -55,6 +55,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "~/thirdparty/location", Nothing),
     ("GET", "~/thirdparty/user", Nothing),
     ("GET", "/_matrix/client/v1/mutual_rooms", Rooms),
+    ("GET", "/_matrix/client/v1/room_summary/{room_id_or_alias}", Nothing),
     ("GET", "/_matrix/client/unstable/uk.half-shot.msc2666/user/mutual_rooms", Rooms),
     ("GET", "/_matrix/client/v1/rooms/{room_id}/timestamp_to_event", Rooms),
     ("GET", "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}", Rooms),

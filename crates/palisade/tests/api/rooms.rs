@@ -477,3 +477,59 @@ async fn mutual_rooms_lists_the_rooms_two_users_share() {
     );
     assert_eq!(server.get(&path, None).await.0, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn room_summaries_preview_rooms_their_viewer_may_see() {
+    let server = TestServer::start().await;
+    let (alice, bob, carol) = (
+        server.register("alice").await,
+        server.register("bob").await,
+        server.register("carol").await,
+    );
+    let public = server
+        .create_room(&alice, json!({ "preset": "public_chat", "name": "Lobby", "topic": "Say hi", "room_alias_name": "lobby" }))
+        .await;
+    let summary = |room: &str| format!("/_matrix/client/v1/room_summary/{}", urlencode(room));
+
+    let (status, body) = server.get(&summary(&public), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["room_id"], public);
+    assert_eq!(body["name"], "Lobby");
+    assert_eq!(body["topic"], "Say hi");
+    // `public` is the default join rule, which ruma leaves out.
+    assert!(body.get("join_rule").is_none_or(|rule| rule == "public"), "{body}");
+    assert_eq!(body["num_joined_members"], 1);
+    assert_eq!(body["room_version"], "12");
+    assert!(body.get("membership").is_none(), "anonymous: {body}");
+    let (status, by_alias) = server.get(&summary("#lobby:localhost"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{by_alias}");
+    assert_eq!(by_alias["room_id"], public);
+    let (_, mine) = server.get(&summary(&public), alice.token()).await;
+    assert_eq!(mine["membership"], "join");
+
+    // A private room: its invitee sees it, nobody else learns it exists.
+    let private =
+        server.create_room(&alice, json!({ "name": "Secret", "invite": [bob.user_id] })).await;
+    let (status, invited) = server.get(&summary(&private), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{invited}");
+    assert_eq!(
+        (invited["membership"].as_str(), invited["join_rule"].as_str()),
+        (Some("invite"), Some("invite"))
+    );
+    assert_error(
+        &server.get(&summary(&private), carol.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(&server.get(&summary(&private), None).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert_error(
+        &server.get(&summary("!nowhere:localhost"), None).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(
+        &server.get(&summary("#nothing:localhost"), None).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+}
