@@ -54,6 +54,8 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         BadState => (StatusCode::BAD_REQUEST, "M_BAD_STATE"),
         UnknownPos => (StatusCode::BAD_REQUEST, "M_UNKNOWN_POS"),
         DuplicateAnnotation => (StatusCode::BAD_REQUEST, "M_DUPLICATE_ANNOTATION"),
+        UserLocked => (StatusCode::UNAUTHORIZED, "M_USER_LOCKED"),
+        UserSuspended => (StatusCode::FORBIDDEN, "M_USER_SUSPENDED"),
         ThreepidMediumNotSupported => (StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
         InvalidSignature => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
@@ -98,6 +100,10 @@ impl IntoResponse for ApiError {
             }
             ErrorKind::UnknownToken => {
                 json!({ "errcode": errcode, "error": message, "soft_logout": false })
+            }
+            // The client keeps its session, for when the account is unlocked (spec).
+            ErrorKind::UserLocked => {
+                json!({ "errcode": errcode, "error": message, "soft_logout": true })
             }
             _ => json!({ "errcode": errcode, "error": message }),
         };

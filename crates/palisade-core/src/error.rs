@@ -55,6 +55,11 @@ pub enum ErrorKind {
     /// Email addresses and phone numbers are not kept here
     /// (`M_THREEPID_MEDIUM_NOT_SUPPORTED`, 400).
     ThreepidMediumNotSupported,
+    /// An administrator locked the account (`M_USER_LOCKED`, 401, with `soft_logout`).
+    UserLocked,
+    /// An administrator suspended the account: it may read, not write (`M_USER_SUSPENDED`,
+    /// 403).
+    UserSuspended,
     /// The same annotation (reaction) again (`M_DUPLICATE_ANNOTATION`, 400, as Synapse).
     DuplicateAnnotation,
     /// The endpoint is unknown (`M_UNRECOGNIZED`).

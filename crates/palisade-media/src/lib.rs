@@ -185,6 +185,7 @@ impl MediaService {
     /// Stores an upload under a new media id.
     pub async fn upload(&self, actor: Actor<'_>, upload: Upload) -> Result<OwnedMxcUri> {
         self.trust.require(actor, Need::RoomAccess, "media_upload").await?;
+        actor.may_write()?;
         let (content_type, file_name) = (upload.content_type.clone(), upload.file_name.clone());
         let stored = self.receive(actor, upload).await?;
         let row = MediaRow {

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use palisade_core::{Clock, Config, Error, Result, config::TrustMode};
+use palisade_core::{Clock, Config, Error, ErrorKind, Result, config::TrustMode};
 use palisade_storage::{AccountStore, AuditEntry, AuditStore, DeviceRow, E2eeStore};
 use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
@@ -45,12 +45,13 @@ pub struct Actor<'a> {
     user: &'a UserId,
     device: Option<&'a DeviceId>,
     guest: bool,
+    suspended: bool,
 }
 
 impl<'a> Actor<'a> {
     /// The server acting for `user`, with no device to check.
     pub(crate) fn server(user: &'a UserId) -> Self {
-        Self { user, device: None, guest: false }
+        Self { user, device: None, guest: false, suspended: false }
     }
 
     /// The user acting.
@@ -67,6 +68,16 @@ impl<'a> Actor<'a> {
     pub fn is_guest(&self) -> bool {
         self.guest
     }
+
+    /// Refuses anything that writes (sending, joining, inviting, creating rooms, changing
+    /// the profile, uploading) to a suspended account, which may still read, leave rooms,
+    /// redact its own events and sign out.
+    pub fn may_write(&self) -> Result<()> {
+        if self.suspended {
+            return Err(Error::new(ErrorKind::UserSuspended, "This account has been suspended"));
+        }
+        Ok(())
+    }
 }
 
 impl<'a> From<&'a Session> for Actor<'a> {
@@ -75,6 +86,7 @@ impl<'a> From<&'a Session> for Actor<'a> {
             user: session.user_id(),
             device: Some(session.device_id()),
             guest: session.is_guest(),
+            suspended: session.is_suspended(),
         }
     }
 }
@@ -191,6 +203,39 @@ impl DeviceTrustService {
             self.administrator(session).await?;
         }
         self.accounts.devices(user).await
+    }
+
+    /// Whether a local account is locked and whether it is suspended, for an administrator.
+    pub async fn restrictions(&self, session: &Session, user: &UserId) -> Result<(bool, bool)> {
+        self.administrator(session).await?;
+        let account = self.accounts.user(user).await?.filter(|u| !u.deactivated);
+        let account = account.ok_or_else(|| Error::not_found("No such local user"))?;
+        Ok((account.locked, account.suspended))
+    }
+
+    /// Locks or unlocks (`locked`), suspends or reinstates (`suspended`) a local account,
+    /// for an administrator, in the audit log; answers the account's restrictions after.
+    pub async fn restrict(
+        &self,
+        session: &Session,
+        user: &UserId,
+        locked: Option<bool>,
+        suspended: Option<bool>,
+    ) -> Result<(bool, bool)> {
+        let admin = self.administrator(session).await?;
+        self.restrictions(session, user).await?;
+        if user == session.user_id() && locked == Some(true) {
+            return Err(Error::invalid_param("Administrators may not lock themselves out"));
+        }
+        self.accounts.set_restrictions(user, locked, suspended).await?;
+        let kind = match (locked, suspended) {
+            (Some(true), _) => "account_locked",
+            (Some(false), _) => "account_unlocked",
+            (_, Some(true)) => "account_suspended",
+            _ => "account_reinstated",
+        };
+        self.record(kind, user, None, Some(admin.name()), json!({})).await?;
+        self.restrictions(session, user).await
     }
 
     /// Whether `device` may not yet see rooms (strict mode, untrusted).

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Database, parse_id, sql};
 
-const USER_COLUMNS: &str =
-    "user_id, password_hash, admin, deactivated, created_ts, displayname, avatar_url, guest";
+const USER_COLUMNS: &str = "user_id, password_hash, admin, deactivated, created_ts, displayname, \
+                            avatar_url, guest, locked, suspended";
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -21,6 +21,8 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
         displayname: row.get(5)?,
         avatar_url: row.get(6)?,
         guest: row.get(7)?,
+        locked: row.get(8)?,
+        suspended: row.get(9)?,
     })
 }
 
@@ -107,7 +109,8 @@ impl AccountStore for Database {
             let inserted = conn
                 .execute(
                     &format!(
-                        "INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                        "INSERT INTO users ({USER_COLUMNS})
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (user_id) DO NOTHING"
                     ),
                     params![
@@ -118,7 +121,9 @@ impl AccountStore for Database {
                         user.created_ts,
                         user.displayname,
                         user.avatar_url,
-                        user.guest
+                        user.guest,
+                        user.locked,
+                        user.suspended
                     ],
                 )
                 .map_err(sql)?;
@@ -192,6 +197,25 @@ impl AccountStore for Database {
             conn.execute("UPDATE users SET admin = ?2 WHERE user_id = ?1", params![user_id, admin])
                 .map(|n| n == 1)
                 .map_err(sql)
+        })
+        .await
+    }
+
+    async fn set_restrictions(
+        &self,
+        user_id: &UserId,
+        locked: Option<bool>,
+        suspended: Option<bool>,
+    ) -> Result<bool> {
+        let user_id = user_id.to_string();
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE users SET locked = coalesce(?2, locked), suspended = coalesce(?3, suspended)
+                 WHERE user_id = ?1",
+                params![user_id, locked, suspended],
+            )
+            .map(|changed| changed > 0)
+            .map_err(sql)
         })
         .await
     }
@@ -297,7 +321,7 @@ impl AccountStore for Database {
     async fn token_owner(&self, token_hash: &[u8; 32]) -> Result<Option<TokenOwner>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT t.user_id, t.device_id, u.guest FROM access_tokens t
+                "SELECT t.user_id, t.device_id, u.guest, u.locked, u.suspended FROM access_tokens t
                  JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1",
             )?
             .query_row([token_hash], |row| {
@@ -305,6 +329,8 @@ impl AccountStore for Database {
                     user_id: parse_id(row, 0)?,
                     device_id: parse_id::<String>(row, 1)?.into(),
                     guest: row.get(2)?,
+                    locked: row.get(3)?,
+                    suspended: row.get(4)?,
                 })
             })
             .optional()

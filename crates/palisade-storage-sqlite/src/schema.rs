@@ -352,6 +352,9 @@ const MIGRATIONS: &[&str] = &[
         WHERE outlier = 0
           AND json_type(json, '$.content.\"m.relates_to\".event_id') = 'text'
           AND json_type(json, '$.content.\"m.relates_to\".rel_type') = 'text';",
+    // 22: accounts an administrator locked (nothing served) or suspended (read-only).
+    "ALTER TABLE users ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

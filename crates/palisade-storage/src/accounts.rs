@@ -23,6 +23,10 @@ pub struct UserRow {
     pub displayname: Option<String>,
     /// Profile avatar.
     pub avatar_url: Option<String>,
+    /// Whether an administrator locked the account.
+    pub locked: bool,
+    /// Whether an administrator suspended the account.
+    pub suspended: bool,
 }
 
 /// A stored device (a session of a user, with its access token).
@@ -80,6 +84,10 @@ pub struct TokenOwner {
     pub device_id: OwnedDeviceId,
     /// Whether the user is a guest.
     pub guest: bool,
+    /// Whether an administrator locked the account (no request is served).
+    pub locked: bool,
+    /// Whether an administrator suspended the account (it may read but not write).
+    pub suspended: bool,
 }
 
 /// Users, devices and access tokens.
@@ -89,6 +97,14 @@ pub trait AccountStore: Send + Sync {
     async fn create_user(&self, user: UserRow) -> Result<bool>;
     /// One user.
     async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>>;
+    /// Locks or unlocks (`locked`), suspends or reinstates (`suspended`) an account; `false`
+    /// if there is no such user.
+    async fn set_restrictions(
+        &self,
+        user_id: &UserId,
+        locked: Option<bool>,
+        suspended: Option<bool>,
+    ) -> Result<bool>;
     /// All users, ordered by id.
     async fn users(&self) -> Result<Vec<UserRow>>;
     /// Active users whose id or display name contains `term` (case-insensitive), by id.

@@ -3,9 +3,12 @@
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#device-management>
 
 use palisade_core::Result;
-use ruma::api::client::admin::get_user_info::{
-    self,
-    v3::{ConnectionInfo, DeviceInfo, SessionInfo},
+use ruma::api::client::admin::{
+    get_user_info::{
+        self,
+        v3::{ConnectionInfo, DeviceInfo, SessionInfo},
+    },
+    is_user_locked, is_user_suspended, lock_user, suspend_user,
 };
 use ruma::api::client::device::{
     delete_device, delete_devices, get_device, get_devices, update_device,
@@ -23,7 +26,55 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, update);
     let router = route(router, delete_one);
     let router = route(router, delete_many);
-    route(router, whois)
+    let router = route(router, whois);
+    let router = route(router, is_locked);
+    let router = route(router, lock);
+    let router = route(router, is_suspended);
+    route(router, suspend)
+}
+
+/// `GET /_matrix/client/v1/admin/lock/{userId}`
+async fn is_locked(
+    state: AppState,
+    request: Ruma<is_user_locked::v1::Request>,
+) -> Result<is_user_locked::v1::Response> {
+    let (locked, _) = state.trust.restrictions(request.session()?, &request.body.user_id).await?;
+    Ok(is_user_locked::v1::Response::new(locked))
+}
+
+/// `PUT /_matrix/client/v1/admin/lock/{userId}`: a locked account is served nothing (its
+/// clients keep their session, for when it is unlocked).
+async fn lock(
+    state: AppState,
+    request: Ruma<lock_user::v1::Request>,
+) -> Result<lock_user::v1::Response> {
+    let body = &request.body;
+    let session = request.session()?;
+    let (locked, _) = state.trust.restrict(session, &body.user_id, Some(body.locked), None).await?;
+    Ok(lock_user::v1::Response::new(locked))
+}
+
+/// `GET /_matrix/client/v1/admin/suspend/{userId}`
+async fn is_suspended(
+    state: AppState,
+    request: Ruma<is_user_suspended::v1::Request>,
+) -> Result<is_user_suspended::v1::Response> {
+    let (_, suspended) =
+        state.trust.restrictions(request.session()?, &request.body.user_id).await?;
+    Ok(is_user_suspended::v1::Response::new(suspended))
+}
+
+/// `PUT /_matrix/client/v1/admin/suspend/{userId}`: a suspended account may read, leave
+/// rooms, redact its own events and sign out, and nothing else.
+async fn suspend(
+    state: AppState,
+    request: Ruma<suspend_user::v1::Request>,
+) -> Result<suspend_user::v1::Response> {
+    let body = &request.body;
+    let session = request.session()?;
+    let restricted = state.trust.restrict(session, &body.user_id, None, Some(body.suspended));
+    let (_, suspended) = restricted.await?;
+    Ok(suspend_user::v1::Response::new(suspended))
 }
 
 /// `GET /_matrix/client/v3/admin/whois/{userId}`: each device with where and when it was last

@@ -34,6 +34,7 @@ pub struct Session {
     user_id: OwnedUserId,
     device_id: OwnedDeviceId,
     guest: bool,
+    suspended: bool,
 }
 
 impl Session {
@@ -50,6 +51,11 @@ impl Session {
     /// Whether the user is a guest.
     pub fn is_guest(&self) -> bool {
         self.guest
+    }
+
+    /// Whether an administrator suspended the account (read-only).
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
     }
 }
 
@@ -314,6 +320,8 @@ impl AccountService {
             created_ts: self.clock.now_millis(),
             displayname: Some(user_id.localpart().to_owned()),
             avatar_url: None,
+            locked: false,
+            suspended: false,
         };
         if !self.store.create_user(row).await? {
             return Err(Error::new(ErrorKind::UserInUse, "User ID already taken"));
@@ -448,7 +456,15 @@ impl AccountService {
         let owner = self.store.token_owner(&hash_token(access_token)).await?;
         let owner =
             owner.ok_or_else(|| Error::new(ErrorKind::UnknownToken, "Unknown access token"))?;
-        Ok(Session { user_id: owner.user_id, device_id: owner.device_id, guest: owner.guest })
+        if owner.locked {
+            return Err(Error::new(ErrorKind::UserLocked, "This account has been locked"));
+        }
+        Ok(Session {
+            user_id: owner.user_id,
+            device_id: owner.device_id,
+            guest: owner.guest,
+            suspended: owner.suspended,
+        })
     }
 
     /// Ends one session: its device and token go.

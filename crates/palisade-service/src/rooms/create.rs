@@ -67,6 +67,7 @@ impl MembershipService {
     /// member events in its initial state), or one opened to others (public, published, join
     /// rules or power levels of the client's choosing), needs an approved device.
     pub async fn create_room(&self, actor: Actor<'_>, request: CreateRoom) -> Result<OwnedRoomId> {
+        actor.may_write()?;
         let invites = !request.invite.is_empty()
             || request.initial_state.iter().any(|t| t.kind == "m.room.member");
         // As an invite would, a room anyone may join (or find, or be given power in) lets an

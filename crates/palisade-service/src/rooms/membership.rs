@@ -96,6 +96,7 @@ impl MembershipService {
         reason: Option<&str>,
     ) -> Result<OwnedRoomId> {
         self.rooms.trust.require(actor, Need::RoomAccess, "join").await?;
+        actor.may_write()?;
         let own = &self.rooms.config.server_name;
         let mut candidates = via.to_vec();
         let room_id = match <&RoomId>::try_from(room) {
@@ -198,6 +199,7 @@ impl MembershipService {
         reason: Option<&str>,
         is_direct: bool,
     ) -> Result<()> {
+        actor.may_write()?;
         if target.server_name() == self.rooms.config.server_name {
             return self.invite(actor, room_id, target, reason).await;
         }
@@ -234,12 +236,14 @@ impl MembershipService {
 
     /// Changes the actor's display name (`None` removes it), and tells their rooms.
     pub async fn set_displayname(&self, actor: Actor<'_>, name: Option<&str>) -> Result<()> {
+        actor.may_write()?;
         self.rooms.accounts.set_displayname(actor.user(), name).await?;
         self.propagate_profile(actor).await
     }
 
     /// Changes the actor's avatar (`None` removes it), and tells their rooms.
     pub async fn set_avatar_url(&self, actor: Actor<'_>, url: Option<&str>) -> Result<()> {
+        actor.may_write()?;
         self.rooms.accounts.set_avatar_url(actor.user(), url).await?;
         self.propagate_profile(actor).await
     }

@@ -365,6 +365,9 @@ impl RoomService {
     ) -> Result<OwnedEventId> {
         let sender = actor.user();
         self.trust.require(actor, template.need(sender), &template.kind).await?;
+        if !self.leaves_or_redacts_own(sender, &template).await? {
+            actor.may_write()?;
+        }
         let txn = actor.device().zip(txn_id).map(|(d, t)| (d.to_owned(), t.to_owned()));
         if let Some((device, txn_id)) = &txn
             && let Some(existing) = self.store.event_for_txn(sender, device, txn_id).await?
@@ -393,6 +396,29 @@ impl RoomService {
             Box::pin(self.remove_guests(room_id)).await?;
         }
         Ok(event_id)
+    }
+
+    /// Whether `template` is the sender leaving a room or redacting their own event: what a
+    /// suspended account may still send.
+    async fn leaves_or_redacts_own(
+        &self,
+        sender: &UserId,
+        template: &EventTemplate,
+    ) -> Result<bool> {
+        let text = |field: &str| match template.content.get(field) {
+            Some(CanonicalJsonValue::String(text)) => Some(text.as_str()),
+            _ => None,
+        };
+        if template.kind == "m.room.member" {
+            return Ok(template.state_key.as_deref() == Some(sender.as_str())
+                && text("membership") == Some("leave"));
+        }
+        if template.kind == "m.room.redaction"
+            && let Some(Ok(target)) = text("redacts").map(<&EventId>::try_from)
+        {
+            return Ok(self.store.event(target).await?.is_some_and(|row| row.sender == sender));
+        }
+        Ok(false)
     }
 
     /// A user annotates an event with a key once (the same reaction twice is refused with

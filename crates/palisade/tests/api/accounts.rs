@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use palisade_testkit::{PASSWORD, TestServer, assert_error, assert_forbidden};
+use palisade_testkit::{PASSWORD, TestServer, assert_error, assert_forbidden, urlencode};
 
 const REGISTER: &str = "/_matrix/client/v3/register";
 const LOGIN: &str = "/_matrix/client/v3/login";
@@ -403,4 +403,86 @@ async fn third_party_identifiers_are_not_kept() {
         server.get("/_matrix/client/v3/account/3pid", None).await.0,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn administrators_lock_and_suspend_accounts() {
+    let server = TestServer::start().await;
+    let (admin, alice, bob) = (
+        server.register("admin").await,
+        server.register("alice").await,
+        server.register("bob").await,
+    );
+    server
+        .services
+        .accounts
+        .set_admin(admin.user_id.as_str().try_into().unwrap(), true)
+        .await
+        .unwrap();
+    let room = server.create_room(&bob, json!({ "preset": "public_chat" })).await;
+    server.join(&alice, &room).await;
+    let lock = format!("/_matrix/client/v1/admin/lock/{}", urlencode(&alice.user_id));
+    let suspend = format!("/_matrix/client/v1/admin/suspend/{}", urlencode(&alice.user_id));
+
+    assert_eq!(
+        server.get(&lock, admin.token()).await,
+        (StatusCode::OK, json!({ "locked": false }))
+    );
+    assert_eq!(server.get(&lock, bob.token()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.put(&suspend, bob.token(), json!({ "suspended": true })).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let nobody = format!("/_matrix/client/v1/admin/lock/{}", urlencode("@nobody:localhost"));
+    assert_error(&server.get(&nobody, admin.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // Suspended: reads, leaves; writes nothing.
+    let answer = server.put(&suspend, admin.token(), json!({ "suspended": true })).await;
+    assert_eq!(answer, (StatusCode::OK, json!({ "suspended": true })));
+    assert_error(
+        &server.send_text(&alice, &room, "hello").await,
+        StatusCode::FORBIDDEN,
+        "M_USER_SUSPENDED",
+    );
+    let created = server.post("/_matrix/client/v3/createRoom", alice.token(), json!({})).await;
+    assert_error(&created, StatusCode::FORBIDDEN, "M_USER_SUSPENDED");
+    let name = format!("/_matrix/client/v3/profile/{}/displayname", urlencode(&alice.user_id));
+    assert_error(
+        &server.put(&name, alice.token(), json!({ "displayname": "x" })).await,
+        StatusCode::FORBIDDEN,
+        "M_USER_SUSPENDED",
+    );
+    let messages = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b");
+    assert_eq!(server.get(&messages, alice.token()).await.0, StatusCode::OK);
+    server.put(&suspend, admin.token(), json!({ "suspended": false })).await;
+    assert_eq!(server.send_text(&alice, &room, "back").await.0, StatusCode::OK);
+    server.put(&suspend, admin.token(), json!({ "suspended": true })).await;
+    assert_eq!(server.membership(&alice, &room, "leave", None).await.0, StatusCode::OK);
+
+    // Locked: nothing is served; the client keeps its session for later.
+    let answer = server.put(&lock, admin.token(), json!({ "locked": true })).await;
+    assert_eq!(answer, (StatusCode::OK, json!({ "locked": true })));
+    let (status, body) = server.get("/_matrix/client/v3/account/whoami", alice.token()).await;
+    assert_eq!(
+        (status, body["errcode"].as_str(), body["soft_logout"].as_bool()),
+        (StatusCode::UNAUTHORIZED, Some("M_USER_LOCKED"), Some(true))
+    );
+    server.put(&lock, admin.token(), json!({ "locked": false })).await;
+    assert_eq!(
+        server.get("/_matrix/client/v3/account/whoami", alice.token()).await.0,
+        StatusCode::OK
+    );
+    let own = format!("/_matrix/client/v1/admin/lock/{}", urlencode(&admin.user_id));
+    assert_error(
+        &server.put(&own, admin.token(), json!({ "locked": true })).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_PARAM",
+    );
+
+    let (_, audit) = server.get("/_palisade/admin/v1/audit", admin.token()).await;
+    let kinds: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    for kind in ["account_locked", "account_unlocked", "account_suspended", "account_reinstated"] {
+        assert!(kinds.contains(&kind), "{kind}: {kinds:?}");
+    }
 }

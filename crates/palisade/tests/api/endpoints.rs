@@ -48,6 +48,10 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("POST", "~/register/email/requestToken", Nothing),
     ("POST", "~/register/msisdn/requestToken", Nothing),
     ("GET", "~/admin/whois/{user_id}", Nothing),
+    ("GET", "/_matrix/client/v1/admin/lock/{user_id}", Approval),
+    ("PUT", "/_matrix/client/v1/admin/lock/{user_id}", Approval),
+    ("GET", "/_matrix/client/v1/admin/suspend/{user_id}", Approval),
+    ("PUT", "/_matrix/client/v1/admin/suspend/{user_id}", Approval),
     ("GET", "~/thirdparty/protocols", Nothing),
     ("GET", "~/thirdparty/protocol/{protocol}", Nothing),
     ("GET", "~/thirdparty/location/{protocol}", Nothing),
@@ -332,6 +336,10 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
             Some(json!({ "visibility": "public" }))
         }
         ("PUT", "{room_alias}") => Some(json!({ "room_id": scene.room })),
+        ("PUT", "{user_id}") if path.contains("/admin/lock/") => Some(json!({ "locked": false })),
+        ("PUT", "{user_id}") if path.contains("/admin/suspend/") => {
+            Some(json!({ "suspended": false }))
+        }
         ("PUT", "{user_id}") if path.contains("/typing/") => {
             Some(json!({ "typing": true, "timeout": 1000 }))
         }
