@@ -55,6 +55,8 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         UnknownPos => (StatusCode::BAD_REQUEST, "M_UNKNOWN_POS"),
         DuplicateAnnotation => (StatusCode::BAD_REQUEST, "M_DUPLICATE_ANNOTATION"),
         UserLocked => (StatusCode::UNAUTHORIZED, "M_USER_LOCKED"),
+        ProfileTooLarge => (StatusCode::BAD_REQUEST, "M_PROFILE_TOO_LARGE"),
+        KeyTooLarge => (StatusCode::BAD_REQUEST, "M_KEY_TOO_LARGE"),
         UserSuspended => (StatusCode::FORBIDDEN, "M_USER_SUSPENDED"),
         ThreepidMediumNotSupported => (StatusCode::BAD_REQUEST, "M_THREEPID_MEDIUM_NOT_SUPPORTED"),
         InvalidSignature => (StatusCode::BAD_REQUEST, "M_INVALID_SIGNATURE"),

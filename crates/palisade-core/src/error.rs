@@ -60,6 +60,10 @@ pub enum ErrorKind {
     /// An administrator suspended the account: it may read, not write (`M_USER_SUSPENDED`,
     /// 403).
     UserSuspended,
+    /// A profile would exceed 64 KiB (`M_PROFILE_TOO_LARGE`, 400).
+    ProfileTooLarge,
+    /// A profile field's name is over 255 bytes (`M_KEY_TOO_LARGE`, 400).
+    KeyTooLarge,
     /// The same annotation (reaction) again (`M_DUPLICATE_ANNOTATION`, 400, as Synapse).
     DuplicateAnnotation,
     /// The endpoint is unknown (`M_UNRECOGNIZED`).

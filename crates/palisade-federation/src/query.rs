@@ -19,7 +19,12 @@ impl Federation {
         let request = get_profile_information::v1::Request::new(user_id.to_owned());
         let response = self.client.send(user_id.server_name(), request).await?;
         let text = |field: &str| response.get(field).and_then(|v| v.as_str()).map(str::to_owned);
-        Ok(Profile { displayname: text("displayname"), avatar_url: text("avatar_url") })
+        let fields = response
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "displayname" | "avatar_url"))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        Ok(Profile { displayname: text("displayname"), avatar_url: text("avatar_url"), fields })
     }
 
     /// The profile of a user of this server, for other servers; `404` for anyone else.

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::{Database, parse_id, sql};
 
 const USER_COLUMNS: &str = "user_id, password_hash, admin, deactivated, created_ts, displayname, \
-                            avatar_url, guest, locked, suspended";
+                            avatar_url, guest, locked, suspended, profile_fields";
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
     Ok(UserRow {
@@ -23,6 +23,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<UserRow> {
         guest: row.get(7)?,
         locked: row.get(8)?,
         suspended: row.get(9)?,
+        profile_fields: row.get(10)?,
     })
 }
 
@@ -110,7 +111,7 @@ impl AccountStore for Database {
                 .execute(
                     &format!(
                         "INSERT INTO users ({USER_COLUMNS})
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                          ON CONFLICT (user_id) DO NOTHING"
                     ),
                     params![
@@ -123,7 +124,8 @@ impl AccountStore for Database {
                         user.avatar_url,
                         user.guest,
                         user.locked,
-                        user.suspended
+                        user.suspended,
+                        user.profile_fields
                     ],
                 )
                 .map_err(sql)?;
@@ -197,6 +199,34 @@ impl AccountStore for Database {
             conn.execute("UPDATE users SET admin = ?2 WHERE user_id = ?1", params![user_id, admin])
                 .map(|n| n == 1)
                 .map_err(sql)
+        })
+        .await
+    }
+
+    async fn set_profile_field(
+        &self,
+        user_id: &UserId,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<()> {
+        // The service allows only letters, digits, `.`, `_` and `-` in field names, so the
+        // name quoted is a JSON path.
+        let (user_id, path) = (user_id.to_string(), format!("$.\"{field}\""));
+        self.write(move |conn| {
+            match value {
+                Some(value) => conn.execute(
+                    "UPDATE users SET profile_fields =
+                       json_set(coalesce(profile_fields, '{}'), ?2, json(?3)) WHERE user_id = ?1",
+                    params![user_id, path, value],
+                ),
+                None => conn.execute(
+                    "UPDATE users SET profile_fields =
+                       json_remove(coalesce(profile_fields, '{}'), ?2) WHERE user_id = ?1",
+                    params![user_id, path],
+                ),
+            }
+            .map(drop)
+            .map_err(sql)
         })
         .await
     }

@@ -355,6 +355,8 @@ const MIGRATIONS: &[&str] = &[
     // 22: accounts an administrator locked (nothing served) or suspended (read-only).
     "ALTER TABLE users ADD COLUMN locked INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;",
+    // 23: profile fields beyond the display name and avatar (spec v1.16: `m.tz`, custom).
+    "ALTER TABLE users ADD COLUMN profile_fields TEXT;",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -27,6 +27,9 @@ pub struct UserRow {
     pub locked: bool,
     /// Whether an administrator suspended the account.
     pub suspended: bool,
+    /// Profile fields beyond the display name and avatar (`m.tz`, custom ones), as a JSON
+    /// object.
+    pub profile_fields: Option<String>,
 }
 
 /// A stored device (a session of a user, with its access token).
@@ -97,6 +100,14 @@ pub trait AccountStore: Send + Sync {
     async fn create_user(&self, user: UserRow) -> Result<bool>;
     /// One user.
     async fn user(&self, user_id: &UserId) -> Result<Option<UserRow>>;
+    /// Sets (or, with `None`, removes) a profile field beyond the display name and avatar;
+    /// `value` is JSON.
+    async fn set_profile_field(
+        &self,
+        user_id: &UserId,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<()>;
     /// Locks or unlocks (`locked`), suspends or reinstates (`suspended`) an account; `false`
     /// if there is no such user.
     async fn set_restrictions(

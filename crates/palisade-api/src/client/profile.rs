@@ -1,13 +1,15 @@
-//! Profiles: `/profile/{userId}` and its `displayname` and `avatar_url` fields.
+//! Profiles: `/profile/{userId}`, its `displayname` and `avatar_url` fields, and any other
+//! field (`/profile/{userId}/{keyName}`, spec v1.16: `m.tz` and custom ones).
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#profiles>
 
-use palisade_core::Result;
+use palisade_core::{Error, Result};
 use palisade_service::accounts::Profile;
 use ruma::{
     UserId,
     api::client::profile::{
-        get_avatar_url, get_display_name, get_profile, set_avatar_url, set_display_name,
+        delete_profile_field, get_avatar_url, get_display_name, get_profile, get_profile_field,
+        set_avatar_url, set_display_name, set_profile_field,
     },
 };
 use serde_json::json;
@@ -23,7 +25,44 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, displayname);
     let router = route(router, avatar_url);
     let router = route(router, set_displayname);
-    route(router, set_avatar_url)
+    let router = route(router, set_avatar_url);
+    let router = route(router, field);
+    let router = route(router, set_field);
+    route(router, delete_field)
+}
+
+/// `GET /_matrix/client/v3/profile/{userId}/{keyName}`
+async fn field(
+    state: AppState,
+    request: Ruma<get_profile_field::v3::Request>,
+) -> Result<get_profile_field::v3::Response> {
+    let name = request.body.field.as_str().to_owned();
+    let user = profile_of(&state, &request.body.user_id).await?;
+    let value = user.field(&name).ok_or_else(|| Error::not_found("No such profile field"))?;
+    Ok(get_profile_field::v3::Response::new(value))
+}
+
+/// `PUT /_matrix/client/v3/profile/{userId}/{keyName}`
+async fn set_field(
+    state: AppState,
+    request: Ruma<set_profile_field::v3::Request>,
+) -> Result<set_profile_field::v3::Response> {
+    let body = &request.body;
+    let (name, value) = (body.value.field_name(), body.value.value());
+    let actor = request.session()?.into();
+    state.membership.set_profile_field(actor, &body.user_id, name.as_str(), &value).await?;
+    Ok(set_profile_field::v3::Response::new())
+}
+
+/// `DELETE /_matrix/client/v3/profile/{userId}/{keyName}`
+async fn delete_field(
+    state: AppState,
+    request: Ruma<delete_profile_field::v3::Request>,
+) -> Result<delete_profile_field::v3::Response> {
+    let body = &request.body;
+    let actor = request.session()?.into();
+    state.membership.delete_profile_field(actor, &body.user_id, body.field.as_str()).await?;
+    Ok(delete_profile_field::v3::Response::new())
 }
 
 async fn profile_of(state: &AppState, user_id: &UserId) -> Result<Profile> {
@@ -42,6 +81,9 @@ async fn profile(
     }
     if let Some(url) = user.avatar_url {
         response.set("avatar_url".to_owned(), json!(url));
+    }
+    for (name, value) in user.fields {
+        response.set(name, value);
     }
     Ok(response)
 }

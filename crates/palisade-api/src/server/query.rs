@@ -89,10 +89,12 @@ async fn profile(
 ) -> Result<get_profile_information::v1::Response> {
     let profile = state.federation.local_profile(&request.body.user_id).await?;
     let wanted = request.body.field.as_ref().map(|f| f.as_str().to_owned());
-    let fields = [("displayname", profile.displayname), ("avatar_url", profile.avatar_url)];
-    Ok(fields
+    let named = [("displayname", profile.displayname), ("avatar_url", profile.avatar_url)];
+    let named = named
         .into_iter()
-        .filter(|(name, _)| wanted.as_deref().is_none_or(|w| w == *name))
-        .filter_map(|(name, value)| Some((name.to_owned(), Value::String(value?))))
+        .filter_map(|(name, value)| Some((name.to_owned(), Value::String(value?))));
+    Ok(named
+        .chain(profile.fields)
+        .filter(|(name, _)| wanted.as_deref().is_none_or(|w| w == name))
         .collect())
 }

@@ -7,7 +7,10 @@ mod interactive;
 
 pub use interactive::{Registered, Registration};
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, OnceLock},
+};
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
@@ -66,7 +69,26 @@ pub struct Profile {
     pub displayname: Option<String>,
     /// Avatar (an `mxc://` URI).
     pub avatar_url: Option<String>,
+    /// The other fields (`m.tz`, custom ones), by name.
+    pub fields: BTreeMap<String, serde_json::Value>,
 }
+
+impl Profile {
+    /// One field, by name; `None` when unset.
+    pub fn field(&self, name: &str) -> Option<ruma::profile::ProfileFieldValue> {
+        let value = match name {
+            "displayname" => self.displayname.clone().map(serde_json::Value::String),
+            "avatar_url" => self.avatar_url.clone().map(serde_json::Value::String),
+            other => self.fields.get(other).cloned(),
+        }?;
+        ruma::profile::ProfileFieldValue::new(name, value).ok()
+    }
+}
+
+/// Longest profile field name (spec).
+const MAX_PROFILE_KEY_BYTES: usize = 255;
+/// Largest profile (spec).
+const MAX_PROFILE_BYTES: usize = 64 * 1024;
 
 /// Where a request came from, as recorded in the audit log.
 #[derive(Debug, Clone, Default)]
@@ -218,10 +240,49 @@ impl AccountService {
         }
         match self.store.user(user_id).await? {
             Some(user) if !user.deactivated => {
-                Ok(Profile { displayname: user.displayname, avatar_url: user.avatar_url })
+                let fields =
+                    user.profile_fields.as_deref().and_then(|json| serde_json::from_str(json).ok());
+                Ok(Profile {
+                    displayname: user.displayname,
+                    avatar_url: user.avatar_url,
+                    fields: fields.unwrap_or_default(),
+                })
             }
             _ => Err(Error::not_found("Profile was not found")),
         }
+    }
+
+    /// Sets (or, with `None`, removes) a profile field beyond the display name and avatar:
+    /// names of letters, digits, `.`, `_` and `-` up to 255 bytes; the whole profile under
+    /// 64 KiB (spec).
+    pub(crate) async fn set_profile_field(
+        &self,
+        user_id: &UserId,
+        name: &str,
+        value: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        if name.len() > MAX_PROFILE_KEY_BYTES {
+            return Err(Error::new(ErrorKind::KeyTooLarge, "The field name is too long"));
+        }
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(Error::invalid_param("Invalid profile field name"));
+        }
+        if let Some(value) = value {
+            let mut profile = self.profile(user_id).await?;
+            profile.fields.insert(name.to_owned(), value.clone());
+            let size = serde_json::to_string(&profile.fields).map_or(0, |json| json.len())
+                + profile.displayname.map_or(0, |n| n.len())
+                + profile.avatar_url.map_or(0, |a| a.len());
+            if size > MAX_PROFILE_BYTES {
+                return Err(Error::new(
+                    ErrorKind::ProfileTooLarge,
+                    "The profile would be too large",
+                ));
+            }
+        }
+        self.store.set_profile_field(user_id, name, value.map(ToString::to_string)).await
     }
 
     /// The time now, from the service clock.
@@ -322,6 +383,7 @@ impl AccountService {
             avatar_url: None,
             locked: false,
             suspended: false,
+            profile_fields: None,
         };
         if !self.store.create_user(row).await? {
             return Err(Error::new(ErrorKind::UserInUse, "User ID already taken"));

@@ -234,6 +234,50 @@ impl MembershipService {
         self.set_membership(actor, room_id, target, "invite", reason).await
     }
 
+    /// Sets one of the actor's own profile fields (`PUT /profile/{userId}/{keyName}`): the
+    /// display name and avatar as their own endpoints do (their rooms are told), any other
+    /// field kept with the profile.
+    pub async fn set_profile_field(
+        &self,
+        actor: Actor<'_>,
+        user: &UserId,
+        field: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        if user != actor.user() {
+            return Err(Error::forbidden("You may change only your own profile"));
+        }
+        actor.may_write()?;
+        match (field, value) {
+            ("displayname", serde_json::Value::String(name)) => {
+                self.set_displayname(actor, Some(name)).await
+            }
+            ("avatar_url", serde_json::Value::String(url)) => {
+                self.set_avatar_url(actor, Some(url)).await
+            }
+            ("displayname" | "avatar_url", _) => Err(Error::invalid_param("A string is expected")),
+            _ => self.rooms.accounts.set_profile_field(user, field, Some(value)).await,
+        }
+    }
+
+    /// Removes one of the actor's own profile fields (`DELETE /profile/{userId}/{keyName}`).
+    pub async fn delete_profile_field(
+        &self,
+        actor: Actor<'_>,
+        user: &UserId,
+        field: &str,
+    ) -> Result<()> {
+        if user != actor.user() {
+            return Err(Error::forbidden("You may change only your own profile"));
+        }
+        actor.may_write()?;
+        match field {
+            "displayname" => self.set_displayname(actor, None).await,
+            "avatar_url" => self.set_avatar_url(actor, None).await,
+            _ => self.rooms.accounts.set_profile_field(user, field, None).await,
+        }
+    }
+
     /// Changes the actor's display name (`None` removes it), and tells their rooms.
     pub async fn set_displayname(&self, actor: Actor<'_>, name: Option<&str>) -> Result<()> {
         actor.may_write()?;

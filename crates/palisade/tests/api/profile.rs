@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use palisade_testkit::{TestServer, assert_error, assert_forbidden};
+use palisade_testkit::{TestServer, assert_error, assert_forbidden, urlencode};
 
 #[tokio::test]
 async fn set_and_read_profiles() {
@@ -141,4 +141,62 @@ async fn a_profile_change_keeps_unread_counts_and_sync_position() {
     assert_eq!(joined["unread_notifications"]["notification_count"], 2, "{joined}");
     let state = joined["state"]["events"].as_array().map_or(0, Vec::len);
     assert_eq!(state, 0, "not treated as a fresh join: {joined}");
+}
+
+#[tokio::test]
+async fn extended_profile_fields_are_kept_listed_and_removed() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let field =
+        |name: &str| format!("/_matrix/client/v3/profile/{}/{name}", urlencode(&alice.user_id));
+
+    let (status, body) =
+        server.put(&field("m.tz"), alice.token(), json!({ "m.tz": "Europe/Paris" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pronouns = json!({ "org.example.pronouns": { "en": "she/her" } });
+    assert_eq!(
+        server.put(&field("org.example.pronouns"), alice.token(), pronouns).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get(&field("m.tz"), bob.token()).await,
+        (StatusCode::OK, json!({ "m.tz": "Europe/Paris" }))
+    );
+    let (_, profile) = server
+        .get(&format!("/_matrix/client/v3/profile/{}", urlencode(&alice.user_id)), bob.token())
+        .await;
+    assert_eq!(profile["m.tz"], "Europe/Paris");
+    assert_eq!(profile["org.example.pronouns"]["en"], "she/her");
+    assert_eq!(profile["displayname"], "alice");
+
+    // Removed, then not found.
+    let deleted = server.call(reqwest::Method::DELETE, &field("m.tz"), alice.token(), None).await;
+    assert_eq!(deleted.0, StatusCode::OK, "{}", deleted.1);
+    assert_error(
+        &server.get(&field("m.tz"), bob.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+
+    // Only one's own; names and sizes within the spec's bounds.
+    assert_error(
+        &server.put(&field("m.tz"), bob.token(), json!({ "m.tz": "UTC" })).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    let long = "a".repeat(256);
+    assert_error(
+        &server.put(&field(&long), alice.token(), json!({ long.clone(): 1 })).await,
+        StatusCode::BAD_REQUEST,
+        "M_KEY_TOO_LARGE",
+    );
+    let huge = json!({ "org.example.big": "x".repeat(70_000) });
+    assert_error(
+        &server.put(&field("org.example.big"), alice.token(), huge).await,
+        StatusCode::BAD_REQUEST,
+        "M_PROFILE_TOO_LARGE",
+    );
+    let mismatched =
+        server.put(&field("org.example.a"), alice.token(), json!({ "org.example.b": 1 })).await;
+    assert_eq!(mismatched.0, StatusCode::BAD_REQUEST, "{}", mismatched.1);
 }
