@@ -14,8 +14,17 @@ use ruma::{
 };
 use serde_json::json;
 
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::Method,
+    routing,
+};
+
 use crate::{
     AppState, Ruma,
+    error::ApiError,
+    extract::Authenticated,
     json::ensure_own,
     routes::{Routes, route},
 };
@@ -28,7 +37,34 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, set_avatar_url);
     let router = route(router, field);
     let router = route(router, set_field);
-    route(router, delete_field)
+    let router = route(router, delete_field);
+    // The display name's and avatar's paths have routes of their own, which `DELETE` must
+    // reach too (ruma's type for it names the field in the path).
+    ["r0", "v3"].into_iter().fold(router, |router, version| {
+        ["displayname", "avatar_url"].into_iter().fold(router, |router, field| {
+            let path = format!("/_matrix/client/{version}/profile/{{user_id}}/{field}");
+            router.add(
+                Method::DELETE,
+                &path,
+                routing::delete(move |state, session, path| {
+                    delete_named(state, session, path, field)
+                }),
+            )
+        })
+    })
+}
+
+/// `DELETE /_matrix/client/v3/profile/{userId}/displayname` (or `avatar_url`)
+async fn delete_named(
+    State(state): State<AppState>,
+    Authenticated(session): Authenticated,
+    Path(user_id): Path<String>,
+    field: &'static str,
+) -> std::result::Result<Json<serde_json::Value>, ApiError> {
+    let user_id = ruma::OwnedUserId::try_from(user_id)
+        .map_err(|_| Error::invalid_param("Invalid user id"))?;
+    state.membership.delete_profile_field((&session).into(), &user_id, field).await?;
+    Ok(Json(json!({})))
 }
 
 /// `GET /_matrix/client/v3/profile/{userId}/{keyName}`

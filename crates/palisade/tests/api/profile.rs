@@ -177,6 +177,12 @@ async fn extended_profile_fields_are_kept_listed_and_removed() {
         StatusCode::NOT_FOUND,
         "M_NOT_FOUND",
     );
+    // The display name and avatar have routes of their own; deleting goes through them too.
+    let cleared =
+        server.call(reqwest::Method::DELETE, &field("displayname"), alice.token(), None).await;
+    assert_eq!(cleared.0, StatusCode::OK, "{}", cleared.1);
+    let (_, name) = server.get(&field("displayname"), bob.token()).await;
+    assert!(name.get("displayname").is_none(), "{name}");
 
     // Only one's own; names and sizes within the spec's bounds.
     assert_error(
