@@ -690,7 +690,7 @@ impl RoomStore for Database {
         self.read(|conn| {
             conn.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM event_relations JOIN events ON event_id = relating_id
-                 WHERE relates_to = ?1 AND room_id = ?2 AND outlier = 0
+                 WHERE relates_to = ?1 AND room_id = ?2 AND outlier = 0 AND redacted_by IS NULL
                    AND (?3 IS NULL OR rel_type = ?3) AND (?4 IS NULL OR type = ?4)
                    AND stream_pos > ?5 AND stream_pos < ?6
                  ORDER BY stream_pos {order} LIMIT ?7"
@@ -711,15 +711,26 @@ impl RoomStore for Database {
         })
     }
 
-    async fn aggregations(&self, targets: &[OwnedEventId], user: &UserId) -> Result<Aggregations> {
+    async fn aggregations(
+        &self,
+        room_id: &RoomId,
+        targets: &[OwnedEventId],
+        user: &UserId,
+        up_to: u64,
+    ) -> Result<Aggregations> {
         if targets.is_empty() {
             return Ok(Aggregations::default());
         }
-        let list = vec!["?"; targets.len()].join(", ");
+        // ?1 the user, ?2 the room, ?3 the last position the user may read, then the targets.
+        let list: Vec<String> = (4..4 + targets.len()).map(|i| format!("?{i}")).collect();
+        let list = list.join(", ");
         let ids: Vec<&str> = targets.iter().map(|id| id.as_str()).collect();
-        let user = user.as_str();
+        let (user, room, up_to) =
+            (user.as_str(), room_id.as_str(), i64::try_from(up_to).unwrap_or(i64::MAX));
+        // Only relations from the same room, not redacted, that the user may read.
+        let visible = "outlier = 0 AND room_id = ?2 AND stream_pos <= ?3 AND redacted_by IS NULL";
         self.read(|conn| {
-            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&user];
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![&user, &room, &up_to];
             params.extend(ids.iter().map(|id| id as &dyn rusqlite::ToSql));
             // SQLite takes a bare column of a query with one `max()` from the row with the
             // maximum (hence `sum`, not a second `max`, for whether the user replied).
@@ -727,7 +738,7 @@ impl RoomStore for Database {
                 .prepare_cached(&format!(
                     "SELECT relates_to, count(*), relating_id, max(stream_pos), sum(sender = ?1)
                      FROM event_relations JOIN events ON event_id = relating_id
-                     WHERE rel_type = 'm.thread' AND outlier = 0 AND relates_to IN ({list})
+                     WHERE rel_type = 'm.thread' AND {visible} AND relates_to IN ({list})
                      GROUP BY relates_to"
                 ))?
                 .query_map(params.as_slice(), |row| {
@@ -735,30 +746,28 @@ impl RoomStore for Database {
                     Ok((parse_id(row, 0)?, row.get(1)?, parse_id(row, 2)?, replied > 0))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let targets_only = &params[1..];
-            let numbered: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
-            let numbered = numbered.join(", ");
             // An edit counts only from the original's sender and of the original's type.
             let edits = conn
                 .prepare_cached(&format!(
-                    "SELECT relates_to, relating_id, max(edit.stream_pos)
-                     FROM event_relations JOIN events AS edit ON edit.event_id = relating_id
-                     JOIN events AS original ON original.event_id = relates_to
-                     WHERE rel_type = 'm.replace' AND edit.outlier = 0
-                       AND edit.sender = original.sender AND edit.type = original.type
-                       AND relates_to IN ({numbered})
+                    "SELECT relates_to, relating_id, max(stream_pos)
+                     FROM event_relations JOIN events ON event_id = relating_id
+                     WHERE rel_type = 'm.replace' AND {visible} AND relates_to IN ({list})
+                       AND EXISTS (SELECT 1 FROM events AS original
+                                   WHERE original.event_id = relates_to
+                                     AND original.sender = events.sender
+                                     AND original.type = events.type)
                      GROUP BY relates_to"
                 ))?
-                .query_map(targets_only, |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))?
+                .query_map(params.as_slice(), |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let references = conn
                 .prepare_cached(&format!(
                     "SELECT relates_to, relating_id
                      FROM event_relations JOIN events ON event_id = relating_id
-                     WHERE rel_type = 'm.reference' AND outlier = 0 AND relates_to IN ({numbered})
+                     WHERE rel_type = 'm.reference' AND {visible} AND relates_to IN ({list})
                      ORDER BY stream_pos"
                 ))?
-                .query_map(targets_only, |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))?
+                .query_map(params.as_slice(), |row| Ok((parse_id(row, 0)?, parse_id(row, 1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(Aggregations { threads, edits, references })
         })
@@ -798,7 +807,7 @@ impl RoomStore for Database {
                 "SELECT relates_to, max(stream_pos) AS latest
                  FROM event_relations JOIN events ON event_id = relating_id
                  WHERE rel_type = 'm.thread' AND room_id = ?1 AND outlier = 0
-                   AND stream_pos <= ?3
+                   AND redacted_by IS NULL AND stream_pos <= ?3
                  GROUP BY relates_to
                  HAVING latest < ?2 AND (?4 IS NULL OR max(sender = ?4) = 1
                    OR EXISTS (SELECT 1 FROM events AS root

@@ -236,10 +236,17 @@ pub trait RoomStore: Send + Sync {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<EventRow>>;
-    /// What relates to `targets`, for bundling with them: each thread's reply count, latest
-    /// reply and whether `user` replied; each event's latest edit by its own sender; the
-    /// events referencing each.
-    async fn aggregations(&self, targets: &[OwnedEventId], user: &UserId) -> Result<Aggregations>;
+    /// What relates to `targets` from within `room_id`, not redacted and up to stream
+    /// position `up_to`, for bundling with them: each thread's reply count, latest reply and
+    /// whether `user` replied; each event's latest edit by its own sender; the events
+    /// referencing each.
+    async fn aggregations(
+        &self,
+        room_id: &RoomId,
+        targets: &[OwnedEventId],
+        user: &UserId,
+        up_to: u64,
+    ) -> Result<Aggregations>;
     /// Whether `sender` already annotated `target` with `key` in an event of `kind` that is
     /// not redacted (a reaction given twice).
     async fn annotated(

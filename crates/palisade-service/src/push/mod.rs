@@ -229,6 +229,16 @@ impl PushService {
         for row in &rows {
             let n = &row.notification;
             let Some(event) = self.rooms.stored_event(&n.event_id).await? else { continue };
+            // What the user may no longer see (they left, history closed) is not shown.
+            let Ok(bound) = self.rooms.bound_of(user, &n.room_id).await else { continue };
+            let mut viewer = self.rooms.visibility(user, &n.room_id).await?;
+            let own_membership =
+                event.kind == "m.room.member" && event.state_key.as_deref() == Some(user.as_str());
+            if bound.is_some_and(|bound| event.stream_pos > bound)
+                || (!own_membership && !self.rooms.can_see(&mut viewer, &event).await?)
+            {
+                continue;
+            }
             let formatted = self
                 .rooms
                 .format_events(&n.room_id, &[event], Some((user, session.device_id())))
@@ -278,12 +288,14 @@ impl PushService {
             let mut recorded = Vec::new();
             for (room_id, rows) in by_room {
                 let members = self.rooms.membership_rows(&room_id).await?;
-                let mut recipients: HashSet<OwnedUserId> = members
+                let joined: HashSet<OwnedUserId> = members
                     .into_iter()
                     .filter(|m| m.membership == "join" && self.rooms.is_local(&m.user_id))
                     .map(|m| m.user_id)
                     .collect();
-                // An invite notifies the invited user, who is not in the room yet.
+                // An invite notifies the invited user, who is not in the room yet, of the
+                // invite alone.
+                let mut recipients = joined.clone();
                 for row in rows.iter().filter(|r| r.kind == "m.room.member") {
                     if let Some(Ok(target)) = row.state_key.as_deref().map(UserId::parse)
                         && self.rooms.is_local(&target)
@@ -295,8 +307,17 @@ impl PushService {
                 let room = self.rules.room(&room_id).await?;
                 for user in recipients {
                     let actions = self.rules.actions(&user, &room, &events).await?;
+                    // Only events the user may see at the event (a member who joined later,
+                    // under joined-only history, is not told of earlier ones).
+                    let mut viewer = self.rooms.visibility(&user, &room_id).await?;
                     for (row, actions) in rows.iter().zip(actions) {
-                        if row.sender == user || !actions.iter().any(Action::should_notify) {
+                        let own_membership = row.kind == "m.room.member"
+                            && row.state_key.as_deref() == Some(user.as_str());
+                        if row.sender == user
+                            || (!joined.contains(&user) && !own_membership)
+                            || !actions.iter().any(Action::should_notify)
+                            || (!own_membership && !self.rooms.can_see(&mut viewer, row).await?)
+                        {
                             continue;
                         }
                         recorded.push(NewNotification {

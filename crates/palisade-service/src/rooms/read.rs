@@ -272,13 +272,20 @@ impl RoomService {
         if targets.is_empty() {
             return Ok(events);
         }
-        let found = self.store.aggregations(&targets, user).await?;
+        // Only what the viewer may read: nothing past their leave, and each bundled event
+        // subject to history visibility.
+        let Ok(bound) = self.bound_of(user, room_id).await else { return Ok(events) };
+        let up_to = bound.unwrap_or(self.position());
+        let found = self.store.aggregations(room_id, &targets, user, up_to).await?;
         if found == Aggregations::default() {
             return Ok(events);
         }
+        let mut visibility = self.visibility(user, room_id).await?;
         let mut bundles: HashMap<OwnedEventId, serde_json::Map<String, Value>> = HashMap::new();
         for (root, count, latest, replied) in found.threads {
-            let Some(latest) = self.formatted_one(room_id, &latest, viewer).await? else {
+            let Some(latest) =
+                self.formatted_one(room_id, &latest, viewer, &mut visibility).await?
+            else {
                 continue;
             };
             let started = rows.iter().any(|r| r.event_id == root && r.sender == user);
@@ -290,7 +297,7 @@ impl RoomService {
             bundles.entry(root).or_default().insert("m.thread".to_owned(), summary);
         }
         for (original, edit) in found.edits {
-            if let Some(edit) = self.formatted_one(room_id, &edit, viewer).await? {
+            if let Some(edit) = self.formatted_one(room_id, &edit, viewer, &mut visibility).await? {
                 let edit = serde_json::to_value(&edit)
                     .map_err(|e| Error::internal(format!("edit: {e}")))?;
                 bundles.entry(original).or_default().insert("m.replace".to_owned(), edit);
@@ -313,14 +320,19 @@ impl RoomService {
             .collect()
     }
 
-    /// One stored event in client format, without bundled relations.
+    /// One stored event in client format, without bundled relations, if the viewer may see
+    /// it.
     async fn formatted_one(
         &self,
         room_id: &RoomId,
         event_id: &EventId,
         viewer: Option<(&UserId, &DeviceId)>,
+        visibility: &mut Visibility,
     ) -> Result<Option<Raw<AnyTimelineEvent>>> {
         let Some(row) = self.store.event(event_id).await? else { return Ok(None) };
+        if !self.can_see(visibility, &row).await? {
+            return Ok(None);
+        }
         Ok(self.format_plain(room_id, std::slice::from_ref(&row), viewer).await?.pop())
     }
 

@@ -11,7 +11,7 @@
 //! MSC: <https://github.com/matrix-org/matrix-spec-proposals/pull/4186>
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
@@ -62,6 +62,12 @@ const POSITIONS_KEPT: usize = 2;
 const MAX_TIMELINE_LIMIT: u64 = 100;
 /// Most rooms in one list's ranges.
 const MAX_RANGE: u64 = 1000;
+/// Most lists, ranges per list, room subscriptions and `required_state` entries per list or
+/// subscription a request may have (one request must not cost the server without bound).
+const MAX_LISTS: usize = 100;
+const MAX_RANGES: usize = 100;
+const MAX_SUBSCRIPTIONS: usize = 1000;
+const MAX_REQUIRED_STATE: usize = 100;
 
 /// A connection's identity: the device and its `conn_id`.
 type ConnectionKey = (OwnedUserId, OwnedDeviceId, String);
@@ -192,13 +198,10 @@ struct RoomConfig {
 impl RoomConfig {
     fn widen(&mut self, limit: UInt, required_state: &[(StateEventType, String)]) {
         self.timeline_limit = self.timeline_limit.max(u64::from(limit)).min(MAX_TIMELINE_LIMIT);
-        for (kind, key) in required_state {
-            let entry = (kind.to_string(), key.clone());
-            if !self.required_state.contains(&entry) {
-                self.required_state.push(entry);
-            }
-        }
-        self.required_state.sort();
+        let mut wanted: BTreeSet<(String, String)> = self.required_state.drain(..).collect();
+        wanted.extend(required_state.iter().map(|(kind, key)| (kind.to_string(), key.clone())));
+        // Sorted, so a connection compares what it was sent with what it asks for.
+        self.required_state = wanted.into_iter().collect();
     }
 
     /// Whether the members of the timeline's senders are asked for (`$LAZY`).
@@ -255,6 +258,7 @@ impl SyncService {
         session: &Session,
         request: &v5::Request,
     ) -> Result<v5::Response> {
+        bounded(request)?;
         let key: ConnectionKey = (
             session.user_id().to_owned(),
             session.device_id().to_owned(),
@@ -770,6 +774,29 @@ impl SyncService {
         }
         Ok((extensions, news))
     }
+}
+
+/// Refuses a request larger than [`MAX_LISTS`] and its siblings allow.
+fn bounded(request: &v5::Request) -> Result<()> {
+    let too_big = |what: &str| Err(Error::invalid_param(format!("Too many {what} in one request")));
+    if request.lists.len() > MAX_LISTS {
+        return too_big("lists");
+    }
+    if request.room_subscriptions.len() > MAX_SUBSCRIPTIONS {
+        return too_big("room subscriptions");
+    }
+    for list in request.lists.values() {
+        if list.ranges.len() > MAX_RANGES {
+            return too_big("ranges");
+        }
+        if list.room_details.required_state.len() > MAX_REQUIRED_STATE {
+            return too_big("required_state entries");
+        }
+    }
+    if request.room_subscriptions.values().any(|s| s.required_state.len() > MAX_REQUIRED_STATE) {
+        return too_big("required_state entries");
+    }
+    Ok(())
 }
 
 /// Where a room's part of a pass starts and ends, and what the pass knows of it.

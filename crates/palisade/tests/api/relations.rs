@@ -265,3 +265,46 @@ async fn the_same_reaction_twice_is_refused_until_the_first_is_redacted() {
     assert_eq!(status, StatusCode::OK, "{body}");
     send(&server, &bob, &room, "m.reaction", react("👍")).await;
 }
+
+#[tokio::test]
+async fn bundles_show_only_what_the_viewer_may_read() {
+    let server = TestServer::start().await;
+    let (alice, bob, eve) = (
+        server.register("alice").await,
+        server.register("bob").await,
+        server.register("eve").await,
+    );
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let root = send(
+        &server,
+        &alice,
+        &room,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "root" }),
+    )
+    .await;
+    let thread = |body: &str| json!({ "msgtype": "m.text", "body": body, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
+    let before = send(&server, &alice, &room, "m.room.message", thread("while bob was here")).await;
+    assert_eq!(server.membership(&bob, &room, "leave", None).await.0, StatusCode::OK);
+    send(&server, &alice, &room, "m.room.message", thread("after bob left")).await;
+    let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", urlencode(&root));
+    let (status, seen) = server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    let summary = &seen["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(summary["latest_event"]["event_id"], before, "{seen}");
+    assert_eq!(summary["count"], 1);
+
+    // A relation sent from another room is not bundled with this room's event.
+    let elsewhere = server.create_room(&eve, json!({})).await;
+    send(
+        &server,
+        &eve,
+        &elsewhere,
+        "m.key.verification.done",
+        json!({ "m.relates_to": { "rel_type": "m.reference", "event_id": root } }),
+    )
+    .await;
+    let (_, event) = server.get(&path, alice.token()).await;
+    assert!(event["unsigned"]["m.relations"].get("m.reference").is_none(), "{event}");
+}
