@@ -8,7 +8,7 @@ use std::sync::Arc;
 use palisade_core::Result;
 use ruma::{
     OwnedRoomId, RoomId, UInt, UserId,
-    push::{Action, PushConditionRoomCtx},
+    push::{Action, PushConditionPowerLevelsCtx, PushConditionRoomCtx},
     serde::Raw,
 };
 
@@ -18,6 +18,8 @@ use crate::{AccountDataService, AccountService, rooms::RoomService};
 pub struct RoomContext {
     room_id: OwnedRoomId,
     joined: u64,
+    /// Who may notify the whole room (`@room`).
+    power_levels: Option<PushConditionPowerLevelsCtx>,
 }
 
 /// Evaluates users' push rules against events.
@@ -40,7 +42,8 @@ impl PushRuleEvaluator {
     /// What rules are evaluated against in a room, read once for all its recipients.
     pub async fn room(&self, room_id: &RoomId) -> Result<RoomContext> {
         let joined = self.rooms.joined_count(room_id).await?;
-        Ok(RoomContext { room_id: room_id.to_owned(), joined })
+        let power_levels = self.rooms.current_power_levels(room_id).await?.map(Into::into);
+        Ok(RoomContext { room_id: room_id.to_owned(), joined, power_levels })
     }
 
     /// The actions `user`'s push rules give each of `events` (of the room), in order.
@@ -60,12 +63,16 @@ impl PushRuleEvaluator {
             .await?
             .and_then(|u| u.displayname)
             .unwrap_or_else(|| user.localpart().to_owned());
-        let context = PushConditionRoomCtx::new(
+        let mut context = PushConditionRoomCtx::new(
             room.room_id.clone(),
             UInt::new(room.joined).unwrap_or_default(),
             user.to_owned(),
             display_name,
         );
+        // Without power levels ruma lets no one notify the room (`@room` never rings).
+        if let Some(power_levels) = &room.power_levels {
+            context = context.with_power_levels(power_levels.clone());
+        }
         let mut actions = Vec::with_capacity(events.len());
         for event in events {
             actions.push(rules.get_actions(event, &context).await.to_vec());

@@ -789,6 +789,22 @@ impl RoomService {
         Ok(RoomPowerLevels::new(content.into(), &rules.authorization, creators))
     }
 
+    /// A room's current power levels; `None` for a room this server does not have.
+    pub(crate) async fn current_power_levels(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<RoomPowerLevels>> {
+        let guard = match self.lock_room(room_id).await {
+            Ok(guard) => guard,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match guard.as_ref() {
+            Some(room) => self.power_levels(room).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Redacts an event (the pipeline checks the `redact` level for other users' events).
     pub async fn redact(
         &self,

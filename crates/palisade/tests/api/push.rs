@@ -390,3 +390,41 @@ async fn notifications_wait_for_a_gateway_that_is_down_across_a_restart() {
     assert_eq!(gateway.pushed_to("bob-phone").await, [message], "sent once");
     drop((server, dir));
 }
+
+#[tokio::test]
+async fn a_room_mention_by_someone_allowed_to_highlights_everyone() {
+    let server = push_server().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    // Bob may not notify the room (power level 0 < 50); alice, its creator, may.
+    let everyone =
+        json!({ "msgtype": "m.text", "body": "@room look", "m.mentions": { "room": true } });
+    let from_bob = send(&server, &bob, &room, everyone.clone()).await;
+    let from_alice = send(&server, &alice, &room, everyone).await;
+    let mut highlighted = Vec::new();
+    for _ in 0..100 {
+        let (_, page) =
+            server.get("/_matrix/client/v3/notifications?only=highlight", bob.token()).await;
+        highlighted = page["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["event"]["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        if !highlighted.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(highlighted, [from_alice.clone()]);
+    let (_, page) =
+        server.get("/_matrix/client/v3/notifications?only=highlight", alice.token()).await;
+    let alice_sees: Vec<&str> = page["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["event"]["event_id"].as_str().unwrap())
+        .collect();
+    assert!(!alice_sees.contains(&from_bob.as_str()), "bob may not notify the room");
+}
