@@ -417,7 +417,7 @@ async fn a_room_mention_by_someone_allowed_to_highlights_everyone() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(highlighted, [from_alice.clone()]);
+    assert_eq!(highlighted, [from_alice]);
     let (_, page) =
         server.get("/_matrix/client/v3/notifications?only=highlight", alice.token()).await;
     let alice_sees: Vec<&str> = page["notifications"]
