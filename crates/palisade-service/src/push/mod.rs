@@ -386,6 +386,15 @@ impl PushService {
                 Ok(Delivery::More) => delay = FIRST_RETRY,
                 Ok(Delivery::Gone) => {
                     self.workers.lock().expect("push workers poisoned").remove(&key);
+                    // Set again meanwhile (its wake-up may have reached this worker): a new
+                    // worker takes over.
+                    let (user, app_id, pushkey) = &key;
+                    let again = self.store.pushers_of(user).await.is_ok_and(|pushers| {
+                        pushers.iter().any(|p| &p.app_id == app_id && &p.pushkey == pushkey)
+                    });
+                    if again {
+                        self.wake(key);
+                    }
                     return;
                 }
                 Err(error) => {
