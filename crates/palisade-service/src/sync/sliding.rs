@@ -433,7 +433,12 @@ impl SyncService {
                 },
             );
         }
-        let extensions = self.extensions(session, request, since, &mut now, &response).await?;
+        let joined_wanted: Vec<&OwnedRoomId> = wanted
+            .keys()
+            .filter(|room| memberships.get(*room).is_some_and(|m| m.membership == "join"))
+            .collect();
+        let extensions =
+            self.extensions(session, request, since, &mut now, &response, &joined_wanted).await?;
         news |= extensions.1;
         response.extensions = extensions.0;
         state.token = now;
@@ -683,6 +688,7 @@ impl SyncService {
         since: Option<SyncToken>,
         now: &mut SyncToken,
         response: &v5::Response,
+        wanted: &[&OwnedRoomId],
     ) -> Result<(response::Extensions, bool)> {
         let user = session.user_id();
         let asked = &request.extensions;
@@ -762,13 +768,16 @@ impl SyncService {
                 }
             }
         }
+        // Typing in every joined room the request covers (a room can have nothing else new),
+        // and a change wakes the connection.
         if asked.typing.enabled == Some(true) {
-            for room_id in response.rooms.keys() {
+            for room_id in wanted {
                 if let Some(typing) = self.typing.typing_since(room_id, since.map(|s| s.typing))
                     && (since.is_some() || !typing.is_empty())
                 {
+                    news |= since.is_some();
                     let event = json!({ "type": "m.typing", "content": { "user_ids": typing } });
-                    extensions.typing.rooms.insert(room_id.clone(), to_raw(&event)?);
+                    extensions.typing.rooms.insert((*room_id).clone(), to_raw(&event)?);
                 }
             }
         }

@@ -202,3 +202,38 @@ async fn connections_continue_after_a_restart() {
     assert_ne!(next, pos, "positions after the restart do not reuse earlier ones");
     drop((server, dir));
 }
+
+#[tokio::test]
+async fn typing_wakes_a_connection_and_is_delivered() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let mut request = room_list(5);
+    request["extensions"] = json!({ "typing": { "enabled": true } });
+    let first = sliding(&server, &alice, None, 0, &request).await;
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    let waiting = {
+        let (server, alice, request) = (&server, &alice, request.clone());
+        async move { sliding(server, alice, Some(&pos), 10_000, &request).await }
+    };
+    let typing = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let path = format!(
+            "/_matrix/client/v3/rooms/{room}/typing/{}",
+            palisade_testkit::urlencode(&bob.user_id)
+        );
+        let (status, body) =
+            server.put(&path, bob.token(), json!({ "typing": true, "timeout": 10000 })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    };
+    let started = std::time::Instant::now();
+    let (update, ()) = tokio::join!(waiting, typing);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "woken, not timed out");
+    assert_eq!(
+        update["extensions"]["typing"]["rooms"][&room]["content"]["user_ids"],
+        json!([bob.user_id]),
+        "{update}"
+    );
+}
