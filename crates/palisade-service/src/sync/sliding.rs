@@ -574,13 +574,19 @@ impl SyncService {
 
         let after = if initial { None } else { sent.map(|s| s.up_to) };
         let limit = usize::try_from(config.timeline_limit).unwrap_or(usize::MAX);
-        let (rows, limited, start) = if limit == 0 || after.is_some_and(|a| a >= window.now) {
+        let (rows, limited, start) = if after.is_some_and(|a| a >= window.now) {
             (Vec::new(), false, window.now)
+        } else if limit == 0 {
+            // No events asked for; whether any came decides whether the room is sent (its
+            // state and counts), as a timeline cut to nothing.
+            let filter = SyncFilter { timeline_limit: 1, ..SyncFilter::default() };
+            let (probe, _, _) = self.timeline(membership, window.now, after, &filter).await?;
+            (Vec::new(), !probe.is_empty(), window.now)
         } else {
             let filter = SyncFilter { timeline_limit: limit, ..SyncFilter::default() };
             self.timeline(membership, window.now, after, &filter).await?
         };
-        if !initial && rows.is_empty() && !window.receipts_changed {
+        if !initial && rows.is_empty() && !limited && !window.receipts_changed {
             return Ok(None);
         }
         let lazy: HashSet<String> = rows.iter().map(|r| r.sender.to_string()).collect();

@@ -237,3 +237,32 @@ async fn typing_wakes_a_connection_and_is_delivered() {
         "{update}"
     );
 }
+
+#[tokio::test]
+async fn a_list_without_timelines_still_tells_of_changes() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice, json!({ "name": "before" })).await;
+    let mut request = room_list(5);
+    request["lists"]["all_rooms"]["timeline_limit"] = json!(0);
+    let first = sliding(&server, &alice, None, 0, &request).await;
+    assert_eq!(first["rooms"][&room]["name"], "before");
+    let pos = first["pos"].as_str().unwrap().to_owned();
+
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/");
+    assert_eq!(
+        server.put(&path, alice.token(), json!({ "name": "after" })).await.0,
+        StatusCode::OK
+    );
+    let update = sliding(&server, &alice, Some(&pos), 0, &request).await;
+    let sent = &update["rooms"][&room];
+    assert_eq!(sent["name"], "after", "{update}");
+    assert!(sent["timeline"].as_array().is_none_or(|t| t.is_empty()), "{sent}");
+    let state: Vec<&str> = sent["required_state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(state, ["m.room.name"]);
+}
