@@ -202,6 +202,14 @@ impl TestServer {
         User::from_login(&self.register_with(localpart, false).await)
     }
 
+    /// Registers `localpart` as a server administrator (on its first, approved device).
+    pub async fn register_admin(&self, localpart: &str) -> User {
+        let admin = self.register(localpart).await;
+        let user_id = self.services.accounts.local_user_id(localpart).unwrap();
+        self.services.accounts.set_admin(&user_id, true).await.unwrap();
+        admin
+    }
+
     /// Registers `localpart` without signing in (`inhibit_login`), so that the account's first
     /// device is the one a client library signs in with next.
     pub async fn register_account(&self, localpart: &str) {

@@ -409,16 +409,10 @@ async fn third_party_identifiers_are_not_kept() {
 async fn administrators_lock_and_suspend_accounts() {
     let server = TestServer::start().await;
     let (admin, alice, bob) = (
-        server.register("admin").await,
+        server.register_admin("admin").await,
         server.register("alice").await,
         server.register("bob").await,
     );
-    server
-        .services
-        .accounts
-        .set_admin(admin.user_id.as_str().try_into().unwrap(), true)
-        .await
-        .unwrap();
     let room = server.create_room(&bob, json!({ "preset": "public_chat" })).await;
     server.join(&alice, &room).await;
     let lock = format!("/_matrix/client/v1/admin/lock/{}", urlencode(&alice.user_id));

@@ -107,13 +107,7 @@ async fn deleting_devices_requires_the_password_and_revokes_tokens() {
 async fn whois_shows_devices_to_their_owner_and_administrators() {
     let server = TestServer::start().await;
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
-    let admin = server.register("admin").await;
-    server
-        .services
-        .accounts
-        .set_admin(admin.user_id.as_str().try_into().unwrap(), true)
-        .await
-        .unwrap();
+    let admin = server.register_admin("admin").await;
     let path =
         format!("/_matrix/client/v3/admin/whois/{}", palisade_testkit::urlencode(&alice.user_id));
     server.get("/_matrix/client/v3/account/whoami", alice.token()).await;

@@ -21,6 +21,15 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A public room of alice's that bob joined, and alice's first message in it.
+async fn room_with_root(server: &TestServer, alice: &User, bob: &User) -> (String, String) {
+    let room = server.create_room(alice, json!({ "preset": "public_chat" })).await;
+    server.join(bob, &room).await;
+    let text = json!({ "msgtype": "m.text", "body": "root" });
+    let root = send(server, alice, &room, "m.room.message", text).await;
+    (room, root)
+}
+
 #[tokio::test]
 async fn relations_list_reactions_edits_and_thread_replies() {
     let server = TestServer::start().await;
@@ -29,16 +38,7 @@ async fn relations_list_reactions_edits_and_thread_replies() {
         server.register("bob").await,
         server.register("carol").await,
     );
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.join(&bob, &room).await;
-    let root = send(
-        &server,
-        &alice,
-        &room,
-        "m.room.message",
-        json!({ "msgtype": "m.text", "body": "root" }),
-    )
-    .await;
+    let (room, root) = room_with_root(&server, &alice, &bob).await;
     let relates = |rel: &str| json!({ "rel_type": rel, "event_id": root });
     let reaction = send(
         &server,
@@ -165,16 +165,7 @@ async fn threads_are_listed_by_latest_activity_with_their_summary() {
 async fn edits_threads_and_references_are_bundled_wherever_the_event_is_served() {
     let server = TestServer::start().await;
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.join(&bob, &room).await;
-    let root = send(
-        &server,
-        &alice,
-        &room,
-        "m.room.message",
-        json!({ "msgtype": "m.text", "body": "root" }),
-    )
-    .await;
+    let (room, root) = room_with_root(&server, &alice, &bob).await;
     let edit = |body: &str| json!({ "msgtype": "m.text", "body": format!("* {body}"), "m.new_content": { "msgtype": "m.text", "body": body }, "m.relates_to": { "rel_type": "m.replace", "event_id": root } });
     send(&server, &alice, &room, "m.room.message", edit("first edit")).await;
     let latest_edit = send(&server, &alice, &room, "m.room.message", edit("second edit")).await;
@@ -239,16 +230,7 @@ async fn edits_threads_and_references_are_bundled_wherever_the_event_is_served()
 async fn the_same_reaction_twice_is_refused_until_the_first_is_redacted() {
     let server = TestServer::start().await;
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.join(&bob, &room).await;
-    let root = send(
-        &server,
-        &alice,
-        &room,
-        "m.room.message",
-        json!({ "msgtype": "m.text", "body": "root" }),
-    )
-    .await;
+    let (room, root) = room_with_root(&server, &alice, &bob).await;
     let react = |key: &str| json!({ "m.relates_to": { "rel_type": "m.annotation", "event_id": root, "key": key } });
     let thumbs = send(&server, &bob, &room, "m.reaction", react("👍")).await;
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.reaction/again");
@@ -274,16 +256,7 @@ async fn bundles_show_only_what_the_viewer_may_read() {
         server.register("bob").await,
         server.register("eve").await,
     );
-    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
-    server.join(&bob, &room).await;
-    let root = send(
-        &server,
-        &alice,
-        &room,
-        "m.room.message",
-        json!({ "msgtype": "m.text", "body": "root" }),
-    )
-    .await;
+    let (room, root) = room_with_root(&server, &alice, &bob).await;
     let thread = |body: &str| json!({ "msgtype": "m.text", "body": body, "m.relates_to": { "rel_type": "m.thread", "event_id": root } });
     let before = send(&server, &alice, &room, "m.room.message", thread("while bob was here")).await;
     assert_eq!(server.membership(&bob, &room, "leave", None).await.0, StatusCode::OK);

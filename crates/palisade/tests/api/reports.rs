@@ -11,9 +11,7 @@ use crate::cli::palisade;
 async fn users_report_abuse_and_administrators_resolve_it() {
     let server = TestServer::start().await;
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
-    let admin = server.register("admin").await;
-    let admin_id = admin.user_id.as_str().try_into().unwrap();
-    server.services.accounts.set_admin(admin_id, true).await.unwrap();
+    let admin = server.register_admin("admin").await;
     let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
     server.join(&bob, &room).await;
     let (_, sent) = server.send_text(&bob, &room, "something abusive").await;
