@@ -382,6 +382,10 @@ fn lenient_body<T: 'static>(body: Bytes) -> Bytes {
         == TypeId::of::<ruma::api::client::typing::create_typing_event::v3::Request>()
     {
         typing_without_timeout(body)
+    } else if TypeId::of::<T>()
+        == TypeId::of::<ruma::api::client::search::search_events::v3::Request>()
+    {
+        search_without_context(body)
     } else {
         body
     }
@@ -399,6 +403,26 @@ fn typing_without_timeout(body: Bytes) -> Bytes {
         return body;
     }
     object.insert("timeout".into(), serde_json::json!(30_000));
+    serde_json::to_vec(&object).map(Bytes::from).unwrap_or(body)
+}
+
+/// A search without `event_context` (ruma fills in the spec's defaults, 5 events each side):
+/// marked with limits of 0, so that context is computed only when asked for, as Synapse does.
+fn search_without_context(body: Bytes) -> Bytes {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(&body) else {
+        return body;
+    };
+    let Some(serde_json::Value::Object(criteria)) = object
+        .get_mut("search_categories")
+        .and_then(|categories| categories.get_mut("room_events"))
+    else {
+        return body;
+    };
+    if criteria.contains_key("event_context") {
+        return body;
+    }
+    criteria
+        .insert("event_context".into(), serde_json::json!({"before_limit": 0, "after_limit": 0}));
     serde_json::to_vec(&object).map(Bytes::from).unwrap_or(body)
 }
 

@@ -15,6 +15,7 @@ mod receipts;
 mod reports;
 mod rooms;
 mod schema;
+mod search;
 mod sync;
 mod user_data;
 

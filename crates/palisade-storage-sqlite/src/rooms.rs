@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use palisade_core::{Error, Result};
 use palisade_storage::{
-    Aggregations, Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
-    StateUpdate,
+    Aggregations, Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, SearchHit,
+    SearchQuery, StateMap, StateUpdate,
 };
 use ruma::{
     DeviceId, EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId,
@@ -14,15 +14,15 @@ use ruma::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::{Database, parse_id, sql};
+use crate::{Database, parse_id, search, sql};
 
 /// Longest chain of delta snapshots before a full snapshot is written; bounds state reads.
 const MAX_STATE_CHAIN: i64 = 100;
 
-const EVENT_COLUMNS: &str = "stream_pos, event_id, room_id, type, state_key, sender, json, \
+pub(crate) const EVENT_COLUMNS: &str = "stream_pos, event_id, room_id, type, state_key, sender, json, \
                              unsigned, txn_device, txn_id, redacted_by, state_group, outlier";
 
-fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
+pub(crate) fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
     let txn_device: Option<String> = row.get(8)?;
     let txn_id: Option<String> = row.get(9)?;
     Ok(EventRow {
@@ -267,7 +267,6 @@ fn append(conn: &Connection, event: &NewEvent) -> Result<Appended> {
     Ok(Appended { stream_pos, state_group, current_group })
 }
 
-/// Inserts the event row; returns its stream position.
 /// The SQL order of a walk in `direction` by stream position.
 fn sql_order(direction: Direction) -> &'static str {
     match direction {
@@ -276,6 +275,7 @@ fn sql_order(direction: Direction) -> &'static str {
     }
 }
 
+/// Inserts the event row; returns its stream position.
 fn insert_event(
     conn: &Connection,
     event: &NewEvent,
@@ -789,6 +789,14 @@ impl RoomStore for Database {
             )?
             .query_row(params![target.as_str(), sender.as_str(), kind, key], |row| row.get(0))
         })
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>> {
+        self.read(|conn| search::search(conn, query))
+    }
+
+    async fn search_count(&self, query: &SearchQuery) -> Result<u64> {
+        self.read(|conn| search::count(conn, query))
     }
 
     async fn thread_roots(

@@ -357,6 +357,39 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN suspended INTEGER NOT NULL DEFAULT 0;",
     // 23: profile fields beyond the display name and avatar (spec v1.16: `m.tz`, custom).
     "ALTER TABLE users ADD COLUMN profile_fields TEXT;",
+    // 24: full-text search of messages, room names and topics (`/search`): an FTS5 index whose
+    // tokenizer folds case and accents, kept by triggers so no write path can forget it; a
+    // redacted or deleted event leaves it at once (`secure-delete`: its words are not kept).
+    "CREATE VIRTUAL TABLE event_search USING fts5(
+        value, key UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+    );
+    INSERT INTO event_search (event_search, rank) VALUES ('secure-delete', 1);
+    CREATE VIEW event_search_source AS
+        SELECT stream_pos, json, outlier, redacted_by, CASE type
+            WHEN 'm.room.message' THEN 'content.body'
+            WHEN 'm.room.name' THEN 'content.name'
+            WHEN 'm.room.topic' THEN 'content.topic' END AS key
+        FROM events;
+    CREATE TRIGGER event_search_insert AFTER INSERT ON events
+    WHEN new.outlier = 0 AND new.type IN ('m.room.message', 'm.room.name', 'm.room.topic')
+    BEGIN
+        INSERT INTO event_search (rowid, key, value)
+            SELECT stream_pos, key, json_extract(json, '$.' || key) FROM event_search_source
+            WHERE stream_pos = new.stream_pos AND json_type(json, '$.' || key) = 'text';
+    END;
+    CREATE TRIGGER event_search_redact AFTER UPDATE OF redacted_by ON events
+    WHEN new.redacted_by IS NOT NULL
+    BEGIN
+        DELETE FROM event_search WHERE rowid = new.stream_pos;
+    END;
+    CREATE TRIGGER event_search_delete AFTER DELETE ON events
+    BEGIN
+        DELETE FROM event_search WHERE rowid = old.stream_pos;
+    END;
+    INSERT INTO event_search (rowid, key, value)
+        SELECT stream_pos, key, json_extract(json, '$.' || key) FROM event_search_source
+        WHERE key IS NOT NULL AND outlier = 0 AND redacted_by IS NULL
+          AND json_type(json, '$.' || key) = 'text';",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

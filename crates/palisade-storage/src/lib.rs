@@ -12,6 +12,7 @@ pub mod push;
 pub mod receipts;
 pub mod reports;
 pub mod rooms;
+pub mod search;
 pub mod sync;
 pub mod user_data;
 
@@ -29,6 +30,9 @@ pub use reports::{NewReport, ReportRow, ReportStore};
 pub use rooms::{
     Aggregations, Appended, EventRow, MembershipRow, NewEvent, RoomSnapshot, RoomStore, StateMap,
     StateUpdate,
+};
+pub use search::{
+    SearchClause, SearchHit, SearchKey, SearchOrder, SearchPhrase, SearchQuery, SearchTerms,
 };
 pub use sync::SyncStore;
 pub use user_data::{AccountDataRow, UserDataStore};

@@ -9,6 +9,8 @@ use ruma::{
     RoomAliasId, RoomId, RoomVersionId, ServerName, UserId, api::Direction,
 };
 
+use crate::{SearchHit, SearchQuery};
+
 /// Room state: `(event type, state key)` to the id of the state event.
 pub type StateMap = HashMap<(String, String), OwnedEventId>;
 
@@ -267,6 +269,11 @@ pub trait RoomStore: Send + Sync {
         participant: Option<&UserId>,
         limit: usize,
     ) -> Result<Vec<(OwnedEventId, u64)>>;
+    /// Events of the query's rooms whose indexed text matches its terms, in its order, at
+    /// most its limit; only timeline events, none redacted.
+    async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>>;
+    /// How many events [`Self::search`] would find, all pages together.
+    async fn search_count(&self, query: &SearchQuery) -> Result<u64>;
     /// The timeline event of a room nearest `ts` (origin milliseconds) at or after it
     /// (`forward`) or at or before it, among events up to stream position `up_to`: its id and
     /// timestamp.

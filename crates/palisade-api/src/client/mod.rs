@@ -18,6 +18,7 @@ mod register;
 mod relations;
 mod reports;
 mod rooms;
+mod search;
 mod session;
 mod sync;
 mod thirdparty;
@@ -44,6 +45,7 @@ pub(crate) fn routes(router: Routes) -> Routes {
     let router = pushers::routes(router);
     let router = reports::routes(router);
     let router = relations::routes(router);
+    let router = search::routes(router);
     let router = thirdparty::routes(router);
     let router = threepid::routes(router);
     let router = voip::routes(router);

@@ -16,6 +16,7 @@ mod read;
 mod relations;
 mod remote;
 mod resolve;
+mod search;
 mod verify;
 
 use std::{
@@ -52,6 +53,10 @@ pub use read::{
 };
 pub use relations::{Relations, RelationsQuery, Threads};
 pub use remote::{JoinedRoom, RemoteRoomService};
+pub use search::{
+    ContextRequest, ResultContext, ResultGroup, RoomEventResults, SearchCategories, SearchKey,
+    SearchRequest, SearchResult, SearchResults, SenderProfile,
+};
 pub use verify::{RemoteEvent, UnverifiedPdu};
 
 use self::admit::Incoming;

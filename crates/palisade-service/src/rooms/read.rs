@@ -18,7 +18,7 @@ use ruma::{
     api::{
         Direction,
         client::{
-            filter::{LazyLoadOptions, RoomEventFilter},
+            filter::{LazyLoadOptions, RoomEventFilter, UrlFilter},
             membership::joined_members::v3::RoomMember,
             peeking::get_current_state::{self, v3::PaginationChunk},
             room::Visibility as RoomVisibility,
@@ -57,6 +57,8 @@ pub struct EventFilter {
     pub not_senders: Vec<OwnedUserId>,
     /// Send the members of the returned events' senders along as state.
     pub lazy_load_members: bool,
+    /// Only events with (`true`) or without (`false`) a `url` in their content.
+    pub contains_url: Option<bool>,
 }
 
 impl From<&RoomEventFilter> for EventFilter {
@@ -67,8 +69,23 @@ impl From<&RoomEventFilter> for EventFilter {
             senders: filter.senders.clone(),
             not_senders: filter.not_senders.clone(),
             lazy_load_members: matches!(filter.lazy_load_options, LazyLoadOptions::Enabled { .. }),
+            contains_url: filter.url_filter.as_ref().map(|f| *f == UrlFilter::EventsWithUrl),
         }
     }
+}
+
+/// Whether an event's content has a `url` (a file, an image), as `contains_url` reads it.
+fn has_url(row: &EventRow) -> bool {
+    #[derive(Deserialize)]
+    struct Event {
+        #[serde(default)]
+        content: Content,
+    }
+    #[derive(Default, Deserialize)]
+    struct Content {
+        url: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Event>(&row.json).is_ok_and(|event| event.content.url.is_some())
 }
 
 fn type_matches(pattern: &str, kind: &str) -> bool {
@@ -86,6 +103,7 @@ impl EventFilter {
             && !self.not_types.iter().any(|p| type_matches(p, kind))
             && self.senders.as_ref().is_none_or(|senders| senders.contains(&row.sender))
             && !self.not_senders.contains(&row.sender)
+            && self.contains_url.is_none_or(|wanted| has_url(row) == wanted)
     }
 }
 
@@ -662,7 +680,7 @@ impl RoomService {
     }
 
     /// The events of a page the user may see, unformatted.
-    async fn page(
+    pub(super) async fn page(
         &self,
         user: &UserId,
         room_id: &RoomId,
@@ -687,7 +705,7 @@ impl RoomService {
     }
 
     /// A page in client format.
-    async fn messages_of(
+    pub(super) async fn messages_of(
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,
@@ -939,7 +957,7 @@ impl RoomService {
     }
 
     /// The rooms a user is joined to.
-    async fn joined_rooms_of(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
+    pub(super) async fn joined_rooms_of(&self, user: &UserId) -> Result<Vec<OwnedRoomId>> {
         let memberships = self.store.rooms_of_user(user).await?.into_iter();
         Ok(memberships.filter(|m| m.membership == "join").map(|m| m.room_id).collect())
     }
@@ -960,8 +978,8 @@ pub struct Walk {
 }
 
 /// Events of a page, before formatting.
-struct Page {
-    rows: Vec<EventRow>,
+pub(super) struct Page {
+    pub(super) rows: Vec<EventRow>,
     /// Where the page starts.
     start: u64,
     /// Where to continue from; `None` when there is nothing further.
@@ -971,23 +989,23 @@ struct Page {
 /// The fields of a member event the member lists read; a field of the wrong type reads as
 /// absent, as clients treat it.
 #[derive(Deserialize)]
-struct Member {
+pub(super) struct Member {
     state_key: OwnedUserId,
-    content: MemberContent,
+    pub(super) content: MemberContent,
 }
 
 #[derive(Deserialize)]
-struct MemberContent {
+pub(super) struct MemberContent {
     #[serde(default, deserialize_with = "ruma::serde::default_on_error")]
     membership: Option<String>,
     #[serde(default, deserialize_with = "ruma::serde::default_on_error")]
-    displayname: Option<String>,
+    pub(super) displayname: Option<String>,
     #[serde(default, deserialize_with = "ruma::serde::default_on_error")]
-    avatar_url: Option<OwnedMxcUri>,
+    pub(super) avatar_url: Option<OwnedMxcUri>,
 }
 
 impl Member {
-    fn of(row: &EventRow) -> Option<Self> {
+    pub(super) fn of(row: &EventRow) -> Option<Self> {
         serde_json::from_str(&row.json).ok()
     }
 }

@@ -77,6 +77,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
         "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}/{event_type}",
         Rooms,
     ),
+    ("POST", "~/search", Rooms),
     ("GET", "/_matrix/client/versions", Nothing),
     ("GET", "/_matrix/key/v2/server", Nothing),
     ("GET", "/_matrix/key/v2/server/{key_id}", Nothing),
@@ -329,6 +330,9 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         ("POST", "createRoom") => Some(json!({ "invite": [carol] })),
         ("POST", "invite") => Some(json!({ "user_id": carol })),
         ("POST", "kick" | "ban" | "unban") => Some(json!({ "user_id": bob })),
+        ("POST", "search") => {
+            Some(json!({ "search_categories": { "room_events": { "search_term": "walk" } } }))
+        }
         ("POST", "read_markers") => Some(json!({ "m.fully_read": scene.event })),
         ("POST", "set") => Some(json!({
             "kind": "http",

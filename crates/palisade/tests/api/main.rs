@@ -21,6 +21,7 @@ mod reports;
 mod room_auth;
 mod room_history;
 mod rooms;
+mod search;
 mod sliding_sync;
 mod synapse;
 mod sync;
