@@ -1,7 +1,9 @@
-//! Joining and leaving across servers: as the joining server (`make_join`, then `send_join`
-//! with the returned state verified), and as the resident server answering both.
+//! Joining, knocking and leaving across servers: as the joining server (`make_join`, then
+//! `send_join` with the returned state verified; `make_knock`, `send_knock`), and as the
+//! resident server answering them.
 //!
-//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>
+//! Spec: <https://spec.matrix.org/v1.19/server-server-api/#joining-rooms>,
+//! <https://spec.matrix.org/v1.19/server-server-api/#knocking-upon-a-room>
 
 use palisade_core::{Error, ErrorKind, Result, SUPPORTED_ROOM_VERSIONS};
 use palisade_service::{
@@ -14,8 +16,8 @@ use ruma::{
     api::federation::{
         backfill::get_backfill,
         membership::{
-            RawStrippedState, create_invite, create_join_event, create_leave_event,
-            prepare_join_event, prepare_leave_event,
+            RawStrippedState, create_invite, create_join_event, create_knock_event,
+            create_leave_event, prepare_join_event, prepare_knock_event, prepare_leave_event,
         },
     },
     events::AnyStrippedStateEvent,
@@ -30,6 +32,16 @@ use crate::{
 
 /// How many events before the join a joining server fetches, so the user sees what led up to it.
 const JOIN_HISTORY: u32 = 50;
+
+/// What a resident server answers a membership event sent through it with.
+pub enum MembershipAnswer {
+    /// A join: the room's state and auth chain.
+    Joined(JoinedState),
+    /// A knock: the state that shows the room (`knock_room_state`).
+    Knocked(Vec<Box<RawValue>>),
+    /// A leave: nothing.
+    Left,
+}
 
 /// The state and auth chain a resident server answers `send_join` with.
 pub struct JoinedState {
@@ -53,25 +65,10 @@ impl Federation {
         let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
         request.ver = SUPPORTED_ROOM_VERSIONS.to_vec();
         let template = self.client.send(server, request).await?;
-        let version = template.room_version.unwrap_or(RoomVersionId::V1);
-        if !SUPPORTED_ROOM_VERSIONS.contains(&version) {
-            return Err(Error::new(
-                ErrorKind::UnsupportedRoomVersion,
-                format!("This server does not support room version {version}"),
-            ));
-        }
+        let version = supported(template.room_version.unwrap_or(RoomVersionId::V1))?;
         let mut object = parse_pdu(&template.event)?;
         check_template(&object, room_id, user, "join")?;
-        // Other members see the joining user's profile in the member event, as for local joins.
-        let profile = self.local_profile(user).await?;
-        if let Some(CanonicalJsonValue::Object(content)) = object.get_mut("content") {
-            let fields = [("displayname", profile.displayname), ("avatar_url", profile.avatar_url)];
-            for (field, value) in fields {
-                if let Some(value) = value {
-                    content.insert(field.to_owned(), CanonicalJsonValue::String(value));
-                }
-            }
-        }
+        self.fill_member_content(&mut object, user, None).await?;
         let join = self.services.remote_rooms.complete_template(actor, object, &version).await?;
         let request = create_join_event::v2::Request::new(
             room_id.to_owned(),
@@ -99,6 +96,66 @@ impl Federation {
         };
         let joined = JoinedRoom { state, auth_chain, history, join };
         self.services.remote_rooms.import_join(room_id, &version, joined).await
+    }
+
+    /// `make_knock` and `send_knock` through a server in the room, then records the knock with
+    /// the room state the server showed.
+    pub(crate) async fn knock_through(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        server: &ServerName,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let user = actor.user();
+        let mut request =
+            prepare_knock_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+        request.ver = SUPPORTED_ROOM_VERSIONS.to_vec();
+        let template = self.client.send(server, request).await?;
+        let version = supported(template.room_version)?;
+        let mut object = parse_pdu(&template.event)?;
+        check_template(&object, room_id, user, "knock")?;
+        self.fill_member_content(&mut object, user, reason).await?;
+        let knock = self.services.remote_rooms.complete_template(actor, object, &version).await?;
+        let request = create_knock_event::v1::Request::new(
+            room_id.to_owned(),
+            knock.event_id().to_owned(),
+            to_raw(knock.object())?,
+        );
+        let answer = self.client.send(server, request).await?;
+        let shown = answer
+            .knock_room_state
+            .iter()
+            .filter_map(|state| stripped_of(state, room_id))
+            .collect();
+        self.services
+            .remote_rooms
+            .record_outside_membership(room_id, &version, knock, Some(shown))
+            .await
+    }
+
+    /// A local user's member event content from a resident server's template: their profile,
+    /// as other members see it in local joins, and the reason they gave.
+    async fn fill_member_content(
+        &self,
+        object: &mut CanonicalJsonObject,
+        user: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let profile = self.local_profile(user).await?;
+        if let Some(CanonicalJsonValue::Object(content)) = object.get_mut("content") {
+            let fields = [
+                ("displayname", profile.displayname),
+                ("avatar_url", profile.avatar_url),
+                ("reason", reason.map(ToOwned::to_owned)),
+            ];
+            for (field, value) in fields {
+                if let Some(value) = value {
+                    content.insert(field.to_owned(), CanonicalJsonValue::String(value));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `make_leave` and `send_leave` through a server in the room, then records the leave.
@@ -246,7 +303,8 @@ impl Federation {
         to_raw(countersigned.object())
     }
 
-    /// `make_join`/`make_leave` as the resident server: a template for a user of `origin`.
+    /// `make_join`/`make_knock`/`make_leave` as the resident server: a template for a user of
+    /// `origin`; a join or knock only in a room version the user's server supports.
     pub async fn make_membership(
         &self,
         origin: &ServerName,
@@ -263,11 +321,11 @@ impl Federation {
         let version =
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
         self.ensure_acl(origin, room_id).await?;
-        if membership == "join" && !versions.contains(&version) {
+        if matches!(membership, "join" | "knock") && !versions.contains(&version) {
             return Err(Error::new(
                 ErrorKind::IncompatibleRoomVersion,
                 format!(
-                    "The room is of version {version}, which the joining server does not support"
+                    "The room is of version {version}, which the user's server does not support"
                 ),
             ));
         }
@@ -279,8 +337,9 @@ impl Federation {
         Ok((version, to_raw(&template)?))
     }
 
-    /// `send_join`/`send_leave` as the resident server: checks the event and runs it through
-    /// the pipeline; for a join, answers with the room's state before it.
+    /// `send_join`/`send_knock`/`send_leave` as the resident server: checks the event and runs
+    /// it through the pipeline; answers a join with the room's state before it, a knock with
+    /// the state that shows the room.
     pub async fn send_membership(
         &self,
         origin: &ServerName,
@@ -288,7 +347,7 @@ impl Federation {
         event_id: &EventId,
         pdu: &RawValue,
         membership: &str,
-    ) -> Result<Option<JoinedState>> {
+    ) -> Result<MembershipAnswer> {
         let rooms = &self.services.rooms;
         let remote_rooms = &self.services.remote_rooms;
         let version =
@@ -318,17 +377,22 @@ impl Federation {
                 return Err(Error::forbidden("The event refers to events this server lacks"));
             }
         }
-        if membership != "join" {
-            return Ok(None);
+        match membership {
+            "join" => {
+                let (state, auth_chain) =
+                    remote_rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
+                let servers = rooms.servers_in_room(room_id).await?;
+                Ok(MembershipAnswer::Joined(JoinedState {
+                    state: to_raws(&state)?,
+                    auth_chain: to_raws(&auth_chain)?,
+                    servers_in_room: servers.iter().map(ToString::to_string).collect(),
+                }))
+            }
+            "knock" => Ok(MembershipAnswer::Knocked(to_raws(
+                &remote_rooms.knock_room_state(room_id).await?,
+            )?)),
+            _ => Ok(MembershipAnswer::Left),
         }
-        let (state, auth_chain) =
-            remote_rooms.state_and_auth_chain(room_id, Some(event_id)).await?;
-        let servers = rooms.servers_in_room(room_id).await?;
-        Ok(Some(JoinedState {
-            state: to_raws(&state)?,
-            auth_chain: to_raws(&auth_chain)?,
-            servers_in_room: servers.iter().map(ToString::to_string).collect(),
-        }))
     }
 
     /// Passes an event another server joined or left through on to the room's other servers,
@@ -376,6 +440,18 @@ fn stripped_of(state: &RawStrippedState, room_id: &RoomId) -> Option<Raw<AnyStri
             }
         });
     if same_room { palisade_service::rooms::pdu::stripped(json) } else { None }
+}
+
+/// `version` if this server supports it.
+fn supported(version: RoomVersionId) -> Result<RoomVersionId> {
+    if SUPPORTED_ROOM_VERSIONS.contains(&version) {
+        Ok(version)
+    } else {
+        Err(Error::new(
+            ErrorKind::UnsupportedRoomVersion,
+            format!("This server does not support room version {version}"),
+        ))
+    }
 }
 
 /// The user a membership event is about (its state key).

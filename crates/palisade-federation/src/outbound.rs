@@ -33,6 +33,16 @@ impl OutboundFederation for Federation {
         Federation::join_through(self, actor, room_id, server).await
     }
 
+    async fn knock_through(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        server: &ServerName,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        Federation::knock_through(self, actor, room_id, server, reason).await
+    }
+
     async fn leave_through(
         &self,
         actor: Actor<'_>,

@@ -33,7 +33,17 @@ pub trait OutboundFederation: Send + Sync {
         server: &ServerName,
     ) -> Result<()>;
 
-    /// Leaves a room this server is not in (rejects an invite) through `server`
+    /// Knocks on a room this server is not in through `server` (`make_knock`, `send_knock`),
+    /// recording the knock with the room state the server showed.
+    async fn knock_through(
+        &self,
+        actor: Actor<'_>,
+        room_id: &RoomId,
+        server: &ServerName,
+        reason: Option<&str>,
+    ) -> Result<()>;
+
+    /// Leaves a room this server is not in (rejects an invite, withdraws a knock) through `server`
     /// (`make_leave`, `send_leave`), recording the leave.
     async fn leave_through(
         &self,

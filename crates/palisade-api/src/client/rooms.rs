@@ -1,5 +1,5 @@
-//! Rooms and membership: `createRoom`, `joined_rooms`, join, invite, leave, forget, kick, ban,
-//! unban.
+//! Rooms and membership: `createRoom`, `joined_rooms`, join, knock, invite, leave, forget,
+//! kick, ban, unban.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#rooms>
 
@@ -10,6 +10,7 @@ use palisade_service::{
     trust::Actor,
 };
 use ruma::api::client::{
+    knock::knock_room,
     membership::{
         ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
         joined_rooms, kick_user, leave_room, unban_user,
@@ -29,6 +30,7 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, joined);
     let router = route(router, join_by_id);
     let router = route(router, join_by_id_or_alias);
+    let router = route(router, knock);
     let router = route(router, invite);
     let router = route(router, leave);
     let router = route(router, forget);
@@ -134,6 +136,20 @@ async fn join_by_id_or_alias(
         .join_room(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
         .await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/knock/{roomIdOrAlias}`
+async fn knock(
+    state: AppState,
+    request: Ruma<knock_room::v3::Request>,
+) -> Result<knock_room::v3::Response> {
+    let actor = request.session()?.into();
+    let body = &request.body;
+    let room_id = state
+        .membership
+        .knock_room(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
+        .await?;
+    Ok(knock_room::v3::Response::new(room_id))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`

@@ -54,8 +54,8 @@ pub(super) enum Incoming<'a> {
     /// left out unless it passes against its auth events and that state).
     Join { join: RemoteEvent, state: StateMap, history: Vec<RemoteEvent> },
     /// A local user's membership in a room this server is not in: an invite another server
-    /// sent (with the room state it showed), or the user's rejection of it.
-    Outside { event: RemoteEvent, invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>> },
+    /// sent or the user's knock (with the room state shown), or the user's leave.
+    Outside { event: RemoteEvent, shown_state: Option<Vec<Raw<AnyStrippedStateEvent>>> },
 }
 
 /// What became of an event another server sent.
@@ -82,9 +82,10 @@ struct Commit<'a> {
     state: StateUpdate,
     /// The state before the event, when not the current state.
     before: Option<&'a StateMap>,
-    /// For an invite from another server: the room's stripped state it came with, kept in the
-    /// event's `unsigned` for the invitee's `/sync`.
-    invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
+    /// For an invite from another server or a knock through one: the room's stripped state
+    /// shown with it, kept in the event's `unsigned` (`invite_room_state`,
+    /// `knock_room_state`) for the user's `/sync`.
+    shown_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
 }
 
 impl RoomService {
@@ -126,7 +127,7 @@ impl RoomService {
             Incoming::Join { join, state, history } => {
                 self.admit_join(room_id, room, join, state, history).await
             }
-            Incoming::Outside { event, invite_state } => {
+            Incoming::Outside { event, shown_state } => {
                 if self.store.has_event(event.event_id()).await? {
                     return Ok(Received::Known);
                 }
@@ -141,22 +142,19 @@ impl RoomService {
                 let target = pdu.state_key.as_deref().unwrap_or_default();
                 let local = <&UserId>::try_from(target)
                     .is_ok_and(|user| user.server_name() == self.config.server_name);
-                // An invite of a local user, or that user's own leave (rejecting it).
+                // An invite of a local user, or that user's own knock or leave.
                 let allowed = match pdu.membership().as_deref() {
                     Some("invite") => true,
-                    Some("leave") => pdu.sender.as_str() == target,
+                    Some("knock" | "leave") => pdu.sender.as_str() == target,
                     _ => false,
                 };
                 if !local || !allowed {
                     return Err(Error::bad_json(
-                        "Only a local user's invite, or their leave, is recorded outside a room",
+                        "Only a local user's invite, knock or leave is recorded outside a room",
                     ));
                 }
-                let commit = Commit {
-                    state: StateUpdate::MembershipOnly,
-                    invite_state,
-                    ..Commit::default()
-                };
+                let commit =
+                    Commit { state: StateUpdate::MembershipOnly, shown_state, ..Commit::default() };
                 self.persist(room, pdu, event.into_json(), commit).await?;
                 Ok(Received::Accepted)
             }
@@ -326,15 +324,19 @@ impl RoomService {
         json: String,
         commit: Commit<'_>,
     ) -> Result<OwnedEventId> {
-        let Commit { txn, creates_room, state, before, invite_state } = commit;
+        let Commit { txn, creates_room, state, before, shown_state } = commit;
         let room_id = pdu.room()?;
         let state_key = pdu.state_key.clone().map(|k| (pdu.kind.to_string(), k));
         let before = before.unwrap_or(&room.state);
         let previous = state_key.as_ref().and_then(|key| before.get(key));
-        let unsigned = match (invite_state, previous) {
-            // An invite from outside keeps the room state it came with, whatever came before.
+        let unsigned = match (shown_state, previous) {
+            // An invite or knock from outside keeps the room state shown, whatever came before.
             (Some(events), _) => {
-                Some(serde_json::json!({ "invite_room_state": events }).to_string())
+                let key = match pdu.membership().as_deref() {
+                    Some("knock") => "knock_room_state",
+                    _ => "invite_room_state",
+                };
+                Some(serde_json::json!({ key: events }).to_string())
             }
             (None, Some(previous)) => match self.store.event(previous).await? {
                 Some(prev) => {

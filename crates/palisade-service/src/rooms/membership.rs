@@ -11,7 +11,9 @@ use std::{
 };
 
 use palisade_core::{Error, Result};
-use ruma::{CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, UserId};
+use ruma::{
+    CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, ServerName, UserId,
+};
 use serde_json::json;
 
 use super::{DirectoryService, EventTemplate, Received, RoomService};
@@ -26,7 +28,7 @@ impl RoomService {
         reason: Option<&str>,
     ) -> Result<CanonicalJsonObject> {
         let mut content = json!({ "membership": membership });
-        if matches!(membership, "join" | "invite")
+        if matches!(membership, "join" | "invite" | "knock")
             && let Some(user) = self.accounts.user(target).await?
         {
             if let Some(name) = user.displayname {
@@ -86,8 +88,7 @@ impl MembershipService {
     }
 
     /// Joins a room by id or alias: through this server's pipeline when it is in the room, else
-    /// through a server that is (`via`, the alias's server, the room's own, the inviter's, the
-    /// servers of its members this server knows).
+    /// through a server that is (see [`Self::locate`]).
     pub async fn join_room(
         &self,
         actor: Actor<'_>,
@@ -97,6 +98,55 @@ impl MembershipService {
     ) -> Result<OwnedRoomId> {
         self.rooms.trust.require(actor, Need::RoomAccess, "join").await?;
         actor.may_write()?;
+        let (room_id, resident) = self.locate(actor, room, via).await?;
+        if actor.is_guest() {
+            return self.join_as_guest(actor, &room_id, reason).await.map(|()| room_id);
+        }
+        let Some(candidates) = resident else {
+            self.join(actor, &room_id, reason).await?;
+            return Ok(room_id);
+        };
+        let outbound = self.rooms.outbound.get()?;
+        self.through_any(&room_id, &candidates, "join", |server| {
+            outbound.join_through(actor, &room_id, server)
+        })
+        .await?;
+        Ok(room_id)
+    }
+
+    /// Knocks on a room by id or alias (asks its members to be let in): through this
+    /// server's pipeline when it is in the room, else through a server that is.
+    pub async fn knock_room(
+        &self,
+        actor: Actor<'_>,
+        room: &RoomOrAliasId,
+        via: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<OwnedRoomId> {
+        self.rooms.trust.require(actor, Need::RoomAccess, "knock").await?;
+        actor.may_write()?;
+        let (room_id, resident) = self.locate(actor, room, via).await?;
+        let Some(candidates) = resident else {
+            self.set_membership(actor, &room_id, actor.user(), "knock", reason).await?;
+            return Ok(room_id);
+        };
+        let outbound = self.rooms.outbound.get()?;
+        self.through_any(&room_id, &candidates, "knock", |server| {
+            outbound.knock_through(actor, &room_id, server, reason)
+        })
+        .await?;
+        Ok(room_id)
+    }
+
+    /// The room a join or knock is for, and `None` when this server is in it, else the
+    /// servers to go through: `via`, the alias's servers, the room's own, the inviter's, the
+    /// servers of its members this server knows.
+    async fn locate(
+        &self,
+        actor: Actor<'_>,
+        room: &RoomOrAliasId,
+        via: &[OwnedServerName],
+    ) -> Result<(OwnedRoomId, Option<Vec<OwnedServerName>>)> {
         let own = &self.rooms.config.server_name;
         let mut candidates = via.to_vec();
         let room_id = match <&RoomId>::try_from(room) {
@@ -109,12 +159,8 @@ impl MembershipService {
             }
         };
         let known = self.rooms.room_version(&room_id).await?.is_some();
-        if actor.is_guest() {
-            return self.join_as_guest(actor, &room_id, reason).await.map(|()| room_id);
-        }
         if known && self.rooms.server_in_room(&room_id, own).await? {
-            self.join(actor, &room_id, reason).await?;
-            return Ok(room_id);
+            return Ok((room_id, None));
         }
         if let Some(server) = room_id.server_name() {
             candidates.push(server.to_owned());
@@ -127,12 +173,27 @@ impl MembershipService {
         }
         let mut seen = HashSet::new();
         candidates.retain(|server| server != own && seen.insert(server.clone()));
+        Ok((room_id, Some(candidates)))
+    }
+
+    /// Tries `attempt` through each server in turn until one succeeds; the last error else.
+    async fn through_any<'s, F, Fut>(
+        &self,
+        room_id: &RoomId,
+        servers: &'s [OwnedServerName],
+        what: &str,
+        attempt: F,
+    ) -> Result<()>
+    where
+        F: Fn(&'s ServerName) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let mut last = Error::not_found("No known servers for this room");
-        for server in &candidates {
-            match self.rooms.outbound.get()?.join_through(actor, &room_id, server).await {
-                Ok(()) => return Ok(room_id),
+        for server in servers {
+            match attempt(server).await {
+                Ok(()) => return Ok(()),
                 Err(error) => {
-                    tracing::info!(%server, %room_id, %error, "remote join failed");
+                    tracing::info!(%server, %room_id, %error, what, "through another server failed");
                     last = error;
                 }
             }
@@ -158,9 +219,10 @@ impl MembershipService {
         self.join(actor, room_id, reason).await
     }
 
-    /// Leaves a room, or rejects an invite: through this server's pipeline when it is in the
-    /// room, else through the server that sent the invite (or, when that server cannot be
-    /// reached, locally: the user is not held to an invite nobody can be told of).
+    /// Leaves a room, rejects an invite or withdraws a knock: through this server's pipeline
+    /// when it is in the room, else through the server that sent the invite or the room's
+    /// (or, when that server cannot be reached, locally: the user is not held to an invite or
+    /// a knock nobody can be told of).
     pub async fn leave_room(
         &self,
         actor: Actor<'_>,
@@ -169,24 +231,34 @@ impl MembershipService {
     ) -> Result<()> {
         self.rooms.trust.require(actor, Need::RoomAccess, "leave").await?;
         let own = &self.rooms.config.server_name;
-        let inviter = self.rooms.inviter(room_id, actor.user()).await?;
-        let outside = inviter.as_ref().is_some_and(|inviter| inviter.server_name() != own)
-            && !self.rooms.server_in_room(room_id, own).await?;
-        match inviter {
-            Some(inviter) if outside => {
-                let server = inviter.server_name();
-                let through = async {
-                    self.rooms.outbound.get()?.leave_through(actor, room_id, server).await
-                }
-                .await;
-                if let Err(error) = through {
-                    tracing::info!(%room_id, %error, "rejecting an invite locally");
-                    self.rooms.out_of_band_leave(actor, room_id).await?;
-                }
-                Ok(())
-            }
-            _ => self.leave(actor, room_id, reason).await,
+        let membership = self.rooms.store.membership(room_id, actor.user()).await?;
+        let pending = membership.as_ref().map(|m| m.membership.as_str());
+        if !matches!(pending, Some("invite" | "knock"))
+            || self.rooms.server_in_room(room_id, own).await?
+        {
+            return self.leave(actor, room_id, reason).await;
         }
+        let mut servers = match pending {
+            Some("invite") => {
+                let inviter = self.rooms.inviter(room_id, actor.user()).await?;
+                inviter.map(|i| i.server_name().to_owned()).into_iter().collect()
+            }
+            _ => self.rooms.knock_servers(room_id, actor.user()).await?,
+        };
+        servers.retain(|server| server != own);
+        let through = async {
+            let outbound = self.rooms.outbound.get()?;
+            self.through_any(room_id, &servers, "leave", |server| {
+                outbound.leave_through(actor, room_id, server)
+            })
+            .await
+        }
+        .await;
+        if let Err(error) = through {
+            tracing::info!(%room_id, %error, "leaving locally");
+            self.rooms.out_of_band_leave(actor, room_id).await?;
+        }
+        Ok(())
     }
 
     /// Invites a user: through this server's pipeline for a local user; another server's user

@@ -148,17 +148,29 @@ impl RoomService {
         let template = EventTemplate::state("m.room.member", target.as_str(), content);
         let signed = self.build(room, Some(room_id), sender, template, &rules).await?;
         self.authorize(room, &signed.pdu, &rules).await?;
-        let mut shown = Vec::new();
+        let shown = self.prejoin_state(&room.state, Some(sender)).await?;
+        Ok((room.version.clone(), RemoteEvent::signed_here(signed), shown))
+    }
+
+    /// The state that shows a room to a user not in it, as full PDUs (an invite's or a
+    /// knock's room state): create, join rules, name, avatar, alias, encryption, topic, and
+    /// the member event of `member` (the inviter) when given.
+    pub(crate) async fn prejoin_state(
+        &self,
+        state: &StateMap,
+        member: Option<&UserId>,
+    ) -> Result<Vec<CanonicalJsonObject>> {
         let keys = super::INVITE_STATE
             .iter()
             .map(|kind| ((*kind).to_owned(), String::new()))
-            .chain(std::iter::once(("m.room.member".to_owned(), sender.to_string())));
+            .chain(member.map(|member| ("m.room.member".to_owned(), member.to_string())));
+        let mut shown = Vec::new();
         for key in keys {
-            if let Some(id) = room.state.get(&key) {
+            if let Some(id) = state.get(&key) {
                 shown.extend(self.pdu_object(id).await?);
             }
         }
-        Ok((room.version.clone(), RemoteEvent::signed_here(signed), shown))
+        Ok(shown)
     }
 
     /// Who invited `user` to the room, when the user's membership is an invite.
@@ -174,21 +186,58 @@ impl RoomService {
         Ok(self.store.event(&membership.event_id).await?.map(|row| row.sender))
     }
 
-    /// Rejects an invite locally when no server in the room can be reached (as Synapse's
-    /// out-of-band leave): a leave event this server signs, seen by the user's devices only.
+    /// The servers that can take a local user's leave of a room they knocked on from outside:
+    /// those of the senders of the state their knock was answered with (the creator's
+    /// first), then the room id's (rooms before version 12 name one).
+    pub async fn knock_servers(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<Vec<ruma::OwnedServerName>> {
+        #[derive(serde::Deserialize)]
+        struct Unsigned {
+            knock_room_state: Vec<Shown>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Shown {
+            #[serde(rename = "type")]
+            kind: String,
+            sender: ruma::OwnedUserId,
+        }
+        let Some(membership) = self.store.membership(room_id, user).await? else {
+            return Ok(Vec::new());
+        };
+        let row = self.store.event(&membership.event_id).await?;
+        let unsigned = row.and_then(|row| row.unsigned);
+        let mut shown = unsigned
+            .and_then(|u| serde_json::from_str::<Unsigned>(&u).ok())
+            .map(|u| u.knock_room_state)
+            .unwrap_or_default();
+        shown.sort_by_key(|event| event.kind != "m.room.create");
+        let mut servers: Vec<ruma::OwnedServerName> =
+            shown.into_iter().map(|event| event.sender.server_name().to_owned()).collect();
+        servers.extend(room_id.server_name().map(ToOwned::to_owned));
+        let mut seen = std::collections::HashSet::new();
+        servers.retain(|server| seen.insert(server.clone()));
+        Ok(servers)
+    }
+
+    /// Rejects an invite or withdraws a knock locally when no server in the room can be
+    /// reached (as Synapse's out-of-band leave): a leave event this server signs, seen by the
+    /// user's devices only.
     pub(crate) async fn out_of_band_leave(&self, actor: Actor<'_>, room_id: &RoomId) -> Result<()> {
         let user = actor.user();
         let membership = self
             .store
             .membership(room_id, user)
             .await?
-            .filter(|m| m.membership == "invite")
+            .filter(|m| matches!(m.membership.as_str(), "invite" | "knock"))
             .ok_or_else(|| Error::forbidden("There is no invite to reject"))?;
         let invite = self
             .store
             .event(&membership.event_id)
             .await?
-            .ok_or_else(|| Error::internal("the invite event is missing"))?;
+            .ok_or_else(|| Error::internal("the membership event is missing"))?;
         let depth = u64::from(Pdu::from_row(&invite)?.depth).saturating_add(1);
         let version =
             self.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
@@ -210,7 +259,7 @@ impl RoomService {
         let event = RemoteEvent::signed_here(self.sign_and_hash(object, &rules)?);
         let mut guard = self.lock_room(room_id).await?;
         let room = guard.as_mut().expect("lock_room loads the room");
-        self.admit(room_id, room, Incoming::Outside { event, invite_state: None }).await?;
+        self.admit(room_id, room, Incoming::Outside { event, shown_state: None }).await?;
         Ok(())
     }
 
@@ -642,6 +691,12 @@ impl RemoteRoomService {
         Ok(found.into_iter().map(|(_, object)| object).collect())
     }
 
+    /// The state a knock from another server is answered with (`knock_room_state`).
+    pub async fn knock_room_state(&self, room_id: &RoomId) -> Result<Vec<CanonicalJsonObject>> {
+        let state = self.rooms.current_state(room_id).await?.unwrap_or_default();
+        self.rooms.prejoin_state(&state, None).await
+    }
+
     /// Adds this server's signature to an event another server made (an invite of a local
     /// user, which the inviting server needs countersigned).
     pub fn countersign(&self, event: &RemoteEvent, version: &RoomVersionId) -> Result<RemoteEvent> {
@@ -659,14 +714,15 @@ impl RemoteRoomService {
     }
 
     /// Records a membership event of a local user in a room this server is not in: an
-    /// invite another server sent (with the room state it showed, `invite_state`), or the
-    /// user's rejection of it. Only the membership index changes.
+    /// invite another server sent or the user's knock (with the room state it showed,
+    /// `shown_state`), or the user's leave (rejecting the invite, withdrawing the knock).
+    /// Only the membership index changes.
     pub async fn record_outside_membership(
         &self,
         room_id: &RoomId,
         version: &RoomVersionId,
         event: RemoteEvent,
-        invite_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
+        shown_state: Option<Vec<Raw<AnyStrippedStateEvent>>>,
     ) -> Result<()> {
         self.rooms.store.import_room(room_id, version, false).await?;
         let mut guard = self.rooms.lock_room(room_id).await?;
@@ -674,7 +730,7 @@ impl RemoteRoomService {
         if room.version != *version {
             return Err(Error::bad_json("The room is of another version"));
         }
-        self.rooms.admit(room_id, room, Incoming::Outside { event, invite_state }).await?;
+        self.rooms.admit(room_id, room, Incoming::Outside { event, shown_state }).await?;
         Ok(())
     }
 

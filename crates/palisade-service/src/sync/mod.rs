@@ -22,10 +22,10 @@ use ruma::{
             sync::sync_events::v3::Filter,
         },
     },
-    events::AnySyncStateEvent,
+    events::{AnyStrippedStateEvent, AnySyncStateEvent},
     serde::Raw,
 };
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 mod legacy;
 mod response;
@@ -378,7 +378,16 @@ impl SyncService {
                     }
                 }
                 "invite" if changed_since => {
-                    rooms.invite.insert(room_id.clone(), self.invited_room(&membership).await?);
+                    let mut room = InvitedRoom::default();
+                    room.invite_state.events =
+                        self.shown_state(&membership, "invite_room_state").await?;
+                    rooms.invite.insert(room_id.clone(), room);
+                }
+                "knock" if changed_since => {
+                    let mut room = KnockedRoom::default();
+                    room.knock_state.events =
+                        self.shown_state(&membership, "knock_room_state").await?;
+                    rooms.knock.insert(room_id.clone(), room);
                 }
                 "leave" | "ban" if changed_since && (since.is_some() || filter.include_leave) => {
                     let left = self.left_room(session, &membership, since, request).await?;
@@ -708,22 +717,25 @@ impl SyncService {
         Ok((notifications, highlights))
     }
 
-    async fn invited_room(&self, membership: &MembershipRow) -> Result<InvitedRoom> {
-        /// The `unsigned` of an invite from another server: the room state it came with.
-        #[derive(serde::Deserialize)]
-        struct InviteUnsigned {
-            invite_room_state: Vec<Raw<ruma::events::AnyStrippedStateEvent>>,
-        }
-        let mut room = InvitedRoom::default();
-        let invite = &mut room.invite_state.events;
+    /// The room state an invited or knocking user is shown: what another server sent with
+    /// the invite or answered the knock with (kept in the event's `unsigned` under `key`),
+    /// else the state at the membership; with the membership event itself.
+    async fn shown_state(
+        &self,
+        membership: &MembershipRow,
+        key: &str,
+    ) -> Result<Vec<Raw<AnyStrippedStateEvent>>> {
+        let mut shown = Vec::new();
         if let Some(row) = self.rooms.stored_event(&membership.event_id).await?
             && let Some(unsigned) = row.unsigned.as_deref()
-            && let Ok(unsigned) = serde_json::from_str::<InviteUnsigned>(unsigned)
+            && let Ok(unsigned) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(unsigned)
+            && let Some(sent) = unsigned.get(key)
+            && let Ok(sent) = serde_json::from_str::<Vec<Raw<AnyStrippedStateEvent>>>(sent.get())
         {
-            invite.extend(unsigned.invite_room_state);
+            shown.extend(sent);
             let event = self.rooms.format_state(&membership.room_id, &[row.event_id]).await?;
-            invite.extend(event.iter().filter_map(|e| stripped(e.json())));
-            return Ok(room);
+            shown.extend(event.iter().filter_map(|e| stripped(e.json())));
+            return Ok(shown);
         }
         let state = self.rooms.state_after(&membership.event_id).await?.unwrap_or_default();
         let mut ids: Vec<OwnedEventId> = INVITE_STATE
@@ -732,8 +744,8 @@ impl SyncService {
             .collect();
         ids.push(membership.event_id.clone());
         let events = self.rooms.format_state(&membership.room_id, &ids).await?;
-        invite.extend(events.iter().filter_map(|e| stripped(e.json())));
-        Ok(room)
+        shown.extend(events.iter().filter_map(|e| stripped(e.json())));
+        Ok(shown)
     }
 
     async fn left_room(

@@ -80,7 +80,7 @@ pub struct Rooms {
     pub invite: BTreeMap<OwnedRoomId, InvitedRoom>,
     /// Rooms the user left (or was removed from).
     pub leave: BTreeMap<OwnedRoomId, LeftRoom>,
-    /// Rooms the user knocked on (knocking is not offered yet: always empty).
+    /// Rooms the user knocked on, until let in or refused.
     pub knock: BTreeMap<OwnedRoomId, KnockedRoom>,
 }
 

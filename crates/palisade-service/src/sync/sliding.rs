@@ -559,8 +559,9 @@ impl SyncService {
                 return Ok(None);
             }
             room.initial = Some(true);
-            let invite = self.invited_room(membership).await?;
-            room.invite_state = Some(invite.invite_state.events);
+            // Synapse sends a knock's stripped state as `invite_state` too.
+            let key = format!("{}_room_state", membership.membership);
+            room.invite_state = Some(self.shown_state(membership, &key).await?);
             return Ok(Some(BuiltRoom { room, news: true }));
         }
         if membership.membership != "join" {

@@ -101,6 +101,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "~/directory/room/{room_alias}", Nothing),
     ("PUT", "~/directory/room/{room_alias}", Rooms),
     ("POST", "~/join/{room_id_or_alias}", Rooms),
+    ("POST", "~/knock/{room_id_or_alias}", Rooms),
     ("GET", "~/joined_rooms", Rooms),
     ("GET", "~/keys/changes", Nothing),
     ("POST", "~/keys/claim", Nothing),

@@ -13,6 +13,7 @@ mod e2ee;
 mod endpoints;
 mod federation;
 mod guests;
+mod knocking;
 mod media;
 mod profile;
 mod push;

@@ -521,3 +521,95 @@ async fn media_crosses_between_palisade_and_synapse() {
     let response = download(synapse.client.clone(), sam.token.clone(), on_palisade).await;
     assert!(response.bytes().await.unwrap() == from_alice, "synapse changed palisade's file");
 }
+
+/// A user's membership in a room as `viewer` on Synapse sees it.
+async fn synapse_membership(synapse: &Synapse, viewer: &User, room: &str, user: &str) -> Value {
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.room.member/{}",
+        urlencode(room),
+        urlencode(user)
+    );
+    synapse.call(reqwest::Method::GET, &path, viewer.token(), Value::Null).await.1["membership"]
+        .clone()
+}
+
+#[tokio::test]
+async fn knocks_cross_between_palisade_and_synapse() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let post = reqwest::Method::POST;
+    let knock_rules = json!({
+        "name": "Knock first",
+        "initial_state": [{
+            "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" },
+        }],
+    });
+
+    // Sam (Synapse) knocks on alice's room; alice lets him in.
+    let on_palisade = palisade.create_room(&alice, knock_rules.clone()).await;
+    let knock = format!(
+        "/_matrix/client/v3/knock/{}?via={}",
+        urlencode(&on_palisade),
+        urlencode(palisade.server_name())
+    );
+    let (status, body) = synapse.call(post.clone(), &knock, sam.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    let member = format!(
+        "/_matrix/client/v3/rooms/{on_palisade}/state/m.room.member/{}",
+        urlencode(&sam.user_id)
+    );
+    eventually("alice sees sam's knock", &synapse, || async {
+        palisade.get(&member, alice.token()).await.1["membership"] == "knock"
+    })
+    .await;
+    let invite = format!("/_matrix/client/v3/rooms/{on_palisade}/invite");
+    let (status, body) =
+        palisade.post(&invite, alice.token(), json!({ "user_id": sam.user_id })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let join = format!("/_matrix/client/v3/rooms/{}/join", urlencode(&on_palisade));
+    eventually("sam joins once let in", &synapse, || async {
+        synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("alice sees sam join", &synapse, || async {
+        palisade.get(&member, alice.token()).await.1["membership"] == "join"
+    })
+    .await;
+
+    // Alice (Palisade) knocks on sam's room; her server shows her the room Synapse described.
+    let (status, room) =
+        synapse.call(post.clone(), "/_matrix/client/v3/createRoom", sam.token(), knock_rules).await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let on_synapse = room["room_id"].as_str().unwrap().to_owned();
+    let knock = format!(
+        "/_matrix/client/v3/knock/{}?via={}",
+        urlencode(&on_synapse),
+        urlencode(&synapse.server_name)
+    );
+    let (status, body) = palisade.post(&knock, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    let sync = palisade.sync(&alice, "timeout=0").await;
+    let shown = sync["rooms"]["knock"][&on_synapse]["knock_state"]["events"].clone();
+    let shown = shown.as_array().unwrap_or_else(|| panic!("no knock: {sync}"));
+    assert!(shown.iter().any(|e| e["type"] == "m.room.create"), "{shown:?}");
+    assert!(shown.iter().any(|e| e["content"]["name"] == "Knock first"), "{shown:?}");
+    eventually("sam sees alice's knock", &synapse, || async {
+        synapse_membership(&synapse, &sam, &on_synapse, &alice.user_id).await == "knock"
+    })
+    .await;
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", urlencode(&on_synapse));
+    let (status, body) =
+        synapse.call(post.clone(), &invite, sam.token(), json!({ "user_id": alice.user_id })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let join = format!("/_matrix/client/v3/rooms/{}/join", urlencode(&on_synapse));
+    eventually("alice joins once let in", &synapse, || async {
+        palisade.post(&join, alice.token(), json!({})).await.0 == StatusCode::OK
+    })
+    .await;
+    eventually("sam sees alice join", &synapse, || async {
+        synapse_membership(&synapse, &sam, &on_synapse, &alice.user_id).await == "join"
+    })
+    .await;
+}
