@@ -1,5 +1,5 @@
 //! Rooms and membership: `createRoom`, `joined_rooms`, join, knock, invite, leave, forget,
-//! kick, ban, unban.
+//! kick, ban, unban, upgrade.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#rooms>
 
@@ -15,7 +15,7 @@ use ruma::api::client::{
         ban_user, forget_room, invite_user, join_room_by_id, join_room_by_id_or_alias,
         joined_rooms, kick_user, leave_room, unban_user,
     },
-    room::{Visibility, create_room},
+    room::{Visibility, create_room, upgrade_room},
 };
 use serde_json::Value;
 
@@ -31,6 +31,7 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, join_by_id);
     let router = route(router, join_by_id_or_alias);
     let router = route(router, knock);
+    let router = route(router, upgrade);
     let router = route(router, invite);
     let router = route(router, leave);
     let router = route(router, forget);
@@ -150,6 +151,20 @@ async fn knock(
         .knock_room(actor, &body.room_id_or_alias, &body.via, body.reason.as_deref())
         .await?;
     Ok(knock_room::v3::Response::new(room_id))
+}
+
+/// `POST /_matrix/client/v3/rooms/{roomId}/upgrade`
+async fn upgrade(
+    state: AppState,
+    request: Ruma<upgrade_room::v3::Request>,
+) -> Result<upgrade_room::v3::Response> {
+    let actor = request.session()?.into();
+    let body = &request.body;
+    let room = state
+        .membership
+        .upgrade_room(actor, &body.room_id, &body.new_version, &body.additional_creators)
+        .await?;
+    Ok(upgrade_room::v3::Response::new(room))
 }
 
 /// `POST /_matrix/client/v3/rooms/{roomId}/invite`

@@ -59,7 +59,7 @@ impl MembershipService {
         Self { rooms, directory }
     }
 
-    async fn set_membership(
+    pub(super) async fn set_membership(
         &self,
         actor: Actor<'_>,
         room_id: &RoomId,

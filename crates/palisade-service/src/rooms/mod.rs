@@ -17,6 +17,7 @@ mod relations;
 mod remote;
 mod resolve;
 mod search;
+mod upgrade;
 mod verify;
 
 use std::{
@@ -671,6 +672,27 @@ impl RoomService {
     }
 
     /// The authorization rules, against the event's auth events and the room's current state.
+    /// The event `sender` would send now, unsigned, if the room's rules allow it: built,
+    /// checked and not sent (a template for another server, or a check before acting).
+    async fn probe(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        template: EventTemplate,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
+        let mut guard = self.lock_room(room_id).await?;
+        let room = guard.as_mut().expect("lock_room loads the room");
+        let rules = rules_of(&room.version)?;
+        let object = self.skeleton(room, Some(room_id), sender, template, &rules).await?;
+        let probe = {
+            let json =
+                serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
+            Pdu::parse(EventId::parse("$probe").expect("valid event id"), &json)?
+        };
+        self.authorize(room, &probe, &rules).await?;
+        Ok((room.version.clone(), object))
+    }
+
     async fn authorize(
         &self,
         room: &RoomSnapshot,

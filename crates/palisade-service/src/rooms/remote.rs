@@ -466,22 +466,12 @@ impl RemoteRoomService {
         user: &UserId,
         membership: &str,
     ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
-        let mut guard = self.rooms.lock_room(room_id).await?;
-        let room = guard.as_mut().expect("lock_room loads the room");
-        let rules = rules_of(&room.version)?;
         let template = EventTemplate::state(
             "m.room.member",
             user.as_str(),
             content(json!({ "membership": membership }))?,
         );
-        let object = self.rooms.skeleton(room, Some(room_id), user, template, &rules).await?;
-        let probe = {
-            let json =
-                serde_json::to_string(&object).map_err(|e| Error::internal(e.to_string()))?;
-            Pdu::parse(EventId::parse("$probe").expect("valid event id"), &json)?
-        };
-        self.rooms.authorize(room, &probe, &rules).await?;
-        Ok((room.version.clone(), object))
+        self.rooms.probe(room_id, user, template).await
     }
 
     /// Completes a membership template another server gave this one for `actor`'s own join

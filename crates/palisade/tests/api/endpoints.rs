@@ -102,6 +102,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("PUT", "~/directory/room/{room_alias}", Rooms),
     ("POST", "~/join/{room_id_or_alias}", Rooms),
     ("POST", "~/knock/{room_id_or_alias}", Rooms),
+    ("POST", "~/rooms/{room_id}/upgrade", Approval),
     ("GET", "~/joined_rooms", Rooms),
     ("GET", "~/keys/changes", Nothing),
     ("POST", "~/keys/claim", Nothing),
@@ -331,6 +332,7 @@ fn request(scene: &Scene, method: &str, path: &str, n: usize) -> (String, Option
         ("POST", "createRoom") => Some(json!({ "invite": [carol] })),
         ("POST", "invite") => Some(json!({ "user_id": carol })),
         ("POST", "kick" | "ban" | "unban") => Some(json!({ "user_id": bob })),
+        ("POST", "upgrade") => Some(json!({ "new_version": "11" })),
         ("POST", "search") => {
             Some(json!({ "search_categories": { "room_events": { "search_term": "walk" } } }))
         }

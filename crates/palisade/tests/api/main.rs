@@ -26,3 +26,4 @@ mod search;
 mod sliding_sync;
 mod synapse;
 mod sync;
+mod upgrades;

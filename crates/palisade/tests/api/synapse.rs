@@ -613,3 +613,86 @@ async fn knocks_cross_between_palisade_and_synapse() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn room_upgrades_are_followed_across_palisade_and_synapse() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let post = reqwest::Method::POST;
+    let tombstone_of = |room: &str| {
+        format!("/_matrix/client/v3/rooms/{}/state/m.room.tombstone/", urlencode(room))
+    };
+
+    // Alice upgrades her room with sam in it: sam sees the tombstone and joins the new room.
+    let old = palisade
+        .create_room(&alice, json!({ "preset": "public_chat", "room_version": "10" }))
+        .await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?server_name={}",
+        urlencode(&old),
+        urlencode(palisade.server_name())
+    );
+    eventually("sam joins alice's room", &synapse, || async {
+        synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
+    })
+    .await;
+    let path = format!("/_matrix/client/v3/rooms/{old}/upgrade");
+    let (status, body) = palisade.post(&path, alice.token(), json!({ "new_version": "11" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+    eventually("sam sees the tombstone", &synapse, || async {
+        let (status, tombstone) =
+            synapse.call(reqwest::Method::GET, &tombstone_of(&old), sam.token(), Value::Null).await;
+        status == StatusCode::OK && tombstone["replacement_room"] == new.as_str()
+    })
+    .await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?server_name={}",
+        urlencode(&new),
+        urlencode(palisade.server_name())
+    );
+    let (status, body) = synapse.call(post.clone(), &join, sam.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Sam upgrades his room with alice in it: alice's server shows her the tombstone and the
+    // new room's predecessor, and she follows.
+    let (status, room) = synapse
+        .call(
+            post.clone(),
+            "/_matrix/client/v3/createRoom",
+            sam.token(),
+            json!({ "preset": "public_chat", "room_version": "10" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{room}");
+    let old = room["room_id"].as_str().unwrap().to_owned();
+    let join = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(&old),
+        urlencode(&synapse.server_name)
+    );
+    let (status, body) = palisade.post(&join, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/_matrix/client/v3/rooms/{}/upgrade", urlencode(&old));
+    let (status, body) =
+        synapse.call(post.clone(), &path, sam.token(), json!({ "new_version": "11" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+    eventually("alice sees the tombstone", &synapse, || async {
+        let (status, tombstone) = palisade.get(&tombstone_of(&old), alice.token()).await;
+        status == StatusCode::OK && tombstone["replacement_room"] == new.as_str()
+    })
+    .await;
+    let join = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(&new),
+        urlencode(&synapse.server_name)
+    );
+    let (status, body) = palisade.post(&join, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let create = format!("/_matrix/client/v3/rooms/{}/state/m.room.create/", urlencode(&new));
+    let (_, create) = palisade.get(&create, alice.token()).await;
+    assert_eq!(create["predecessor"]["room_id"], old, "{create}");
+}
