@@ -82,6 +82,15 @@ impl OutboundFederation for Federation {
         Federation::public_rooms(self, server, since, limit, search).await
     }
 
+    async fn space_hierarchy(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        suggested_only: bool,
+    ) -> Result<ruma::api::federation::space::get_hierarchy::v1::Response> {
+        Federation::space_hierarchy(self, server, room_id, suggested_only).await
+    }
+
     async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()> {
         Federation::send_typing(self, room_id, user, typing).await
     }

@@ -67,6 +67,31 @@ impl Federation {
     }
 
     /// A page of another server's public room directory.
+    /// A space of this server's as `origin` may see it (`/hierarchy`), unless the room's
+    /// server ACL shuts `origin` out.
+    pub async fn hierarchy_for(
+        &self,
+        origin: &ruma::ServerName,
+        room_id: &ruma::RoomId,
+        suggested_only: bool,
+    ) -> Result<ruma::api::federation::space::get_hierarchy::v1::Response> {
+        self.ensure_acl(origin, room_id).await?;
+        self.services.directory.hierarchy_for_server(origin, room_id, suggested_only).await
+    }
+
+    /// A space and its children as another server describes them.
+    pub(crate) async fn space_hierarchy(
+        &self,
+        server: &ruma::ServerName,
+        room_id: &ruma::RoomId,
+        suggested_only: bool,
+    ) -> Result<ruma::api::federation::space::get_hierarchy::v1::Response> {
+        let mut request =
+            ruma::api::federation::space::get_hierarchy::v1::Request::new(room_id.to_owned());
+        request.suggested_only = suggested_only;
+        self.client.send(server, request).await
+    }
+
     pub(crate) async fn public_rooms(
         &self,
         server: &ruma::ServerName,

@@ -15,6 +15,7 @@ use ruma::{
     api::federation::{
         directory::get_public_rooms_filtered,
         keys::{claim_keys, get_keys},
+        space::get_hierarchy,
     },
 };
 use serde_json::{Map, Value};
@@ -78,6 +79,15 @@ pub trait OutboundFederation: Send + Sync {
         limit: Option<UInt>,
         search: Option<&str>,
     ) -> Result<get_public_rooms_filtered::v1::Response>;
+
+    /// A space and its children as another server describes them (federation's
+    /// `/hierarchy`).
+    async fn space_hierarchy(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        suggested_only: bool,
+    ) -> Result<get_hierarchy::v1::Response>;
 
     /// Tells the other servers in a room that a local user started or stopped typing.
     async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) -> Result<()>;

@@ -1,10 +1,11 @@
-//! Room aliases and the public room directory.
+//! Room aliases, the public room directory and space trees.
 //!
-//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#room-aliases> and
-//! <https://spec.matrix.org/v1.19/client-server-api/#listing-rooms>
+//! Spec: <https://spec.matrix.org/v1.19/client-server-api/#room-aliases>,
+//! <https://spec.matrix.org/v1.19/client-server-api/#listing-rooms> and
+//! <https://spec.matrix.org/v1.19/client-server-api/#spaces>
 
 use palisade_core::Result;
-use palisade_service::trust::Actor;
+use palisade_service::{rooms::HierarchyQuery, trust::Actor};
 use ruma::{
     UInt,
     api::client::{
@@ -13,6 +14,7 @@ use ruma::{
             get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
         },
         room::{Visibility, aliases},
+        space::get_hierarchy,
         user_directory::search_users,
     },
 };
@@ -33,7 +35,28 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, public_rooms);
     let router = route(router, public_rooms_filtered);
     let router = route(router, room_summary);
+    let router = route(router, hierarchy);
     route(router, search_users)
+}
+
+/// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy`
+async fn hierarchy(
+    state: AppState,
+    request: Ruma<get_hierarchy::v1::Request>,
+) -> Result<get_hierarchy::v1::Response> {
+    let body = &request.body;
+    let count = |n: Option<UInt>| n.map(|n| usize::try_from(u64::from(n)).unwrap_or(usize::MAX));
+    let query = HierarchyQuery {
+        from: body.from.clone(),
+        limit: count(body.limit),
+        max_depth: count(body.max_depth),
+        suggested_only: body.suggested_only,
+    };
+    let page = state.directory.hierarchy(request.session()?.into(), &body.room_id, query).await?;
+    let mut response = get_hierarchy::v1::Response::new();
+    response.rooms = page.rooms;
+    response.next_batch = page.next_batch;
+    Ok(response)
 }
 
 /// `GET /_matrix/client/v1/room_summary/{roomIdOrAlias}`: a room's preview, for signed-in

@@ -1,4 +1,4 @@
-//! Queries from other servers: version and profiles.
+//! Queries from other servers: version, profiles, directories and space trees.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/server-server-api/#query-types>
 
@@ -8,6 +8,7 @@ use ruma::api::federation::{
     discovery::get_server_version,
     openid::get_openid_userinfo,
     query::{get_profile_information, get_room_information},
+    space::get_hierarchy,
 };
 use serde_json::Value;
 
@@ -23,7 +24,18 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, openid_userinfo);
     let router = route(router, public_rooms);
     let router = route(router, public_rooms_filtered);
+    let router = route(router, hierarchy);
     route(router, profile)
+}
+
+/// `GET /_matrix/federation/v1/hierarchy/{roomId}`
+async fn hierarchy(
+    state: AppState,
+    request: Ruma<get_hierarchy::v1::Request>,
+) -> Result<get_hierarchy::v1::Response> {
+    let origin = request.origin()?;
+    let body = &request.body;
+    state.federation.hierarchy_for(origin, &body.room_id, body.suggested_only).await
 }
 
 /// `GET /_matrix/federation/v1/publicRooms`

@@ -8,7 +8,7 @@ use ruma::{
     RoomOrAliasId, UInt, UserId,
     api::client::room::get_summary,
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
-    events::room::member::MembershipState,
+    events::room::{join_rules::RoomJoinRulesEventContent, member::MembershipState},
     room::{JoinRuleKind, JoinRuleSummary, RoomSummary, RoomType},
 };
 use serde_json::Value;
@@ -27,7 +27,8 @@ pub struct PublicRoom {
 
 /// Room aliases and the public room directory.
 pub struct DirectoryService {
-    rooms: Arc<RoomService>,
+    /// Also read by the space trees (`spaces.rs`).
+    pub(super) rooms: Arc<RoomService>,
 }
 
 impl DirectoryService {
@@ -50,12 +51,8 @@ impl DirectoryService {
         room_id: &RoomId,
         template: EventTemplate,
     ) -> Result<bool> {
-        let guard = self.rooms.lock_room(room_id).await?;
-        let room = guard.as_ref().expect("lock_room loads the room");
-        let rules = super::rules_of(&room.version)?;
-        let signed = self.rooms.build(room, Some(room_id), user, template, &rules).await?;
-        match self.rooms.authorize(room, &signed.pdu, &rules).await {
-            Ok(()) => Ok(true),
+        match self.rooms.probe(room_id, user, template).await {
+            Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::Forbidden => Ok(false),
             Err(e) => Err(e),
         }
@@ -249,6 +246,45 @@ impl DirectoryService {
         Ok(Some(PublicRoom { chunk, search_text }))
     }
 
+    /// A room's summary from its current state, as previews and space trees show it (the
+    /// rooms a restricted join rule lets in, the version and encryption included); `None` for
+    /// a room this server does not have.
+    pub(crate) async fn summary_of(&self, room_id: &RoomId) -> Result<Option<RoomSummary>> {
+        let Some(PublicRoom { chunk, .. }) = self.described(room_id.to_owned()).await? else {
+            return Ok(None);
+        };
+        let rules = match self.rooms.current_state_id(room_id, "m.room.join_rules", "").await? {
+            Some(id) => serde_json::from_value::<RoomJoinRulesEventContent>(
+                self.rooms.event_content(&id).await?,
+            )
+            .ok(),
+            None => None,
+        };
+        let join_rule = match rules {
+            Some(rules) => JoinRuleSummary::from(rules.join_rule),
+            None => JoinRuleSummary::from(chunk.join_rule.clone()),
+        };
+        let mut summary = RoomSummary::new(
+            room_id.to_owned(),
+            join_rule,
+            chunk.guest_can_join,
+            chunk.num_joined_members,
+            chunk.world_readable,
+        );
+        summary.canonical_alias = chunk.canonical_alias;
+        summary.name = chunk.name;
+        summary.topic = chunk.topic;
+        summary.avatar_url = chunk.avatar_url;
+        summary.room_type = chunk.room_type;
+        summary.room_version = self.rooms.room_version(room_id).await?;
+        summary.encryption = self
+            .rooms
+            .current_state_text(room_id, "m.room.encryption", "algorithm")
+            .await?
+            .map(|algorithm| algorithm.as_str().into());
+        Ok(Some(summary))
+    }
+
     /// A room's summary for previews (`/room_summary`, MSC3266): for anyone when the room is
     /// public, knockable or world-readable, else only for its members and invitees (anything
     /// else is not found, as Synapse answers, so a private room's existence is not told).
@@ -262,41 +298,21 @@ impl DirectoryService {
             Ok(room_id) => room_id.to_owned(),
             Err(alias) => self.resolve_alias(alias, None).await.map_err(|_| not_found())?.0,
         };
-        let Some(PublicRoom { chunk, .. }) = self.described(room_id.clone()).await? else {
-            return Err(not_found());
-        };
+        let Some(summary) = self.summary_of(&room_id).await? else { return Err(not_found()) };
         let membership = match viewer {
             Some(user) => self.rooms.store.membership(&room_id, user).await?,
             None => None,
         }
         .map(|m| m.membership);
         let open = matches!(
-            chunk.join_rule,
+            summary.join_rule.kind(),
             JoinRuleKind::Public | JoinRuleKind::Knock | JoinRuleKind::KnockRestricted
         );
         let member =
             membership.as_deref().is_some_and(|m| matches!(m, "join" | "invite" | "knock"));
-        if !open && !chunk.world_readable && !member {
+        if !open && !summary.world_readable && !member {
             return Err(not_found());
         }
-        let mut summary = RoomSummary::new(
-            room_id.clone(),
-            JoinRuleSummary::from(chunk.join_rule.clone()),
-            chunk.guest_can_join,
-            chunk.num_joined_members,
-            chunk.world_readable,
-        );
-        summary.canonical_alias = chunk.canonical_alias;
-        summary.name = chunk.name;
-        summary.topic = chunk.topic;
-        summary.avatar_url = chunk.avatar_url;
-        summary.room_type = chunk.room_type;
-        summary.room_version = self.rooms.room_version(&room_id).await?;
-        summary.encryption = self
-            .rooms
-            .current_state_text(&room_id, "m.room.encryption", "algorithm")
-            .await?
-            .map(|algorithm| algorithm.as_str().into());
         let mut response = get_summary::v1::Response::new(summary);
         response.membership = membership.map(|m| MembershipState::from(m.as_str()));
         Ok(response)

@@ -17,6 +17,7 @@ mod relations;
 mod remote;
 mod resolve;
 mod search;
+mod spaces;
 mod upgrade;
 mod verify;
 
@@ -58,6 +59,7 @@ pub use search::{
     ContextRequest, ResultContext, ResultGroup, RoomEventResults, SearchCategories, SearchKey,
     SearchRequest, SearchResult, SearchResults, SenderProfile,
 };
+pub use spaces::{HierarchyPage, HierarchyQuery};
 pub use verify::{RemoteEvent, UnverifiedPdu};
 
 use self::admit::Incoming;

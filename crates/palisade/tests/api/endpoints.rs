@@ -71,6 +71,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "/_matrix/client/v1/rooms/{room_id}/timestamp_to_event", Rooms),
     ("GET", "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}", Rooms),
     ("GET", "/_matrix/client/v1/rooms/{room_id}/threads", Rooms),
+    ("GET", "/_matrix/client/v1/rooms/{room_id}/hierarchy", Rooms),
     ("GET", "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}", Rooms),
     (
         "GET",

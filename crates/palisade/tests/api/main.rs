@@ -24,6 +24,7 @@ mod room_history;
 mod rooms;
 mod search;
 mod sliding_sync;
+mod spaces;
 mod synapse;
 mod sync;
 mod upgrades;

@@ -696,3 +696,75 @@ async fn room_upgrades_are_followed_across_palisade_and_synapse() {
     let (_, create) = palisade.get(&create, alice.token()).await;
     assert_eq!(create["predecessor"]["room_id"], old, "{create}");
 }
+
+#[tokio::test]
+async fn space_trees_span_palisade_and_synapse() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let (post, put, get) = (reqwest::Method::POST, reqwest::Method::PUT, reqwest::Method::GET);
+    let create = |name: &str, space: bool| {
+        let mut body = json!({ "preset": "public_chat", "name": name });
+        if space {
+            body["creation_content"] = json!({ "type": "m.space" });
+        }
+        body
+    };
+    // Sam's space on Synapse with a room only Synapse is in: alice, in the space alone, sees
+    // the room through Synapse's federation `/hierarchy`.
+    let mut ids = Vec::new();
+    for (name, space) in [("Sam's space", true), ("Sam's room", false)] {
+        let (status, room) = synapse
+            .call(post.clone(), "/_matrix/client/v3/createRoom", sam.token(), create(name, space))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{room}");
+        ids.push(room["room_id"].as_str().unwrap().to_owned());
+    }
+    let child = format!(
+        "/_matrix/client/v3/rooms/{}/state/m.space.child/{}",
+        urlencode(&ids[0]),
+        urlencode(&ids[1])
+    );
+    let via = json!({ "via": [synapse.server_name] });
+    let (status, body) = synapse.call(put.clone(), &child, sam.token(), via).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let join = format!(
+        "/_matrix/client/v3/join/{}?via={}",
+        urlencode(&ids[0]),
+        urlencode(&synapse.server_name)
+    );
+    let (status, body) = palisade.post(&join, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/_matrix/client/v1/rooms/{}/hierarchy", urlencode(&ids[0]));
+    let (status, page) = palisade.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}\n{}", synapse.log_tail());
+    assert_eq!(crate::spaces::names(&page), ["Sam's space", "Sam's room"]);
+
+    // Alice's space on Palisade with a room only Palisade is in: Synapse asks Palisade.
+    let space = palisade.create_room(&alice, create("Alice's space", true)).await;
+    let room = palisade.create_room(&alice, create("Alice's room", false)).await;
+    let child =
+        format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{}", urlencode(&room));
+    let (status, body) =
+        palisade.put(&child, alice.token(), json!({ "via": [palisade.server_name()] })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let join = format!(
+        "/_matrix/client/v3/join/{}?server_name={}",
+        urlencode(&space),
+        urlencode(palisade.server_name())
+    );
+    eventually("sam joins alice's space", &synapse, || async {
+        synapse.call(post.clone(), &join, sam.token(), json!({})).await.0 == StatusCode::OK
+    })
+    .await;
+    let path = format!("/_matrix/client/v1/rooms/{}/hierarchy", urlencode(&space));
+    let (status, page) = synapse.call(get.clone(), &path, sam.token(), Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        crate::spaces::names(&page),
+        ["Alice's space", "Alice's room"],
+        "{}",
+        synapse.log_tail()
+    );
+}
