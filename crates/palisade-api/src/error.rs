@@ -63,6 +63,8 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         WrongRoomKeysVersion { .. } => (StatusCode::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION"),
         Unauthorized => (StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED"),
         IncompatibleRoomVersion => (StatusCode::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION"),
+        UnableToAuthoriseJoin => (StatusCode::BAD_REQUEST, "M_UNABLE_TO_AUTHORISE_JOIN"),
+        UnableToGrantJoin => (StatusCode::BAD_REQUEST, "M_UNABLE_TO_GRANT_JOIN"),
         RemoteUnavailable | RemoteRefused(RemoteRefusal::Other | RemoteRefusal::Unrecognized) => {
             (StatusCode::BAD_GATEWAY, "M_UNKNOWN")
         }

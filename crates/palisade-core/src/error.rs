@@ -98,6 +98,12 @@ pub enum ErrorKind {
     /// The room's version is one the joining server does not support
     /// (`M_INCOMPATIBLE_ROOM_VERSION`).
     IncompatibleRoomVersion,
+    /// A join to a room with a restricted join rule that this server cannot vouch for: it is
+    /// in none of the rooms the rule lets in (`M_UNABLE_TO_AUTHORISE_JOIN`, 400).
+    UnableToAuthoriseJoin,
+    /// A join to a room with a restricted join rule that no user of this server may grant
+    /// (`M_UNABLE_TO_GRANT_JOIN`, 400).
+    UnableToGrantJoin,
     /// The event or state cannot be applied (`M_BAD_STATE`).
     BadState,
     /// A server's request signature is missing or wrong (`M_UNAUTHORIZED`, 401).

@@ -51,6 +51,8 @@ pub struct JoinedState {
     pub auth_chain: Vec<Box<RawValue>>,
     /// The servers in the room.
     pub servers_in_room: Vec<String>,
+    /// The join as accepted (signed by this server too when it authorised a restricted join).
+    pub event: Box<RawValue>,
 }
 
 impl Federation {
@@ -76,6 +78,21 @@ impl Federation {
             to_raw(join.object())?,
         );
         let answer = self.client.send(server, request).await?.room_state;
+        // A restricted join comes back signed by the server that authorised it too; the join
+        // stored and passed on must carry that signature.
+        let join = match &answer.event {
+            Some(signed) => {
+                let signed = self.verify_pdu(parse_pdu(signed)?, &version).await?;
+                if signed.event_id() != join.event_id() {
+                    return Err(Error::new(
+                        ErrorKind::RemoteUnavailable,
+                        "The resident server answered with another join",
+                    ));
+                }
+                signed
+            }
+            _ => join,
+        };
         // Every state event must verify: a room missing, say, its encryption event would look
         // unencrypted to local clients.
         let state = self.verify_every(&answer.state, &version).await?;
@@ -353,7 +370,12 @@ impl Federation {
         let version =
             rooms.room_version(room_id).await?.ok_or_else(|| Error::not_found("Unknown room"))?;
         self.ensure_acl(origin, room_id).await?;
-        let event = self.verify_pdu(parse_pdu(pdu)?, &version).await?;
+        let object = parse_pdu(pdu)?;
+        let object = match membership {
+            "join" => remote_rooms.authorise_join(room_id, object, &version).await?,
+            _ => object,
+        };
+        let event = self.verify_pdu(object, &version).await?;
         if event.event_id() != event_id {
             return Err(Error::bad_json("The event id does not match the event"));
         }
@@ -386,6 +408,7 @@ impl Federation {
                     state: to_raws(&state)?,
                     auth_chain: to_raws(&auth_chain)?,
                     servers_in_room: servers.iter().map(ToString::to_string).collect(),
+                    event: to_raw(event.object())?,
                 }))
             }
             "knock" => Ok(MembershipAnswer::Knocked(to_raws(

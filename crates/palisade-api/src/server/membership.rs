@@ -80,6 +80,7 @@ async fn send_join(
     room_state.state = joined.state;
     room_state.auth_chain = joined.auth_chain;
     room_state.servers_in_room = Some(joined.servers_in_room);
+    room_state.event = Some(joined.event);
     Ok(create_join_event::v2::Response::new(room_state))
 }
 

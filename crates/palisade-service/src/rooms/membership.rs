@@ -10,13 +10,16 @@ use std::{
     sync::Arc,
 };
 
-use palisade_core::{Error, Result};
+use palisade_core::{Error, ErrorKind, Result};
 use ruma::{
-    CanonicalJsonObject, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, ServerName, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId,
+    RoomOrAliasId, ServerName, UserId,
+    events::room::join_rules::RoomJoinRulesEventContent,
+    room::{AllowRule, JoinRule},
 };
 use serde_json::json;
 
-use super::{DirectoryService, EventTemplate, Received, RoomService};
+use super::{DirectoryService, EventTemplate, Received, RoomService, rules_of};
 use crate::trust::{Actor, Need};
 
 impl RoomService {
@@ -45,6 +48,78 @@ impl RoomService {
     }
 }
 
+impl RoomService {
+    /// The local user who authorises `user`'s join (`join_authorised_via_users_server`) when
+    /// the room's join rule is restricted (versions 8 on) and the user is neither joined nor
+    /// invited; `None` when no authorisation is needed. Refused when the user is in none of
+    /// the rooms the rule lets in (`M_FORBIDDEN`), when this server is in none of them and
+    /// cannot tell (`M_UNABLE_TO_AUTHORISE_JOIN`), or when no local member may invite
+    /// (`M_UNABLE_TO_GRANT_JOIN`).
+    pub(crate) async fn join_authoriser(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<OwnedUserId>> {
+        let Some(version) = self.room_version(room_id).await? else { return Ok(None) };
+        if !rules_of(&version)?.authorization.restricted_join_rule {
+            return Ok(None);
+        }
+        let Some(id) = self.current_state_id(room_id, "m.room.join_rules", "").await? else {
+            return Ok(None);
+        };
+        let rules =
+            serde_json::from_value::<RoomJoinRulesEventContent>(self.event_content(&id).await?);
+        let allow = match rules.map(|rules| rules.join_rule) {
+            Ok(JoinRule::Restricted(rule) | JoinRule::KnockRestricted(rule)) => rule.allow,
+            _ => return Ok(None),
+        };
+        let current = self.store.membership(room_id, user).await?;
+        if current.is_some_and(|m| matches!(m.membership.as_str(), "join" | "invite")) {
+            return Ok(None);
+        }
+        let own = &self.config.server_name;
+        let (mut can_tell, mut allowed) = (false, false);
+        for rule in allow {
+            let AllowRule::RoomMembership(rule) = rule else { continue };
+            if self.room_version(&rule.room_id).await?.is_none()
+                || !self.server_in_room(&rule.room_id, own).await?
+            {
+                continue;
+            }
+            can_tell = true;
+            let membership = self.store.membership(&rule.room_id, user).await?;
+            if membership.is_some_and(|m| m.membership == "join") {
+                allowed = true;
+                break;
+            }
+        }
+        if !can_tell {
+            return Err(Error::new(
+                ErrorKind::UnableToAuthoriseJoin,
+                "This server is in none of the rooms whose members may join",
+            ));
+        }
+        if !allowed {
+            return Err(Error::forbidden(
+                "You do not belong to any of the required rooms or spaces to join this room",
+            ));
+        }
+        let levels = self
+            .current_power_levels(room_id)
+            .await?
+            .ok_or_else(|| Error::not_found("Unknown room"))?;
+        let members = self.store.members(room_id).await?;
+        let authoriser = members.into_iter().find(|m| {
+            m.membership == "join"
+                && m.user_id.server_name() == own
+                && levels.user_can_invite(&m.user_id)
+        });
+        authoriser.map(|m| Some(m.user_id)).ok_or_else(|| {
+            Error::new(ErrorKind::UnableToGrantJoin, "No user of this server may let you in")
+        })
+    }
+}
+
 /// Creating rooms and who is in them: joins, leaves, invites, kicks and bans, through this
 /// server's pipeline or, for rooms it is not in, through another server.
 pub struct MembershipService {
@@ -67,7 +142,14 @@ impl MembershipService {
         membership: &str,
         reason: Option<&str>,
     ) -> Result<()> {
-        let content = self.rooms.member_content(membership, target, reason).await?;
+        let mut content = self.rooms.member_content(membership, target, reason).await?;
+        if membership == "join"
+            && target == actor.user()
+            && let Some(authoriser) = self.rooms.join_authoriser(room_id, target).await?
+        {
+            let authoriser = CanonicalJsonValue::String(authoriser.to_string());
+            content.insert("join_authorised_via_users_server".into(), authoriser);
+        }
         let template = EventTemplate::state("m.room.member", target.as_str(), content);
         self.rooms.send(actor, room_id, template, None).await?;
         Ok(())

@@ -466,11 +466,13 @@ impl RemoteRoomService {
         user: &UserId,
         membership: &str,
     ) -> Result<(RoomVersionId, CanonicalJsonObject)> {
-        let template = EventTemplate::state(
-            "m.room.member",
-            user.as_str(),
-            content(json!({ "membership": membership }))?,
-        );
+        let mut member = json!({ "membership": membership });
+        if membership == "join"
+            && let Some(authoriser) = self.rooms.join_authoriser(room_id, user).await?
+        {
+            member["join_authorised_via_users_server"] = json!(authoriser);
+        }
+        let template = EventTemplate::state("m.room.member", user.as_str(), content(member)?);
         self.rooms.probe(room_id, user, template).await
     }
 
@@ -679,6 +681,52 @@ impl RemoteRoomService {
         }
         found.sort_by_key(|(depth, _)| *depth);
         Ok(found.into_iter().map(|(_, object)| object).collect())
+    }
+
+    /// A join another server sends through this one (`send_join`), signed by this server when
+    /// it names a local user as the authoriser of a restricted join
+    /// (`join_authorised_via_users_server`), as the rules require, once the joining user is
+    /// found to be allowed in; any other event is returned as it came.
+    pub async fn authorise_join(
+        &self,
+        room_id: &RoomId,
+        mut object: CanonicalJsonObject,
+        version: &RoomVersionId,
+    ) -> Result<CanonicalJsonObject> {
+        let text = |value: Option<&CanonicalJsonValue>| match value {
+            Some(CanonicalJsonValue::String(text)) => Some(text.clone()),
+            _ => None,
+        };
+        let (authoriser, membership) = match object.get("content") {
+            Some(CanonicalJsonValue::Object(content)) => (
+                text(content.get("join_authorised_via_users_server")),
+                text(content.get("membership")),
+            ),
+            _ => (None, None),
+        };
+        let authoriser = authoriser.and_then(|a| ruma::OwnedUserId::try_from(a).ok());
+        let Some(authoriser) =
+            authoriser.filter(|a| a.server_name() == self.rooms.config.server_name)
+        else {
+            return Ok(object);
+        };
+        let user = text(object.get("state_key"))
+            .and_then(|u| ruma::OwnedUserId::try_from(u).ok())
+            .ok_or_else(|| Error::bad_json("A membership event needs a user as state key"))?;
+        if membership.as_deref() != Some("join") {
+            return Ok(object);
+        }
+        self.rooms.join_authoriser(room_id, &user).await?;
+        tracing::debug!(%room_id, %user, %authoriser, "authorising a restricted join");
+        let rules = rules_of(version)?;
+        ruma::signatures::hash_and_sign_event(
+            self.rooms.config.server_name.as_str(),
+            self.rooms.key.pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::internal(format!("signing a join: {e}")))?;
+        Ok(object)
     }
 
     /// The state a knock from another server is answered with (`knock_room_state`).

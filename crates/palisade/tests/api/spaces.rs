@@ -181,3 +181,104 @@ async fn a_space_reaches_rooms_on_other_servers() {
     assert_eq!(status, StatusCode::OK, "{own_view}");
     assert_eq!(names(&own_view), ["Remote space", "Remote deep", "Secret"]);
 }
+
+/// A room of `owner`'s that members of `space` may join (join rule `restricted`).
+async fn restricted_room(server: &TestServer, owner: &User, space: &str, extra: Value) -> String {
+    let mut body = json!({
+        "name": "Members only",
+        "initial_state": [{
+            "type": "m.room.join_rules", "state_key": "",
+            "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] },
+        }],
+    });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    server.create_room(owner, body).await
+}
+
+async fn join_via(server: &TestServer, user: &User, room: &str, via: &str) -> (StatusCode, Value) {
+    let path = format!("/_matrix/client/v3/join/{}?via={}", urlencode(room), urlencode(via));
+    server.post(&path, user.token(), json!({})).await
+}
+
+#[tokio::test]
+async fn members_of_a_space_may_join_its_restricted_rooms() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let root = space(&server, &alice, "Root").await;
+    let room = restricted_room(&server, &alice, &root, json!({})).await;
+    let join = format!("/_matrix/client/v3/rooms/{room}/join");
+
+    assert_error(
+        &server.post(&join, bob.token(), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    server.join(&bob, &root).await;
+    let (status, body) = server.post(&join, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let member =
+        format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", urlencode(&bob.user_id));
+    let (_, content) = server.get(&member, alice.token()).await;
+    assert_eq!(content["membership"], "join");
+    assert_eq!(content["join_authorised_via_users_server"], alice.user_id.as_str(), "{content}");
+
+    // A rule naming a room this server is not in cannot be vouched for; one nobody here may
+    // grant is refused as such.
+    let nowhere = format!("!nowhere:{}", server.server_name());
+    let unknowable = restricted_room(&server, &alice, &nowhere, json!({})).await;
+    let path = format!("/_matrix/client/v3/rooms/{unknowable}/join");
+    assert_error(
+        &server.post(&path, bob.token(), json!({})).await,
+        StatusCode::BAD_REQUEST,
+        "M_UNABLE_TO_AUTHORISE_JOIN",
+    );
+    let ungrantable = restricted_room(
+        &server,
+        &alice,
+        &root,
+        json!({ "room_version": "11", "power_level_content_override": { "invite": 101 } }),
+    )
+    .await;
+    let path = format!("/_matrix/client/v3/rooms/{ungrantable}/join");
+    assert_error(
+        &server.post(&path, bob.token(), json!({})).await,
+        StatusCode::BAD_REQUEST,
+        "M_UNABLE_TO_GRANT_JOIN",
+    );
+}
+
+#[tokio::test]
+async fn restricted_rooms_are_joined_across_servers() {
+    let (a, b) = (TestServer::start_federated().await, TestServer::start_federated().await);
+    let alice = a.register("alice").await;
+    let (bob, carol) = (b.register("bob").await, b.register("carol").await);
+    let root = space(&a, &alice, "Root").await;
+    let room = restricted_room(&a, &alice, &root, json!({})).await;
+
+    // Carol, in no room the rule names, is refused by alice's server.
+    let refused = join_via(&b, &carol, &room, a.server_name()).await;
+    assert_eq!(refused.0, StatusCode::FORBIDDEN, "{}", refused.1);
+    let (status, body) = join_via(&b, &bob, &root, a.server_name()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = join_via(&b, &bob, &room, a.server_name()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Both servers hold the join alice's server authorised; bob talks in the room.
+    let member =
+        format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", urlencode(&bob.user_id));
+    assert_eq!(
+        a.get(&member, alice.token()).await.1["join_authorised_via_users_server"],
+        alice.user_id.as_str()
+    );
+    assert_eq!(b.get(&member, bob.token()).await.1["membership"], "join");
+    let (status, _) = b.send_text(&bob, &room, "in through the space").await;
+    assert_eq!(status, StatusCode::OK);
+    for _ in 0..100 {
+        if a.texts(&alice, &room).await.iter().any(|t| t == "in through the space") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("alice never saw bob's message");
+}

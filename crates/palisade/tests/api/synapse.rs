@@ -768,3 +768,79 @@ async fn space_trees_span_palisade_and_synapse() {
         synapse.log_tail()
     );
 }
+
+#[tokio::test]
+async fn restricted_rooms_are_joined_across_palisade_and_synapse() {
+    let synapse = Synapse::start().await;
+    let palisade = TestServer::start_federated().await;
+    let alice = palisade.register("alice").await;
+    let sam = synapse.register("sam").await;
+    let post = reqwest::Method::POST;
+    let space = json!({ "preset": "public_chat", "creation_content": { "type": "m.space" } });
+    let restricted = |space: &str| {
+        json!({
+            "room_version": "10",
+            "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "",
+                "content": { "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": space }] },
+            }],
+        })
+    };
+
+    // Sam's space and restricted room on Synapse: alice joins the space, then the room,
+    // which Synapse authorises.
+    let (status, created) = synapse
+        .call(post.clone(), "/_matrix/client/v3/createRoom", sam.token(), space.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let sams_space = created["room_id"].as_str().unwrap().to_owned();
+    let (status, created) = synapse
+        .call(post.clone(), "/_matrix/client/v3/createRoom", sam.token(), restricted(&sams_space))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let sams_room = created["room_id"].as_str().unwrap().to_owned();
+    let join = |room: &str| {
+        format!(
+            "/_matrix/client/v3/join/{}?via={}",
+            urlencode(room),
+            urlencode(&synapse.server_name)
+        )
+    };
+    let refused = palisade.post(&join(&sams_room), alice.token(), json!({})).await;
+    assert_eq!(refused.0, StatusCode::FORBIDDEN, "{}", refused.1);
+    let (status, body) = palisade.post(&join(&sams_space), alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = palisade.post(&join(&sams_room), alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    palisade.send_text(&alice, &sams_room, "alice through the space").await;
+    eventually("sam hears alice in the restricted room", &synapse, || async {
+        synapse.texts(&sam, &sams_room).await.contains(&"alice through the space".to_owned())
+    })
+    .await;
+
+    // Alice's space and restricted room on Palisade: sam joins the space, then the room,
+    // which Palisade authorises and signs for Synapse to accept.
+    let alices_space = palisade.create_room(&alice, space).await;
+    let alices_room = palisade.create_room(&alice, restricted(&alices_space)).await;
+    let join = |room: &str| {
+        format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            urlencode(room),
+            urlencode(palisade.server_name())
+        )
+    };
+    let (status, body) =
+        synapse.call(post.clone(), &join(&alices_space), sam.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) =
+        synapse.call(post.clone(), &join(&alices_room), sam.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}\n{}", synapse.log_tail());
+    assert_eq!(
+        synapse.send_text(&sam, &alices_room, "sam through the space").await,
+        StatusCode::OK
+    );
+    eventually("alice hears sam in the restricted room", &synapse, || async {
+        palisade.texts(&alice, &alices_room).await.contains(&"sam through the space".to_owned())
+    })
+    .await;
+}
