@@ -97,7 +97,7 @@ impl Federation {
                 continue;
             }
             let state = update.presence.to_string();
-            self.services.presence.set(&update.user_id, &state, update.status_msg);
+            self.services.presence.set(&update.user_id, &state, update.status_msg).await;
         }
         Ok(())
     }

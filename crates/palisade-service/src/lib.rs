@@ -187,6 +187,12 @@ impl Services {
             config.push.include_content,
             clock.clone(),
         ));
+        let presence = Arc::new(PresenceService::new(
+            accounts.clone(),
+            rooms.clone(),
+            clock.clone(),
+            outbound.clone(),
+        ));
         let sync = Arc::new(SyncService::new(
             rooms.clone(),
             push_rules,
@@ -196,6 +202,7 @@ impl Services {
             e2ee.clone(),
             notifier,
             stores.sync,
+            presence.clone(),
         ));
         let reports = Arc::new(ReportService::new(
             stores.reports,
@@ -204,8 +211,6 @@ impl Services {
             clock.clone(),
         ));
         let calls = Arc::new(CallService::new(config.turn.clone(), clock.clone()));
-        let presence =
-            Arc::new(PresenceService::new(accounts.clone(), clock.clone(), outbound.clone()));
         Ok(Self {
             config,
             accounts,

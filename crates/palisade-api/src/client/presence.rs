@@ -40,11 +40,13 @@ async fn get(
     request: Ruma<get_presence::v3::Request>,
 ) -> Result<get_presence::v3::Response> {
     request.session()?;
-    let (presence, ago) = state.presence.get(&request.body.user_id).await?;
+    let Some(presence) = state.presence.get(&request.body.user_id).await? else {
+        return Ok(get_presence::v3::Response::new(PresenceState::Offline));
+    };
     let mut response =
         get_presence::v3::Response::new(PresenceState::from(presence.state.as_str()));
     response.status_msg = presence.status_msg;
-    response.last_active_ago = ago.map(Duration::from_millis);
-    response.currently_active = Some(presence.state == "online");
+    response.last_active_ago = Some(Duration::from_millis(presence.last_active_ago));
+    response.currently_active = Some(presence.currently_active);
     Ok(response)
 }

@@ -64,6 +64,7 @@ async fn sync(state: AppState, request: Ruma<sync_events::v3::Request>) -> Resul
         full_state: body.full_state,
         timeout: body.timeout.unwrap_or(Duration::ZERO),
         filter: body.filter.clone(),
+        set_presence: Some(body.set_presence.to_string()),
     };
     state.sync.sync(request.session()?, &sync).await
 }

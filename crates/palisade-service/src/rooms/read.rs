@@ -98,12 +98,16 @@ fn type_matches(pattern: &str, kind: &str) -> bool {
 impl EventFilter {
     /// Whether an event passes the filter.
     pub fn matches(&self, row: &EventRow) -> bool {
-        let kind = row.kind.as_str();
+        self.allows(&row.kind, &row.sender)
+            && self.contains_url.is_none_or(|wanted| has_url(row) == wanted)
+    }
+
+    /// Whether the filter lets an event of `kind` from `sender` through, by type and sender.
+    pub fn allows(&self, kind: &str, sender: &UserId) -> bool {
         self.types.as_ref().is_none_or(|types| types.iter().any(|p| type_matches(p, kind)))
             && !self.not_types.iter().any(|p| type_matches(p, kind))
-            && self.senders.as_ref().is_none_or(|senders| senders.contains(&row.sender))
-            && !self.not_senders.contains(&row.sender)
-            && self.contains_url.is_none_or(|wanted| has_url(row) == wanted)
+            && self.senders.as_ref().is_none_or(|senders| senders.iter().any(|s| s == sender))
+            && !self.not_senders.iter().any(|s| s == sender)
     }
 }
 

@@ -43,6 +43,7 @@ use crate::{
     e2ee::{DeviceListChanges, E2eeService},
     events::{event_of, to_raw},
     notify::Notifier,
+    presence::PresenceService,
     push::PushRuleEvaluator,
     receipts::ReceiptService,
     rooms::{EventFilter, INVITE_STATE, RoomService, Visibility, pdu::stripped, stream_token},
@@ -64,10 +65,13 @@ pub struct SyncToken {
     pub to_device: u64,
     /// Device list changes.
     pub device_lists: u64,
+    /// Presence.
+    pub presence: u64,
 }
 
 impl SyncToken {
-    /// Parses `s<events>_<account data>_<receipts>_<typing>_<to-device>_<device lists>`.
+    /// Parses `s<events>_<account data>_<receipts>_<typing>_<to-device>_<device lists>_
+    /// <presence>`; a token from before presence was synced (no last part) reads as 0.
     pub fn parse(token: &str) -> Result<Self> {
         let invalid = || Error::invalid_param("Invalid sync token");
         let parts: Vec<u64> = token
@@ -76,10 +80,13 @@ impl SyncToken {
             .split('_')
             .map(|p| p.parse().map_err(|_| invalid()))
             .collect::<Result<_>>()?;
-        let [events, account_data, receipts, typing, to_device, device_lists] = parts[..] else {
-            return Err(invalid());
-        };
-        Ok(Self { events, account_data, receipts, typing, to_device, device_lists })
+        let (events, account_data, receipts, typing, to_device, device_lists, presence) =
+            match parts[..] {
+                [a, b, c, d, e, f] => (a, b, c, d, e, f, 0),
+                [a, b, c, d, e, f, g] => (a, b, c, d, e, f, g),
+                _ => return Err(invalid()),
+            };
+        Ok(Self { events, account_data, receipts, typing, to_device, device_lists, presence })
     }
 }
 
@@ -106,13 +113,14 @@ impl std::fmt::Display for SyncToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "s{}_{}_{}_{}_{}_{}",
+            "s{}_{}_{}_{}_{}_{}_{}",
             self.events,
             self.account_data,
             self.receipts,
             self.typing,
             self.to_device,
-            self.device_lists
+            self.device_lists,
+            self.presence
         )
     }
 }
@@ -132,6 +140,8 @@ pub struct SyncFilter {
     pub rooms: Option<Vec<OwnedRoomId>>,
     /// Never these rooms.
     pub not_rooms: Vec<OwnedRoomId>,
+    /// Which presence events to send (by type and sender); `None` for none.
+    pub presence: Option<EventFilter>,
 }
 
 impl Default for SyncFilter {
@@ -143,6 +153,7 @@ impl Default for SyncFilter {
             include_leave: false,
             rooms: None,
             not_rooms: Vec::new(),
+            presence: Some(EventFilter::default()),
         }
     }
 }
@@ -163,8 +174,27 @@ impl From<&FilterDefinition> for SyncFilter {
             include_leave: room.include_leave,
             rooms: room.rooms.clone(),
             not_rooms: room.not_rooms.clone(),
+            presence: presence_filter(&definition.presence),
         }
     }
+}
+
+/// The presence a sync filter asks for: `None` when it turns presence off (a limit of 0, or
+/// `m.presence` left out by type, as clients that do not show presence ask).
+fn presence_filter(filter: &ruma::api::client::filter::Filter) -> Option<EventFilter> {
+    if filter.limit.is_some_and(|limit| limit == ruma::UInt::MIN) {
+        return None;
+    }
+    let filter = EventFilter {
+        types: filter.types.clone(),
+        not_types: filter.not_types.clone(),
+        senders: filter.senders.clone(),
+        not_senders: filter.not_senders.clone(),
+        ..EventFilter::default()
+    };
+    // Senders are checked per event; by type, presence is in or out as a whole.
+    let by_type = EventFilter { senders: None, not_senders: Vec::new(), ..filter.clone() };
+    by_type.allows("m.presence", ruma::user_id!("@anyone:localhost")).then_some(filter)
 }
 
 /// One `/sync` request.
@@ -178,6 +208,8 @@ pub struct SyncRequest {
     pub timeout: Duration,
     /// What to send: a filter, or the id of one the user stored.
     pub filter: Option<Filter>,
+    /// The presence syncing gives the user (`online` when absent; `offline` changes nothing).
+    pub set_presence: Option<String>,
 }
 
 /// Most events checked for unread counts per room.
@@ -190,6 +222,7 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Builds sync responses.
 pub struct SyncService {
+    presence: Arc<PresenceService>,
     rooms: Arc<RoomService>,
     push_rules: Arc<PushRuleEvaluator>,
     account_data: Arc<AccountDataService>,
@@ -253,9 +286,11 @@ impl SyncService {
         e2ee: Arc<E2eeService>,
         notifier: Arc<Notifier>,
         store: Arc<dyn SyncStore>,
+        presence: Arc<PresenceService>,
     ) -> Self {
         let unread_counts = Mutex::new(HashMap::new());
         Self {
+            presence,
             rooms,
             push_rules,
             account_data,
@@ -282,6 +317,8 @@ impl SyncService {
             _ => SyncFilter::default(),
         };
         let wanted = Wanted { full_state: request.full_state, filter };
+        let _syncing =
+            self.presence.syncing(session.user_id(), request.set_presence.as_deref()).await;
         let deadline = tokio::time::Instant::now() + request.timeout.min(MAX_TIMEOUT);
         let mut wake = self.notifier.subscribe(session.user_id());
         loop {
@@ -305,6 +342,7 @@ impl SyncService {
             typing: self.typing.position(),
             to_device: self.e2ee.to_device_position().await?,
             device_lists: self.e2ee.device_list_position().await?,
+            presence: self.presence.position(),
         })
     }
 
@@ -418,10 +456,14 @@ impl SyncService {
             None => DeviceListChanges::default(),
         };
         let (key_counts, fallback_types) = self.e2ee.key_counts(session).await?;
+        let presence = match &filter.presence {
+            Some(wanted) => self.presence_events(user, since, now.presence, wanted).await?,
+            None => Vec::new(),
+        };
         let body = SyncResponse {
             next_batch: now.to_string(),
             rooms,
-            presence: Events::default(),
+            presence: Events { events: presence },
             account_data: global.into(),
             to_device: to_device.into(),
             device_lists: DeviceLists { changed: device_lists.changed, left: device_lists.left },
@@ -430,6 +472,33 @@ impl SyncService {
         };
         let changed = body.is_news();
         Ok(Pass { body, changed })
+    }
+
+    /// `m.presence` events of the user and those sharing a room with them, changed between
+    /// the token and this pass.
+    async fn presence_events(
+        &self,
+        user: &UserId,
+        since: Option<SyncToken>,
+        up_to: u64,
+        filter: &EventFilter,
+    ) -> Result<Vec<Raw<ruma::events::presence::PresenceEvent>>> {
+        let changes = self.presence.changes_for(user, since.map(|s| s.presence), up_to).await?;
+        changes
+            .into_iter()
+            .filter(|(sender, _)| filter.allows("m.presence", sender))
+            .map(|(sender, presence)| {
+                let mut content = json!({
+                    "presence": presence.state,
+                    "last_active_ago": presence.last_active_ago,
+                    "currently_active": presence.currently_active,
+                });
+                if let Some(status) = &presence.status_msg {
+                    content["status_msg"] = json!(status);
+                }
+                to_raw(&json!({ "type": "m.presence", "sender": sender, "content": content }))
+            })
+            .collect()
     }
 
     /// Rooms with events or receipts between the token and this pass; `None` when too much

@@ -42,7 +42,7 @@ pub struct SyncResponse {
     pub next_batch: String,
     /// What changed in the user's rooms.
     pub rooms: Rooms,
-    /// Presence (not sent yet: always empty).
+    /// Presence of the user and of those sharing a room with them.
     pub presence: Events<PresenceEvent>,
     /// Global account data.
     pub account_data: Events<AnyGlobalAccountDataEvent>,
@@ -64,6 +64,7 @@ impl SyncResponse {
             && rooms.invite.is_empty()
             && rooms.leave.is_empty()
             && rooms.knock.is_empty()
+            && self.presence.events.is_empty()
             && self.account_data.events.is_empty()
             && self.to_device.events.is_empty()
             && self.device_lists.changed.is_empty()

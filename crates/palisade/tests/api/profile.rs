@@ -1,7 +1,7 @@
-//! Profiles.
+//! Profiles and presence.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use palisade_testkit::{TestServer, assert_error, assert_forbidden, urlencode};
 
@@ -205,4 +205,72 @@ async fn extended_profile_fields_are_kept_listed_and_removed() {
     let mismatched =
         server.put(&field("org.example.a"), alice.token(), json!({ "org.example.b": 1 })).await;
     assert_eq!(mismatched.0, StatusCode::BAD_REQUEST, "{}", mismatched.1);
+}
+
+/// The `m.presence` events of a sync, by sender.
+fn presence_of(sync: &Value) -> std::collections::BTreeMap<String, Value> {
+    sync["presence"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| (e["sender"].as_str().unwrap().to_owned(), e["content"].clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn presence_reaches_those_sharing_a_room_through_sync() {
+    let server = TestServer::start().await;
+    let (alice, bob, carol, dave) = (
+        server.register("alice").await,
+        server.register("bob").await,
+        server.register("carol").await,
+        server.register("dave").await,
+    );
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    server.join(&dave, &room).await;
+
+    // Syncing puts bob online; carol (no shared room) syncs too; dave syncs saying offline.
+    server.sync(&bob, "").await;
+    server.sync(&carol, "").await;
+    server.sync(&dave, "set_presence=offline").await;
+    let first = server.sync(&alice, "").await;
+    let seen = presence_of(&first);
+    assert_eq!(seen[&bob.user_id]["presence"], "online", "{first}");
+    assert_eq!(seen[&bob.user_id]["currently_active"], true);
+    assert!(seen[&bob.user_id]["last_active_ago"].is_u64());
+    assert_eq!(seen[&alice.user_id]["presence"], "online", "her own presence too");
+    assert!(!seen.contains_key(&carol.user_id), "carol shares no room: {first}");
+    assert!(!seen.contains_key(&dave.user_id), "dave never went online: {first}");
+
+    // Bob steps away: alice's waiting sync wakes with it, and only with what changed.
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let waiting = {
+        let server = &server;
+        let alice = &alice;
+        let since = since.clone();
+        async move { server.sync(alice, &format!("since={since}&timeout=10000")).await }
+    };
+    let setting = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let path = format!("/_matrix/client/v3/presence/{}/status", bob.user_id);
+        let body = json!({ "presence": "unavailable", "status_msg": "lunch" });
+        assert_eq!(server.put(&path, bob.token(), body).await.0, StatusCode::OK);
+    };
+    let (next, ()) = tokio::join!(waiting, setting);
+    let seen = presence_of(&next);
+    assert_eq!(seen.len(), 1, "{next}");
+    assert_eq!(seen[&bob.user_id]["presence"], "unavailable");
+    assert_eq!(seen[&bob.user_id]["status_msg"], "lunch");
+    assert_eq!(seen[&bob.user_id]["currently_active"], false);
+
+    // A filter can turn presence off; a token from before presence was synced still works.
+    let filter = json!({ "presence": { "not_types": ["*"] } }).to_string();
+    let off = server.sync(&alice, &format!("filter={}", urlencode(&filter))).await;
+    assert!(presence_of(&off).is_empty(), "{off}");
+    let old = since.rsplit_once('_').unwrap().0;
+    server.sync(&alice, &format!("since={old}")).await;
 }
