@@ -27,6 +27,28 @@ pub struct ReceiptService {
     clock: Arc<dyn Clock>,
 }
 
+/// How far a user has read a room (see [`ReceiptService::read_positions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ReadPositions {
+    /// Unthreaded receipts: read up to here in every thread.
+    pub unthreaded: u64,
+    /// Threaded receipts, by thread (`main` or a root's id).
+    pub threads: std::collections::BTreeMap<String, u64>,
+}
+
+impl ReadPositions {
+    /// The latest event read in any thread.
+    pub fn latest(&self) -> u64 {
+        self.threads.values().copied().fold(self.unthreaded, u64::max)
+    }
+
+    /// Where `thread` (`None`: the main timeline) is read up to.
+    pub fn of(&self, thread: Option<&str>) -> u64 {
+        let threaded = self.threads.get(thread.unwrap_or("main")).copied().unwrap_or(0);
+        self.unthreaded.max(threaded)
+    }
+}
+
 impl ReceiptService {
     /// The service.
     pub fn new(
@@ -71,10 +93,23 @@ impl ReceiptService {
             .collect())
     }
 
-    /// The stream position of the latest event `user` has a receipt for in a room (0 if none).
-    pub(crate) async fn read_up_to(&self, room_id: &RoomId, user: &UserId) -> Result<u64> {
-        let receipts = self.store.receipts_of(room_id, user).await?;
-        Ok(receipts.iter().map(|r| r.event_stream_pos).max().unwrap_or(0))
+    /// How far `user` has read a room: the stream position of the latest event of their
+    /// unthreaded receipts, and of their receipts per thread (`main` for the main timeline, a
+    /// thread's root otherwise); 0 where there is none.
+    pub(crate) async fn read_positions(
+        &self,
+        room_id: &RoomId,
+        user: &UserId,
+    ) -> Result<ReadPositions> {
+        let mut read = ReadPositions::default();
+        for receipt in self.store.receipts_of(room_id, user).await? {
+            let position = match receipt.thread_id {
+                None => &mut read.unthreaded,
+                Some(thread) => read.threads.entry(thread).or_default(),
+            };
+            *position = (*position).max(receipt.event_stream_pos);
+        }
+        Ok(read)
     }
 
     /// Records that a local user has read up to `event_id` (a public receipt is news for the

@@ -247,7 +247,7 @@ impl PushService {
             let read = match read_up_to.get(&n.room_id) {
                 Some(pos) => *pos,
                 None => {
-                    let pos = self.receipts.read_up_to(&n.room_id, user).await?;
+                    let pos = self.receipts.read_positions(&n.room_id, user).await?.latest();
                     *read_up_to.entry(n.room_id.clone()).or_insert(pos)
                 }
             };
@@ -459,7 +459,7 @@ impl PushService {
     async fn unread_rooms(&self, user: &UserId) -> Result<u64> {
         let mut unread = 0;
         for (room_id, latest) in self.store.notified_rooms(user).await? {
-            if latest > self.receipts.read_up_to(&room_id, user).await? {
+            if latest > self.receipts.read_positions(&room_id, user).await?.latest() {
                 unread += 1;
             }
         }

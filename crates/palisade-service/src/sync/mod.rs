@@ -45,7 +45,7 @@ use crate::{
     notify::Notifier,
     presence::PresenceService,
     push::PushRuleEvaluator,
-    receipts::ReceiptService,
+    receipts::{ReadPositions, ReceiptService},
     rooms::{EventFilter, INVITE_STATE, RoomService, Visibility, pdu::stripped, stream_token},
     typing::TypingService,
 };
@@ -140,6 +140,9 @@ pub struct SyncFilter {
     pub rooms: Option<Vec<OwnedRoomId>>,
     /// Never these rooms.
     pub not_rooms: Vec<OwnedRoomId>,
+    /// Count threads apart (`unread_thread_notifications`), the main timeline alone in the
+    /// room's counts.
+    pub thread_counts: bool,
     /// Which presence events to send (by type and sender); `None` for none.
     pub presence: Option<EventFilter>,
 }
@@ -153,6 +156,7 @@ impl Default for SyncFilter {
             include_leave: false,
             rooms: None,
             not_rooms: Vec::new(),
+            thread_counts: false,
             presence: Some(EventFilter::default()),
         }
     }
@@ -174,6 +178,7 @@ impl From<&FilterDefinition> for SyncFilter {
             include_leave: room.include_leave,
             rooms: room.rooms.clone(),
             not_rooms: room.not_rooms.clone(),
+            thread_counts: room.timeline.unread_thread_notifications,
             presence: presence_filter(&definition.presence),
         }
     }
@@ -240,14 +245,62 @@ pub struct SyncService {
 }
 
 /// Unread counts of a user in a room, as far as they have been counted.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct UnreadCount {
-    /// The receipt position the counts start from.
-    read_up_to: u64,
+    /// The receipts the counts follow.
+    read: ReadPositions,
     /// The position counted up to.
     counted_to: u64,
-    notifications: u64,
-    highlights: u64,
+    /// Counts of the main timeline.
+    main: Counts,
+    /// Counts per thread, by root.
+    threads: BTreeMap<OwnedEventId, Counts>,
+}
+
+/// Notifications and highlights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Events that notify.
+    pub notifications: u64,
+    /// Events that highlight.
+    pub highlights: u64,
+}
+
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.notifications += other.notifications;
+        self.highlights += other.highlights;
+    }
+}
+
+impl UnreadCount {
+    /// The counts of the main timeline and every thread together.
+    fn total(&self) -> Counts {
+        let mut all = self.main;
+        self.threads.values().for_each(|c| all.add(*c));
+        all
+    }
+}
+
+/// The thread an event belongs to: the root it replies to in a thread (`m.thread`), `None`
+/// for the main timeline.
+fn thread_of(row: &EventRow) -> Option<OwnedEventId> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        content: Content,
+    }
+    #[derive(serde::Deserialize)]
+    struct Content {
+        #[serde(rename = "m.relates_to")]
+        relates_to: Relation,
+    }
+    #[derive(serde::Deserialize)]
+    struct Relation {
+        rel_type: String,
+        event_id: OwnedEventId,
+    }
+    let event: Event = serde_json::from_str(&row.json).ok()?;
+    (event.content.relates_to.rel_type == "m.thread").then_some(event.content.relates_to.event_id)
 }
 
 /// Where a room's part of a pass starts and ends.
@@ -651,18 +704,22 @@ impl SyncService {
         {
             return Ok(None);
         }
-        let (notifications, highlights) =
-            self.unread(user, room_id, membership, now.events).await?;
+        let unread = self.unread(user, room_id, membership, now.events).await?;
+        let (counts, thread_counts) = if request.filter.thread_counts {
+            let threads = unread.threads.iter().filter(|(_, c)| **c != Counts::default());
+            let threads = threads.map(|(root, c)| (root.clone(), (*c).into())).collect();
+            (unread.main, threads)
+        } else {
+            (unread.total(), BTreeMap::new())
+        };
         let mut room = JoinedRoom {
             summary: RoomSummary::default(),
             state: state.into(),
             timeline: self.timeline_of(session, room_id, &rows, limited, Some(start)).await?,
             ephemeral: ephemeral.into(),
             account_data: room_data.into(),
-            unread_notifications: UnreadNotifications {
-                notification_count: notifications,
-                highlight_count: highlights,
-            },
+            unread_notifications: counts.into(),
+            unread_thread_notifications: thread_counts,
         };
         let members_changed = rows.iter().any(|r| r.kind == "m.room.member");
         if joined_since || members_changed {
@@ -712,10 +769,12 @@ impl SyncService {
         Ok(summary)
     }
 
-    /// Notification and highlight counts from the push rules, since the user's last receipt.
+    /// Notification and highlight counts from the push rules, of the main timeline and of
+    /// each thread, each since the user's receipt for it (threaded receipts) or their last
+    /// unthreaded one, whichever is later (never before they joined).
     ///
     /// Counted incrementally: a pass evaluates only the events after the ones the previous
-    /// pass counted for the same receipt, so a long-poll wake-up costs one event, not the
+    /// pass counted for the same receipts, so a long-poll wake-up costs one event, not the
     /// room's whole unread history.
     async fn unread(
         &self,
@@ -723,19 +782,20 @@ impl SyncService {
         room_id: &RoomId,
         membership: &MembershipRow,
         now: u64,
-    ) -> Result<(u64, u64)> {
-        let read_up_to = self.receipts.read_up_to(room_id, user).await?.max(membership.stream_pos);
+    ) -> Result<UnreadCount> {
+        let mut read = self.receipts.read_positions(room_id, user).await?;
+        read.unthreaded = read.unthreaded.max(membership.stream_pos);
         let key = (user.to_owned(), room_id.to_owned());
         let cached = self
             .unread_counts
             .lock()
             .expect("unread counts poisoned")
             .get(&key)
-            .copied()
-            .filter(|c| c.read_up_to == read_up_to && c.counted_to <= now);
+            .cloned()
+            .filter(|c| c.read == read && c.counted_to <= now);
         let mut count = cached.unwrap_or(UnreadCount {
-            read_up_to,
-            counted_to: read_up_to,
+            counted_to: read.unthreaded,
+            read,
             ..Default::default()
         });
         if count.counted_to < now {
@@ -752,38 +812,48 @@ impl SyncService {
                     None,
                 )
                 .await?;
-            let unread: Vec<_> = page.rows.into_iter().filter(|row| row.sender != user).collect();
-            let (notifications, highlights) = self.evaluate(user, room_id, &unread).await?;
-            count.notifications += notifications;
-            count.highlights += highlights;
+            let mut unread = Vec::new();
+            let mut threads = Vec::new();
+            for row in page.rows.into_iter().filter(|row| row.sender != user) {
+                let thread = thread_of(&row);
+                if row.stream_pos > count.read.of(thread.as_ref().map(|t| t.as_str())) {
+                    unread.push(row);
+                    threads.push(thread);
+                }
+            }
+            let counted = self.evaluate(user, room_id, &unread).await?;
+            for (thread, counts) in threads.into_iter().zip(counted) {
+                match thread {
+                    Some(root) => count.threads.entry(root).or_default().add(counts),
+                    None => count.main.add(counts),
+                }
+            }
             count.counted_to = if page.reached_end { now } else { page.cursor };
         }
-        self.unread_counts.lock().expect("unread counts poisoned").insert(key, count);
-        Ok((count.notifications, count.highlights))
+        self.unread_counts.lock().expect("unread counts poisoned").insert(key, count.clone());
+        Ok(count)
     }
 
-    /// Notifications and highlights the user's push rules give `events`.
+    /// Whether the user's push rules make each of `events` notify and highlight.
     async fn evaluate(
         &self,
         user: &UserId,
         room_id: &RoomId,
         unread: &[EventRow],
-    ) -> Result<(u64, u64)> {
+    ) -> Result<Vec<Counts>> {
         if unread.is_empty() {
-            return Ok((0, 0));
+            return Ok(Vec::new());
         }
         let events = self.rooms.format_events(room_id, unread, None).await?;
-        let (mut notifications, mut highlights) = (0, 0);
         let room = self.push_rules.room(room_id).await?;
-        for actions in self.push_rules.actions(user, &room, &events).await? {
-            if actions.iter().any(|a| a.should_notify()) {
-                notifications += 1;
-            }
-            if actions.iter().any(|a| a.is_highlight()) {
-                highlights += 1;
-            }
-        }
-        Ok((notifications, highlights))
+        let actions = self.push_rules.actions(user, &room, &events).await?;
+        Ok(actions
+            .into_iter()
+            .map(|actions| Counts {
+                notifications: u64::from(actions.iter().any(|a| a.should_notify())),
+                highlights: u64::from(actions.iter().any(|a| a.is_highlight())),
+            })
+            .collect())
     }
 
     /// The room state an invited or knocking user is shown: what another server sent with

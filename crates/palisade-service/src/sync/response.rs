@@ -98,8 +98,11 @@ pub struct JoinedRoom {
     pub ephemeral: Events<AnySyncEphemeralRoomEvent>,
     /// The user's account data for the room.
     pub account_data: Events<AnyRoomAccountDataEvent>,
-    /// Unread counts.
+    /// Unread counts (of the main timeline alone when threads are counted apart).
     pub unread_notifications: UnreadNotifications,
+    /// Unread counts per thread, by root, when the filter asks for them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unread_thread_notifications: BTreeMap<ruma::OwnedEventId, UnreadNotifications>,
 }
 
 /// A left room's part of a sync.
@@ -160,6 +163,12 @@ pub struct UnreadNotifications {
     pub notification_count: u64,
     /// Events that highlight.
     pub highlight_count: u64,
+}
+
+impl From<super::Counts> for UnreadNotifications {
+    fn from(counts: super::Counts) -> Self {
+        Self { notification_count: counts.notifications, highlight_count: counts.highlights }
+    }
 }
 
 /// Device list changes.

@@ -630,11 +630,11 @@ impl SyncService {
         room.timeline = timeline.events;
         room.limited = limited;
         room.prev_batch = timeline.prev_batch;
-        let (notifications, highlights) =
-            self.unread(user, room_id, membership, window.now).await?;
+        let unread = self.unread(user, room_id, membership, window.now).await?.total();
         room.unread_notifications = UnreadNotificationsCount::new();
-        room.unread_notifications.notification_count = Some(UInt::new_saturating(notifications));
-        room.unread_notifications.highlight_count = Some(UInt::new_saturating(highlights));
+        room.unread_notifications.notification_count =
+            Some(UInt::new_saturating(unread.notifications));
+        room.unread_notifications.highlight_count = Some(UInt::new_saturating(unread.highlights));
         room.initial = initial.then_some(true);
         Ok(Some(BuiltRoom { room, news: true }))
     }

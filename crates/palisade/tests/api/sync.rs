@@ -617,3 +617,75 @@ async fn sync_sends_every_section_as_synapse_does() {
     assert!(room["summary"].is_object(), "{room}");
     assert_eq!(room["unread_notifications"]["notification_count"], 0, "{room}");
 }
+
+#[tokio::test]
+async fn threads_are_counted_apart_and_read_apart() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    let send = |content: Value| {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{room}/send/m.room.message/{}",
+            rand::random::<u64>()
+        );
+        let server = &server;
+        let bob = &bob;
+        async move {
+            let (status, body) = server.put(&path, bob.token(), content).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["event_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let root = send(json!({ "msgtype": "m.text", "body": "root" })).await;
+    let in_thread = json!({
+        "msgtype": "m.text", "body": "reply",
+        "m.relates_to": { "rel_type": "m.thread", "event_id": root, "is_falling_back": true, "m.in_reply_to": { "event_id": root } },
+    });
+    send(in_thread.clone()).await;
+    let last_reply = send(in_thread).await;
+    let main = send(json!({ "msgtype": "m.text", "body": "main" })).await;
+
+    let threaded =
+        json!({ "room": { "timeline": { "unread_thread_notifications": true } } }).to_string();
+    let counts = |query: String| {
+        let server = &server;
+        let alice = &alice;
+        let room = room.clone();
+        async move {
+            let sync = server.sync(alice, &query).await;
+            let joined = sync["rooms"]["join"][&room].clone();
+            (
+                joined["unread_notifications"]["notification_count"].clone(),
+                joined["unread_thread_notifications"].clone(),
+            )
+        }
+    };
+    let by_thread = format!("filter={}", urlencode(&threaded));
+    let (room_count, threads) = counts(by_thread.clone()).await;
+    assert_eq!(room_count, 2, "the root and the main message");
+    assert_eq!(threads[&root]["notification_count"], 2, "{threads}");
+    let (all, threads) = counts(String::new()).await;
+    assert_eq!(all, 4, "without the filter, everything together");
+    assert!(threads.is_null(), "{threads}");
+
+    // Reading the thread clears the thread only; reading the main timeline clears the rest.
+    let receipt = |event: &str, thread: &str| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{}", urlencode(event));
+        let body = json!({ "thread_id": thread });
+        let server = &server;
+        let alice = &alice;
+        async move {
+            let (status, body) = server.post(&path, alice.token(), body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    receipt(&last_reply, &root).await;
+    let (room_count, threads) = counts(by_thread.clone()).await;
+    assert_eq!(room_count, 2);
+    assert!(threads.is_null(), "{threads}");
+    receipt(&main, "main").await;
+    let (room_count, _) = counts(by_thread).await;
+    assert_eq!(room_count, 0);
+    assert_eq!(counts(String::new()).await.0, 0);
+}
