@@ -25,7 +25,7 @@ fn status_and_code(kind: &ErrorKind) -> (StatusCode, &'static str) {
         Forbidden => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
         RegistrationDisabled => (StatusCode::FORBIDDEN, "M_FORBIDDEN"),
         MissingToken => (StatusCode::UNAUTHORIZED, "M_MISSING_TOKEN"),
-        UnknownToken => (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
+        UnknownToken | ExpiredToken => (StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN"),
         UserDeactivated => (StatusCode::FORBIDDEN, "M_USER_DEACTIVATED"),
         NotFound => (StatusCode::NOT_FOUND, "M_NOT_FOUND"),
         NotJson => (StatusCode::BAD_REQUEST, "M_NOT_JSON"),
@@ -105,8 +105,9 @@ impl IntoResponse for ApiError {
             ErrorKind::UnknownToken => {
                 json!({ "errcode": errcode, "error": message, "soft_logout": false })
             }
-            // The client keeps its session, for when the account is unlocked (spec).
-            ErrorKind::UserLocked => {
+            // The client keeps its session: for when the account is unlocked (spec), or to
+            // refresh the token.
+            ErrorKind::UserLocked | ErrorKind::ExpiredToken => {
                 json!({ "errcode": errcode, "error": message, "soft_logout": true })
             }
             _ => json!({ "errcode": errcode, "error": message }),

@@ -206,6 +206,10 @@ pub struct Config {
     /// read world-readable rooms and join rooms whose `m.room.guest_access` is `can_join`.
     #[serde(default)]
     pub allow_guest_access: bool,
+    /// How long an access token issued with a refresh token lasts, in seconds (Synapse's
+    /// `refreshable_access_token_lifetime`; clients that ask for refresh tokens renew it).
+    #[serde(default = "default_refreshable_lifetime")]
+    pub refreshable_access_token_lifetime_secs: u64,
     /// Directory holding the database and the signing key.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -341,6 +345,10 @@ fn default_room_version() -> RoomVersionId {
 fn default_max_request_bytes() -> usize {
     // Room for a 64 KiB event plus transaction overhead; media gets its own limit.
     1024 * 1024
+}
+
+fn default_refreshable_lifetime() -> u64 {
+    300
 }
 
 impl Default for Config {

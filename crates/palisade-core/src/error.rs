@@ -12,6 +12,9 @@ pub enum ErrorKind {
     MissingToken,
     /// The access token is not recognised (`M_UNKNOWN_TOKEN`).
     UnknownToken,
+    /// The access token expired: the client refreshes it or signs in again, keeping its
+    /// data (`M_UNKNOWN_TOKEN` with `soft_logout`, 401).
+    ExpiredToken,
     /// The user is deactivated (`M_USER_DEACTIVATED`).
     UserDeactivated,
     /// The resource does not exist (`M_NOT_FOUND`).

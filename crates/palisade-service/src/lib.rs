@@ -36,7 +36,9 @@ use crate::{
 };
 
 pub use account_data::AccountDataService;
-pub use accounts::{AccountService, ClientInfo, Registered, Registration, Session};
+pub use accounts::{
+    AccountService, ClientInfo, Refresh, Refreshed, Registered, Registration, Session,
+};
 pub use calls::CallService;
 pub use e2ee::E2eeService;
 pub use keys::SigningKey;

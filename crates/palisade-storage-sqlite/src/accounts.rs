@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use palisade_core::Result;
-use palisade_storage::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
-use ruma::{DeviceId, OwnedDeviceId, UserId};
+use palisade_storage::{AccountStore, DeviceRow, NewDevice, RefreshedTokens, TokenOwner, UserRow};
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Database, parse_id, sql};
@@ -70,7 +70,15 @@ fn delete_devices_where(
         // A deleted device's keys and undelivered messages go with it, and so do the messages
         // it sent that were held until it would be trusted.
         // Its pushers go too: a signed-out phone must not be woken for messages.
-        for table in ["device_keys", "one_time_keys", "fallback_keys", "to_device", "pushers"] {
+        let tables = [
+            "device_keys",
+            "one_time_keys",
+            "fallback_keys",
+            "to_device",
+            "pushers",
+            "refresh_tokens",
+        ];
+        for table in tables {
             conn.prepare_cached(&format!(
                 "DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"
             ))
@@ -338,11 +346,19 @@ impl AccountStore for Database {
             conn.execute("UPDATE users SET had_device = 1 WHERE user_id = ?1", [user_id])
                 .map_err(sql)?;
             conn.execute(
-                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![device.token_hash, user_id, device_id, device.now],
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![device.token_hash, user_id, device_id, device.now, device.expires_ts],
             )
             .map_err(sql)?;
+            if let Some(refresh) = device.refresh_hash {
+                conn.execute(
+                    "INSERT INTO refresh_tokens (token_hash, user_id, device_id, access_hash,
+                     created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![refresh, user_id, device_id, device.token_hash, device.now],
+                )
+                .map_err(sql)?;
+            }
             Ok(())
         })
         .await
@@ -351,7 +367,8 @@ impl AccountStore for Database {
     async fn token_owner(&self, token_hash: &[u8; 32]) -> Result<Option<TokenOwner>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT t.user_id, t.device_id, u.guest, u.locked, u.suspended FROM access_tokens t
+                "SELECT t.user_id, t.device_id, u.guest, u.locked, u.suspended, t.expires_ts,
+                 t.refreshed_from IS NOT NULL FROM access_tokens t
                  JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = ?1",
             )?
             .query_row([token_hash], |row| {
@@ -361,10 +378,94 @@ impl AccountStore for Database {
                     guest: row.get(2)?,
                     locked: row.get(3)?,
                     suspended: row.get(4)?,
+                    expires_ts: row.get(5)?,
+                    refreshed: row.get(6)?,
                 })
             })
             .optional()
         })
+    }
+
+    async fn refresh_session(
+        &self,
+        refresh_hash: &[u8; 32],
+        new: RefreshedTokens,
+    ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
+        let old = *refresh_hash;
+        self.write(move |conn| {
+            let found = conn
+                .query_row(
+                    "SELECT user_id, device_id, access_hash, replaced_by FROM refresh_tokens
+                     WHERE token_hash = ?1",
+                    [old],
+                    |row| {
+                        Ok((
+                            parse_id::<OwnedUserId>(row, 0)?,
+                            parse_id::<String>(row, 1)?,
+                            row.get::<_, [u8; 32]>(2)?,
+                            row.get::<_, Option<[u8; 32]>>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(sql)?;
+            let Some((user_id, device_id, access_hash, replaced_by)) = found else {
+                return Ok(None);
+            };
+            // A pair issued from this token before and never used (its answer was lost): gone.
+            if let Some(unused) = replaced_by {
+                conn.execute(
+                    "DELETE FROM access_tokens WHERE token_hash =
+                     (SELECT access_hash FROM refresh_tokens WHERE token_hash = ?1)",
+                    [unused],
+                )
+                .map_err(sql)?;
+                conn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?1", [unused])
+                    .map_err(sql)?;
+            }
+            conn.execute("DELETE FROM refresh_tokens WHERE replaced_by = ?1", [old])
+                .map_err(sql)?;
+            conn.execute("DELETE FROM access_tokens WHERE token_hash = ?1", [access_hash])
+                .map_err(sql)?;
+            conn.execute(
+                "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, expires_ts,
+                 refreshed_from) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![new.access_hash, user_id.as_str(), device_id, new.now, new.expires_ts, old],
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "INSERT INTO refresh_tokens (token_hash, user_id, device_id, access_hash,
+                 created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new.refresh_hash, user_id.as_str(), device_id, new.access_hash, new.now],
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "UPDATE refresh_tokens SET replaced_by = ?2 WHERE token_hash = ?1",
+                params![old, new.refresh_hash],
+            )
+            .map_err(sql)?;
+            Ok(Some((user_id, device_id.into())))
+        })
+        .await
+    }
+
+    async fn claim_refreshed_token(&self, token_hash: &[u8; 32]) -> Result<()> {
+        let token = *token_hash;
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM refresh_tokens WHERE token_hash =
+                 (SELECT refreshed_from FROM access_tokens WHERE token_hash = ?1)",
+                [token],
+            )
+            .map_err(sql)?;
+            conn.execute(
+                "UPDATE access_tokens SET refreshed_from = NULL WHERE token_hash = ?1",
+                [token],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>> {

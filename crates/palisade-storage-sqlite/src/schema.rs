@@ -390,6 +390,20 @@ const MIGRATIONS: &[&str] = &[
         SELECT stream_pos, key, json_extract(json, '$.' || key) FROM event_search_source
         WHERE key IS NOT NULL AND outlier = 0 AND redacted_by IS NULL
           AND json_type(json, '$.' || key) = 'text';",
+    // 25: refresh tokens. An access token issued with one expires; the refresh token makes
+    // the next pair, and the one it replaced stays usable until the new pair is used.
+    "ALTER TABLE access_tokens ADD COLUMN expires_ts INTEGER;
+    ALTER TABLE access_tokens ADD COLUMN refreshed_from BLOB;
+    CREATE TABLE refresh_tokens (
+        token_hash BLOB PRIMARY KEY NOT NULL,
+        user_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        access_hash BLOB NOT NULL,
+        replaced_by BLOB,
+        created_ts INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX refresh_tokens_by_device ON refresh_tokens(user_id, device_id);
+    CREATE INDEX refresh_tokens_by_successor ON refresh_tokens(replaced_by);",
 ];
 
 /// Brings the schema up to date in one transaction. Refuses a database newer than this binary.

@@ -76,6 +76,23 @@ pub struct NewDevice {
     /// Approve the device as `first` if the account has no other device and no cross-signing
     /// master key (checked in the same transaction as the insert).
     pub approve_if_first: bool,
+    /// When the access token expires (milliseconds since the epoch); never when `None`.
+    pub expires_ts: Option<u64>,
+    /// SHA-256 of a refresh token issued with the access token.
+    pub refresh_hash: Option<[u8; 32]>,
+}
+
+/// The tokens a refresh issues, hashed.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshedTokens {
+    /// SHA-256 of the new access token.
+    pub access_hash: [u8; 32],
+    /// SHA-256 of the new refresh token.
+    pub refresh_hash: [u8; 32],
+    /// When the new access token expires.
+    pub expires_ts: u64,
+    /// Now, milliseconds since the epoch.
+    pub now: u64,
 }
 
 /// The owner of an access token.
@@ -91,6 +108,11 @@ pub struct TokenOwner {
     pub locked: bool,
     /// Whether an administrator suspended the account (it may read but not write).
     pub suspended: bool,
+    /// When the token expires (milliseconds since the epoch); never when `None`.
+    pub expires_ts: Option<u64>,
+    /// Whether the token came from a refresh whose old refresh token is still usable (until
+    /// this token is first used).
+    pub refreshed: bool,
 }
 
 /// Users, devices and access tokens.
@@ -139,6 +161,16 @@ pub trait AccountStore: Send + Sync {
     async fn create_device(&self, device: NewDevice) -> Result<()>;
     /// Who owns the token with this hash.
     async fn token_owner(&self, token_hash: &[u8; 32]) -> Result<Option<TokenOwner>>;
+    /// Uses a refresh token: its access token and any pair issued from it before (unused)
+    /// go, the refresh token it replaced goes, and the new pair is stored; `None` for an
+    /// unknown refresh token. Returns the device's owner and id.
+    async fn refresh_session(
+        &self,
+        refresh_hash: &[u8; 32],
+        new: RefreshedTokens,
+    ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>>;
+    /// The first use of a refreshed access token: the refresh token it was made from goes.
+    async fn claim_refreshed_token(&self, token_hash: &[u8; 32]) -> Result<()>;
     /// The user's devices, ordered by id.
     async fn devices(&self, user_id: &UserId) -> Result<Vec<DeviceRow>>;
     /// One device.

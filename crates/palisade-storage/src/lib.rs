@@ -16,7 +16,7 @@ pub mod search;
 pub mod sync;
 pub mod user_data;
 
-pub use accounts::{AccountStore, DeviceRow, NewDevice, TokenOwner, UserRow};
+pub use accounts::{AccountStore, DeviceRow, NewDevice, RefreshedTokens, TokenOwner, UserRow};
 pub use audit::{AuditEntry, AuditStore};
 pub use e2ee::{
     BackupKeyRow, BackupVersionRow, ClaimedKey, E2eeStore, NewToDevice, OneTimeKeyUpload,

@@ -39,6 +39,7 @@ async fn register(
         device_id: body.device_id,
         device_display_name: body.initial_device_display_name,
         inhibit_login: body.inhibit_login,
+        refresh_token: body.refresh_token,
         auth: body.auth.map(uia_auth),
     };
     let registered = state.accounts.register(registration, &client).await?;
@@ -46,6 +47,10 @@ async fn register(
     if let Some(login) = registered.login {
         response.access_token = Some(login.access_token);
         response.device_id = Some(login.device_id);
+        if let Some(refresh) = login.refresh {
+            response.refresh_token = Some(refresh.refresh_token);
+            response.expires_in = Some(std::time::Duration::from_millis(refresh.expires_in_ms));
+        }
     }
     Ok(response)
 }

@@ -1,6 +1,8 @@
-//! Sessions: `/login`, `/logout`, `/logout/all`, `/account/whoami`.
+//! Sessions: `/login`, `/refresh`, `/logout`, `/logout/all`, `/account/whoami`.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#login>
+
+use std::time::Duration;
 
 use palisade_core::{Error, ErrorKind, Result};
 use palisade_service::RateLimitedAction;
@@ -12,7 +14,7 @@ use ruma::api::client::{
             v3::{LoginType, PasswordLoginType},
         },
         login::{self, v3::LoginInfo},
-        logout, logout_all,
+        logout, logout_all, refresh_token,
     },
     uiaa::UserIdentifier,
 };
@@ -25,6 +27,7 @@ use crate::{
 pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, login_types);
     let router = route(router, login);
+    let router = route(router, refresh);
     let router = route(router, logout);
     let router = route(router, logout_all);
     route(router, whoami)
@@ -65,13 +68,31 @@ async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result<log
             body.device_id,
             body.initial_device_display_name,
             &client,
+            body.refresh_token,
         )
         .await?;
     let mut response = login::v3::Response::new(login.user_id, login.access_token, login.device_id);
+    if let Some(refresh) = login.refresh {
+        response.refresh_token = Some(refresh.refresh_token);
+        response.expires_in = Some(Duration::from_millis(refresh.expires_in_ms));
+    }
     #[expect(deprecated, reason = "older clients read `home_server`")]
     {
         response.home_server = Some(state.config.server_name.clone());
     }
+    Ok(response)
+}
+
+/// `POST /_matrix/client/v3/refresh`: a new access token for a refresh token (no access
+/// token needed: the refresh token is the credential).
+async fn refresh(
+    state: AppState,
+    request: Ruma<refresh_token::v3::Request>,
+) -> Result<refresh_token::v3::Response> {
+    let refreshed = state.accounts.refresh(&request.body.refresh_token).await?;
+    let mut response = refresh_token::v3::Response::new(refreshed.access_token);
+    response.refresh_token = Some(refreshed.refresh.refresh_token);
+    response.expires_in_ms = Some(Duration::from_millis(refreshed.refresh.expires_in_ms));
     Ok(response)
 }
 

@@ -58,3 +58,28 @@ async fn two_users_chat() {
         .collect();
     assert_eq!(seen, expected);
 }
+
+/// matrix-sdk asked for a refresh token renews its expired access token by itself and goes on.
+#[tokio::test]
+async fn the_sdk_refreshes_an_expired_access_token() {
+    let server = TestServer::start_with(|c| c.refreshable_access_token_lifetime_secs = 1).await;
+    server.register_account("alice").await;
+    let client = matrix_sdk::Client::builder()
+        .homeserver_url(&server.base)
+        .handle_refresh_tokens()
+        .build()
+        .await
+        .unwrap();
+    client
+        .matrix_auth()
+        .login_username("alice", palisade_testkit::PASSWORD)
+        .request_refresh_token()
+        .send()
+        .await
+        .unwrap();
+    let first = client.access_token().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let me = client.whoami().await.expect("the call succeeds after a refresh");
+    assert_eq!(me.user_id.as_str(), "@alice:localhost");
+    assert_ne!(client.access_token().unwrap(), first, "a new access token was issued");
+}

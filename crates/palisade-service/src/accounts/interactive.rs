@@ -26,6 +26,8 @@ pub struct Registration {
     pub device_display_name: Option<String>,
     /// Create the account without signing in.
     pub inhibit_login: bool,
+    /// Sign in with a refresh token (the access token then expires).
+    pub refresh_token: bool,
     /// The client's UIA `auth`.
     pub auth: Option<UiaAuth>,
 }
@@ -79,7 +81,8 @@ impl AccountService {
         client: &ClientInfo,
     ) -> Result<Registered> {
         if registration.guest {
-            return self.register_guest(registration.device_display_name, client).await;
+            let Registration { device_display_name, refresh_token, .. } = registration;
+            return self.register_guest(device_display_name, client, refresh_token).await;
         }
         self.ensure_registration_open()?;
         let session = registration.auth.as_ref().and_then(UiaAuth::session).map(str::to_owned);
@@ -200,8 +203,10 @@ impl AccountService {
         if registration.inhibit_login {
             return Ok(None);
         }
-        let Registration { device_id, device_display_name, .. } = registration;
-        self.create_session(user_id, device_id, device_display_name, client).await.map(Some)
+        let Registration { device_id, device_display_name, refresh_token, .. } = registration;
+        self.create_session(user_id, device_id, device_display_name, client, refresh_token)
+            .await
+            .map(Some)
     }
 
     /// Registers a guest account (when the configuration allows guests) and signs it in.
@@ -209,13 +214,15 @@ impl AccountService {
         &self,
         device_display_name: Option<String>,
         client: &ClientInfo,
+        refresh: bool,
     ) -> Result<Registered> {
         if !self.config.allow_guest_access {
             return Err(Error::forbidden("Guest access is disabled"));
         }
         let user_id = self.generate_user_id().await?;
         self.insert_account(&user_id, None, false, true).await?;
-        let login = self.create_session(&user_id, None, device_display_name, client).await?;
+        let login =
+            self.create_session(&user_id, None, device_display_name, client, refresh).await?;
         Ok(Registered { user_id, login: Some(login) })
     }
 

@@ -18,7 +18,7 @@ use argon2::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use palisade_core::{Clock, Config, Error, ErrorKind, Result, config::TrustMode};
-use palisade_storage::{AccountStore, DeviceRow, NewDevice, UserRow};
+use palisade_storage::{AccountStore, DeviceRow, NewDevice, RefreshedTokens, UserRow};
 use rand::{Rng, RngCore, distributions::Uniform};
 use ruma::{
     DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedUserId, UInt, UserId,
@@ -108,6 +108,26 @@ pub struct Login {
     pub device_id: OwnedDeviceId,
     /// The new access token, returned to the client once and never stored.
     pub access_token: String,
+    /// The refresh token and when the access token expires, when the client asked for one.
+    pub refresh: Option<Refresh>,
+}
+
+/// A refresh token, and how long the access token issued with it lasts.
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    /// The refresh token, returned to the client once and never stored.
+    pub refresh_token: String,
+    /// Milliseconds until the access token expires.
+    pub expires_in_ms: u64,
+}
+
+/// What a refresh issues: a new access token and a new refresh token.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// The new access token.
+    pub access_token: String,
+    /// The new refresh token and the access token's lifetime.
+    pub refresh: Refresh,
 }
 
 /// Users, passwords, devices and access tokens.
@@ -440,21 +460,24 @@ impl AccountService {
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
         client: &ClientInfo,
+        refresh: bool,
     ) -> Result<Login> {
         let user_id = self
             .local_user_id(user)
             .map_err(|_| Error::forbidden("Invalid username or password"))?;
         self.check_password(&user_id, password).await?;
-        self.create_session(&user_id, device_id, display_name, client).await
+        self.create_session(&user_id, device_id, display_name, client, refresh).await
     }
 
-    /// Issues a new access token on a new (or replaced) device, and records the sign-in.
+    /// Issues a new access token on a new (or replaced) device, and records the sign-in;
+    /// with a refresh token (the access token then expires) when the client asked for one.
     pub async fn create_session(
         &self,
         user_id: &UserId,
         device_id: Option<OwnedDeviceId>,
         display_name: Option<String>,
         client: &ClientInfo,
+        refresh: bool,
     ) -> Result<Login> {
         let max = self.config.device_trust.max_devices_per_account as usize;
         if max > 0 {
@@ -469,6 +492,11 @@ impl AccountService {
         }
         let device_id = device_id.unwrap_or_else(new_device_id);
         let access_token = new_access_token();
+        let now = self.clock.now_millis();
+        let refresh = refresh.then(|| Refresh {
+            refresh_token: new_access_token(),
+            expires_in_ms: self.refreshable_lifetime_ms(),
+        });
         self.store
             .create_device(NewDevice {
                 user_id: user_id.to_owned(),
@@ -479,11 +507,39 @@ impl AccountService {
                 ip: client.ip.clone(),
                 user_agent: client.user_agent.clone(),
                 approve_if_first: self.trust.mode() != TrustMode::Off,
+                expires_ts: refresh.as_ref().map(|r| now + r.expires_in_ms),
+                refresh_hash: refresh.as_ref().map(|r| hash_token(&r.refresh_token)),
             })
             .await?;
         let detail = json!({ "ip": client.ip, "user_agent": client.user_agent, "display_name": display_name });
         self.trust.record("device_added", user_id, Some(&device_id), None, detail).await?;
-        Ok(Login { user_id: user_id.to_owned(), device_id, access_token })
+        Ok(Login { user_id: user_id.to_owned(), device_id, access_token, refresh })
+    }
+
+    fn refreshable_lifetime_ms(&self) -> u64 {
+        self.config.refreshable_access_token_lifetime_secs.saturating_mul(1000).max(1)
+    }
+
+    /// Uses a refresh token (`/refresh`): a new access token and refresh token for the same
+    /// device; the old access token ends, the old refresh token stays usable until the new
+    /// pair is used (spec). `M_UNKNOWN_TOKEN` for an unknown refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Refreshed> {
+        let (access_token, next) = (new_access_token(), new_access_token());
+        let now = self.clock.now_millis();
+        let expires_in_ms = self.refreshable_lifetime_ms();
+        let tokens = RefreshedTokens {
+            access_hash: hash_token(&access_token),
+            refresh_hash: hash_token(&next),
+            expires_ts: now + expires_in_ms,
+            now,
+        };
+        match self.store.refresh_session(&hash_token(refresh_token), tokens).await? {
+            Some(_) => Ok(Refreshed {
+                access_token,
+                refresh: Refresh { refresh_token: next, expires_in_ms },
+            }),
+            None => Err(Error::new(ErrorKind::UnknownToken, "Unknown refresh token")),
+        }
     }
 
     /// A new OpenID token for `user`, which a third party (an integration, a call service)
@@ -515,9 +571,16 @@ impl AccountService {
 
     /// The session an access token belongs to.
     pub async fn authenticate(&self, access_token: &str) -> Result<Session> {
-        let owner = self.store.token_owner(&hash_token(access_token)).await?;
+        let hash = hash_token(access_token);
+        let owner = self.store.token_owner(&hash).await?;
         let owner =
             owner.ok_or_else(|| Error::new(ErrorKind::UnknownToken, "Unknown access token"))?;
+        if owner.expires_ts.is_some_and(|expires| expires <= self.clock.now_millis()) {
+            return Err(Error::new(ErrorKind::ExpiredToken, "The access token has expired"));
+        }
+        if owner.refreshed {
+            self.store.claim_refreshed_token(&hash).await?;
+        }
         if owner.locked {
             return Err(Error::new(ErrorKind::UserLocked, "This account has been locked"));
         }

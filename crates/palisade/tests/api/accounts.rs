@@ -480,3 +480,85 @@ async fn administrators_lock_and_suspend_accounts() {
         assert!(kinds.contains(&kind), "{kind}: {kinds:?}");
     }
 }
+
+/// Signs `localpart` in asking for a refresh token; the whole answer.
+async fn login_refreshable(server: &TestServer, localpart: &str) -> serde_json::Value {
+    let body = json!({
+        "type": "m.login.password",
+        "identifier": { "type": "m.id.user", "user": localpart },
+        "password": PASSWORD,
+        "refresh_token": true,
+    });
+    let (status, login) = server.post("/_matrix/client/v3/login", None, body).await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    login
+}
+
+async fn refresh(server: &TestServer, token: &str) -> (StatusCode, serde_json::Value) {
+    server.post("/_matrix/client/v3/refresh", None, json!({ "refresh_token": token })).await
+}
+
+async fn whoami(server: &TestServer, token: &str) -> (StatusCode, serde_json::Value) {
+    server.get("/_matrix/client/v3/account/whoami", Some(token)).await
+}
+
+#[tokio::test]
+async fn refresh_tokens_renew_expiring_access_tokens() {
+    let server = TestServer::start_with(|c| c.refreshable_access_token_lifetime_secs = 1).await;
+    server.register_account("alice").await;
+    // Without asking, a token that never expires and no refresh token.
+    let (_, plain) = server
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({ "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "alice" }, "password": PASSWORD }),
+        )
+        .await;
+    assert!(
+        plain.get("refresh_token").is_none() && plain.get("expires_in_ms").is_none(),
+        "{plain}"
+    );
+
+    let login = login_refreshable(&server, "alice").await;
+    assert_eq!(login["expires_in_ms"], 1000, "{login}");
+    let (access, refresh_token) =
+        (login["access_token"].as_str().unwrap(), login["refresh_token"].as_str().unwrap());
+    assert_eq!(whoami(&server, access).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let expired = whoami(&server, access).await;
+    assert_error(&expired, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    assert_eq!(expired.1["soft_logout"], true, "the client keeps its data and refreshes");
+    let plain_token = plain["access_token"].as_str().unwrap();
+    assert_eq!(whoami(&server, plain_token).await.0, StatusCode::OK);
+
+    // A refresh whose answer was lost is asked again with the same token: the first answer's
+    // pair is dropped, the second works, and once it is used the old refresh token is spent.
+    let (status, lost) = refresh(&server, refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{lost}");
+    let (status, second) = refresh(&server, refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let lost_access = lost["access_token"].as_str().unwrap();
+    assert_error(&whoami(&server, lost_access).await, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    let new_access = second["access_token"].as_str().unwrap();
+    let (status, me) = whoami(&server, new_access).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["device_id"], login["device_id"], "the same device");
+    assert_error(
+        &refresh(&server, refresh_token).await,
+        StatusCode::UNAUTHORIZED,
+        "M_UNKNOWN_TOKEN",
+    );
+    let next = second["refresh_token"].as_str().unwrap();
+    let (status, third) = refresh(&server, next).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+
+    // Signing out ends the refresh tokens too; bad requests get Matrix errors.
+    let third_access = third["access_token"].as_str().unwrap();
+    let (status, _) = server.post("/_matrix/client/v3/logout", Some(third_access), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let spent = third["refresh_token"].as_str().unwrap();
+    assert_error(&refresh(&server, spent).await, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    assert_error(&refresh(&server, "nonsense").await, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    let missing = server.post("/_matrix/client/v3/refresh", None, json!({})).await;
+    assert_error(&missing, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+}

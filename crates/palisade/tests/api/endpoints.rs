@@ -85,6 +85,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "~/capabilities", Nothing),
     ("GET", "~/login", Nothing),
     ("POST", "~/login", Nothing),
+    ("POST", "~/refresh", Nothing),
     ("POST", "~/register", Nothing),
     ("GET", "~/register/available", Nothing),
     ("POST", "~/account/deactivate", Nothing),
