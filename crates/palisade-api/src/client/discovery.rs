@@ -44,8 +44,11 @@ async fn versions(
 ) -> Result<get_supported_versions::Response> {
     let versions = SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect();
     let mut response = get_supported_versions::Response::new(versions);
-    // Clients (Element X) look for this before using simplified sliding sync.
-    response.unstable_features.insert("org.matrix.simplified_msc3575".to_owned(), true);
+    // Clients look for these before using the features: simplified sliding sync (Element
+    // X), and the rooms shared with a user (Element Web's user info).
+    for feature in ["org.matrix.simplified_msc3575", "uk.half-shot.msc2666.query_mutual_rooms"] {
+        response.unstable_features.insert(feature.to_owned(), true);
+    }
     Ok(response)
 }
 

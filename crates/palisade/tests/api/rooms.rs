@@ -476,6 +476,8 @@ async fn mutual_rooms_lists_the_rooms_two_users_share() {
         "M_MISSING_PARAM",
     );
     assert_eq!(server.get(&path, None).await.0, StatusCode::UNAUTHORIZED);
+    let (_, versions) = server.get("/_matrix/client/versions", None).await;
+    assert_eq!(versions["unstable_features"]["uk.half-shot.msc2666.query_mutual_rooms"], true);
 }
 
 #[tokio::test]
