@@ -210,6 +210,11 @@ pub struct Config {
     /// `refreshable_access_token_lifetime`; clients that ask for refresh tokens renew it).
     #[serde(default = "default_refreshable_lifetime")]
     pub refreshable_access_token_lifetime_secs: u64,
+    /// Whether a signed-in device may issue a login token for a new one
+    /// (`/login/get_token`, signing in with a QR code): off by default, as in Synapse. The
+    /// new device is a new device like any other: device trust decides until it is approved.
+    #[serde(default)]
+    pub login_via_existing_session: bool,
     /// Directory holding the database and the signing key.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,

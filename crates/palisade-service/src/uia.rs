@@ -22,6 +22,8 @@ pub enum UiaPurpose {
     Deactivate,
     /// Replacing existing cross-signing keys.
     ReplaceCrossSigning,
+    /// Issuing a login token for a new device.
+    GetLoginToken,
 }
 
 /// The `auth` object a client sent, already parsed by the API layer.

@@ -1,17 +1,22 @@
-//! Sessions: `/login`, `/refresh`, `/logout`, `/logout/all`, `/account/whoami`.
+//! Sessions: `/login` (passwords and login tokens), `/login/get_token`, `/refresh`, `/logout`,
+//! `/logout/all`, `/account/whoami`.
 //!
 //! Spec: <https://spec.matrix.org/v1.19/client-server-api/#login>
 
 use std::time::Duration;
 
 use palisade_core::{Error, ErrorKind, Result};
-use palisade_service::RateLimitedAction;
+use palisade_service::{
+    RateLimitedAction,
+    accounts::{Credential, Login},
+};
 use ruma::api::client::{
     account::whoami,
     session::{
+        get_login_token,
         get_login_types::{
             self,
-            v3::{LoginType, PasswordLoginType},
+            v3::{LoginType, PasswordLoginType, TokenLoginType},
         },
         login::{self, v3::LoginInfo},
         logout, logout_all, refresh_token,
@@ -21,6 +26,7 @@ use ruma::api::client::{
 
 use crate::{
     AppState, Ruma,
+    json::uia_auth,
     routes::{Routes, route},
 };
 
@@ -28,17 +34,36 @@ pub(super) fn routes(router: Routes) -> Routes {
     let router = route(router, login_types);
     let router = route(router, login);
     let router = route(router, refresh);
+    let router = route(router, get_token);
     let router = route(router, logout);
     let router = route(router, logout_all);
     route(router, whoami)
 }
 
-/// `GET /_matrix/client/v3/login`
+/// `GET /_matrix/client/v3/login`: passwords, and login tokens when a signed-in device may
+/// issue them.
 async fn login_types(
-    _: AppState,
+    state: AppState,
     _: Ruma<get_login_types::v3::Request>,
 ) -> Result<get_login_types::v3::Response> {
-    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]))
+    let mut flows = vec![LoginType::Password(PasswordLoginType::new())];
+    if state.config.login_via_existing_session {
+        let mut token = TokenLoginType::new();
+        token.get_login_token = true;
+        flows.push(LoginType::Token(token));
+    }
+    Ok(get_login_types::v3::Response::new(flows))
+}
+
+/// `POST /_matrix/client/v1/login/get_token`: a login token for a new device.
+async fn get_token(
+    state: AppState,
+    request: Ruma<get_login_token::v1::Request>,
+) -> Result<get_login_token::v1::Response> {
+    let session = request.session()?;
+    let auth = request.body.auth.clone().map(uia_auth);
+    let (token, lifetime) = state.accounts.issue_login_token(session, auth).await?;
+    Ok(get_login_token::v1::Response::new(Duration::from_millis(lifetime), token))
 }
 
 /// `POST /_matrix/client/v3/login`
@@ -48,29 +73,42 @@ async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result<log
     }
     let client = request.client();
     let body = request.body;
-    let LoginInfo::Password(password) = body.login_info else {
-        return Err(Error::new(ErrorKind::UnknownLoginType, "Unknown login type"));
-    };
-    #[expect(deprecated, reason = "clients still send the pre-r0.4 `user` field")]
-    let user = match (password.identifier, password.user) {
-        (Some(UserIdentifier::Matrix(id)), _) => id.user,
-        (None, Some(user)) => user,
-        (Some(_), _) => {
-            return Err(Error::new(ErrorKind::UnknownLoginType, "Unsupported identifier type"));
+    let credential = match body.login_info {
+        LoginInfo::Password(password) => {
+            #[expect(deprecated, reason = "clients still send the pre-r0.4 `user` field")]
+            let user = match (password.identifier, password.user) {
+                (Some(UserIdentifier::Matrix(id)), _) => id.user,
+                (None, Some(user)) => user,
+                (Some(_), _) => {
+                    return Err(Error::new(
+                        ErrorKind::UnknownLoginType,
+                        "Unsupported identifier type",
+                    ));
+                }
+                (None, None) => {
+                    return Err(Error::new(ErrorKind::MissingParam, "Missing identifier"));
+                }
+            };
+            Credential::Password { user, password: password.password }
         }
-        (None, None) => return Err(Error::new(ErrorKind::MissingParam, "Missing identifier")),
+        LoginInfo::Token(token) => Credential::Token(token.token),
+        _ => return Err(Error::new(ErrorKind::UnknownLoginType, "Unknown login type")),
     };
     let login = state
         .accounts
-        .login_with_password(
-            &user,
-            &password.password,
+        .login(
+            credential,
             body.device_id,
             body.initial_device_display_name,
             &client,
             body.refresh_token,
         )
         .await?;
+    Ok(login_response(&state, login))
+}
+
+/// A sign-in as `/login` answers it.
+fn login_response(state: &AppState, login: Login) -> login::v3::Response {
     let mut response = login::v3::Response::new(login.user_id, login.access_token, login.device_id);
     if let Some(refresh) = login.refresh {
         response.refresh_token = Some(refresh.refresh_token);
@@ -80,7 +118,7 @@ async fn login(state: AppState, request: Ruma<login::v3::Request>) -> Result<log
     {
         response.home_server = Some(state.config.server_name.clone());
     }
-    Ok(response)
+    response
 }
 
 /// `POST /_matrix/client/v3/refresh`: a new access token for a refresh token (no access

@@ -6,7 +6,13 @@ use palisade_core::{Error, ErrorKind, Result, config::Registration as Registrati
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 
 use super::{AccountService, ClientInfo, Login, Session, check_password_strength, hash_password};
-use crate::uia::{RegistrationParams, UiaAuth, UiaPurpose};
+use crate::{
+    trust::Need,
+    uia::{RegistrationParams, UiaAuth, UiaPurpose},
+};
+
+/// How long a login token lasts (Synapse's default).
+const LOGIN_TOKEN_LIFETIME_MS: u64 = 5 * 60 * 1000;
 
 /// A registration request.
 #[derive(Debug, Clone, Default)]
@@ -224,6 +230,48 @@ impl AccountService {
         let login =
             self.create_session(&user_id, None, device_display_name, client, refresh).await?;
         Ok(Registered { user_id, login: Some(login) })
+    }
+
+    /// A single-use login token with which a new device signs in (`/login/get_token`, for
+    /// signing in with a QR code), after the user confirms with their password; with its
+    /// lifetime in milliseconds. Only when `login_via_existing_session` is on (else the
+    /// endpoint is unknown, as in Synapse), and recorded in the audit log.
+    pub async fn issue_login_token(
+        &self,
+        session: &Session,
+        auth: Option<UiaAuth>,
+    ) -> Result<(String, u64)> {
+        // Only a device the owner approved may let another in.
+        self.trust.require(session.into(), Need::Approval, "get_login_token").await?;
+        if !self.config.login_via_existing_session {
+            return Err(Error::new(ErrorKind::Unrecognized, "Unrecognized request"));
+        }
+        let user = session.user_id();
+        self.authenticate_interactively(UiaPurpose::GetLoginToken, Some(user), auth).await?;
+        let now = self.clock.now_millis();
+        let token = self.login_tokens.issue(user, now, now + LOGIN_TOKEN_LIFETIME_MS, 10);
+        let device = Some(session.device_id());
+        self.trust.record("login_token_issued", user, device, None, serde_json::json!({})).await?;
+        Ok((token, LOGIN_TOKEN_LIFETIME_MS))
+    }
+
+    /// Signs in with a login token (`m.login.token`), which is then spent.
+    pub(super) async fn login_with_token(
+        &self,
+        token: &str,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        client: &ClientInfo,
+        refresh: bool,
+    ) -> Result<Login> {
+        if !self.config.login_via_existing_session {
+            return Err(Error::new(ErrorKind::UnknownLoginType, "Unknown login type"));
+        }
+        let user = self
+            .login_tokens
+            .user(token, self.clock.now_millis(), true)
+            .ok_or_else(|| Error::forbidden("Invalid or expired login token"))?;
+        self.create_session(&user, device_id, display_name, client, refresh).await
     }
 
     /// Changes the session's user's password, optionally signing out every other device.

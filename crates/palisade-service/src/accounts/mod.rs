@@ -4,6 +4,7 @@
 //! no usable token, and lookups by hash reveal nothing a timing attacker could use.
 
 mod interactive;
+mod short_lived;
 
 pub use interactive::{Registered, Registration};
 
@@ -19,6 +20,8 @@ use argon2::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use palisade_core::{Clock, Config, Error, ErrorKind, Result, config::TrustMode};
 use palisade_storage::{AccountStore, DeviceRow, NewDevice, RefreshedTokens, UserRow};
+
+use self::short_lived::ShortLivedTokens;
 use rand::{Rng, RngCore, distributions::Uniform};
 use ruma::{
     DeviceId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedUserId, UInt, UserId,
@@ -99,6 +102,20 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
 }
 
+/// What a user signs in with.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A user id or localpart and its password.
+    Password {
+        /// The user, as typed.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// A login token a signed-in device issued.
+    Token(String),
+}
+
 /// A freshly issued login.
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -140,8 +157,10 @@ pub struct AccountService {
     outbound: OutboundSlot,
     /// Pending user-interactive authentication sessions.
     uia: UiaSessions,
-    /// OpenID tokens (by hash) with their user and expiry: short-lived, so kept in memory.
-    openid: std::sync::Mutex<std::collections::HashMap<[u8; 32], (OwnedUserId, u64)>>,
+    /// OpenID tokens: short-lived, so kept in memory.
+    openid: ShortLivedTokens,
+    /// Login tokens a signed-in device asked for, to sign a new device in (single use).
+    login_tokens: ShortLivedTokens,
     /// One registration completes at a time, so a retry racing its first attempt on the same
     /// UIA session finds the account that attempt made.
     completing_registration: tokio::sync::Mutex<()>,
@@ -243,6 +262,7 @@ impl AccountService {
             outbound,
             uia,
             openid: Default::default(),
+            login_tokens: Default::default(),
             completing_registration: tokio::sync::Mutex::new(()),
         }
     }
@@ -452,8 +472,29 @@ impl AccountService {
         }
     }
 
+    /// Signs in (`/login`) with a password or a login token: a new (or replaced) device and
+    /// its token.
+    pub async fn login(
+        &self,
+        credential: Credential,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        client: &ClientInfo,
+        refresh: bool,
+    ) -> Result<Login> {
+        match credential {
+            Credential::Password { user, password } => {
+                self.login_with_password(&user, &password, device_id, display_name, client, refresh)
+                    .await
+            }
+            Credential::Token(token) => {
+                self.login_with_token(&token, device_id, display_name, client, refresh).await
+            }
+        }
+    }
+
     /// Logs in with a password: checks it, then creates (or replaces) a device and its token.
-    pub async fn login_with_password(
+    async fn login_with_password(
         &self,
         user: &str,
         password: &str,
@@ -545,28 +586,16 @@ impl AccountService {
     /// A new OpenID token for `user`, which a third party (an integration, a call service)
     /// exchanges with this server over federation for the user's id.
     pub fn request_openid_token(&self, user: &UserId) -> String {
-        let token = new_access_token();
         let now = self.clock.now_millis();
-        let mut tokens = self.openid.lock().expect("openid tokens poisoned");
-        tokens.retain(|_, (_, expires)| *expires > now);
-        // A user holds a bounded number: the oldest goes.
-        let mut mine: Vec<([u8; 32], u64)> =
-            tokens.iter().filter(|(_, (u, _))| u == user).map(|(h, (_, e))| (*h, *e)).collect();
-        if mine.len() >= MAX_OPENID_TOKENS_PER_USER {
-            mine.sort_by_key(|(_, expires)| *expires);
-            tokens.remove(&mine[0].0);
-        }
-        tokens.insert(hash_token(&token), (user.to_owned(), now + OPENID_TOKEN_LIFETIME_MS));
-        token
+        let expires = now + OPENID_TOKEN_LIFETIME_MS;
+        self.openid.issue(user, now, expires, MAX_OPENID_TOKENS_PER_USER)
     }
 
     /// The user an unexpired OpenID token was issued to.
     pub fn openid_user(&self, token: &str) -> Result<OwnedUserId> {
-        let now = self.clock.now_millis();
-        match self.openid.lock().expect("openid tokens poisoned").get(&hash_token(token)) {
-            Some((user, expires)) if *expires > now => Ok(user.clone()),
-            _ => Err(Error::new(ErrorKind::UnknownToken, "Unknown or expired OpenID token")),
-        }
+        self.openid
+            .user(token, self.clock.now_millis(), false)
+            .ok_or_else(|| Error::new(ErrorKind::UnknownToken, "Unknown or expired OpenID token"))
     }
 
     /// The session an access token belongs to.

@@ -562,3 +562,60 @@ async fn refresh_tokens_renew_expiring_access_tokens() {
     let missing = server.post("/_matrix/client/v3/refresh", None, json!({})).await;
     assert_error(&missing, StatusCode::BAD_REQUEST, "M_BAD_JSON");
 }
+
+#[tokio::test]
+async fn a_signed_in_device_lets_a_new_one_in_with_a_login_token() {
+    let server = TestServer::start_with(|c| c.login_via_existing_session = true).await;
+    let alice = server.register("alice").await;
+    let (_, flows) = server.get("/_matrix/client/v3/login", None).await;
+    let token_flow =
+        flows["flows"].as_array().unwrap().iter().find(|f| f["type"] == "m.login.token");
+    assert_eq!(token_flow.unwrap()["get_login_token"], true, "{flows}");
+
+    // The user confirms with their password (user-interactive authentication).
+    let path = "/_matrix/client/v1/login/get_token";
+    let (status, challenge) = server.post(path, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    let auth = json!({ "auth": {
+        "type": "m.login.password", "session": challenge["session"],
+        "identifier": { "type": "m.id.user", "user": alice.user_id }, "password": PASSWORD,
+    } });
+    let (status, issued) = server.post(path, alice.token(), auth).await;
+    assert_eq!(status, StatusCode::OK, "{issued}");
+    assert_eq!(issued["expires_in_ms"], 300_000);
+    let token = issued["login_token"].as_str().unwrap();
+
+    let login =
+        json!({ "type": "m.login.token", "token": token, "initial_device_display_name": "phone" });
+    let (status, new_device) = server.post("/_matrix/client/v3/login", None, login.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{new_device}");
+    assert_eq!(new_device["user_id"], alice.user_id.as_str());
+    assert_ne!(new_device["device_id"], alice.device_id.as_str());
+    // Single use; a made-up token is refused.
+    assert_forbidden(&server.post("/_matrix/client/v3/login", None, login).await);
+    let forged = json!({ "type": "m.login.token", "token": "pal_forged" });
+    assert_forbidden(&server.post("/_matrix/client/v3/login", None, forged).await);
+    // The issue is in the audit log.
+    let admin = server.register_admin("admin").await;
+    let audit = format!("/_palisade/admin/v1/audit?user_id={}", urlencode(&alice.user_id));
+    let (_, entries) = server.get(&audit, admin.token()).await;
+    assert!(
+        entries["entries"].as_array().unwrap().iter().any(|e| e["kind"] == "login_token_issued"),
+        "{entries}"
+    );
+}
+
+#[tokio::test]
+async fn login_tokens_are_off_by_default() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let (_, flows) = server.get("/_matrix/client/v3/login", None).await;
+    assert_eq!(flows["flows"].as_array().unwrap().len(), 1, "{flows}");
+    let issued = server.post("/_matrix/client/v1/login/get_token", alice.token(), json!({})).await;
+    assert_error(&issued, StatusCode::NOT_FOUND, "M_UNRECOGNIZED");
+    let login = json!({ "type": "m.login.token", "token": "anything" });
+    assert_eq!(
+        server.post("/_matrix/client/v3/login", None, login).await.0,
+        StatusCode::BAD_REQUEST
+    );
+}

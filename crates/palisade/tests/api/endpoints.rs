@@ -86,6 +86,7 @@ const TABLE: &[(&str, &str, Needs)] = &[
     ("GET", "~/login", Nothing),
     ("POST", "~/login", Nothing),
     ("POST", "~/refresh", Nothing),
+    ("POST", "/_matrix/client/v1/login/get_token", Approval),
     ("POST", "~/register", Nothing),
     ("GET", "~/register/available", Nothing),
     ("POST", "~/account/deactivate", Nothing),
