@@ -162,6 +162,36 @@ impl AccountDataService {
         self.write(actor.user(), Some(room), TAGS, content).await
     }
 
+    /// Carries a user's own settings of an upgraded room over to its successor when they
+    /// join it, as Synapse does: the room's tags (favourites, low priority) unless the new
+    /// room has some, and its room-specific push rule (muted, mentions only).
+    pub(crate) async fn carry_over_room(
+        &self,
+        user: &UserId,
+        old: &RoomId,
+        new: &RoomId,
+    ) -> Result<()> {
+        if self.store.account_data(user, Some(new), TAGS).await?.is_none()
+            && let Some(tags) = self.store.account_data(user, Some(old), TAGS).await?
+        {
+            self.write(user, Some(new), TAGS, tags).await?;
+        }
+        let rules = self.push_rules(user).await?;
+        let Some(rule) = rules.room.iter().find(|rule| rule.rule_id == old).cloned() else {
+            return Ok(());
+        };
+        if rules.room.iter().any(|rule| rule.rule_id == new) {
+            return Ok(());
+        }
+        self.update_push_rules(user, |rules| {
+            let mut carried = rule;
+            carried.rule_id = new.to_owned();
+            rules.room.insert(carried);
+            Ok(())
+        })
+        .await
+    }
+
     /// Changes the user's push rules with `change`, stores them as `m.push_rules` account data
     /// (which `/sync` delivers to every client) and wakes the user's syncs.
     pub async fn update_push_rules(

@@ -150,9 +150,13 @@ impl Services {
         );
         let remote_rooms = Arc::new(RemoteRoomService::new(rooms.clone()));
         let directory = Arc::new(DirectoryService::new(rooms.clone()));
-        let membership = Arc::new(MembershipService::new(rooms.clone(), directory.clone()));
         let account_data =
             Arc::new(AccountDataService::new(stores.user_data, notifier.clone(), trust.clone()));
+        let membership = Arc::new(MembershipService::new(
+            rooms.clone(),
+            directory.clone(),
+            account_data.clone(),
+        ));
         let receipts = Arc::new(ReceiptService::new(
             stores.receipts,
             rooms.clone(),

@@ -20,6 +20,7 @@ use ruma::{
 use serde_json::json;
 
 use super::{DirectoryService, EventTemplate, Received, RoomService, rules_of};
+use crate::AccountDataService;
 use crate::trust::{Actor, Need};
 
 impl RoomService {
@@ -126,12 +127,18 @@ pub struct MembershipService {
     /// Also read by `createRoom` (`create.rs`).
     pub(super) rooms: Arc<RoomService>,
     directory: Arc<DirectoryService>,
+    /// Where the settings a user had in an upgraded room are carried over.
+    account_data: Arc<AccountDataService>,
 }
 
 impl MembershipService {
     /// The service over the rooms, resolving aliases with `directory`.
-    pub fn new(rooms: Arc<RoomService>, directory: Arc<DirectoryService>) -> Self {
-        Self { rooms, directory }
+    pub fn new(
+        rooms: Arc<RoomService>,
+        directory: Arc<DirectoryService>,
+        account_data: Arc<AccountDataService>,
+    ) -> Self {
+        Self { rooms, directory, account_data }
     }
 
     pub(super) async fn set_membership(
@@ -184,16 +191,34 @@ impl MembershipService {
         if actor.is_guest() {
             return self.join_as_guest(actor, &room_id, reason).await.map(|()| room_id);
         }
-        let Some(candidates) = resident else {
-            self.join(actor, &room_id, reason).await?;
-            return Ok(room_id);
-        };
-        let outbound = self.rooms.outbound.get()?;
-        self.through_any(&room_id, &candidates, "join", |server| {
-            outbound.join_through(actor, &room_id, server)
-        })
-        .await?;
+        match resident {
+            None => self.join(actor, &room_id, reason).await?,
+            Some(candidates) => {
+                let outbound = self.rooms.outbound.get()?;
+                self.through_any(&room_id, &candidates, "join", |server| {
+                    outbound.join_through(actor, &room_id, server)
+                })
+                .await?;
+            }
+        }
+        if let Err(error) = self.carry_over(actor.user(), &room_id).await {
+            tracing::info!(%room_id, %error, "settings of the room's predecessor not carried over");
+        }
         Ok(room_id)
+    }
+
+    /// When `room_id` replaced another (an upgrade), the user's tags and push rule of that
+    /// room carry over, as Synapse does when they join.
+    async fn carry_over(&self, user: &UserId, room_id: &RoomId) -> Result<()> {
+        let Some(create) = self.rooms.current_state_id(room_id, "m.room.create", "").await? else {
+            return Ok(());
+        };
+        let content = self.rooms.event_content(&create).await?;
+        let predecessor = content["predecessor"]["room_id"].as_str();
+        let Some(old) = predecessor.and_then(|id| <&RoomId>::try_from(id).ok()) else {
+            return Ok(());
+        };
+        self.account_data.carry_over_room(user, old, room_id).await
     }
 
     /// Knocks on a room by id or alias (asks its members to be let in): through this

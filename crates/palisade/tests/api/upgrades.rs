@@ -157,3 +157,31 @@ async fn bad_upgrades_get_matrix_errors_and_change_nothing() {
     assert_error(&server.get(&path, alice.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     assert_eq!(server.send_text(&alice, &room, "unchanged").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_members_tags_and_room_push_rule_follow_them_to_the_new_room() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let old =
+        server.create_room(&alice, json!({ "preset": "public_chat", "room_version": "10" })).await;
+    server.join(&bob, &old).await;
+    let bob_id = urlencode(&bob.user_id);
+    let tag = format!("/_matrix/client/v3/user/{bob_id}/rooms/{old}/tags/m.favourite");
+    assert_eq!(server.put(&tag, bob.token(), json!({ "order": 0.5 })).await.0, StatusCode::OK);
+    let rule = format!("/_matrix/client/v3/pushrules/global/room/{}", urlencode(&old));
+    let (status, body) = server.put(&rule, bob.token(), json!({ "actions": [] })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = upgrade(&server, &alice, &old, json!({ "new_version": "11" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let new = body["replacement_room"].as_str().unwrap().to_owned();
+    server.join(&bob, &new).await;
+
+    let tags = format!("/_matrix/client/v3/user/{bob_id}/rooms/{new}/tags");
+    let (_, tags) = server.get(&tags, bob.token()).await;
+    assert_eq!(tags["tags"]["m.favourite"]["order"], 0.5, "{tags}");
+    let rule = format!("/_matrix/client/v3/pushrules/global/room/{}", urlencode(&new));
+    let (status, carried) = server.get(&rule, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{carried}");
+    assert_eq!(carried["actions"], json!([]));
+}
