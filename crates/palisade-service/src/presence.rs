@@ -10,7 +10,7 @@ use std::{
     collections::{HashMap, HashSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -22,6 +22,8 @@ use crate::{AccountService, RoomService, outbound::OutboundSlot, trust::Actor};
 
 /// How long after their last sync a user who went online by syncing goes offline.
 const SYNC_ONLINE_TIMEOUT_MS: u64 = 30_000;
+/// How long presence changes are gathered before the rooms they concern are woken.
+const ANNOUNCE_DELAY_MS: u64 = 500;
 /// How recently a user must have been active to count as currently active.
 const CURRENTLY_ACTIVE_MS: u64 = 60_000;
 
@@ -85,6 +87,10 @@ pub struct PresenceService {
     users: Mutex<HashMap<OwnedUserId, Entry>>,
     /// Users whose going offline is being watched for.
     watched: Mutex<HashSet<OwnedUserId>>,
+    /// Users whose change is yet to be announced.
+    pending: Mutex<HashSet<OwnedUserId>>,
+    /// Whether an announcing round is on its way.
+    announcing: AtomicBool,
     position: AtomicU64,
 }
 
@@ -122,6 +128,8 @@ impl PresenceService {
             outbound,
             users: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
+            pending: Mutex::new(HashSet::new()),
+            announcing: AtomicBool::new(false),
             position,
         }
     }
@@ -144,7 +152,7 @@ impl PresenceService {
     /// A local user sets their presence: recorded, and told to the servers sharing a room
     /// with them.
     pub async fn set_own(
-        &self,
+        self: &Arc<Self>,
         actor: Actor<'_>,
         state: &str,
         status_msg: Option<String>,
@@ -159,7 +167,7 @@ impl PresenceService {
 
     /// Records what `user` says about themselves (or their server says for them), and wakes
     /// the syncs of the users sharing a room with them.
-    pub async fn set(&self, user: &UserId, state: &str, status_msg: Option<String>) {
+    pub async fn set(self: &Arc<Self>, user: &UserId, state: &str, status_msg: Option<String>) {
         let now = self.clock.now_millis();
         let position = self.advance();
         let presence = Presence { state: state.to_owned(), status_msg, last_active: now, position };
@@ -174,7 +182,7 @@ impl PresenceService {
             entry.presence = presence;
             entry.by_sync = false;
         }
-        self.announce(user).await;
+        self.announce(user);
     }
 
     /// A local user starts a sync: online unless the sync says `offline` (then nothing
@@ -217,7 +225,7 @@ impl PresenceService {
             }
         };
         if changed {
-            self.announce(user).await;
+            self.announce(user);
         }
         self.watch(user);
         Syncing { service: Arc::clone(self), user: user.to_owned() }
@@ -255,7 +263,7 @@ impl PresenceService {
                     Some(went_offline) => {
                         this.watched.lock().expect("presence poisoned").remove(&user);
                         if went_offline {
-                            this.announce(&user).await;
+                            this.announce(&user);
                         }
                         return;
                     }
@@ -264,20 +272,40 @@ impl PresenceService {
         });
     }
 
-    /// Wakes the syncs of everyone sharing a room with `user` (and the user's own).
-    async fn announce(&self, user: &UserId) {
-        let rooms = match self.joined_rooms(user).await {
-            Ok(rooms) => rooms,
-            Err(error) => {
-                tracing::warn!(%error, "presence change not announced");
-                return;
-            }
-        };
-        for room_id in rooms {
-            if let Err(error) = self.rooms.notify_room(&room_id).await {
-                tracing::warn!(%error, "presence change not announced");
-            }
+    /// Wakes, soon, the syncs of everyone sharing a room with `user` (and the user's own).
+    /// Changes are gathered for half a second and each room is woken once for all of them:
+    /// a morning's sign-ins in a large room wake its members a few times, not once per
+    /// member.
+    fn announce(self: &Arc<Self>, user: &UserId) {
+        self.pending.lock().expect("presence poisoned").insert(user.to_owned());
+        if self.announcing.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(ANNOUNCE_DELAY_MS)).await;
+                let users = std::mem::take(&mut *this.pending.lock().expect("presence poisoned"));
+                let mut rooms = HashSet::new();
+                for user in &users {
+                    match this.joined_rooms(user).await {
+                        Ok(joined) => rooms.extend(joined),
+                        Err(error) => tracing::warn!(%error, "presence change not announced"),
+                    }
+                }
+                for room_id in rooms {
+                    if let Err(error) = this.rooms.notify_room(&room_id).await {
+                        tracing::warn!(%error, "presence change not announced");
+                    }
+                }
+                this.announcing.store(false, Ordering::Release);
+                // A change that came while the rooms were woken is announced in another round.
+                let more = !this.pending.lock().expect("presence poisoned").is_empty();
+                if !more || this.announcing.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        });
     }
 
     async fn joined_rooms(&self, user: &UserId) -> Result<HashSet<OwnedRoomId>> {
