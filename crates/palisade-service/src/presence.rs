@@ -24,8 +24,15 @@ use crate::{AccountService, RoomService, outbound::OutboundSlot, trust::Actor};
 const SYNC_ONLINE_TIMEOUT_MS: u64 = 30_000;
 /// How long presence changes are gathered before the rooms they concern are woken.
 const ANNOUNCE_DELAY_MS: u64 = 500;
+/// How long a user's joined rooms are remembered for presence.
+const JOINED_CACHE_MS: u64 = 10_000;
+/// Most users whose joined rooms are remembered.
+const MAX_JOINED_CACHED: usize = 100_000;
 /// How recently a user must have been active to count as currently active.
 const CURRENTLY_ACTIVE_MS: u64 = 60_000;
+
+/// The rooms a user is joined to, shared.
+type JoinedRooms = Arc<HashSet<OwnedRoomId>>;
 
 /// A user's presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +94,8 @@ pub struct PresenceService {
     users: Mutex<HashMap<OwnedUserId, Entry>>,
     /// Users whose going offline is being watched for.
     watched: Mutex<HashSet<OwnedUserId>>,
+    /// Users' joined rooms, with when they were read (see [`Self::joined_rooms`]).
+    joined_cache: Mutex<HashMap<OwnedUserId, (u64, JoinedRooms)>>,
     /// Users whose change is yet to be announced.
     pending: Mutex<HashSet<OwnedUserId>>,
     /// Whether an announcing round is on its way.
@@ -129,6 +138,7 @@ impl PresenceService {
             users: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashSet::new()),
             pending: Mutex::new(HashSet::new()),
+            joined_cache: Mutex::new(HashMap::new()),
             announcing: AtomicBool::new(false),
             position,
         }
@@ -289,7 +299,7 @@ impl PresenceService {
                 let mut rooms = HashSet::new();
                 for user in &users {
                     match this.joined_rooms(user).await {
-                        Ok(joined) => rooms.extend(joined),
+                        Ok(joined) => rooms.extend(joined.iter().cloned()),
                         Err(error) => tracing::warn!(%error, "presence change not announced"),
                     }
                 }
@@ -308,9 +318,26 @@ impl PresenceService {
         });
     }
 
-    async fn joined_rooms(&self, user: &UserId) -> Result<HashSet<OwnedRoomId>> {
+    /// The rooms `user` is joined to, remembered for a few seconds: every sync pass after a
+    /// change asks who shares a room with whom, and a membership a few seconds old is good
+    /// enough for presence.
+    async fn joined_rooms(&self, user: &UserId) -> Result<JoinedRooms> {
+        let now = self.clock.now_millis();
+        if let Some((at, rooms)) = self.joined_cache.lock().expect("presence poisoned").get(user)
+            && now.saturating_sub(*at) < JOINED_CACHE_MS
+        {
+            return Ok(Arc::clone(rooms));
+        }
         let memberships = self.rooms.memberships_of(user).await?;
-        Ok(memberships.into_iter().filter(|m| m.membership == "join").map(|m| m.room_id).collect())
+        let rooms: JoinedRooms = Arc::new(
+            memberships.into_iter().filter(|m| m.membership == "join").map(|m| m.room_id).collect(),
+        );
+        let mut cache = self.joined_cache.lock().expect("presence poisoned");
+        if cache.len() >= MAX_JOINED_CACHED {
+            cache.retain(|_, (at, _)| now.saturating_sub(*at) < JOINED_CACHE_MS);
+        }
+        cache.insert(user.to_owned(), (now, Arc::clone(&rooms)));
+        Ok(rooms)
     }
 
     /// The presence of `user` and of the users sharing a joined room with them that changed

@@ -689,7 +689,7 @@ impl RoomStore for Database {
         let before = i64::try_from(before).unwrap_or(i64::MAX);
         self.read(|conn| {
             conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM event_relations JOIN events ON event_id = relating_id
+                "SELECT {EVENT_COLUMNS} FROM event_relations CROSS JOIN events ON event_id = relating_id
                  WHERE relates_to = ?1 AND room_id = ?2 AND outlier = 0 AND redacted_by IS NULL
                    AND (?3 IS NULL OR rel_type = ?3) AND (?4 IS NULL OR type = ?4)
                    AND stream_pos > ?5 AND stream_pos < ?6
@@ -727,7 +727,9 @@ impl RoomStore for Database {
         let ids: Vec<&str> = targets.iter().map(|id| id.as_str()).collect();
         let (user, room, up_to) =
             (user.as_str(), room_id.as_str(), i64::try_from(up_to).unwrap_or(i64::MAX));
-        // Only relations from the same room, not redacted, that the user may read.
+        // Only relations from the same room, not redacted, that the user may read. `CROSS JOIN`
+        // keeps the relations (found by target) outermost: SQLite would otherwise walk the
+        // room's events by position, every event of a long room for each page served.
         let visible = "outlier = 0 AND room_id = ?2 AND stream_pos <= ?3 AND redacted_by IS NULL";
         self.read(|conn| {
             let mut params: Vec<&dyn rusqlite::ToSql> = vec![&user, &room, &up_to];
@@ -737,7 +739,7 @@ impl RoomStore for Database {
             let threads = conn
                 .prepare_cached(&format!(
                     "SELECT relates_to, count(*), relating_id, max(stream_pos), sum(sender = ?1)
-                     FROM event_relations JOIN events ON event_id = relating_id
+                     FROM event_relations CROSS JOIN events ON event_id = relating_id
                      WHERE rel_type = 'm.thread' AND {visible} AND relates_to IN ({list})
                      GROUP BY relates_to"
                 ))?
@@ -750,7 +752,7 @@ impl RoomStore for Database {
             let edits = conn
                 .prepare_cached(&format!(
                     "SELECT relates_to, relating_id, max(stream_pos)
-                     FROM event_relations JOIN events ON event_id = relating_id
+                     FROM event_relations CROSS JOIN events ON event_id = relating_id
                      WHERE rel_type = 'm.replace' AND {visible} AND relates_to IN ({list})
                        AND EXISTS (SELECT 1 FROM events AS original
                                    WHERE original.event_id = relates_to
@@ -763,7 +765,7 @@ impl RoomStore for Database {
             let references = conn
                 .prepare_cached(&format!(
                     "SELECT relates_to, relating_id
-                     FROM event_relations JOIN events ON event_id = relating_id
+                     FROM event_relations CROSS JOIN events ON event_id = relating_id
                      WHERE rel_type = 'm.reference' AND {visible} AND relates_to IN ({list})
                      ORDER BY stream_pos"
                 ))?
@@ -782,7 +784,7 @@ impl RoomStore for Database {
     ) -> Result<bool> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM event_relations JOIN events ON event_id = relating_id
+                "SELECT EXISTS (SELECT 1 FROM event_relations CROSS JOIN events ON event_id = relating_id
                  WHERE relates_to = ?1 AND rel_type = 'm.annotation' AND sender = ?2 AND type = ?3
                    AND redacted_by IS NULL AND outlier = 0
                    AND json_extract(json, '$.content.\"m.relates_to\".key') = ?4)",
