@@ -25,7 +25,8 @@ pub(crate) fn fts5_query(terms: &SearchTerms) -> Option<String> {
     (!clauses.is_empty()).then(|| clauses.join(" OR "))
 }
 
-/// What a query and its count share: the match, the rooms, the keys and, searching by
+/// What a query and its count share (the index is the outer loop, `CROSS JOIN`: the
+/// matches are few beside the events of the rooms searched): the match, the rooms, the keys and, searching by
 /// recency, where the previous page stopped.
 const CONDITIONS: &str = "event_search MATCH ?1
     AND events.room_id IN (SELECT value FROM json_each(?2))
@@ -56,7 +57,7 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result
     let columns = EVENT_COLUMNS.split(", ").map(|c| format!("events.{c}")).collect::<Vec<_>>();
     let sql = format!(
         "SELECT {}, -bm25(event_search) AS score, events.origin_server_ts
-         FROM event_search JOIN events ON events.stream_pos = event_search.rowid
+         FROM event_search CROSS JOIN events ON events.stream_pos = event_search.rowid
          WHERE {CONDITIONS} ORDER BY {order} LIMIT ?6 OFFSET ?7",
         columns.join(", "),
     );
@@ -78,7 +79,7 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> rusqlite::Result
 pub(crate) fn count(conn: &Connection, query: &SearchQuery) -> rusqlite::Result<u64> {
     let Some(matching) = fts5_query(&query.terms) else { return Ok(0) };
     let sql = format!(
-        "SELECT count(*) FROM event_search JOIN events ON events.stream_pos = event_search.rowid
+        "SELECT count(*) FROM event_search CROSS JOIN events ON events.stream_pos = event_search.rowid
          WHERE {CONDITIONS}"
     );
     // Every page: no cursor.
