@@ -255,6 +255,9 @@ pub struct Config {
     /// (`/.well-known/matrix/support`).
     #[serde(default)]
     pub support: Support,
+    /// Presence (online, away, offline).
+    #[serde(default)]
+    pub presence: PresenceConfig,
     /// TURN servers that relay voice and video calls (`/voip/turnServer`).
     #[serde(default)]
     pub turn: Turn,
@@ -289,6 +292,22 @@ impl Default for Turn {
             ttl_secs: 24 * 60 * 60,
             allow_guests: true,
         }
+    }
+}
+
+/// Presence: on by default, as in Synapse. A large deployment may turn it off: every sign-in
+/// and sign-out then no longer wakes everyone sharing a room with the user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Whether presence is kept, sent in `/sync` and exchanged with other servers; when off,
+    /// every user reads as offline.
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 

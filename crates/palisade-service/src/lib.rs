@@ -194,6 +194,7 @@ impl Services {
             clock.clone(),
         ));
         let presence = Arc::new(PresenceService::new(
+            config.presence.enabled,
             accounts.clone(),
             rooms.clone(),
             clock.clone(),

@@ -87,6 +87,8 @@ struct Entry {
 
 /// In-memory presence.
 pub struct PresenceService {
+    /// Whether presence is on (`[presence] enabled`).
+    enabled: bool,
     accounts: Arc<AccountService>,
     rooms: Arc<RoomService>,
     clock: Arc<dyn Clock>,
@@ -124,6 +126,7 @@ impl Drop for Syncing {
 impl PresenceService {
     /// An empty service.
     pub fn new(
+        enabled: bool,
         accounts: Arc<AccountService>,
         rooms: Arc<RoomService>,
         clock: Arc<dyn Clock>,
@@ -131,6 +134,7 @@ impl PresenceService {
     ) -> Self {
         let position = AtomicU64::new(clock.now_millis());
         Self {
+            enabled,
             accounts,
             rooms,
             clock,
@@ -169,7 +173,7 @@ impl PresenceService {
     ) -> Result<()> {
         let user = actor.user();
         self.set(user, state, status_msg.clone()).await;
-        if let Some(port) = self.outbound.connected() {
+        if let Some(port) = self.outbound.connected().filter(|_| self.enabled) {
             port.send_presence(user, state, status_msg.as_deref()).await?;
         }
         Ok(())
@@ -178,6 +182,9 @@ impl PresenceService {
     /// Records what `user` says about themselves (or their server says for them), and wakes
     /// the syncs of the users sharing a room with them.
     pub async fn set(self: &Arc<Self>, user: &UserId, state: &str, status_msg: Option<String>) {
+        if !self.enabled {
+            return;
+        }
         let now = self.clock.now_millis();
         let position = self.advance();
         let presence = Presence { state: state.to_owned(), status_msg, last_active: now, position };
@@ -201,6 +208,7 @@ impl PresenceService {
     pub async fn syncing(self: &Arc<Self>, user: &UserId, set_presence: Option<&str>) -> Syncing {
         let now = self.clock.now_millis();
         let wanted = match set_presence {
+            _ if !self.enabled => None,
             Some("offline") => None,
             Some("unavailable") => Some("unavailable"),
             _ => Some("online"),
@@ -237,7 +245,9 @@ impl PresenceService {
         if changed {
             self.announce(user);
         }
-        self.watch(user);
+        if self.enabled {
+            self.watch(user);
+        }
         Syncing { service: Arc::clone(self), user: user.to_owned() }
     }
 

@@ -274,3 +274,17 @@ async fn presence_reaches_those_sharing_a_room_through_sync() {
     let old = since.rsplit_once('_').unwrap().0;
     server.sync(&alice, &format!("since={old}")).await;
 }
+
+#[tokio::test]
+async fn presence_turned_off_says_nothing() {
+    let server = TestServer::start_with(|c| c.presence.enabled = false).await;
+    let (alice, bob) = (server.register("alice").await, server.register("bob").await);
+    let room = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
+    server.join(&bob, &room).await;
+    server.sync(&bob, "").await;
+    let path = format!("/_matrix/client/v3/presence/{}/status", bob.user_id);
+    let body = json!({ "presence": "online", "status_msg": "here" });
+    assert_eq!(server.put(&path, bob.token(), body).await.0, StatusCode::OK);
+    assert!(presence_of(&server.sync(&alice, "").await).is_empty());
+    assert_eq!(server.get(&path, alice.token()).await.1["presence"], "offline");
+}
