@@ -99,7 +99,10 @@ impl DirectoryService {
         self.rooms.trust.require(actor, Need::RoomAccess, "hierarchy").await?;
         let user = actor.user();
         let served = served_before(&query)?;
-        let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, DEFAULT_LIMIT);
+        if query.limit == Some(0) {
+            return Err(Error::invalid_param("limit must be a positive integer"));
+        }
+        let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(DEFAULT_LIMIT);
         let forbidden = || Error::forbidden(format!("You cannot see the space {root}"));
         let own = &self.rooms.config.server_name;
         let root_local = self.rooms.room_version(root).await?.is_some()

@@ -125,7 +125,7 @@ async fn knocks_are_shown_then_approved_denied_or_withdrawn() {
 
 #[tokio::test]
 async fn knocks_the_room_does_not_take_are_refused() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.allow_guest_access = true).await;
     let (alice, bob) = (server.register("alice").await, server.register("bob").await);
     let public = server.create_room(&alice, json!({ "preset": "public_chat" })).await;
     assert_error(&knock(&server, &bob, &public, "").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
@@ -157,14 +157,13 @@ async fn knocks_the_room_does_not_take_are_refused() {
     );
     let (status, guest) =
         server.post("/_matrix/client/v3/register?kind=guest", None, json!({})).await;
-    if status == StatusCode::OK {
-        let token = guest["access_token"].as_str();
-        assert_error(
-            &server.post(&path, token, json!({})).await,
-            StatusCode::FORBIDDEN,
-            "M_GUEST_ACCESS_FORBIDDEN",
-        );
-    }
+    assert_eq!(status, StatusCode::OK, "{guest}");
+    let token = guest["access_token"].as_str();
+    assert_error(
+        &server.post(&path, token, json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_GUEST_ACCESS_FORBIDDEN",
+    );
     // Nothing of it changed the room: bob is no member.
     let members = format!("/_matrix/client/v3/rooms/{room}/joined_members");
     let joined = server.get(&members, alice.token()).await.1;
